@@ -1,0 +1,113 @@
+"""The command-line entry point: a thin click layer.
+
+Commands live in ``chrootcheck.commands.<name>`` and are imported only when called, so that
+``chrootcheck --version`` and ``--help`` stay fast (no rich, no cffi at start-up).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any
+
+import click
+
+from chrootcheck import __version__
+from chrootcheck.errors import ToolError
+from chrootcheck.exitcodes import ExitCode
+
+# name -> (module, one-line help shown by `chrootcheck --help` without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "scan": ("chrootcheck.commands.scan", "Inspect jails as a chrooted process sees them, then probe them."),
+    "info": ("chrootcheck.commands.info", "Show what a libcrypto does for entropy, and what this host offers."),
+    "fix": ("chrootcheck.commands.fix", "Create the missing entropy devices in a jail, safely."),
+    "demo": ("chrootcheck.commands.demo", "Build a throw-away jail, scan it, fix it, scan it again."),
+    "decode": ("chrootcheck.commands.decode", "Find and explain the OpenSSL errors in log lines."),
+    "discover": ("chrootcheck.commands.discover", "List the chroot jails that this host's daemons use."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, (module, _) in COMMANDS.items() if _available(module)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None or not _available(entry[0]):
+            return None
+        module = importlib.import_module(entry[0])
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(n, COMMANDS[n][1]) for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+EPILOG = """\b
+Exit codes: 0 no finding at or above --fail-on, 1 findings at or above it,
+2 chrootcheck could not do its job (see README.md, "Exit codes").
+"""
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(__version__, "-V", "--version", prog_name="chrootcheck")
+def cli() -> None:
+    """Find, explain and fix the entropy failures OpenSSL suffers inside chroot jails."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and map every way out to a documented exit code."""
+    debug = bool(os.environ.get("CHROOTCHECK_DEBUG"))
+    try:
+        rv: Any = cli.main(args=argv, prog_name="chrootcheck", standalone_mode=False)
+    except ToolError as e:
+        _error(e.message, e.hint)
+        sys.exit(ExitCode.TOOL_ERROR)
+    except click.exceptions.Abort:
+        click.echo("chrootcheck: aborted", err=True)
+        sys.exit(ExitCode.TOOL_ERROR)
+    except click.ClickException as e:
+        # Usage errors and every other click error are tool errors: exit 2, never 1.
+        e.show()
+        sys.exit(ExitCode.TOOL_ERROR)
+    except BrokenPipeError:
+        # `chrootcheck scan ... | head`: not our failure, but the output is incomplete.
+        _silence_stdout()
+        sys.exit(ExitCode.TOOL_ERROR)
+    except KeyboardInterrupt:
+        click.echo("chrootcheck: interrupted", err=True)
+        sys.exit(ExitCode.TOOL_ERROR)
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, exit 2
+        if debug:
+            raise
+        _error(f"internal error: {type(e).__name__}: {e}", "set CHROOTCHECK_DEBUG=1 for a traceback")
+        sys.exit(ExitCode.TOOL_ERROR)
+    # standalone_mode=False returns the command's return value; commands return an exit code.
+    code = rv if isinstance(rv, int) else ExitCode.OK
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(ExitCode.TOOL_ERROR)
+    sys.exit(int(code))
+
+
+def _error(message: str, hint: str | None) -> None:
+    line = f"chrootcheck: error: {message}"
+    if hint:
+        line += f" ({hint})"
+    click.echo(line.replace("\n", " "), err=True)
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,165 @@
+"""The report model: plain frozen data that every command produces and every format renders.
+
+Layering: nothing here imports from the rest of the package. The inspector, the probe, the
+fixer and the log decoder fill these types; ``chrootcheck.formats`` turns them into text,
+JSON, SARIF and the other CI formats.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+# Bumped MAJOR on a breaking change of the JSON shape, MINOR when fields are added.
+SCHEMA_VERSION = "1.0"
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+    def __ge__(self, other: object) -> bool:  # type: ignore[override]
+        if not isinstance(other, Severity):
+            return NotImplemented
+        return self.rank >= other.rank
+
+    def __gt__(self, other: object) -> bool:  # type: ignore[override]
+        if not isinstance(other, Severity):
+            return NotImplemented
+        return self.rank > other.rank
+
+    def __le__(self, other: object) -> bool:  # type: ignore[override]
+        if not isinstance(other, Severity):
+            return NotImplemented
+        return self.rank <= other.rank
+
+    def __lt__(self, other: object) -> bool:  # type: ignore[override]
+        if not isinstance(other, Severity):
+            return NotImplemented
+        return self.rank < other.rank
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2, Severity.CRITICAL: 3}
+
+
+def frozen_map(values: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only mapping, so that a frozen dataclass stays hashable in spirit and safe to share."""
+    return MappingProxyType(dict(values or {}))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong (or worth knowing) about a jail.
+
+    ``path`` is the path as the chrooted process sees it (``/dev/urandom``), never the host path.
+    ``details`` carries machine-readable facts (device numbers, mode, the symlink chain ...).
+    """
+
+    check: str
+    severity: Severity
+    path: str
+    message: str
+    remediation: str
+    details: Mapping[str, Any] = field(default_factory=frozen_map)
+
+
+class NoticeKind(enum.StrEnum):
+    SKIPPED = "skipped"  # a part of the job did not run (no privileges, --no-probe, ...)
+    ERROR = "error"  # the tool could not do a part of its job: this makes the exit code 2
+    NOTE = "note"  # context worth showing, never a finding
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message about the run itself, not about the jail (SARIF: a tool notification)."""
+
+    kind: NoticeKind
+    topic: str  # "probe", "walk", "jail", ...
+    message: str
+
+
+@dataclass(frozen=True)
+class LibcryptoCopy:
+    """A libcrypto found inside the jail (never loaded by the scan: its version is read as text)."""
+
+    path: str  # inside the jail
+    version: str | None  # "OpenSSL 1.1.1r  11 Oct 2022", or None if no version string was found
+    size: int
+
+
+@dataclass(frozen=True)
+class WalkStats:
+    entries: int = 0
+    directories: int = 0
+    unreadable: int = 0
+    mounts_skipped: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class JailReport:
+    """Everything one scan learned about one jail."""
+
+    jail: str  # the host path as given on the command line (absolute)
+    findings: list[Finding] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    libcrypto: list[LibcryptoCopy] = field(default_factory=list)
+    walk: WalkStats = field(default_factory=WalkStats)
+    # Filled by the probe (chrootcheck.probe); None when the probe did not run.
+    probe: Any = None
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
+
+    def at_or_above(self, threshold: Severity) -> list[Finding]:
+        return [f for f in self.findings if f.severity >= threshold]
+
+    @property
+    def tool_error(self) -> bool:
+        return any(n.kind is NoticeKind.ERROR for n in self.notices)
+
+
+@dataclass
+class Report:
+    """The result of one ``chrootcheck scan``: one JailReport per jail, in command-line order."""
+
+    jails: list[JailReport]
+    fail_on: Severity = Severity.ERROR
+    tool_version: str = ""
+
+    def counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in Severity}
+        for jail in self.jails:
+            for f in jail.findings:
+                counts[f.severity.value] += 1
+        return counts
+
+    def failing(self) -> list[tuple[JailReport, Finding]]:
+        return [(j, f) for j in self.jails for f in j.at_or_above(self.fail_on)]
+
+    @property
+    def tool_error(self) -> bool:
+        return any(j.tool_error for j in self.jails)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "jails": len(self.jails),
+            "findings": self.counts(),
+            "fail_on": self.fail_on.value,
+            "failing": len(self.failing()),
+            "tool_errors": sum(1 for j in self.jails if j.tool_error),
+        }
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Worst first, then by path and check id: a stable order for every format."""
+    return sorted(findings, key=lambda f: (-f.severity.rank, f.path, f.check))
