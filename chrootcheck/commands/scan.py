@@ -6,7 +6,6 @@ import os
 
 import click
 
-from chrootcheck import __version__
 from chrootcheck.commands.options import (
     parse_outputs,
     parse_user_option,
@@ -28,6 +27,8 @@ from chrootcheck.model import Report, Severity
               help="Check that this user (the service's) can open the devices.")
 @click.option("--cross-mounts", is_flag=True,
               help="Walk into file systems mounted inside the jail too.")
+@click.option("--sarif-anchor", metavar="FILE",
+              help="A regular file that SARIF results point at (devices never are).")
 def command(
     jails: tuple[str, ...],
     formats: tuple[str, ...],
@@ -35,25 +36,24 @@ def command(
     fail_on: str,
     user_spec: str | None,
     cross_mounts: bool,
+    sarif_anchor: str | None,
 ) -> int:
     """Inspect each JAIL as a process chrooted into it would see it.
 
     Reports a missing or fake /dev/urandom and /dev/random, nodev mounts, permissions,
     EGD sockets, and the other nodes and libcrypto copies in the jail.
     """
-    from chrootcheck.inspector import ScanOptions, inspect_jail
+    from chrootcheck.inspector import ScanOptions
     from chrootcheck.progress import walk_progress
+    from chrootcheck.scanner import ScanRequest, scan
 
     outputs = parse_outputs(formats, output)
     user = parse_user_option(user_spec)
-    reports = []
-    for jail in jails:
-        path = os.path.abspath(jail)
-        with walk_progress(f"scanning {path}") as progress:
-            reports.append(inspect_jail(path, ScanOptions(user=user, cross_mounts=cross_mounts,
-                                                          progress=progress)))
-    report = Report(jails=reports, fail_on=Severity(fail_on.lower()), tool_version=__version__)
-    write_outputs(report, outputs, RenderOptions())
+    request = ScanRequest(inspect=ScanOptions(user=user, cross_mounts=cross_mounts),
+                          fail_on=Severity(fail_on.lower()))
+    report = scan(jails, request, progress=walk_progress)
+    write_outputs(report, outputs, RenderOptions(
+        sarif_anchor=sarif_anchor, step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None))
     _echo_errors(report)
     return for_report(report)
 
