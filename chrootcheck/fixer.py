@@ -83,7 +83,7 @@ class Step:
     new_path: str | None = None  # rename-aside: where it goes, inside the jail
     # The identity (st_dev, st_ino) of what the step acts on when it already exists: apply
     # checks it again, so an object swapped in after planning is not touched.
-    expect: tuple[int, int] | None = None
+    expect: tuple[int, int, int] | None = None
     needs: tuple[str, ...] = ()  # capabilities the step needs (for "needs root" messages)
 
     @property
@@ -248,7 +248,7 @@ def _plan_dev(root_fd: int, options: FixOptions, stamp: str,
     what = _describe(st)
     if options.replace:
         steps.append(Step(Action.RENAME_ASIDE, "/dev", f"/dev is {what}, not a folder",
-                          new_path=_aside(root_fd, "dev", stamp), expect=_ident(st)))
+                          new_path="/" + _aside(root_fd, "dev", stamp), expect=_ident(st)))
         steps.append(Step(Action.MKDIR, "/dev", "/dev is missing once the old one is aside",
                           mode=DEV_MODE))
         return "create", None
@@ -372,7 +372,7 @@ def apply_fix(plan: FixPlan) -> FixResult:
     dev_fd: int | None = None
     broken: set[str] = set()  # in-jail paths whose earlier step failed
     try:
-        if _ident(os.fstat(root_fd)) != plan.jail_identity:
+        if _ident(os.fstat(root_fd))[:2] != plan.jail_identity:
             raise ToolError(f"jail {plan.jail!r} changed since the plan was made")
         for i, step in enumerate(plan.steps):
             blocked = step.path in broken or (step.path != "/dev" and "/dev" in broken)
@@ -387,7 +387,11 @@ def apply_fix(plan: FixPlan) -> FixResult:
                     message = _apply_dev_step(root_fd, step)
                 else:
                     if dev_fd is None:
-                        dev_fd = _open_dev(root_fd)
+                        try:
+                            dev_fd = _open_dev(root_fd)
+                        except OSError:
+                            broken.add("/dev")  # every later node step is skipped
+                            raise
                     message = _apply_node_step(dev_fd, step)
                 outcomes.append(Outcome(i, Status.DONE, message))
             except (OSError, _StepError) as e:
@@ -482,7 +486,7 @@ def _rename_aside(dir_fd: int, name: str, step: Step) -> str:
         raise _StepError(f"{step.path} changed since the plan was made; not touched")
     renameat2_noreplace(dir_fd, name, dir_fd, new)
     moved = os.stat(new, dir_fd=dir_fd, follow_symlinks=False)
-    if _ident(moved) != _ident(st):
+    if _ident(moved)[:2] != _ident(st)[:2]:  # rename itself updates the ctime
         raise _StepError(f"{step.new_path} is not what was moved there")
     return f"moved {step.path} aside to {step.new_path} (content kept)"
 
@@ -542,8 +546,10 @@ def _umask(mask: int) -> Iterator[None]:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _ident(st: os.stat_result) -> tuple[int, int]:
-    return (st.st_dev, st.st_ino)
+def _ident(st: os.stat_result) -> tuple[int, int, int]:
+    # Inode numbers are reused at once on most file systems; the ctime (set by the kernel on
+    # every creation, never settable from user space) tells a new object from the planned one.
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
 
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:

@@ -107,3 +107,31 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     yield mount
     for where in reversed(mounted):
         subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+
+
+# --- fixtures added for `chrootcheck fix` and `demo` (tests/test_fix.py, tests/test_demo.py) ---
+
+
+def mounts_below(top: Path) -> list[str]:
+    """Mount points strictly below ``top`` (host paths), deepest first."""
+    prefix = os.path.realpath(top).rstrip("/") + "/"
+    points: list[str] = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point.startswith(prefix):
+                points.append(point)
+    return sorted(set(points), key=lambda p: -p.count("/"))
+
+
+@pytest.fixture
+def unmount_all(tmp_path: Path) -> Iterator[Callable[[], list[str]]]:
+    """Whatever a test (or the fixer's --bind) mounted under tmp_path is unmounted after it.
+    The fixture value lists those mounts, so a test can assert on them too."""
+    yield lambda: mounts_below(tmp_path)
+    for _ in range(3):  # stacked mounts need one pass per layer
+        points = mounts_below(tmp_path)
+        if not points:
+            break
+        for point in points:
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)

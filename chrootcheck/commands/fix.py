@@ -24,9 +24,9 @@ def _parse_mode(value: str) -> int:
 
 @click.command("fix")
 @click.argument("jail", metavar="JAIL")
-@click.option("--mknod", "method", flag_value="mknod",
+@click.option("--mknod", is_flag=True,
               help="Create the device nodes with mknod (needs CAP_MKNOD, not on nodev).")
-@click.option("--bind", "method", flag_value="bind",
+@click.option("--bind", is_flag=True,
               help="Bind-mount the host's nodes onto empty placeholder files instead.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--only", type=click.Choice(["urandom", "random"]),
@@ -38,7 +38,7 @@ def _parse_mode(value: str) -> int:
 @click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
 @severity_option
-def command(jail: str, method: str | None, dry_run: bool, only: str | None,
+def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
             mode_text: str | None, replace: bool, fmt: str, fail_on: str) -> int:
     """Create the missing /dev/urandom and /dev/random in JAIL, safely.
 
@@ -61,10 +61,11 @@ def command(jail: str, method: str | None, dry_run: bool, only: str | None,
     from chrootcheck.model import Severity
     from chrootcheck.scanner import ScanRequest, scan
 
-    if method is None:
-        raise click.UsageError("choose how to fix: --mknod (create device nodes) or --bind "
+    if mknod == bind:
+        raise click.UsageError("choose one way to fix: --mknod (create device nodes) or --bind "
                                "(bind-mount the host's nodes)")
-    if mode_text is not None and method == "bind":
+    method = "mknod" if mknod else "bind"
+    if mode_text is not None and bind:
         raise click.BadParameter("--mode applies to --mknod only (a bind mount shows the "
                                  "host node's mode)", param_hint="--mode")
     options = FixOptions(method=Method(method), only=(only,) if only else ("urandom", "random"),

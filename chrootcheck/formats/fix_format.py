@@ -148,7 +148,8 @@ def render_text(run: FixRun, stream: TextIO, options: RenderOptions) -> None:
             console.print(Text(printable(line)))
         for name, content in plan.persistence.units:
             console.print(Text(f"# /etc/systemd/system/{printable(name)}", "dim"))
-            console.print(Text(printable(content.rstrip("\n"))))
+            for line in content.rstrip("\n").split("\n"):
+                console.print(Text(printable(line)))
     for note in run.notes:
         console.print(Text(printable(note), "dim"))
     if run.scan is not None:
