@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -271,8 +272,12 @@ def test_bind_reuses_placeholder_after_reboot(cli: CLI, jail: Path,
     subprocess.run(["umount", str(jail / "dev" / "urandom")], check=True)  # "a reboot"
     assert (jail / "dev" / "urandom").stat().st_size == 0
     r = check(cli("fix", str(jail), "--bind", "--only", "urandom", "--format", "json"), 1)
-    steps = json.loads(r.stdout)["plan"]["steps"]
-    assert [s["action"] for s in steps] == ["bind"]
+    plan = json.loads(r.stdout)["plan"]
+    assert [s["action"] for s in plan["steps"]] == ["bind"]
+    assert plan["persistence"]["fstab"] == [f"/dev/urandom {jail}/dev/urandom none bind 0 0"]
+    [unit] = plan["persistence"]["systemd_units"]
+    assert unit["name"].endswith("-dev-urandom.mount") and "/" not in unit["name"]
+    assert f"Where={jail}/dev/urandom" in unit["lines"] and "Options=bind" in unit["lines"]
     assert unmount_all() == [f"{jail}/dev/urandom"]
 
 
@@ -526,3 +531,20 @@ def test_apply_refuses_a_refused_plan(jail: Path, host: Path) -> None:
     assert plan.refusal is not None
     with pytest.raises(ToolError):
         apply_fix(plan)
+
+
+@pytest.mark.parametrize(("path", "unit"), [
+    ("/srv/jail/dev/urandom", "srv-jail-dev-urandom"),
+    ("/var/lib/haproxy/dev/random", "var-lib-haproxy-dev-random"),
+    ("/srv/my jail/.hidden/dev-x", "srv-my\\x20jail-.hidden-dev\\x2dx"),
+    ("/.srv/x", "\\x2esrv-x"),
+])
+def test_systemd_unit_names(path: str, unit: str) -> None:
+    # The same names as `systemd-escape --path` gives (a unit for Where= must have it).
+    from chrootcheck.fixer import systemd_escape_path
+
+    assert systemd_escape_path(path) == unit
+    if shutil.which("systemd-escape"):
+        real = subprocess.run(["systemd-escape", "--path", path], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        assert real == unit

@@ -43,7 +43,9 @@ def plan_data(plan: FixPlan) -> dict[str, Any]:
         "refusal": to_data(plan.refusal),
         "persistence": None if plan.persistence is None else {
             "fstab": [printable(x) for x in plan.persistence.fstab],
-            "systemd_units": [{"name": printable(n), "content": printable(c)}
+            # Lines, not one string: printable() escapes newlines, and lines read better.
+            "systemd_units": [{"name": printable(n), "path": f"/etc/systemd/system/{printable(n)}",
+                               "lines": [printable(x) for x in c.rstrip("\n").split("\n")]}
                               for n, c in plan.persistence.units],
         },
         "changes": plan.changes,
