@@ -15,6 +15,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -548,3 +549,102 @@ def test_systemd_unit_names(path: str, unit: str) -> None:
         real = subprocess.run(["systemd-escape", "--path", path], capture_output=True,
                               text=True, check=True).stdout.strip()
         assert real == unit
+
+
+# ---------------------------------------------------------------------------- property test
+
+SHAPES = ["absent", "correct", "content", "empty", "fifo", "link-passwd", "link-host", "folder",
+          "null", "mode0600"]
+DEV_SHAPES = ["missing", "folder", "file", "link-host", "link-relative"]
+
+
+def _shape(kind: str, p: Path, numbers: tuple[int, int], host: Path) -> None:
+    if kind == "absent":
+        return
+    if kind == "correct":
+        make_node(p, *numbers)
+    elif kind == "content":
+        p.write_bytes(b"fixed 'entropy' " + p.name.encode())
+    elif kind == "link-passwd":
+        p.symlink_to("../../etc/passwd")
+    elif kind == "link-host":
+        p.symlink_to(host / "secret")
+    elif kind == "mode0600":
+        make_node(p, *numbers, mode=0o600)
+    else:
+        _make({"empty": "empty", "fifo": "fifo", "folder": "folder", "null": "null"}[kind], p,
+              host)
+
+
+def _by_inode(top: Path) -> dict[tuple[int, int], tuple[Any, ...]]:
+    """Every object below ``top`` by identity, with what must survive: type and content."""
+    return {(v[6], v[0]): (v[0], v[4], v[7]) for v in snapshot(top).values()}
+
+
+@pytest.mark.root
+def test_property_odd_jails() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None)
+    @given(dev=st.sampled_from(DEV_SHAPES), urandom=st.sampled_from(SHAPES),
+           random=st.sampled_from(SHAPES), replace=st.booleans())
+    def prop(dev: str, urandom: str, random: str, replace: bool) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            top = Path(d)
+            (top / "etc").mkdir()
+            (top / "etc" / "passwd").write_bytes(PASSWD)
+            host = top / "host"
+            (host / "dev").mkdir(parents=True)
+            (host / "secret").write_bytes(SECRET)
+            jail = top / "jail"
+            jail.mkdir()
+            if dev == "folder":
+                (jail / "dev").mkdir()
+                _shape(urandom, jail / "dev" / "urandom", (1, 9), host)
+                _shape(random, jail / "dev" / "random", (1, 8), host)
+            elif dev == "file":
+                (jail / "dev").write_bytes(b"dev as a file")
+            elif dev == "link-host":
+                (jail / "dev").symlink_to(host / "dev")
+            elif dev == "link-relative":
+                (jail / "dev").symlink_to("../host/dev")
+            ids_before = {n: (os.lstat(jail / "dev" / n).st_dev, os.lstat(jail / "dev" / n).st_ino)
+                          for n in ("urandom", "random") if dev == "folder"
+                          and os.path.lexists(jail / "dev" / n)}
+            host_before = host_side(top, jail)
+            jail_before = _by_inode(jail)
+            everything_before = snapshot(top)
+
+            plan = plan_fix(str(jail), FixOptions(Method.MKNOD, replace=replace))
+            if plan.refusal is not None:
+                assert dev.startswith("link")
+                with pytest.raises(ToolError):
+                    apply_fix(plan)
+                assert snapshot(top) == everything_before
+                return
+            assert not dev.startswith("link")
+            result = apply_fix(plan)
+            assert not result.failed, result.outcomes
+            assert host_side(top, jail) == host_before
+            # No content lost: every object of the jail is still there, same type and content.
+            jail_after = _by_inode(jail)
+            for ident, what in jail_before.items():
+                assert jail_after.get(ident) == what, (ident, what)
+            shapes = {"urandom": urandom, "random": random}
+            for name, numbers in (("urandom", (1, 9)), ("random", (1, 8))):
+                p = jail / "dev" / name
+                shape = shapes[name] if dev == "folder" else "absent"
+                if dev == "file" and not replace:
+                    assert (jail / "dev").read_bytes() == b"dev as a file"
+                elif replace or shape in ("absent", "correct"):
+                    assert_node(p, numbers)
+                elif shape == "mode0600":
+                    assert_node(p, numbers, mode=0o600)  # left alone
+                else:  # wrong and left alone: the very same object is still at its path
+                    st_now = os.lstat(p)
+                    assert (st_now.st_dev, st_now.st_ino) == ids_before[name]
+            again = plan_fix(str(jail), FixOptions(Method.MKNOD, replace=replace))
+            assert not again.changes  # idempotent
+
+    prop()
