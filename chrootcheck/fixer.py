@@ -185,6 +185,10 @@ def plan_fix(jail: str, options: FixOptions) -> FixPlan:
         raise ToolError(str(e)) from None
     try:
         return _plan(root_fd, host, options)
+    except OSError as e:
+        # An unreadable /dev (not root, odd permissions): a one-line error, not a traceback.
+        raise ToolError(f"cannot inspect {host!r} to plan the fix: {e.strerror or e}",
+                        "run as root") from None
     finally:
         os.close(root_fd)
 
@@ -396,7 +400,7 @@ def apply_fix(plan: FixPlan) -> FixResult:
                 outcomes.append(Outcome(i, Status.DONE, message))
             except (OSError, _StepError) as e:
                 broken.add(step.path)
-                outcomes.append(Outcome(i, Status.FAILED, _failure_text(e)))
+                outcomes.append(Outcome(i, Status.FAILED, _failure_text(e, step)))
     finally:
         if dev_fd is not None:
             os.close(dev_fd)
@@ -413,10 +417,14 @@ def _unchanged_text(step: Step) -> str:
             Action.REFUSE: "refused"}.get(step.action, "unchanged")
 
 
-def _failure_text(e: Exception) -> str:
+def _failure_text(e: Exception, step: Step) -> str:
     if isinstance(e, OSError):
         name = errno.errorcode.get(e.errno or 0, "error")
-        return f"{name}: {e.strerror or e}"
+        text = f"{name}: {e.strerror or e}"
+        if step.action is Action.MKNOD and e.errno == errno.EPERM:
+            # CAP_MKNOD inside a user namespace or a device cgroup still forbids device nodes.
+            text += " (mknod is not allowed here; use --bind)"
+        return text
     return str(e)
 
 

@@ -16,7 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -320,7 +320,6 @@ def test_no_cap_mknod_suggests_bind(tmp_path: Path, jail: Path,
 def test_without_privileges_refused(cli: CLI, jail: Path) -> None:
     if os.geteuid() == 0:
         # Root with every capability dropped: what a container or PrivateDevices= gives.
-        # (A real uid change cannot import click from root's private Python here.)
         r = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable,
                             "-m", "chrootcheck", "fix", str(jail), "--mknod"],
                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
@@ -331,6 +330,68 @@ def test_without_privileges_refused(cli: CLI, jail: Path) -> None:
     line = one_error_line(check(result, 2))
     assert ("not running as root" in line or "no CAP_MKNOD" in line) and "--bind" in line
     assert not (jail / "dev").exists()
+
+
+@pytest.fixture
+def as_nobody() -> Iterator[tuple[Path, Callable[..., Result]]]:
+    """A world-readable folder and a runner for the CLI as uid 65534 (root only). Root's
+    Python lives in /root (mode 0700), so the packages the CLI needs are copied next to it."""
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"):
+        pytest.skip("needs root, setpriv and a system python3 to become another user")
+    base = Path(tempfile.mkdtemp(prefix="chrootcheck-nobody-"))
+    base.chmod(0o755)
+    site = base / "site"
+    site.mkdir()
+    for name in ("click", "rich", "markdown_it", "mdurl", "pygments", "chrootcheck"):
+        mod = __import__(name)
+        src = Path(mod.__file__ or "").parent
+        shutil.copytree(src, site / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
+
+    def run(*args: str) -> Result:
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "/usr/bin/env", f"PYTHONPATH={site}", "NO_COLOR=1",
+                            "/usr/bin/python3", "-m", "chrootcheck", *args],
+                           capture_output=True, text=True, check=False, cwd="/")
+        return Result(r.returncode, r.stdout, r.stderr)
+
+    try:
+        yield base, run
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.root
+def test_not_root(as_nobody: tuple[Path, Callable[..., Result]]) -> None:
+    base, run = as_nobody
+    jail = base / "jail"
+    jail.mkdir()
+    os.chown(jail, 65534, 65534)  # the user's own jail: readable, but no mknod, no mount
+    r = check(run("fix", str(jail), "--mknod"), 2)
+    line = one_error_line(r)
+    assert "not running as root" in line and "--bind" in line
+    r = check(run("fix", str(jail), "--bind"), 2)
+    assert "not running as root" in one_error_line(r)
+    assert not (jail / "dev").exists()
+    # A dry run still shows the plan, and its refusal.
+    r = check(run("fix", str(jail), "--mknod", "--dry-run", "--format", "json"), 2)
+    data = json.loads(r.stdout)
+    assert data["plan"]["steps"][0]["action"] == "mkdir"
+    assert "not running as root" in data["plan"]["refusal"]["message"]
+    # demo: the steps that need root are named, the scan is still shown.
+    r = check(run("demo"), 0)
+    assert "needs root (CAP_MKNOD)" in r.stdout and "CC110" in r.stdout
+
+
+@pytest.mark.root
+def test_unreadable_dev_is_one_line(as_nobody: tuple[Path, Callable[..., Result]]) -> None:
+    base, run = as_nobody
+    jail = base / "jail"
+    (jail / "dev").mkdir(parents=True)
+    (jail / "dev").chmod(0o700)  # root's, unreadable by nobody
+    r = check(run("fix", str(jail), "--mknod"), 2)
+    assert "Traceback" not in r.stderr
+    one_error_line(r)
 
 
 # ---------------------------------------------------------------------------- round trip

@@ -83,10 +83,10 @@ def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
     render(run, sys.stdout, RenderOptions())
     if plan.refusal is not None:
         _error(plan.refusal.message, plan.refusal.hint)
-    if run.result is not None:
-        for o in run.result.outcomes:
-            if o.status.value == "failed":
-                _error(f"{plan.steps[o.step].path}: {o.message}", None)
+    if run.result is not None and run.result.failed:
+        failed = [f"{plan.steps[o.step].action.value} {plan.steps[o.step].path}: {o.message}"
+                  for o in run.result.outcomes if o.status.value == "failed"]
+        _error(f"{len(failed)} step(s) failed: " + "; ".join(failed), None)
     return exit_code(run)
 
 
