@@ -375,6 +375,7 @@ def apply_fix(plan: FixPlan) -> FixResult:
     outcomes: list[Outcome] = []
     dev_fd: int | None = None
     broken: set[str] = set()  # in-jail paths whose earlier step failed
+    placeholders: dict[str, tuple[int, int, int]] = {}  # made by this run, by in-jail path
     try:
         if _ident(os.fstat(root_fd))[:2] != plan.jail_identity:
             raise ToolError(f"jail {plan.jail!r} changed since the plan was made")
@@ -397,10 +398,17 @@ def apply_fix(plan: FixPlan) -> FixResult:
                             broken.add("/dev")  # every later node step is skipped
                             raise
                     message = _apply_node_step(dev_fd, step)
+                    if step.action is Action.PLACEHOLDER:
+                        placeholders[step.path] = _ident(
+                            os.stat(step.path.rsplit("/", 1)[1], dir_fd=dev_fd,
+                                    follow_symlinks=False))
                 outcomes.append(Outcome(i, Status.DONE, message))
             except (OSError, _StepError) as e:
                 broken.add(step.path)
-                outcomes.append(Outcome(i, Status.FAILED, _failure_text(e, step)))
+                text = _failure_text(e, step)
+                if step.action is Action.BIND and step.path in placeholders and dev_fd is not None:
+                    text += _undo_placeholder(dev_fd, step.path, placeholders[step.path])
+                outcomes.append(Outcome(i, Status.FAILED, text))
     finally:
         if dev_fd is not None:
             os.close(dev_fd)
@@ -417,6 +425,20 @@ def _unchanged_text(step: Step) -> str:
             Action.REFUSE: "refused"}.get(step.action, "unchanged")
 
 
+def _undo_placeholder(dev_fd: int, path: str, made: tuple[int, int, int]) -> str:
+    # An empty placeholder with nothing mounted on it reads 0 bytes: worse than no file.
+    # It is this run's own empty file (same identity), so removing it loses nothing.
+    name = path.rsplit("/", 1)[1]
+    try:
+        st = os.stat(name, dir_fd=dev_fd, follow_symlinks=False)
+        if _ident(st) == made and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            os.unlink(name, dir_fd=dev_fd)
+            return "; the empty placeholder made for it was removed again"
+    except OSError:
+        pass
+    return "; the empty placeholder made for it is still there"
+
+
 def _failure_text(e: Exception, step: Step) -> str:
     if isinstance(e, OSError):
         name = errno.errorcode.get(e.errno or 0, "error")
@@ -424,6 +446,8 @@ def _failure_text(e: Exception, step: Step) -> str:
         if step.action is Action.MKNOD and e.errno == errno.EPERM:
             # CAP_MKNOD inside a user namespace or a device cgroup still forbids device nodes.
             text += " (mknod is not allowed here; use --bind)"
+        if step.action is Action.BIND and e.errno == errno.EPERM:
+            text += " (mounting is not allowed here: a container or a user namespace?)"
         return text
     return str(e)
 

@@ -709,3 +709,57 @@ def test_property_odd_jails() -> None:
             assert not again.changes  # idempotent
 
     prop()
+
+
+# ---------------------------------------------------------------------------- user namespaces
+
+
+def _in_userns(*args: str) -> Result:
+    """The CLI as root of a new user namespace: every capability in CapEff, yet the kernel
+    refuses device nodes and (without its own mount namespace) mounts."""
+    r = subprocess.run(["unshare", "-Ur", sys.executable, "-m", "chrootcheck", *args],
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent),
+                            "NO_COLOR": "1", "COLUMNS": "160"},
+                       capture_output=True, text=True, check=False)
+    return Result(r.returncode, r.stdout, r.stderr)
+
+
+@pytest.mark.root
+def test_user_namespace_mknod_and_bind_fail_cleanly(tmp_path: Path, jail: Path,
+                                                     host: Path) -> None:
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare(1)")
+    (jail / "dev").mkdir()
+    before = snapshot(tmp_path)
+    r = check(_in_userns("fix", str(jail), "--mknod"), 2)
+    line = one_error_line(r)
+    assert "EPERM" in line and "use --bind" in line
+    assert snapshot(tmp_path) == before
+    r = check(_in_userns("fix", str(jail), "--bind"), 2)
+    line = one_error_line(r)
+    assert "mounting is not allowed" in line and "removed again" in line
+    # The placeholders it made were taken back: the jail is as it was, not worse (only
+    # dev/'s mtime tells that something was made and removed in it).
+    after = snapshot(tmp_path)
+    assert after.keys() == before.keys()
+    assert {k: v for k, v in after.items() if k != "jail/dev"} == {
+        k: v for k, v in before.items() if k != "jail/dev"}
+
+
+@pytest.mark.root
+def test_bind_covers_correct_nodes_on_nodev(cli: CLI, jail: Path, tmpfs: Callable[..., Path],
+                                            unmount_all: Callable[[], list[str]]) -> None:
+    tmpfs(jail, "nodev")
+    good_jail(jail)  # right numbers, but nodev makes them unusable
+    r = check(cli("scan", str(jail)), 1)
+    assert "CC140" in r.stdout
+    line = one_error_line(check(cli("fix", str(jail), "--mknod", "--replace"), 2))
+    assert "nodev" in line
+    r = check(cli("fix", str(jail), "--bind", "--format", "json"), 0)
+    steps = json.loads(r.stdout)["plan"]["steps"]
+    assert [s["action"] for s in steps] == ["bind", "bind"]
+    assert all(s["expect"] for s in steps)  # the existing nodes, checked again before mounting
+    assert len(unmount_all()) == 3
+    subprocess.run(["umount", str(jail / "dev" / "urandom"), str(jail / "dev" / "random")],
+                   check=True)
+    assert_node(jail / "dev" / "urandom", (1, 9))  # the node underneath is untouched
