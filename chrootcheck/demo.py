@@ -65,7 +65,11 @@ def choose_plan(jail: str, options: DemoOptions) -> FixPlan:
 
 def run_demo(options: DemoOptions, emit: Emit) -> ExitCode:
     run = DemoRun()
-    base = tempfile.mkdtemp(prefix="chrootcheck-demo-")
+    try:
+        base = tempfile.mkdtemp(prefix="chrootcheck-demo-")
+    except OSError as e:
+        raise ToolError(f"cannot make a temporary folder for the demo: {e.strerror or e}",
+                        "set TMPDIR to a writable folder") from None
     try:
         with _signals_interrupt():
             run.jail = build_jail(base)

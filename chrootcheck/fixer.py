@@ -278,7 +278,11 @@ def _plan_device(dev_fd: int | None, name: str, options: FixOptions, stamp: str,
     assert dev_fd is not None
     if stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == numbers:
         nodev = _nodev_at(dev_fd, name)
-        if not nodev and stat.S_IMODE(st.st_mode) & 0o004:
+        mode = stat.S_IMODE(st.st_mode)
+        # Others can read it, or it has exactly the --mode asked for (a second run with
+        # --mode 0640 must not call its own node wrong).
+        wanted = options.method is Method.MKNOD and mode == options.mode
+        if not nodev and (mode & 0o004 or wanted):
             steps.append(Step(Action.KEEP, path, f"{path} is already c {numbers[0]}:{numbers[1]}",
                               expect=_ident(st)))
             return

@@ -445,6 +445,14 @@ def test_only_and_mode(cli: CLI, jail: Path) -> None:
     assert "CC102" in r.stdout  # random was not asked for and is still missing
     assert_node(jail / "dev" / "urandom", (1, 9), mode=0o640)
     assert not (jail / "dev" / "random").exists()
+    r = check(cli("fix", str(jail), "--mknod", "--only", "urandom", "--mode", "0640",
+                  "--format", "json"), 1)
+    assert [s["action"] for s in json.loads(r.stdout)["plan"]["steps"]] == ["keep"]
+    # Without --mode the 0640 node is one others cannot read: reported, left alone.
+    r = check(cli("fix", str(jail), "--mknod", "--only", "urandom", "--format", "json"), 1)
+    [step] = json.loads(r.stdout)["plan"]["steps"]
+    assert step["action"] == "leave" and "others cannot read" in step["reason"]
+    assert_node(jail / "dev" / "urandom", (1, 9), mode=0o640)
 
 
 @pytest.mark.root
