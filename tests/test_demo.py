@@ -115,3 +115,10 @@ def test_demo_unusable_temp_folder_is_a_tool_error(tmp_path: Path,
     with pytest.raises(ToolError, match="temporary folder"):
         run_demo(DemoOptions(), lambda stage, run: stages.append(stage))
     assert stages == []
+
+
+def test_demo_both_methods_is_a_usage_error(cli: CLI, tmp_path: Path) -> None:
+    r = cli("demo", "--mknod", "--bind", env={"TMPDIR": str(tmp_path)})
+    assert r.code == 2, str(r)
+    assert "at most one" in r.stderr
+    assert list(tmp_path.iterdir()) == []

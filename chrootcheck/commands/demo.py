@@ -8,9 +8,9 @@ import click
 
 
 @click.command("demo")
-@click.option("--mknod", "method", flag_value="mknod", help="Fix with mknod.")
-@click.option("--bind", "method", flag_value="bind", help="Fix with bind mounts.")
-def command(method: str | None) -> int:
+@click.option("--mknod", is_flag=True, help="Fix with mknod.")
+@click.option("--bind", is_flag=True, help="Fix with bind mounts.")
+def command(mknod: bool, bind: bool) -> int:
     """Show chrootcheck at work on a throw-away jail shaped like Debian's haproxy jail.
 
     The jail (an empty dev/ and a fake /dev/random) is scanned (red), fixed, scanned again
@@ -25,6 +25,9 @@ def command(method: str | None) -> int:
     from chrootcheck.formats.common import printable
     from chrootcheck.formats.fix_format import render_text
 
+    if mknod and bind:
+        raise click.UsageError("choose at most one of --mknod and --bind")
+    method = "mknod" if mknod else "bind" if bind else None
     options = RenderOptions()
     console = text_format.make_console(sys.stdout, options)
 
