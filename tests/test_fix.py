@@ -771,3 +771,16 @@ def test_bind_covers_correct_nodes_on_nodev(cli: CLI, jail: Path, tmpfs: Callabl
     subprocess.run(["umount", str(jail / "dev" / "urandom"), str(jail / "dev" / "random")],
                    check=True)
     assert_node(jail / "dev" / "urandom", (1, 9))  # the node underneath is untouched
+
+
+@pytest.mark.root
+def test_odd_jail_name_prints_literally(cli: CLI, tmp_path: Path) -> None:
+    jail = tmp_path / "j\nail [red]x\x1b[31m"
+    (jail / "dev").mkdir(parents=True)
+    r = check(cli("fix", str(jail), "--mknod"), 0)
+    assert "\x1b[31m" not in r.stdout and "\\x1b" in r.stdout
+    assert "[red]x" in r.stdout  # markup off: printed, not interpreted
+    r = check(cli("fix", str(jail), "--bind", "--dry-run", "--format", "json"), 0)
+    data = json.loads(r.stdout)
+    assert data["plan"]["jail"].endswith("\\nail [red]x\\x1b[31m")
+    assert_node(jail / "dev" / "urandom", (1, 9))
