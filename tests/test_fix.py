@@ -784,3 +784,19 @@ def test_odd_jail_name_prints_literally(cli: CLI, tmp_path: Path) -> None:
     data = json.loads(r.stdout)
     assert data["plan"]["jail"].endswith("\\nail [red]x\\x1b[31m")
     assert_node(jail / "dev" / "urandom", (1, 9))
+
+
+@pytest.mark.root
+def test_placeholder_swapped_before_bind_is_not_mounted(
+        jail: Path, host: Path, unmount_all: Callable[[], list[str]]) -> None:
+    (jail / "dev").mkdir()
+    (jail / "dev" / "urandom").touch()  # an earlier --bind's placeholder
+    plan = plan_fix(str(jail), FixOptions(Method.BIND, only=("urandom",)))
+    assert [s.action for s in plan.steps] == [Action.BIND]
+    (jail / "dev" / "urandom").unlink()
+    (jail / "dev" / "urandom").symlink_to(host / "secret")  # swapped for a link to the host
+    result = apply_fix(plan)
+    assert result.outcomes[0].status is Status.FAILED
+    assert unmount_all() == []
+    assert (host / "secret").read_bytes() == SECRET
+    assert os.readlink(jail / "dev" / "urandom") == str(host / "secret")
