@@ -107,3 +107,26 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     yield mount
     for where in reversed(mounted):
         subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+
+
+def make_socket(path: Path) -> None:
+    """A Unix socket file nobody listens on (bound, then closed: the file stays)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(path))
+
+
+@pytest.fixture
+def bad_jail(jail: Path) -> Path:
+    """A jail whose entropy devices are non-regular traps, built without root: /dev/urandom a
+    FIFO (critical), /dev/random an empty regular file (critical), plus a socket and a FIFO
+    elsewhere (info). A location pointing at any of them would hang GitHub's uploader."""
+    (jail / "dev").mkdir()
+    os.mkfifo(jail / "dev" / "urandom")
+    (jail / "dev" / "random").write_bytes(b"")
+    (jail / "run").mkdir()
+    make_socket(jail / "run" / "app.sock")
+    (jail / "var" / "spool").mkdir(parents=True)
+    os.mkfifo(jail / "var" / "spool" / "fifo")
+    return jail

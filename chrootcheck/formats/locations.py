@@ -47,9 +47,11 @@ def check_anchor(anchor: str) -> str:
     return _relative_to_cwd(os.path.abspath(anchor)) or os.path.abspath(anchor)
 
 
-def anchor_location(anchor_rel: str) -> Location:
-    return Location(uri=_quote(anchor_rel), path=printable(anchor_rel), base_id=None,
-                    is_anchor=True)
+def anchor_location(anchor: str) -> Location:
+    """``anchor`` as ``check_anchor`` returned it: relative to the current directory, or
+    absolute (outside it), which becomes a ``file://`` URI."""
+    uri = "file://" + _quote(anchor) if anchor.startswith("/") else _quote(anchor)
+    return Location(uri=uri, path=printable(anchor), base_id=None, is_anchor=True)
 
 
 def folder_location(jail: str, in_jail_path: str) -> Location:
