@@ -72,7 +72,16 @@ class Decoded:
 
     @property
     def function(self) -> str:
-        return self.printed_function or self.record.function
+        if self.printed_function and not _FALLBACK.match(self.printed_function):
+            return self.printed_function
+        return self.record.function or self.printed_function
+
+    @property
+    def reason(self) -> str:
+        """The reason text: from the tables, else as the log printed it."""
+        if self.record.reason or _FALLBACK.match(self.printed_reason):
+            return self.record.reason
+        return self.printed_reason
 
     @property
     def entry(self) -> Entry | None:
@@ -127,27 +136,28 @@ class Chain:
                        "unusable inside it (check with chrootcheck scan JAIL).")
 
 
-def _agrees(record: ErrorRecord, lib: str, func: str, reason: str) -> bool:
-    """Does a reading match what the log printed? Fallbacks like lib(36) compare by number."""
+def _agrees(record: ErrorRecord, lib: str, reason: str) -> bool:
+    """Does a reading match what the log printed? Library and reason decide; function names
+    differ between releases (1.0.2 SSLEAY_RAND_BYTES and 1.1.x RAND_bytes share code 100).
+    Fallbacks such as ``lib(36)`` compare by number."""
     def same(printed: str, known: str, number: int) -> bool:
-        m = _FALLBACK.match(printed)
+        m = _FALLBACK.match(printed.strip())
         if m:
             return int(m.group(1)) == number
         return bool(known) and printed.strip().lower() == known.lower()
 
-    if not (same(lib, record.library, record.lib) and same(reason, record.reason,
-                                                           record.reason_code)):
-        return False
-    if record.packing == "1.x" and func and record.function:
-        return same(func, record.function, record.func)
-    return True
+    return same(lib, record.library, record.lib) and same(reason, record.reason,
+                                                          record.reason_code)
 
 
-def _readings(code: int, lib: str = "", func: str = "",
-              reason: str = "") -> tuple[ErrorRecord, ...]:
+def _readings(code: int, lib: str = "", reason: str = "") -> tuple[ErrorRecord, ...]:
     both = tuple(decode(code, p) for p in PACKINGS)
     if lib or reason:
-        agree = [r for r in both if _agrees(r, lib, func, reason)]
+        agree = [r for r in both if _agrees(r, lib, reason)]
+        if len(agree) == 1:
+            return (agree[0],)
+        # Reasons outside the tables (x509, ...): the printed library alone still decides.
+        agree = [r for r in both if _agrees(r, lib, r.reason or f"reason({r.reason_code})")]
         if len(agree) == 1:
             return (agree[0],)
     likely = likely_packing(code)
@@ -176,7 +186,7 @@ def scan_line(line: str, line_no: int) -> list[Decoded]:
         code = int(m.group("code"), 16)
         lib, func, reason = m.group("lib"), m.group("func"), m.group("reason")
         tid = m.group("tid")
-        readings = _readings(code, lib, func, reason)
+        readings = _readings(code, lib, reason)
         if m.group("file") is not None and tid is not None:
             # ERR_print_errors: 1.x prints a decimal tid, 3.x a hex one and a C function name.
             form = "print-1.x" if readings[0].packing == "1.x" and len(readings) == 1 else (

@@ -13,12 +13,12 @@ from chrootcheck.model import SCHEMA_VERSION
 from chrootcheck.openssl.errcodes import ErrorRecord
 
 
-def _reading_text(r: ErrorRecord, function: str = "") -> str:
+def _reading_text(r: ErrorRecord, function: str = "", reason: str = "") -> str:
     func = function or r.function
     parts = [r.library or f"lib({r.lib})"]
     if func:
         parts.append(func)
-    parts.append(r.reason or f"reason({r.reason_code})")
+    parts.append(reason or r.reason or f"reason({r.reason_code})")
     return f"[{r.packing}] " + ": ".join(parts)
 
 
@@ -28,7 +28,7 @@ def error_line(chain: Chain, e: Decoded) -> list[str]:
     head = f"  line {e.line_no:<6} {e.code:08X}  "
     out = []
     if len(e.readings) == 1:
-        out.append(head + printable(_reading_text(e.record, e.printed_function)) + where + data)
+        out.append(head + printable(_reading_text(e.record, e.function, e.reason)) + where + data)
     else:
         out.append(head + "packing unknown, both readings:")
         out.extend(" " * len(head) + printable(_reading_text(r)) for r in e.readings)
@@ -54,6 +54,7 @@ def render_chain_text(chain: Chain, number: int, stream: TextIO) -> None:
         stream.write(f"    fix:     {entry.fix}\n")
         stream.write(f"    confirm: {entry.confirm}\n")
     stream.write("\n")
+    stream.flush()  # a chain is printed as soon as it is complete, even into a pipe
 
 
 def _entries(errors: Iterable[Decoded]) -> list[Entry]:
@@ -89,6 +90,8 @@ def chain_data(chain: Chain) -> dict[str, Any]:
             "file": printable(e.file) or None,
             "line": e.line or None,
             "data": printable(e.data) or None,
+            "function": printable(e.function) or None,
+            "reason": printable(e.reason) or None,
             "knowledge": entry.key if entry else None,
             "consequence": CONSEQUENCE if chain.consequence(e) else None,
             "text": printable(e.text),
