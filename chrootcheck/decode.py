@@ -22,6 +22,7 @@ UTF-8 and binary garbage are decoded with replacement and never raise.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,18 +30,21 @@ from typing import BinaryIO
 
 from chrootcheck import knowledge
 from chrootcheck.knowledge import Entry, Role
-from chrootcheck.openssl.errcodes import PACKINGS, ErrorRecord, Packing, decode, likely_packing
+from chrootcheck.openssl.errcodes import ERR_LIB_SYS, PACKINGS, ErrorRecord, Packing, decode
 
 MAX_LINE = 64 * 1024  # longer lines are read in pieces: memory stays bounded
 GAP_SAME_THREAD = 5  # unrelated lines allowed inside a chain when the thread id matches
 
+_NEXT = r"\s(?:[0-9A-Fa-f]{1,20}:)?error:[0-9A-Fa-f]{8}:"  # the next error on the same line
+_FIELD = rf"(?:(?!{_NEXT})[^:\n])*"
 _ERROR = re.compile(
     r"(?:(?<![0-9A-Za-z])(?P<tid>[0-9A-Fa-f]{1,20}):)?"
     r"error:(?P<code>[0-9A-Fa-f]{8}):"
-    r"(?P<lib>[^:\n]*):(?P<func>[^:\n]*):(?P<reason>[^:\n]*)"
-    r"(?::(?P<file>[^:\s]*):(?P<line>\d+):(?P<data>[^\n]*?)(?=\s+(?:[0-9A-Fa-f]{1,20}:)?error:|$))?"
+    rf"(?P<lib>{_FIELD}):(?P<func>{_FIELD}):(?P<reason>{_FIELD})"
+    rf"(?::(?P<file>[^:\s]*):(?P<line>\d+):(?P<data>[^\n]*?)(?={_NEXT}|$))?"
 )
-_BARE = re.compile(r"(?<![0-9A-Za-z_:])(?P<prefix>0[xX])?(?P<code>[0-9A-Fa-f]{8})(?![0-9A-Za-z_])")
+_BARE = re.compile(
+    r"(?<![0-9A-Za-z_:.-])(?P<prefix>0[xX])?(?P<code>[0-9A-Fa-f]{8})(?![0-9A-Za-z_.-])")
 _CONTEXT = re.compile(r"openssl|ssl|tls|error|rand|entropy|drbg|crypto", re.IGNORECASE)
 _FALLBACK = re.compile(r"^(?:lib|func|reason)\((\d+)\)$")
 
@@ -160,16 +164,29 @@ def _readings(code: int, lib: str = "", reason: str = "") -> tuple[ErrorRecord, 
         agree = [r for r in both if _agrees(r, lib, r.reason or f"reason({r.reason_code})")]
         if len(agree) == 1:
             return (agree[0],)
-    likely = likely_packing(code)
+    likely = _likely(code)
     if likely is not None:
         return (decode(code, likely),)
     return both
 
 
+def _recognised(record: ErrorRecord) -> bool:
+    """A reading that names a known library and reason (and, under 1.x, function). A system
+    error counts only with a real errno: strerror invents "Unknown error N" for anything."""
+    if not (record.library and record.reason):
+        return False
+    if (record.system or record.lib == ERR_LIB_SYS) and record.reason_code not in errno.errorcode:
+        return False
+    return record.packing == "3.x" or bool(record.function)
+
+
+def _likely(code: int) -> Packing | None:
+    known = [p for p in PACKINGS if _recognised(decode(code, p))]
+    return known[0] if len(known) == 1 else None
+
+
 def _bare_ok(code: int, prefixed: bool, line: str) -> bool:
-    if likely_packing(code) is None and not any(
-            r.library and r.reason and (r.packing == "3.x" or r.function)
-            for r in (decode(code, p) for p in PACKINGS)):
+    if _likely(code) is None:
         return False
     digits = f"{code:08X}".isdigit()
     return prefixed or not digits or bool(_CONTEXT.search(line))
