@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
@@ -62,18 +62,23 @@ def validate(log: dict[str, Any], schema: dict[str, Any], cwd: Path | None = Non
             phys = loc["physicalLocation"]
             assert phys["region"]["startLine"] >= 1
             art = phys["artifactLocation"]
-            uri = unquote(art["uri"])
+            uri = art["uri"]
             if uri.startswith("file://"):  # an anchor outside the checkout
                 assert "uriBaseId" not in art
-                target = Path(uri.removeprefix("file://"))
+                target = Path(_path(uri.removeprefix("file://")))
             else:
                 assert "://" not in uri and not uri.startswith("/"), uri
-                base = unquote(bases[art["uriBaseId"]].removeprefix("file://")) \
+                base = _path(bases[art["uriBaseId"]].removeprefix("file://")) \
                     if "uriBaseId" in art else str(cwd or os.getcwd())
-                target = Path(base) / uri
+                target = Path(base) / _path(uri)
             # What GitHub's uploader would open: a folder (skipped) or a regular file.
             mode = os.lstat(target).st_mode
             assert stat.S_ISDIR(mode) or stat.S_ISREG(mode), (target, result)
+
+
+def _path(uri: str) -> str:
+    """A percent-encoded URI path back to the file name, bytes that are not UTF-8 included."""
+    return os.fsdecode(unquote_to_bytes(uri))
 
 
 def scan_sarif(cli, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -226,3 +231,17 @@ def test_device_nodes_are_never_locations(cli, jail: Path, sarif_schema: dict[st
     validate(log, sarif_schema)  # checks every location is a folder or a regular file
     rules = {r["ruleId"] for r in log["runs"][0]["results"]}
     assert "CC121" in rules and "CC160" in rules
+
+
+def test_hostile_jail_name(cli, tmp_path: Path, sarif_schema: dict[str, Any]) -> None:
+    name = os.fsdecode(b"j\xff [x]%20,\n")
+    jail = tmp_path / name
+    (jail / "dev").mkdir(parents=True)
+    os.mkfifo(jail / "dev" / "urandom")
+    code, log, _ = scan_sarif(cli, str(jail))
+    assert code == 1
+    validate(log, sarif_schema)  # the URIs percent-encode the raw bytes and resolve back
+    run = log["runs"][0]
+    assert _path(run["originalUriBaseIds"]["JAILROOT"]["uri"].removeprefix("file://")) \
+        == f"{jail}/"
+    assert "\\xff" in run["properties"]["jail"] and "\\n" in run["properties"]["jail"]
