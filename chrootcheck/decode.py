@@ -23,6 +23,7 @@ UTF-8 and binary garbage are decoded with replacement and never raise.
 from __future__ import annotations
 
 import errno
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,17 @@ from typing import BinaryIO
 
 from chrootcheck import knowledge
 from chrootcheck.knowledge import Entry, Role
-from chrootcheck.openssl.errcodes import ERR_LIB_SYS, PACKINGS, ErrorRecord, Packing, decode
+from chrootcheck.openssl.errcodes import (
+    ERR_LIB_MASK,
+    ERR_LIB_OFFSET,
+    ERR_LIB_SYS,
+    ERR_SYSTEM_FLAG,
+    LIBRARY_NAMES,
+    PACKINGS,
+    ErrorRecord,
+    Packing,
+    decode,
+)
 
 MAX_LINE = 64 * 1024  # longer lines are read in pieces: memory stays bounded
 GAP_SAME_THREAD = 5  # unrelated lines allowed inside a chain when the thread id matches
@@ -180,9 +191,19 @@ def _recognised(record: ErrorRecord) -> bool:
     return record.packing == "3.x" or bool(record.function)
 
 
+@functools.lru_cache(maxsize=4096)
 def _likely(code: int) -> Packing | None:
+    if not _plausible(code):
+        return None
     known = [p for p in PACKINGS if _recognised(decode(code, p))]
     return known[0] if len(known) == 1 else None
+
+
+def _plausible(code: int) -> bool:
+    """A cheap first test (logs hold many hex tokens): a known library under some packing."""
+    if code & ERR_SYSTEM_FLAG:
+        return True
+    return (code >> 24) in LIBRARY_NAMES or (code >> ERR_LIB_OFFSET & ERR_LIB_MASK) in LIBRARY_NAMES
 
 
 def _bare_ok(code: int, prefixed: bool, line: str) -> bool:
@@ -194,11 +215,9 @@ def _bare_ok(code: int, prefixed: bool, line: str) -> bool:
 
 def scan_line(line: str, line_no: int) -> list[Decoded]:
     """Every OpenSSL error in one line of text, in order."""
-    if "error:" not in line and not any(c.isdigit() for c in line):
-        return []
     found: list[tuple[int, Decoded]] = []
     covered: list[tuple[int, int]] = []
-    for m in _ERROR.finditer(line):
+    for m in _ERROR.finditer(line) if "error:" in line else ():
         covered.append(m.span())
         code = int(m.group("code"), 16)
         lib, func, reason = m.group("lib"), m.group("func"), m.group("reason")

@@ -70,6 +70,8 @@ def command(source: str, fmt: str) -> int:
 
 def _open(source: str) -> BinaryIO:
     if source == "-":
+        if sys.stdin.isatty():  # a person typed `chrootcheck decode`: say what it waits for
+            click.echo("chrootcheck decode: reading log lines from stdin (Ctrl-D to end)", err=True)
         return sys.stdin.buffer
     try:
         stream: BinaryIO = open(source, "rb")  # closed by the caller
