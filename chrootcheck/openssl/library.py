@@ -21,12 +21,18 @@ _OPTIONAL: dict[str, tuple[str, ...]] = {
     "has_version_num": ("OpenSSL_version_num", "OpenSSL_version"),  # 1.1.0+
     "has_init_crypto": ("OPENSSL_init_crypto",),  # 1.1.0+
     "has_drbg_1_1_1": (
-        "RAND_DRBG_get0_master", "RAND_DRBG_get0_public", "RAND_DRBG_reseed",
+        "RAND_DRBG_get0_master",
+        "RAND_DRBG_get0_public",
+        "RAND_DRBG_reseed",
         "RAND_DRBG_set_reseed_interval",
     ),
     "has_evp_rand": (
-        "RAND_get0_primary", "RAND_get0_public", "EVP_RAND_reseed", "EVP_RAND_get_state",
-        "EVP_RAND_CTX_get_params", "EVP_RAND_CTX_set_params",
+        "RAND_get0_primary",
+        "RAND_get0_public",
+        "EVP_RAND_reseed",
+        "EVP_RAND_get_state",
+        "EVP_RAND_CTX_get_params",
+        "EVP_RAND_CTX_set_params",
     ),
     "has_keep_devices_open": ("RAND_keep_random_devices_open",),  # 1.1.1+
     "has_err_get_error_all": ("ERR_get_error_all",),  # 3.0+
@@ -38,9 +44,15 @@ _OPTIONAL: dict[str, tuple[str, ...]] = {
 }
 # Without these nothing works: checked at load, so a wrong file fails there with one line.
 _REQUIRED = (
-    "ERR_get_error", "ERR_get_error_line_data", "ERR_lib_error_string",
-    "ERR_reason_error_string", "ERR_func_error_string", "ERR_clear_error", "RAND_bytes",
-    "RAND_status", "RAND_poll",
+    "ERR_get_error",
+    "ERR_get_error_line_data",
+    "ERR_lib_error_string",
+    "ERR_reason_error_string",
+    "ERR_func_error_string",
+    "ERR_clear_error",
+    "RAND_bytes",
+    "RAND_status",
+    "RAND_poll",
 )
 
 
@@ -89,7 +101,7 @@ class Libcrypto:
 
     @property
     def series(self) -> str:
-        """"3.x", "1.1.1", "1.1.0" or "1.0.2" (what decides the code paths)."""
+        """ "3.x", "1.1.1", "1.1.0" or "1.0.2" (what decides the code paths)."""
         n = self.version_number
         if n >= 0x30000000:
             return "3.x"
@@ -113,9 +125,7 @@ def ssl_module_libcrypto() -> str | None:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             for line in maps:
                 parts = line.split(None, 5)
-                if len(parts) == 6 and os.path.basename(parts[5].strip()).startswith(
-                    "libcrypto"
-                ):
+                if len(parts) == 6 and os.path.basename(parts[5].strip()).startswith("libcrypto"):
                     return parts[5].strip()
     except OSError:
         return None
@@ -200,9 +210,7 @@ def _has(lib: Any, name: str) -> bool:
 
 def _open(path: str) -> Libcrypto:
     lib, siblings = _dlopen_with_siblings(path)
-    caps = Capabilities(
-        **{cap: all(_has(lib, s) for s in syms) for cap, syms in _OPTIONAL.items()}
-    )
+    caps = Capabilities(**{cap: all(_has(lib, s) for s in syms) for cap, syms in _OPTIONAL.items()})
     if caps.has_version_num:
         number = int(lib.OpenSSL_version_num())
         text = _string(lib.OpenSSL_version(0))
