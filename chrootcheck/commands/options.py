@@ -1,0 +1,85 @@
+"""Options and output plumbing shared by the commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import click
+
+from chrootcheck.errors import ToolError
+from chrootcheck.formats import Format, RenderOptions, available, renderer
+from chrootcheck.model import Report, Severity
+from chrootcheck.users import ServiceUser, UserSpecError, parse_user
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    fmt: Format
+    path: str | None  # None: stdout
+
+
+def parse_outputs(specs: Iterable[str], default_output: str | None) -> list[OutputSpec]:
+    """``--format text``, ``--format sarif=out.sarif``: several outputs in one run.
+    A bare format goes to -o/--output, else stdout; only one output may take stdout."""
+    known = {f.value: f for f in available()}
+    outputs: list[OutputSpec] = []
+    for spec in specs or ("text",):
+        name, sep, path = spec.partition("=")
+        fmt = known.get(name.strip().lower())
+        if fmt is None:
+            raise click.BadParameter(
+                f"unknown format {name!r}; choose from {', '.join(known)}", param_hint="--format")
+        if sep and not path:
+            raise click.BadParameter(f"{spec!r}: give a file after '='", param_hint="--format")
+        outputs.append(OutputSpec(fmt, path if sep else default_output))
+    targets = [o.path if o.path not in (None, "-") else "-" for o in outputs]
+    if len(set(targets)) != len(targets):
+        raise click.BadParameter(
+            "two formats would write to the same place; give each its own file (FORMAT=FILE)",
+            param_hint="--format")
+    return outputs
+
+
+def write_outputs(report: Report, outputs: list[OutputSpec], options: RenderOptions) -> None:
+    for out in outputs:
+        render = renderer(out.fmt)
+        if out.path in (None, "-"):
+            render(report, sys.stdout, options)
+            continue
+        assert out.path is not None
+        try:
+            with open(out.path, "w", encoding="utf-8") as stream:
+                render(report, stream, RenderOptions(color=False, width=options.width or 120,
+                                                     sarif_anchor=options.sarif_anchor,
+                                                     step_summary=options.step_summary))
+        except OSError as e:
+            raise ToolError(f"cannot write {out.path}: {e.strerror or e}") from None
+
+
+def severity_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--fail-on",
+        type=click.Choice([s.value for s in Severity], case_sensitive=False),
+        default=Severity.ERROR.value,
+        show_default=True,
+        help="Exit 1 when a finding has at least this severity.",
+    )(f)
+
+
+def parse_user_option(value: str | None) -> ServiceUser | None:
+    if value is None:
+        return None
+    try:
+        return parse_user(value)
+    except UserSpecError as e:
+        raise click.BadParameter(str(e), param_hint="--user") from None
+
+
+def stream_is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

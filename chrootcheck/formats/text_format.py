@@ -1,0 +1,100 @@
+"""``--format text``: a table per jail for people. Colour only on a terminal; NO_COLOR honoured.
+
+Every file name goes through ``printable`` and into ``rich.text.Text`` with markup off, so a
+path like ``/jail/[red]x`` or one with an escape sequence prints literally.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from chrootcheck.formats import RenderOptions
+from chrootcheck.formats.common import jail_status, printable
+from chrootcheck.model import JailReport, NoticeKind, Report, Severity, sort_findings
+
+SEVERITY_STYLE = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.ERROR: "bold red",
+    Severity.WARNING: "yellow",
+    Severity.INFO: "cyan",
+}
+STATUS_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold magenta"}
+
+
+def make_console(stream: TextIO, options: RenderOptions) -> Console:
+    return Console(
+        file=stream,
+        markup=False,
+        highlight=False,
+        emoji=False,
+        # None lets rich decide from the stream (a terminal or not, NO_COLOR, TERM=dumb).
+        force_terminal=True if options.color else None,
+        width=options.width,
+        soft_wrap=False,
+    )
+
+
+def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
+    console = make_console(stream, options)
+    for i, jail in enumerate(report.jails):
+        if i:
+            console.print()
+        render_jail(console, jail, report)
+    console.print()
+    console.print(summary_text(report))
+
+
+def render_jail(console: Console, jail: JailReport, report: Report) -> None:
+    status = jail_status(jail, report)
+    head = Text.assemble(("Jail ", "bold"), (printable(jail.jail), "bold"), "  ",
+                         (status.upper(), STATUS_STYLE[status]))
+    console.print(head)
+    findings = sort_findings(jail.findings)
+    if findings:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("check", no_wrap=True)
+        table.add_column("path", overflow="fold")
+        table.add_column("finding", overflow="fold", ratio=1)
+        for f in findings:
+            body = Text(printable(f.message))
+            if f.severity >= Severity.WARNING:
+                body.append("\nfix: ", style="bold")
+                body.append(printable(f.remediation))
+            table.add_row(Text(f.severity.value, SEVERITY_STYLE[f.severity]), Text(f.check),
+                          Text(printable(f.path)), body)
+        console.print(table)
+    elif not jail.tool_error:
+        console.print(Text("  no findings: /dev/urandom and /dev/random are correct", "green"))
+    for notice in jail.notices:
+        style = {NoticeKind.ERROR: "bold magenta", NoticeKind.SKIPPED: "yellow"}.get(notice.kind, "dim")
+        console.print(Text.assemble(("  " + notice.kind.value + ": ", style),
+                                    (printable(f"{notice.topic}: {notice.message}"), "")))
+    if jail.walk.entries:
+        console.print(Text(f"  walked {jail.walk.entries} entries in {jail.walk.directories} "
+                           f"folders ({jail.walk.seconds:.3f} s)", "dim"))
+    if jail.probe is not None and importlib.util.find_spec("chrootcheck.formats.probe_text"):
+        from chrootcheck.formats.probe_text import probe_renderables
+
+        for renderable in probe_renderables(jail.probe):
+            console.print(renderable)
+
+
+def summary_text(report: Report) -> Text:
+    counts = report.counts()
+    parts = ", ".join(f"{counts[s.value]} {s.value}" for s in reversed(list(Severity)) if counts[s.value])
+    failing = len(report.failing())
+    text = Text(f"{len(report.jails)} jail(s): {parts or 'no findings'}. ")
+    if report.tool_error:
+        text.append("chrootcheck could not check everything (exit 2).", "bold magenta")
+    elif failing:
+        text.append(f"{failing} finding(s) at or above {report.fail_on.value} (exit 1).", "bold red")
+    else:
+        text.append(f"Nothing at or above {report.fail_on.value} (exit 0).", "bold green")
+    return text

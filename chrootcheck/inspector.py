@@ -1,0 +1,319 @@
+"""The static inspector: what a chrooted process would find where OpenSSL looks for entropy.
+
+It never opens a device, FIFO or socket for reading (a FIFO blocks forever), never follows a
+symlink out of the jail and never loads code from it. Its only "live" act is the EGD entropy
+level query on a socket at one of OpenSSL's EGD paths.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chrootcheck import checks, egd, jailfs, mounts, walker
+from chrootcheck.model import (
+    Finding,
+    JailReport,
+    LibcryptoCopy,
+    Notice,
+    NoticeKind,
+    Severity,
+)
+from chrootcheck.users import ServiceUser, may, others_may
+
+# Linux device numbers (Documentation/admin-guide/devices.txt: major 1 is "memory devices").
+ENTROPY_DEVICES: dict[str, tuple[int, int]] = {"/dev/urandom": (1, 9), "/dev/random": (1, 8)}
+MISSING_CHECK = {"/dev/urandom": "CC101", "/dev/random": "CC102"}
+KNOWN_MEM_DEVICES = {(1, 3): "/dev/null", (1, 5): "/dev/zero", (1, 7): "/dev/full",
+                     (1, 8): "/dev/random", (1, 9): "/dev/urandom", (1, 1): "/dev/mem",
+                     (1, 4): "/dev/port", (1, 11): "/dev/kmsg"}
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    user: ServiceUser | None = None
+    cross_mounts: bool = False
+    walk: bool = True
+    progress: Callable[[int], None] | None = None
+
+
+def inspect_jail(jail: str, options: ScanOptions | None = None) -> JailReport:
+    options = options or ScanOptions()
+    report = JailReport(jail=jail)
+    try:
+        root_fd = jailfs.open_jail(jail)
+    except jailfs.JailOpenError as e:
+        report.notices.append(Notice(NoticeKind.ERROR, "jail", str(e)))
+        return report
+    try:
+        _inspect(root_fd, report, options)
+    finally:
+        os.close(root_fd)
+    return report
+
+
+def _inspect(root_fd: int, report: JailReport, options: ScanOptions) -> None:
+    add = report.findings.append
+    dev_state = _check_dev(root_fd, add)
+    entropy_paths: set[str] = set()
+    for path, numbers in ENTROPY_DEVICES.items():
+        final = _check_entropy_device(root_fd, path, numbers, dev_state, options, report)
+        if final:
+            entropy_paths.add(final)
+    egd_paths = _check_egd(root_fd, add)
+    if not options.walk:
+        return
+    result = walker.walk(
+        root_fd,
+        mounts=mounts.mounts_under(report.jail),
+        cross_mounts=options.cross_mounts,
+        progress=options.progress,
+    )
+    report.walk = result.stats
+    for met in result.met:
+        _report_met(met, entropy_paths | egd_paths, report)
+
+
+def _check_dev(root_fd: int, add: Callable[[Finding], None]) -> str:
+    """Returns "ok", "missing" or "blocked" (not a folder / dangling / loop)."""
+    with jailfs.resolve(root_fd, "/dev") as res:
+        if res.found and res.stat is not None and stat.S_ISDIR(res.stat.st_mode):
+            assert res.fd is not None
+            if os.fstatvfs(res.fd).f_flag & os.ST_RDONLY:
+                add(checks.get("CC141").finding(
+                    "/dev", "/dev lies on a read-only file system: device nodes cannot be "
+                    "created there (a bind mount still can).", fstype_flag="ro"))
+            return "ok"
+        if res.error == errno.ENOENT and not res.links:
+            add(checks.get("CC100").finding(
+                "/dev", "/dev does not exist in the jail, so neither /dev/urandom nor "
+                "/dev/random can be opened after the chroot."))
+            if os.fstatvfs(root_fd).f_flag & os.ST_RDONLY:
+                add(checks.get("CC141").finding(
+                    "/", "the jail's root lies on a read-only file system: /dev cannot be "
+                    "created there."))
+            return "missing"
+        return "blocked"
+
+
+def _chain(links: list[tuple[str, str]], most: int = 4) -> str:
+    """``/dev/urandom -> /etc/passwd``; a loop's 40 links are cut after a few."""
+    if not links:
+        return ""
+    steps = [links[0][0], *(t for _, t in links[:most])]
+    return " -> ".join(steps) + (" -> ..." if len(links) > most else "")
+
+
+def _check_entropy_device(
+    root_fd: int,
+    path: str,
+    numbers: tuple[int, int],
+    dev_state: str,
+    options: ScanOptions,
+    report: JailReport,
+) -> str | None:
+    """Check one entropy device; returns its canonical in-jail path when something is there."""
+    add = report.findings.append
+    name = path.rsplit("/", 1)[1]
+    with jailfs.resolve(root_fd, path) as res:
+        chain = _chain(res.links)
+        if not res.found:
+            return _unresolved(res, path, name, dev_state, chain, report)
+        st = res.stat
+        assert st is not None and res.fd is not None
+        mode = st.st_mode
+        via = f" (reached through the symlink {chain})" if chain else ""
+        common = {"kind": jailfs.kind_of(mode), "mode": f"{stat.S_IMODE(mode):04o}",
+                  "uid": st.st_uid, "gid": st.st_gid, "resolved": res.path}
+        if chain:
+            common["symlinks"] = chain
+        if stat.S_ISREG(mode):
+            if st.st_size == 0:
+                what = "an empty regular file: OpenSSL reads 0 bytes from it, no entropy at all"
+            else:
+                what = (f"a regular file of {st.st_size} bytes: every process that reads it "
+                        "gets the same 'random' bytes, so keys and nonces are predictable")
+            add(checks.get("CC110").finding(path, f"{path} is {what}{via}.", size=st.st_size, **common))
+            return res.path
+        if stat.S_ISFIFO(mode):
+            add(checks.get("CC111").finding(
+                path, f"{path} is a FIFO{via}: opening it blocks until someone writes, and the "
+                "writer chooses the bytes.", **common))
+            return res.path
+        if stat.S_ISSOCK(mode):
+            add(checks.get("CC112").finding(path, f"{path} is a socket{via}: open(2) fails with ENXIO.", **common))
+            return res.path
+        if stat.S_ISDIR(mode):
+            add(checks.get("CC113").finding(path, f"{path} is a folder{via}, not a device.", **common))
+            return res.path
+        if stat.S_ISBLK(mode):
+            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            add(checks.get("CC116").finding(
+                path, f"{path} is the block device {major}:{minor}{via}: it reads a disk, not "
+                "the kernel's random number generator.", major=major, minor=minor, **common))
+            return res.path
+        if not stat.S_ISCHR(mode):
+            return res.path
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        common.update(major=major, minor=minor)
+        if (major, minor) != numbers:
+            _wrong_numbers(path, name, numbers, (major, minor), via, common, add)
+        if os.fstatvfs(res.fd).f_flag & os.ST_NODEV:
+            add(checks.get("CC140").finding(
+                path, f"{path} is a correct-looking node on a file system mounted nodev: "
+                "open(2) fails with EACCES.", **common))
+        _check_access(root_fd, path, res, options.user, common, add)
+        return res.path
+
+
+def _unresolved(
+    res: jailfs.Resolution, path: str, name: str, dev_state: str, chain: str, report: JailReport
+) -> str | None:
+    add = report.findings.append
+    missing = checks.get(MISSING_CHECK[path])
+    details = {"errno": errno.errorcode.get(res.error or 0, str(res.error)), "failed_at": res.failed_at}
+    if chain:
+        details["symlinks"] = chain
+    if res.error == errno.ELOOP:
+        add(checks.get("CC115").finding(
+            path, f"{path} is a symlink loop inside the jail ({chain}): open(2) fails "
+            "with ELOOP.", **details))
+        return None
+    if res.error == errno.ENOENT and chain:
+        add(checks.get("CC114").finding(
+            path, f"{path} is a symlink that dangles inside the jail: {chain}; after the "
+            f"chroot {res.failed_at} does not exist.", **details))
+        return None
+    if res.error == errno.ENOENT:
+        if dev_state == "missing":
+            msg = f"{path} is missing (the whole /dev folder is missing)."
+        else:
+            msg = f"{path} is missing in the jail."
+        add(missing.finding(path, msg, **details))
+        return None
+    if res.error == errno.ENOTDIR:
+        add(checks.get("CC117").finding(
+            path, f"{path} cannot exist in the jail: {res.failed_at} is not a folder.", **details))
+        return None
+    if res.error == errno.EAGAIN:
+        report.notices.append(Notice(NoticeKind.ERROR, "inspect",
+                                     f"{path} changed while it was checked; scan again"))
+        return None
+    report.notices.append(Notice(
+        NoticeKind.ERROR, "inspect",
+        f"{path} could not be checked: {os.strerror(res.error or 0)} at {res.failed_at}"))
+    return None
+
+
+def _wrong_numbers(
+    path: str,
+    name: str,
+    want: tuple[int, int],
+    got: tuple[int, int],
+    via: str,
+    common: dict[str, object],
+    add: Callable[[Finding], None],
+) -> None:
+    known = KNOWN_MEM_DEVICES.get(got)
+    if got in ((1, 3), (1, 5)):
+        add(checks.get("CC121").finding(
+            path, f"{path} is {known} (c {got[0]}:{got[1]}){via}: "
+            + ("it reads 0 bytes, no entropy." if got == (1, 3) else "it reads only zeros: predictable keys."),
+            **common))
+        return
+    other = f" ({known})" if known else ""
+    swapped = got in ((1, 8), (1, 9))
+    add(checks.get("CC120").finding(
+        path, f"{path} is c {got[0]}:{got[1]}{other}{via}; Linux's {name} is c {want[0]}:{want[1]}"
+        + (": both are the kernel's generator, but /dev/random may block on old kernels."
+           if swapped else ": it does not read the kernel's random number generator."),
+        severity=Severity.WARNING if swapped else None,
+        **common))
+
+
+def _check_access(
+    root_fd: int,
+    path: str,
+    res: jailfs.Resolution,
+    user: ServiceUser | None,
+    common: dict[str, object],
+    add: Callable[[Finding], None],
+) -> None:
+    assert res.stat is not None
+    # After chroot the lookup searches "/" (the jail root) and every folder on the way.
+    folders = [("/", os.fstat(root_fd)), *res.dirs]
+    if user is not None:
+        blocked = [p for p, st in folders if not may(user, st, 1)]
+        readable = may(user, res.stat, 4)
+        if blocked or not readable:
+            why = (f"it cannot search {', '.join(blocked)}" if blocked
+                   else f"mode {common['mode']} owner {res.stat.st_uid}:{res.stat.st_gid} gives it no read permission")
+            add(checks.get("CC130").finding(
+                path, f"{path} cannot be opened by {user.label}: {why}.",
+                user=user.label, blocked_folders=blocked, **common))
+        return
+    blocked = [p for p, st in folders if not others_may(st, 1)]
+    if blocked or not others_may(res.stat, 4):
+        why = (f"others cannot search {', '.join(blocked)}" if blocked
+               else f"mode {common['mode']} gives others no read permission")
+        add(checks.get("CC131").finding(
+            path, f"{path}: {why}; a service that drops root cannot open it.",
+            blocked_folders=blocked, **common))
+
+
+def _check_egd(root_fd: int, add: Callable[[Finding], None]) -> set[str]:
+    seen: set[str] = set()
+    for path in egd.EGD_PATHS:
+        with jailfs.resolve(root_fd, path) as res:
+            if not res.found or res.stat is None or res.fd is None:
+                continue  # no EGD socket is the normal case
+            seen.add(res.path)
+            mode = res.stat.st_mode
+            if not stat.S_ISSOCK(mode):
+                add(checks.get("CC152").finding(
+                    path, f"{path} is a {jailfs.kind_of(mode)}, not a socket: an EGD build of "
+                    "OpenSSL gets no entropy from it.", kind=jailfs.kind_of(mode)))
+                continue
+            answer = egd.query(res.fd)
+            if answer.alive:
+                add(checks.get("CC150").finding(
+                    path, f"an EGD daemon answers at {path}: it holds {answer.entropy_bits} bits "
+                    "of entropy.", entropy_bits=answer.entropy_bits))
+            else:
+                add(checks.get("CC151").finding(
+                    path, f"{path} is a socket but no EGD daemon answers: {answer.reason}.",
+                    reason=answer.reason))
+    return seen
+
+
+def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
+    add = report.findings.append
+    if met.path in already:
+        return
+    if met.kind == "device":
+        major, minor = os.major(met.rdev), os.minor(met.rdev)
+        kind = "c" if stat.S_ISCHR(met.mode) else "b"
+        known = KNOWN_MEM_DEVICES.get((major, minor)) if kind == "c" else None
+        add(checks.get("CC160").finding(
+            met.path, f"{met.path}: {'character' if kind == 'c' else 'block'} device "
+            f"{kind} {major}:{minor}" + (f" ({known})" if known else "") + ".",
+            major=major, minor=minor, mode=f"{stat.S_IMODE(met.mode):04o}"))
+    elif met.kind == "socket":
+        add(checks.get("CC161").finding(met.path, f"{met.path}: a Unix socket."))
+    elif met.kind == "fifo":
+        add(checks.get("CC162").finding(met.path, f"{met.path}: a FIFO (named pipe)."))
+    elif met.kind == "libcrypto":
+        report.libcrypto.append(LibcryptoCopy(met.path, met.detail or None, met.size))
+        version = met.detail or "no OpenSSL version string found"
+        add(checks.get("CC170").finding(met.path, f"{met.path}: {version}.", version=met.detail or None))
+    elif met.kind == "unreadable":
+        add(checks.get("CC180").finding(met.path, f"{met.path} could not be read: {met.detail}."))
+    elif met.kind == "mount":
+        report.notices.append(Notice(
+            NoticeKind.NOTE, "walk",
+            f"{met.path} is a mount point ({met.detail}); not walked (pass --cross-mounts to walk it)"))
+    elif met.kind == "too-deep":
+        report.notices.append(Notice(NoticeKind.NOTE, "walk", f"{met.path}: {met.detail}; not walked"))
