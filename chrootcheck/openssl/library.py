@@ -196,8 +196,24 @@ def _dlopen_with_siblings(path: str) -> tuple[Any, tuple[str, ...]]:
 
 
 def _short(message: str) -> str:
-    # cffi says "cannot load library 'PATH': PATH: reason"; keep the reason.
+    # cffi says "cannot load library 'PATH': PATH: reason. Additionally, ctypes.util...";
+    # keep the reason.
+    message = message.split(". Additionally,", 1)[0]
     return message.rsplit(": ", 1)[-1] if ": " in message else message
+
+
+def _defining_file(address: int) -> str | None:
+    """The mapped file that holds this address (/proc/self/maps), if any."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                parts = line.split(None, 5)
+                lo, _, hi = parts[0].partition("-")
+                if int(lo, 16) <= address < int(hi, 16):
+                    return parts[5].strip() if len(parts) == 6 else None
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _has(lib: Any, name: str) -> bool:
@@ -219,12 +235,20 @@ def _open(path: str) -> Libcrypto:
         text = _string(lib.SSLeay_version(0))
     else:
         raise _LoadError("not a libcrypto (no OpenSSL_version_num and no SSLeay)")
+    # dlsym also finds symbols in the library's dependencies: libssl, or a program linked
+    # against libcrypto, would pass for one. Check which file defines RAND_bytes.
+    owner = _defining_file(int(ffi.cast("uintptr_t", lib.RAND_bytes)))
+    if os.sep in path and owner and os.path.realpath(owner) != os.path.realpath(path):
+        raise _LoadError(f"not a libcrypto: its OpenSSL functions come from {owner}")
     missing = [s for s in _REQUIRED if not _has(lib, s)]
     if missing:
         raise _LoadError(f"{text or 'this library'} lacks {', '.join(missing)}")
     if number < 0x10002000:
         raise _LoadError(f"{text}: OpenSSL older than 1.0.2 is not supported")
-    resolved = os.path.realpath(path) if os.sep in path else path
+    if os.sep in path:
+        resolved = os.path.realpath(path)
+    else:  # a bare soname: report the file the dynamic linker chose
+        resolved = os.path.realpath(owner) if owner else path
     return Libcrypto(resolved, lib, number, text, caps, siblings)
 
 
