@@ -24,6 +24,8 @@ import pytest
 IN_CI = bool(os.environ.get("CI"))
 WHEEL_REQ = "psycopg2-binary==2.9.5"
 WHEEL_MEMBER_GLOB = "psycopg2_binary.libs/libcrypto-*.so.1.1"
+# libssl comes along: it needs the libcrypto beside it (no run path), which tests the loader.
+WHEEL_SSL_GLOB = "psycopg2_binary.libs/libssl-*.so.1.1"
 
 
 def cache_dir() -> Path:
@@ -48,7 +50,7 @@ def fetch_openssl_111() -> Path:
     """The 1.1.1r libcrypto from the wheel, downloading and unpacking it if needed."""
     target = cache_dir() / "psycopg2-binary-2.9.5"
     found = sorted(glob.glob(str(target / "libcrypto-*.so.1.1")))
-    if found:
+    if found and glob.glob(str(target / "libssl-*.so.1.1")):
         return Path(found[0])
     wheels = cache_dir() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
@@ -75,15 +77,18 @@ def fetch_openssl_111() -> Path:
     if wheel is None:
         raise RuntimeError(f"pip download {WHEEL_REQ} left no wheel in {wheels}")
     with zipfile.ZipFile(wheel) as zf:
-        members = [m for m in zf.namelist() if Path(m).match(WHEEL_MEMBER_GLOB)]
-        if not members:
-            raise RuntimeError(f"{wheel.name} has no {WHEEL_MEMBER_GLOB}")
         target.mkdir(parents=True, exist_ok=True)
-        out = target / Path(members[0]).name
-        tmp = out.with_suffix(".part")
-        tmp.write_bytes(zf.read(members[0]))
-        os.replace(tmp, out)  # atomic: a concurrent run never loads half a library
-    return out
+        outs = []
+        for pattern in (WHEEL_MEMBER_GLOB, WHEEL_SSL_GLOB):
+            members = [m for m in zf.namelist() if Path(m).match(pattern)]
+            if not members:
+                raise RuntimeError(f"{wheel.name} has no {pattern}")
+            out = target / Path(members[0]).name
+            tmp = out.with_suffix(".part")
+            tmp.write_bytes(zf.read(members[0]))
+            os.replace(tmp, out)  # atomic: a concurrent run never loads half a library
+            outs.append(out)
+    return outs[0]
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +141,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         from chrootcheck.openssl.library import ssl_module_libcrypto
 
         lines.append(f"libcrypto (ssl module): {ssl_module_libcrypto()}")
-    except Exception as e:  # noqa: BLE001 - a header must never break the run
+    except Exception as e:  # a header must never break the run
         lines.append(f"libcrypto (ssl module): unknown ({e})")
     cached = sorted(glob.glob(str(cache_dir() / "psycopg2-binary-2.9.5" / "libcrypto-*")))
     lines.append(f"libcrypto 1.1.1 ({WHEEL_REQ}): {cached[0] if cached else 'not cached yet'}")

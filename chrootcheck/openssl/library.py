@@ -116,20 +116,26 @@ _CACHE: dict[str, Libcrypto] = {}
 
 
 def ssl_module_libcrypto() -> str | None:
-    """The libcrypto mapped into this process by Python's ``_ssl`` module, if any."""
+    """The libcrypto that Python's ``_ssl`` module is linked against, if any.
+
+    Not simply the first libcrypto in /proc/self/maps: another one may be loaded already
+    (a --libcrypto, a wheel's copy). dlsym on _ssl's own handle searches its dependency tree,
+    so the address of OpenSSL_version_num there tells which mapped file _ssl uses.
+    """
     try:
-        import _ssl  # noqa: F401 - imported for its side effect: mapping libcrypto
+        import _ssl
     except ImportError:
         return None
+    module_file = getattr(_ssl, "__file__", None)
     try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                parts = line.split(None, 5)
-                if len(parts) == 6 and os.path.basename(parts[5].strip()).startswith("libcrypto"):
-                    return parts[5].strip()
-    except OSError:
+        handle = ffi.dlopen(module_file, ffi.RTLD_NOW | ffi.RTLD_NOLOAD)
+        address = int(ffi.cast("uintptr_t", handle.OpenSSL_version_num))
+    except (OSError, AttributeError, TypeError):
         return None
-    return None
+    owner = _defining_file(address)
+    if owner is None or owner == module_file:
+        return None  # statically linked into Python: no separate libcrypto to load
+    return owner
 
 
 def candidates(path: str | None) -> list[str]:
@@ -183,23 +189,28 @@ def _dlopen_with_siblings(path: str) -> tuple[Any, tuple[str, ...]]:
             message = " ".join(str(e).split())
             m = _MISSING.search(message)
             if m is None or os.sep not in path:
-                raise _LoadError(_short(message)) from None
+                raise _LoadError(_short(message, path)) from None
             sibling = os.path.join(os.path.dirname(path), m.group(1))
             if sibling in siblings or not os.path.exists(sibling):
-                raise _LoadError(_short(message)) from None
+                raise _LoadError(_short(message, path)) from None
             try:
                 ffi.dlopen(sibling, ffi.RTLD_NOW | ffi.RTLD_GLOBAL)
             except OSError as e2:
-                raise _LoadError(f"needs {m.group(1)}: {_short(str(e2))}") from None
+                raise _LoadError(f"needs {m.group(1)}: {_short(str(e2), sibling)}") from None
             siblings.append(sibling)
     raise _LoadError("too many missing dependencies")
 
 
-def _short(message: str) -> str:
+def _short(message: str, path: str) -> str:
     # cffi says "cannot load library 'PATH': PATH: reason. Additionally, ctypes.util...";
-    # keep the reason.
+    # keep the reason (which may name a missing dependency).
     message = message.split(". Additionally,", 1)[0]
-    return message.rsplit(": ", 1)[-1] if ": " in message else message
+    prefix = f"cannot load library '{path}': "
+    if message.startswith(prefix):
+        message = message[len(prefix) :]
+    if message.startswith(f"{path}: "):
+        message = message[len(path) + 2 :]
+    return message
 
 
 def _defining_file(address: int) -> str | None:
