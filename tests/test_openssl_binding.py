@@ -179,7 +179,7 @@ def test_drain_matches_the_library_printer(libcrypto_build: Build) -> None:
     _raise(lc, errcodes.ERR_LIB_RAND, 107, 114, b"x.c", 7)
     records = drain(lc)
     assert queue_is_empty(lc)
-    assert [r.code for r in records][0] == expected
+    assert len(records) == 2 and records[0].code == expected
     assert records[0].openssl_line() == printed[0]
     assert records[1].reason == "in error state"
     if lc.series == "1.1.1":  # the origin story's line, byte for byte
