@@ -15,6 +15,7 @@ from chrootcheck.openssl import cdefs
 from chrootcheck.openssl.cdefs import ffi
 
 NOBODY = 65534
+PR_SET_DUMPABLE = 4
 
 
 @functools.cache
@@ -50,6 +51,9 @@ def enter_namespaces(as_root: bool) -> None:
         unshare(cdefs.CLONE_NEWIPC | cdefs.CLONE_NEWNS)
         return
     uid, gid = os.geteuid(), os.getegid()
+    # A process that changed its uid (setuid, su -c ...) is not dumpable, and its /proc/self
+    # files then belong to root: the uid_map write below would fail with EACCES.
+    _check(int(libc().prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)), "prctl(PR_SET_DUMPABLE)")
     unshare(cdefs.CLONE_NEWUSER | cdefs.CLONE_NEWIPC | cdefs.CLONE_NEWNS)
     _write("/proc/self/setgroups", "deny")  # required before an unprivileged gid_map
     _write("/proc/self/uid_map", f"0 {uid} 1")
