@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,8 +78,8 @@ def test_shm_key_status_sees_a_real_segment() -> None:
     assert shm_key_status(0x72) == host_before  # the host's IPC namespace is unchanged
 
 
-def _libc_shm() -> object:
-    import cffi
+def _libc_shm() -> Any:
+    import cffi  # type: ignore[import-untyped, unused-ignore]
 
     ffi = cffi.FFI()
     ffi.cdef("int shmget(int key, size_t size, int shmflg);")

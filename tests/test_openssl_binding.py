@@ -44,10 +44,11 @@ def _library_printout(lc: library.Libcrypto) -> list[str]:
     """What ERR_print_errors prints, without the thread id; it empties the queue."""
     lines: list[str] = []
 
-    @ffi.callback("int(const char *, size_t, void *)")
-    def cb(s: Any, n: int, _u: Any) -> int:
+    def collect(s: Any, n: int, _u: Any) -> int:
         lines.append(bytes(ffi.buffer(s, n)).decode().rstrip("\n"))
         return 1
+
+    cb = ffi.callback("int(const char *, size_t, void *)", collect)
 
     lc.lib.ERR_print_errors_cb(cb, ffi.NULL)
     return [line.split(":", 1)[1] for line in lines]  # drop "<tid>:"
