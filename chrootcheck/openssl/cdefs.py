@@ -10,7 +10,7 @@ Opaque OpenSSL types are declared as incomplete structs: we only pass their poin
 
 from __future__ import annotations
 
-from cffi import FFI
+from cffi import FFI  # type: ignore[import-untyped, unused-ignore]
 
 # --- openssl/crypto.h -------------------------------------------------------------------
 CRYPTO_H = """

@@ -21,12 +21,18 @@ _OPTIONAL: dict[str, tuple[str, ...]] = {
     "has_version_num": ("OpenSSL_version_num", "OpenSSL_version"),  # 1.1.0+
     "has_init_crypto": ("OPENSSL_init_crypto",),  # 1.1.0+
     "has_drbg_1_1_1": (
-        "RAND_DRBG_get0_master", "RAND_DRBG_get0_public", "RAND_DRBG_reseed",
+        "RAND_DRBG_get0_master",
+        "RAND_DRBG_get0_public",
+        "RAND_DRBG_reseed",
         "RAND_DRBG_set_reseed_interval",
     ),
     "has_evp_rand": (
-        "RAND_get0_primary", "RAND_get0_public", "EVP_RAND_reseed", "EVP_RAND_get_state",
-        "EVP_RAND_CTX_get_params", "EVP_RAND_CTX_set_params",
+        "RAND_get0_primary",
+        "RAND_get0_public",
+        "EVP_RAND_reseed",
+        "EVP_RAND_get_state",
+        "EVP_RAND_CTX_get_params",
+        "EVP_RAND_CTX_set_params",
     ),
     "has_keep_devices_open": ("RAND_keep_random_devices_open",),  # 1.1.1+
     "has_err_get_error_all": ("ERR_get_error_all",),  # 3.0+
@@ -38,9 +44,15 @@ _OPTIONAL: dict[str, tuple[str, ...]] = {
 }
 # Without these nothing works: checked at load, so a wrong file fails there with one line.
 _REQUIRED = (
-    "ERR_get_error", "ERR_get_error_line_data", "ERR_lib_error_string",
-    "ERR_reason_error_string", "ERR_func_error_string", "ERR_clear_error", "RAND_bytes",
-    "RAND_status", "RAND_poll",
+    "ERR_get_error",
+    "ERR_get_error_line_data",
+    "ERR_lib_error_string",
+    "ERR_reason_error_string",
+    "ERR_func_error_string",
+    "ERR_clear_error",
+    "RAND_bytes",
+    "RAND_status",
+    "RAND_poll",
 )
 
 
@@ -89,7 +101,7 @@ class Libcrypto:
 
     @property
     def series(self) -> str:
-        """"3.x", "1.1.1", "1.1.0" or "1.0.2" (what decides the code paths)."""
+        """ "3.x", "1.1.1", "1.1.0" or "1.0.2" (what decides the code paths)."""
         n = self.version_number
         if n >= 0x30000000:
             return "3.x"
@@ -104,22 +116,26 @@ _CACHE: dict[str, Libcrypto] = {}
 
 
 def ssl_module_libcrypto() -> str | None:
-    """The libcrypto mapped into this process by Python's ``_ssl`` module, if any."""
+    """The libcrypto that Python's ``_ssl`` module is linked against, if any.
+
+    Not simply the first libcrypto in /proc/self/maps: another one may be loaded already
+    (a --libcrypto, a wheel's copy). dlsym on _ssl's own handle searches its dependency tree,
+    so the address of OpenSSL_version_num there tells which mapped file _ssl uses.
+    """
     try:
-        import _ssl  # noqa: F401 - imported for its side effect: mapping libcrypto
+        import _ssl
     except ImportError:
         return None
+    module_file = getattr(_ssl, "__file__", None)
     try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                parts = line.split(None, 5)
-                if len(parts) == 6 and os.path.basename(parts[5].strip()).startswith(
-                    "libcrypto"
-                ):
-                    return parts[5].strip()
-    except OSError:
+        handle = ffi.dlopen(module_file, ffi.RTLD_NOW | ffi.RTLD_NOLOAD)
+        address = int(ffi.cast("uintptr_t", handle.OpenSSL_version_num))
+    except (OSError, AttributeError, TypeError):
         return None
-    return None
+    owner = _defining_file(address)
+    if owner is None or owner == module_file:
+        return None  # statically linked into Python: no separate libcrypto to load
+    return owner
 
 
 def candidates(path: str | None) -> list[str]:
@@ -173,21 +189,42 @@ def _dlopen_with_siblings(path: str) -> tuple[Any, tuple[str, ...]]:
             message = " ".join(str(e).split())
             m = _MISSING.search(message)
             if m is None or os.sep not in path:
-                raise _LoadError(_short(message)) from None
+                raise _LoadError(_short(message, path)) from None
             sibling = os.path.join(os.path.dirname(path), m.group(1))
             if sibling in siblings or not os.path.exists(sibling):
-                raise _LoadError(_short(message)) from None
+                raise _LoadError(_short(message, path)) from None
             try:
                 ffi.dlopen(sibling, ffi.RTLD_NOW | ffi.RTLD_GLOBAL)
             except OSError as e2:
-                raise _LoadError(f"needs {m.group(1)}: {_short(str(e2))}") from None
+                raise _LoadError(f"needs {m.group(1)}: {_short(str(e2), sibling)}") from None
             siblings.append(sibling)
     raise _LoadError("too many missing dependencies")
 
 
-def _short(message: str) -> str:
-    # cffi says "cannot load library 'PATH': PATH: reason"; keep the reason.
-    return message.rsplit(": ", 1)[-1] if ": " in message else message
+def _short(message: str, path: str) -> str:
+    # cffi says "cannot load library 'PATH': PATH: reason. Additionally, ctypes.util...";
+    # keep the reason (which may name a missing dependency).
+    message = message.split(". Additionally,", 1)[0]
+    prefix = f"cannot load library '{path}': "
+    if message.startswith(prefix):
+        message = message[len(prefix) :]
+    if message.startswith(f"{path}: "):
+        message = message[len(path) + 2 :]
+    return message
+
+
+def _defining_file(address: int) -> str | None:
+    """The mapped file that holds this address (/proc/self/maps), if any."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                parts = line.split(None, 5)
+                lo, _, hi = parts[0].partition("-")
+                if int(lo, 16) <= address < int(hi, 16):
+                    return parts[5].strip() if len(parts) == 6 else None
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _has(lib: Any, name: str) -> bool:
@@ -200,9 +237,7 @@ def _has(lib: Any, name: str) -> bool:
 
 def _open(path: str) -> Libcrypto:
     lib, siblings = _dlopen_with_siblings(path)
-    caps = Capabilities(
-        **{cap: all(_has(lib, s) for s in syms) for cap, syms in _OPTIONAL.items()}
-    )
+    caps = Capabilities(**{cap: all(_has(lib, s) for s in syms) for cap, syms in _OPTIONAL.items()})
     if caps.has_version_num:
         number = int(lib.OpenSSL_version_num())
         text = _string(lib.OpenSSL_version(0))
@@ -211,12 +246,20 @@ def _open(path: str) -> Libcrypto:
         text = _string(lib.SSLeay_version(0))
     else:
         raise _LoadError("not a libcrypto (no OpenSSL_version_num and no SSLeay)")
+    # dlsym also finds symbols in the library's dependencies: libssl, or a program linked
+    # against libcrypto, would pass for one. Check which file defines RAND_bytes.
+    owner = _defining_file(int(ffi.cast("uintptr_t", lib.RAND_bytes)))
+    if os.sep in path and owner and os.path.realpath(owner) != os.path.realpath(path):
+        raise _LoadError(f"not a libcrypto: its OpenSSL functions come from {owner}")
     missing = [s for s in _REQUIRED if not _has(lib, s)]
     if missing:
         raise _LoadError(f"{text or 'this library'} lacks {', '.join(missing)}")
     if number < 0x10002000:
         raise _LoadError(f"{text}: OpenSSL older than 1.0.2 is not supported")
-    resolved = os.path.realpath(path) if os.sep in path else path
+    if os.sep in path:
+        resolved = os.path.realpath(path)
+    else:  # a bare soname: report the file the dynamic linker chose
+        resolved = os.path.realpath(owner) if owner else path
     return Libcrypto(resolved, lib, number, text, caps, siblings)
 
 

@@ -11,47 +11,19 @@ Every method returns a Step carrying the decoded error chain, and leaves the que
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from chrootcheck.openssl import cdefs
 from chrootcheck.openssl.cdefs import ffi
-from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.openssl.errors import drain
 from chrootcheck.openssl.library import Libcrypto
+from chrootcheck.openssl.results import ReseedSettings, Step
 
 # Documented defaults (crypto/rand/rand_local.h in 1.1.1 and 3.x), for libraries with no getter.
 PRIMARY_RESEED_REQUESTS = 1 << 8
 PRIMARY_RESEED_SECONDS = 60 * 60
 SECONDARY_RESEED_REQUESTS = 1 << 16
 SECONDARY_RESEED_SECONDS = 7 * 60
-
-
-@dataclass(frozen=True)
-class Step:
-    """The outcome of one call into the library. ``ok`` is None when it does not apply."""
-
-    action: str
-    ok: bool | None
-    errors: tuple[ErrorRecord, ...] = ()
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class ReseedSettings:
-    """When each DRBG reseeds: after ``*_requests`` generate calls or ``*_seconds`` seconds.
-
-    ``source`` says where the numbers come from: "library" (read through the API), or
-    "documented defaults" (1.1.1 has no getter), or "none" (no DRBG: 1.1.0 and older).
-    """
-
-    source: str
-    primary_requests: int | None = None
-    primary_seconds: int | None = None
-    public_requests: int | None = None
-    public_seconds: int | None = None
-    private_requests: int | None = None
-    private_seconds: int | None = None
 
 
 class Rand:
@@ -109,20 +81,23 @@ class EvpRand(Rand):
     def _public(self) -> Any:
         return self.lib.RAND_get0_public(ffi.NULL)
 
-    def _with(self, action: str, getter: Callable[[], Any], fn: Callable[[Any], bool],
-              what: str) -> Step:
+    def _with(
+        self, action: str, getter: Callable[[], Any], fn: Callable[[Any], bool], what: str
+    ) -> Step:
         stale = drain(self.lc)
         ctx = getter()
         if ctx == ffi.NULL:
             # No entropy at creation: OpenSSL frees the DRBG and returns NULL (retried later).
-            return Step(action, False, stale + drain(self.lc),
-                        f"the {what} DRBG could not be created")
+            return Step(
+                action, False, stale + drain(self.lc), f"the {what} DRBG could not be created"
+            )
         ok = fn(ctx)
         return Step(action, ok, stale + drain(self.lc))
 
     def primary_reseed(self) -> Step:
         return self._with(
-            "EVP_RAND_reseed(primary)", self._primary,
+            "EVP_RAND_reseed(primary)",
+            self._primary,
             lambda c: int(self.lib.EVP_RAND_reseed(c, 0, ffi.NULL, 0, ffi.NULL, 0)) == 1,
             "primary",
         )
@@ -131,7 +106,8 @@ class EvpRand(Rand):
         # Prediction resistance passes through to the primary, which then pulls fresh OS
         # entropy (SEED-SRC ignores the flag): the public reseed reaches the seed source.
         return self._with(
-            "EVP_RAND_reseed(public, prediction_resistance=1)", self._public,
+            "EVP_RAND_reseed(public, prediction_resistance=1)",
+            self._public,
             lambda c: int(self.lib.EVP_RAND_reseed(c, 1, ffi.NULL, 0, ffi.NULL, 0)) == 1,
             "public",
         )
@@ -162,8 +138,11 @@ class EvpRand(Rand):
 
     def reseed_settings(self) -> ReseedSettings:
         values: dict[str, int | None] = {}
-        getters = (("primary", self._primary), ("public", self._public),
-                   ("private", lambda: self.lib.RAND_get0_private(ffi.NULL)))
+        getters = (
+            ("primary", self._primary),
+            ("public", self._public),
+            ("private", lambda: self.lib.RAND_get0_private(ffi.NULL)),
+        )
         for name, getter in getters:
             ctx = getter()
             requests = seconds = None
@@ -183,8 +162,7 @@ class Drbg111(Rand):
         stale = drain(self.lc)
         master = self.lib.RAND_DRBG_get0_master()
         if master == ffi.NULL:
-            return Step("RAND_DRBG_reseed(master)", False, stale + drain(self.lc),
-                        "no master DRBG")
+            return Step("RAND_DRBG_reseed(master)", False, stale + drain(self.lc), "no master DRBG")
         if int(self.lib.RAND_status()) != 1:
             # RAND_DRBG_reseed on an errored DRBG only says "in error state"; RAND_poll
             # uninstantiates and re-instantiates it, which retries the seed source.
@@ -198,8 +176,7 @@ class Drbg111(Rand):
         stale = drain(self.lc)
         public = self.lib.RAND_DRBG_get0_public()
         if public == ffi.NULL:
-            return Step("RAND_DRBG_reseed(public)", False, stale + drain(self.lc),
-                        "no public DRBG")
+            return Step("RAND_DRBG_reseed(public)", False, stale + drain(self.lc), "no public DRBG")
         ok = int(self.lib.RAND_DRBG_reseed(public, ffi.NULL, 0, 0)) == 1
         return Step("RAND_DRBG_reseed(public)", ok, stale + drain(self.lc))
 
@@ -244,8 +221,9 @@ class LegacyRand(Rand):
         def poll() -> bool:
             return int(self.lib.RAND_poll()) == 1 and int(self.lib.RAND_status()) == 1
 
-        return self._call("RAND_poll()", poll,
-                          "1.1.0 and older: RAND_poll succeeds even when it read nothing")
+        return self._call(
+            "RAND_poll()", poll, "1.1.0 and older: RAND_poll succeeds even when it read nothing"
+        )
 
     def public_reseed(self) -> Step:
         return Step("public reseed", None, (), "no DRBG in this library")
@@ -282,8 +260,12 @@ def init_crypto(lc: Libcrypto) -> Step:
         return Step("OPENSSL_init_crypto(LOAD_CONFIG)", ok, stale + drain(lc))
     if lc.capabilities.has_err_load_crypto_strings:
         lib.ERR_load_crypto_strings()
-    return Step("ERR_load_crypto_strings()", True, drain(lc),
-                "1.0.2: config is not loaded by libcrypto alone")
+    return Step(
+        "ERR_load_crypto_strings()",
+        True,
+        drain(lc),
+        "1.0.2: config is not loaded by libcrypto alone",
+    )
 
 
 def _set_uint(lib: Any, ctx: Any, key: str, value: int) -> bool:
@@ -302,10 +284,12 @@ def _get_reseed_params(lib: Any, ctx: Any) -> tuple[int | None, int | None]:
     requests = ffi.new("unsigned int *")
     seconds = ffi.new("int64_t *")  # time_t; OSSL_PARAM_set_time_t fills any integer size
     params = ffi.new("OSSL_PARAM[3]")
-    for i, (key, data, kind, size) in enumerate((
-        (keys[0], requests, cdefs.OSSL_PARAM_UNSIGNED_INTEGER, ffi.sizeof("unsigned int")),
-        (keys[1], seconds, cdefs.OSSL_PARAM_INTEGER, ffi.sizeof("int64_t")),
-    )):
+    for i, (key, data, kind, size) in enumerate(
+        (
+            (keys[0], requests, cdefs.OSSL_PARAM_UNSIGNED_INTEGER, ffi.sizeof("unsigned int")),
+            (keys[1], seconds, cdefs.OSSL_PARAM_INTEGER, ffi.sizeof("int64_t")),
+        )
+    ):
         params[i].key = key
         params[i].data_type = kind
         params[i].data = data
