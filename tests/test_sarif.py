@@ -13,6 +13,7 @@ import pytest
 
 from chrootcheck import checks
 from chrootcheck.formats import RenderOptions
+from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.sarif_format import sarif_log
 from chrootcheck.model import JailReport, Report
 from tests.conftest import IN_CI, make_node
@@ -111,8 +112,9 @@ def test_bad_jail(cli, bad_jail: Path, sarif_schema: dict[str, Any]) -> None:
 def test_every_check_is_a_rule_with_help(cli, bad_jail: Path) -> None:
     _, log, _ = scan_sarif(cli, str(bad_jail))
     rules = {r["id"]: r for r in log["runs"][0]["tool"]["driver"]["rules"]}
-    assert set(rules) == set(checks.CHECKS)
-    for check in checks.CHECKS.values():
+    catalogue = all_checks()
+    assert set(rules) == set(catalogue)
+    for check in catalogue.values():
         rule = rules[check.id]
         assert rule["helpUri"] == check.help_uri
         assert check.remediation in rule["help"]["text"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import TextIO
 
-from chrootcheck import checks
 from chrootcheck.formats import RenderOptions
+from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.common import printable
 from chrootcheck.model import JailReport, Notice, NoticeKind, Report, sort_findings
 
@@ -50,10 +50,11 @@ def _suite(report: Report, jail: JailReport) -> ET.Element:
     suite = ET.Element("testsuite", name=name)
     errors = [n for n in jail.notices if n.kind is NoticeKind.ERROR]
     skips = [n for n in jail.notices if n.kind is NoticeKind.SKIPPED]
-    ids = list(checks.CHECKS) + sorted({f.check for f in jail.findings} - set(checks.CHECKS))
+    catalogue = all_checks()
+    ids = list(catalogue) + sorted({f.check for f in jail.findings} - set(catalogue))
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for check_id in ids:
-        check = checks.CHECKS.get(check_id)
+        check = catalogue.get(check_id)
         case = ET.SubElement(suite, "testcase", classname=f"chrootcheck.{check_id}",
                              name=f"{check_id} {check.name if check else ''}: {name}".strip())
         counts["tests"] += 1

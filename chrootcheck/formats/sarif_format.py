@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from chrootcheck import checks
 from chrootcheck.formats import RenderOptions
+from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.common import printable, to_data
 from chrootcheck.formats.locations import (
     JAIL_BASE_ID,
@@ -103,7 +104,7 @@ def fingerprint(check_id: str, in_jail_path: str) -> str:
 
 def _run(report: Report, jail: JailReport, automation_id: str,
          anchor: str | None) -> dict[str, Any]:
-    catalogue = dict(checks.CHECKS)
+    catalogue = all_checks()
     findings = sort_findings(jail.findings)
     rule_ids = list(catalogue)
     rules = [rule(c) for c in catalogue.values()]
