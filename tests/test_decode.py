@@ -99,6 +99,16 @@ def test_3x_error_string_inside_a_log_line() -> None:
     assert e.entry is knowledge.ENTROPY and chain.thread is None
 
 
+def test_s_client_line_is_not_an_entropy_problem() -> None:
+    line = ("40F7E1B8E37F0000:error:0A000126:SSL routines:ssl3_read_n:unexpected eof while "
+            "reading:../ssl/record/rec_layer_s3.c:308:")
+    [chain] = all_chains(line)
+    [e] = chain.errors
+    assert (e.form, e.packing, e.thread) == ("print-3.x", "3.x", "40F7E1B8E37F0000")
+    assert e.reason == "unexpected eof while reading" and e.function == "ssl3_read_n"
+    assert e.entry is None and not chain.entropy_problem
+
+
 def test_issue_example_3x_with_file_and_line() -> None:
     line = ("error:1C8000BD:Provider routines::error retrieving entropy:"
             "../providers/implementations/rands/drbg.c:586:")

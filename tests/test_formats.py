@@ -100,7 +100,9 @@ def test_github_caps_each_level_and_writes_the_full_table(tmp_path: Path) -> Non
     errors = [x for x in lines if x.startswith("::error")]
     warnings = [x for x in lines if x.startswith("::warning")]
     assert len(errors) == MAX_PER_LEVEL
-    assert len(warnings) == 5  # 4 findings + the skip notice
+    assert len(warnings) == 4
+    assert [x for x in lines if x.startswith("::notice")] == [
+        "::notice title=chrootcheck skipped::/srv/jail: probe: not root"]
     assert any("3 more error annotation(s)" in x for x in lines)
     table = summary.read_text()
     assert table.startswith("earlier step\n")  # appended, never truncated

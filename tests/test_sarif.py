@@ -166,7 +166,7 @@ def test_skip_notice_goes_to_notifications(sarif_schema: dict[str, Any]) -> None
     run = log["runs"][0]
     assert [r["ruleId"] for r in run["results"]] == ["CC101"]
     notes = run["invocations"][0]["toolExecutionNotifications"]
-    assert notes == [{"level": "warning", "message": {"text": "probe: needs root"},
+    assert notes == [{"level": "note", "message": {"text": "probe: needs root"},
                       "descriptor": {"id": "probe"}, "properties": {"kind": "skipped"}}]
     assert run["invocations"][0]["executionSuccessful"] is True
 

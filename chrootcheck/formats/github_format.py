@@ -23,7 +23,8 @@ from chrootcheck.model import Finding, JailReport, NoticeKind, Report, Severity,
 MAX_PER_LEVEL = 10
 LEVEL = {Severity.CRITICAL: "error", Severity.ERROR: "error", Severity.WARNING: "warning",
          Severity.INFO: "notice"}
-NOTICE_LEVEL = {NoticeKind.ERROR: "error", NoticeKind.SKIPPED: "warning", NoticeKind.NOTE: "notice"}
+# A skip is shown, not a problem (it fails nothing unless asked): a notice, not a warning.
+NOTICE_LEVEL = {NoticeKind.ERROR: "error", NoticeKind.SKIPPED: "notice", NoticeKind.NOTE: "notice"}
 
 
 def escape_data(s: str) -> str:

@@ -38,7 +38,8 @@ LEVEL = {Severity.CRITICAL: "error", Severity.ERROR: "error", Severity.WARNING: 
          Severity.INFO: "note"}
 # trivy's mapping. Only rules tagged "security" get a score: GitHub ignores it elsewhere.
 SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.ERROR: "8.0", Severity.WARNING: "5.5"}
-NOTIFICATION_LEVEL = {NoticeKind.ERROR: "error", NoticeKind.SKIPPED: "warning",
+# A skip is shown, not a problem: it fails nothing unless asked (the Lynis convention).
+NOTIFICATION_LEVEL = {NoticeKind.ERROR: "error", NoticeKind.SKIPPED: "note",
                       NoticeKind.NOTE: "note"}
 
 
@@ -131,7 +132,12 @@ def _run(report: Report, jail: JailReport, automation_id: str,
         }},
         "invocations": [_invocation(jail)],
         "results": [_result(jail, f, index[f.check], report.fail_on, anchor) for f in findings],
-        "properties": {"jail": printable(jail.jail), "failOn": report.fail_on.value},
+        "properties": {
+            "jail": printable(jail.jail),
+            "failOn": report.fail_on.value,
+            # The probe's own report (libcrypto, scenarios, prediction), when it ran.
+            "probe": to_data(jail.probe) if jail.probe is not None else None,
+        },
     }
     return run
 
