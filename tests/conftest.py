@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.openssl_builds"]
+
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
 IS_ROOT = os.geteuid() == 0
@@ -135,3 +137,26 @@ def unmount_all(tmp_path: Path) -> Iterator[Callable[[], list[str]]]:
             break
         for point in points:
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def make_socket(path: Path) -> None:
+    """A Unix socket file nobody listens on (bound, then closed: the file stays)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(path))
+
+
+@pytest.fixture
+def bad_jail(jail: Path) -> Path:
+    """A jail whose entropy devices are non-regular traps, built without root: /dev/urandom a
+    FIFO (critical), /dev/random an empty regular file (critical), plus a socket and a FIFO
+    elsewhere (info). A location pointing at any of them would hang GitHub's uploader."""
+    (jail / "dev").mkdir()
+    os.mkfifo(jail / "dev" / "urandom")
+    (jail / "dev" / "random").write_bytes(b"")
+    (jail / "run").mkdir()
+    make_socket(jail / "run" / "app.sock")
+    (jail / "var" / "spool").mkdir(parents=True)
+    os.mkfifo(jail / "var" / "spool" / "fifo")
+    return jail
