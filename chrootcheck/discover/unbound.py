@@ -34,7 +34,7 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
     path, src, line = state["chroot"]
     if not path:
         return []  # chroot: "" turns the chroot off
-    user = state["username"][0] if "username" in state else DEFAULT_USER
+    user: str | None = state["username"][0] if "username" in state else DEFAULT_USER
     note = None if "username" in state else "username: not set; unbound's default user"
     if user == "":
         user, note = None, "username: \"\": unbound keeps the user it was started as"
