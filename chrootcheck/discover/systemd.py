@@ -38,11 +38,16 @@ def _entries(text: str) -> list[tuple[int, str, str, str]]:
 
 def find(root: str, notes: Notes) -> list[DiscoveredJail]:
     units: dict[str, str] = {}
+    masked: set[str] = set()
     for d in UNIT_DIRS:
         for path in expand_glob(root, f"{d}/*.service"):
             name = os.path.basename(path)
+            if name in units or name in masked:
+                continue
             real = os.path.realpath(os.path.join(root, path.lstrip("/")))
-            if name not in units and not real.endswith("/dev/null"):  # masked units
+            if real == "/dev/null" or real.endswith("/dev/null"):
+                masked.add(name)  # a masked unit hides the vendor's one of the same name
+            else:
                 units[name] = path
     out: list[DiscoveredJail] = []
     for name, path in sorted(units.items()):
