@@ -99,8 +99,12 @@ def _check_dev(root_fd: int, add: Callable[[Finding], None]) -> str:
         return "blocked"
 
 
-def _chain(links: list[tuple[str, str]]) -> str:
-    return " -> ".join([links[0][0], *(t for _, t in links)]) if links else ""
+def _chain(links: list[tuple[str, str]], most: int = 4) -> str:
+    """``/dev/urandom -> /etc/passwd``; a loop's 40 links are cut after a few."""
+    if not links:
+        return ""
+    steps = [links[0][0], *(t for _, t in links[:most])]
+    return " -> ".join(steps) + (" -> ..." if len(links) > most else "")
 
 
 def _check_entropy_device(
@@ -175,7 +179,7 @@ def _unresolved(
         details["symlinks"] = chain
     if res.error == errno.ELOOP:
         add(checks.get("CC115").finding(
-            path, f"{path} is a symlink loop inside the jail ({chain} ...): open(2) fails "
+            path, f"{path} is a symlink loop inside the jail ({chain}): open(2) fails "
             "with ELOOP.", **details))
         return None
     if res.error == errno.ENOENT and chain:

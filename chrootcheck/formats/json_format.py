@@ -11,5 +11,7 @@ from chrootcheck.model import Report
 
 
 def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
-    json.dump(report_data(report), stream, indent=2, ensure_ascii=False)
+    # Compact on purpose: with indent= the json module falls back to its pure-Python encoder,
+    # which took half the run time on a 100k-entry jail. Pipe to `jq .` to read it.
+    stream.write(json.dumps(report_data(report), ensure_ascii=False))
     stream.write("\n")
