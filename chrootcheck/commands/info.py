@@ -1,0 +1,50 @@
+"""``chrootcheck info [--libcrypto PATH] [--format text|json]``"""
+
+from __future__ import annotations
+
+import click
+
+from chrootcheck.exitcodes import ExitCode
+
+
+@click.command("info")
+@click.option(
+    "--libcrypto",
+    "libcrypto",
+    metavar="PATH",
+    help="The libcrypto to describe (default: the one Python's ssl module uses).",
+)
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+def command(libcrypto: str | None, fmt: str) -> int:
+    """Show what a libcrypto does for entropy, and what this host offers it.
+
+    Version, seed source, OPENSSLDIR/ENGINESDIR/MODULESDIR, the DRBGs' reseed settings,
+    keep-devices-open, whether getrandom(2) works here, the kernel and SysV shm key 0x72.
+    """
+    from chrootcheck.openssl.info import gather_info
+    from chrootcheck.openssl.library import load
+
+    info = gather_info(load(libcrypto))
+    if fmt == "json":
+        import json
+
+        from chrootcheck.formats.common import to_data
+
+        click.echo(json.dumps(to_data(info), indent=2))
+    else:
+        from rich.console import Console
+
+        from chrootcheck.formats.info_text import info_renderables
+
+        console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
+        for renderable in info_renderables(info):
+            console.print(renderable)
+    return ExitCode.OK

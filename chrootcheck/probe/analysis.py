@@ -1,0 +1,324 @@
+"""From the children's events to verdicts, explanations, causes, findings and a prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from chrootcheck.checks import Check, register
+from chrootcheck.model import Finding, Severity
+from chrootcheck.openssl.errcodes import ErrorRecord
+from chrootcheck.openssl.results import ReseedSettings, Step
+from chrootcheck.probe.model import Cycle, ScenarioResult, Verdict
+from chrootcheck.probe.runner import ChildOutcome
+
+PROBE_RESEED_FAILS = Check(
+    "CC200",
+    "probe-reseed-fails",
+    Severity.ERROR,
+    "OpenSSL cannot reseed inside the jail",
+    "The probe seeded a real libcrypto before the chroot, as a daemon does, and its reseeds "
+    "failed inside the jail although they worked outside: TLS would stop at the first "
+    "reseed (an hour at the latest, at once in a process forked after the chroot).",
+    "Give the jail working /dev/urandom and /dev/random nodes readable by the service's user "
+    "(chrootcheck fix JAIL), then run chrootcheck scan again.",
+)
+PROBE_HANGS = Check(
+    "CC201",
+    "probe-hangs",
+    Severity.ERROR,
+    "OpenSSL hangs inside the jail",
+    "A probe child blocked inside the jail (an open or read that never returns, such as a "
+    "FIFO in place of a device) and was killed at the timeout: the service would hang there.",
+    "Replace whatever stands at /dev/random and /dev/urandom with the real device nodes.",
+)
+register(PROBE_RESEED_FAILS, PROBE_HANGS)
+
+# Static findings that explain a reseed failing inside the jail.
+DEVICE_CHECKS = frozenset(
+    {
+        "CC100",
+        "CC101",
+        "CC102",
+        "CC110",
+        "CC111",
+        "CC112",
+        "CC113",
+        "CC114",
+        "CC115",
+        "CC116",
+        "CC117",
+        "CC120",
+        "CC121",
+        "CC130",
+        "CC131",
+        "CC140",
+    }
+)
+
+
+def scenario_result(
+    outcome: ChildOutcome, findings: Sequence[Finding], timeout: float
+) -> ScenarioResult:
+    sc = outcome.spec.scenario
+    events = outcome.events
+    cycles = tuple(_cycle(e) for e in events if e.get("event") == "cycle")
+    phase = _phase(events)
+    base: dict[str, Any] = {
+        "name": sc.name,
+        "description": sc.description,
+        "cycles": cycles,
+        "signal": outcome.signal,
+        "exit_status": outcome.exit_status,
+        "phase": phase,
+        "seconds": round(outcome.seconds, 4),
+    }
+    skip = next((e for e in events if e.get("event") == "skip"), None)
+    if skip is not None:
+        return ScenarioResult(verdict=Verdict.SKIPPED, explanation=str(skip.get("reason")), **base)
+    chain = _first_failing_chain(cycles)
+    if outcome.timed_out:
+        where = "inside the jail" if phase in ("jailed", "done") else "before the chroot"
+        return ScenarioResult(
+            verdict=Verdict.TIMEOUT,
+            chain=chain,
+            caused_by=_causes(findings) if where == "inside the jail" else (),
+            explanation=f"the child hung {where} for more than {timeout:g} s and was killed",
+            **base,
+        )
+    if outcome.signal is not None:
+        return ScenarioResult(
+            verdict=Verdict.CRASHED,
+            chain=chain,
+            explanation=f"the child was killed by {outcome.signal} (after stage '{phase}'): "
+            "a wrong ABI or a NULL DRBG in the library",
+            **base,
+        )
+    error = next((e for e in events if e.get("event") == "error"), None)
+    if error is not None or phase != "done":
+        message = str(error.get("message")) if error else f"exit status {outcome.exit_status}"
+        if outcome.garbage:
+            message += " (and unreadable output)"
+        return ScenarioResult(
+            verdict=Verdict.CRASHED,
+            chain=chain,
+            explanation=f"the child stopped at stage '{phase}': {message}",
+            **base,
+        )
+    control = next((c for c in cycles if not c.inside_jail), None)
+    if control is None or not control.ok:
+        return ScenarioResult(
+            verdict=Verdict.RISK, chain=chain, explanation=_risk_text(sc.name, control), **base
+        )
+    failing = [c for c in cycles if c.inside_jail and not c.ok]
+    if failing:
+        causes = _causes(findings)
+        return ScenarioResult(
+            verdict=Verdict.FAIL,
+            chain=chain,
+            caused_by=causes,
+            explanation=_fail_text(sc.name, failing[0], causes, findings),
+            **base,
+        )
+    inside = sum(1 for c in cycles if c.inside_jail)
+    return ScenarioResult(
+        verdict=Verdict.PASS,
+        explanation=f"seeded before the chroot and reseeded inside the jail in all {inside} "
+        "cycles" + _pass_detail(sc.name),
+        **base,
+    )
+
+
+def _phase(events: list[dict[str, Any]]) -> str:
+    phase = "start"
+    for e in events:
+        kind = e.get("event")
+        if kind == "cycle" and not e.get("inside_jail"):
+            phase = "seeded"
+        elif kind == "jailed":
+            phase = "jailed"
+        elif kind == "done":
+            phase = "done"
+    return phase
+
+
+def _cycle(event: dict[str, Any]) -> Cycle:
+    steps = tuple(_step(s) for s in event.get("steps", []))
+    return Cycle(
+        index=int(event.get("index", 0)),
+        inside_jail=bool(event.get("inside_jail")),
+        ok=all(s.ok is not False for s in steps),
+        state=str(event.get("state", "")),
+        steps=steps,
+    )
+
+
+def _step(data: dict[str, Any]) -> Step:
+    errors = tuple(ErrorRecord(**e) for e in data.get("errors", []))
+    ok = data.get("ok")
+    return Step(
+        str(data.get("action", "")),
+        None if ok is None else bool(ok),
+        errors,
+        str(data.get("detail", "")),
+    )
+
+
+def settings_from(outcome: ChildOutcome) -> ReseedSettings | None:
+    for e in outcome.events:
+        if e.get("event") == "settings" and isinstance(e.get("settings"), dict):
+            return ReseedSettings(**e["settings"])
+    return None
+
+
+def _first_failing_chain(cycles: tuple[Cycle, ...]) -> tuple[ErrorRecord, ...]:
+    for c in cycles:
+        if not c.ok:
+            return tuple(err for s in c.steps for err in s.errors)
+    return ()
+
+
+def _causes(findings: Sequence[Finding]) -> tuple[str, ...]:
+    seen: list[str] = []
+    for f in findings:
+        if f.check in DEVICE_CHECKS and f.check not in seen:
+            seen.append(f.check)
+    return tuple(seen)
+
+
+def _risk_text(name: str, control: Cycle | None) -> str:
+    what = "OpenSSL cannot seed even before the chroot"
+    if control is not None and control.state == "absent":
+        what += " (its primary DRBG could not even be created)"
+    elif control is not None:
+        failed = next((s for s in control.steps if s.ok is False), None)
+        if failed is not None and failed.detail:
+            what += f" ({failed.detail})"
+    if name == "no-getrandom":
+        return (
+            f"{what}: with getrandom(2) blocked, OpenSSL 1.1.1d+ on a kernel >= 4.8 refuses "
+            "/dev/urandom (no SysV shm key 0x72 says the pool was seeded), so it has no "
+            "entropy source at all, whatever the jail holds. An environment risk, not a jail "
+            "finding: a syscall sandbox that blocks getrandom breaks this service."
+        )
+    return f"{what}: this fails whatever the jail holds (an environment risk, not a jail finding)"
+
+
+def _fail_text(
+    name: str, cycle: Cycle, causes: tuple[str, ...], findings: Sequence[Finding]
+) -> str:
+    failed = next((s for s in cycle.steps if s.ok is False), None)
+    last = failed.errors[-1].reason if failed and failed.errors else ""
+    text = "seeded before the chroot, but reseeding inside the jail fails"
+    if failed is not None:
+        text += f" at {failed.action}"
+        if last:
+            text += f" ({last})"
+        elif failed.detail:
+            text += f" ({failed.detail})"
+    if name.startswith("old-kernel"):
+        text += (
+            ": without getrandom OpenSSL reopens /dev/urandom, /dev/random, /dev/hwrng and "
+            "/dev/srandom by path inside the jail"
+        )
+    if causes:
+        paths = sorted({f.path for f in findings if f.check in causes})
+        text += f"; explained by {', '.join(causes)} ({', '.join(paths)})"
+    else:
+        text += "; no static finding explains it"
+    return text
+
+
+def _pass_detail(name: str) -> str:
+    if name == "old-kernel":
+        return " (from the /dev/urandom descriptor opened before the chroot, or the jail's node)"
+    if name == "old-kernel, devices closed":
+        return " (by opening the jail's own /dev/urandom)"
+    if name == "as-is":
+        return " (getrandom(2) needs nothing from the jail)"
+    return ""
+
+
+def new_findings(results: Sequence[ScenarioResult]) -> tuple[Finding, ...]:
+    """Findings for jail-caused failures that no static finding explains (never for risks)."""
+    out: list[Finding] = []
+    for r in results:
+        if r.caused_by:
+            continue
+        codes = [f"{e.code:08X}" for e in r.chain]
+        if r.verdict is Verdict.FAIL:
+            out.append(
+                PROBE_RESEED_FAILS.finding(
+                    "/dev/urandom",
+                    f"scenario '{r.name}': {r.explanation}",
+                    scenario=r.name,
+                    codes=tuple(codes),
+                )
+            )
+        elif r.verdict is Verdict.TIMEOUT and r.phase in ("jailed", "done"):
+            out.append(
+                PROBE_HANGS.finding(
+                    "/dev/random",
+                    f"scenario '{r.name}': {r.explanation}",
+                    scenario=r.name,
+                )
+            )
+    return tuple(out)
+
+
+def prediction(
+    results: Sequence[ScenarioResult], settings: ReseedSettings | None, series: str
+) -> str:
+    """When production would fail, from the verdicts and the library's reseed settings."""
+    if not results or all(r.verdict is Verdict.SKIPPED for r in results):
+        return "no prediction: the probe did not run"
+    failing = [r.name for r in results if r.verdict is Verdict.FAIL]
+    risky = [r.name for r in results if r.verdict is Verdict.RISK]
+    broken = [r.name for r in results if r.verdict in (Verdict.CRASHED, Verdict.TIMEOUT)]
+    if settings is None or settings.source == "none":
+        timing = (
+            "this library has no DRBG and never reseeds by itself: it keeps running, but after "
+            "the chroot RAND_poll gets only pid, uid and time when the devices are missing"
+        )
+    else:
+        secs = settings.primary_seconds or 3600
+        reqs = settings.primary_requests
+        src = "" if settings.source == "library" else f" ({settings.source})"
+        timing = (
+            f"fails at once in master-worker mode or any mode that forks after the chroot; "
+            f"otherwise within {secs} s of start (the primary DRBG reseeds every {secs} s"
+            + (f" or every {reqs} secondary reseeds" if reqs else "")
+            + f"{src}), or at the first backward clock step"
+        )
+    parts: list[str] = []
+    if "as-is" in failing:
+        parts.append(f"On this system TLS {timing}.")
+    elif failing:
+        parts.append(f"Where {_where(failing)}, TLS {timing}.")
+    if risky:
+        parts.append(
+            f"Where {_where(risky)}, the service cannot seed at all and fails at start, "
+            "whatever the jail holds."
+        )
+    if broken:
+        parts.append(f"Unknown for {', '.join(broken)}: the probe child did not finish.")
+    if not parts:
+        return (
+            f"No failure predicted: reseeding inside the jail works in every scenario ({series})."
+        )
+    return " ".join(parts)
+
+
+_WHERE = {
+    "as-is": "this system",
+    "no-getrandom": "getrandom(2) is blocked (a seccomp sandbox)",
+    "old-kernel": "the kernel is older than 4.8 or getrandom is blocked there",
+    "old-kernel, devices closed": (
+        "getrandom is unavailable and the random devices are not kept open (a daemon that "
+        "closes its descriptors, or an OpenSSL without keep-open)"
+    ),
+}
+
+
+def _where(names: list[str]) -> str:
+    return "; or where ".join(_WHERE.get(n, n) for n in names)

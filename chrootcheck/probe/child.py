@@ -1,0 +1,156 @@
+"""The probe child: a forked process that behaves like a jailed daemon, then reports.
+
+Order, as a daemon does it: new namespaces; the scenario's changes to the system (personality,
+seccomp); initialise libcrypto and its config and draw random bytes (seeding happens here,
+outside the jail); one control cycle; chroot, chdir("/"), drop privileges, no_new_privs; then
+the reseed cycles inside the jail. Each stage is one JSON line on the pipe, so the parent
+knows how far a child got even when it crashes or hangs.
+
+After the chroot nothing may import a module (the jail has no Python): everything used there
+is imported at the top of this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, NoReturn
+
+from chrootcheck.openssl.library import Libcrypto
+from chrootcheck.openssl.rand import Rand, for_library, init_crypto
+from chrootcheck.openssl.results import Step
+from chrootcheck.probe import sandbox
+from chrootcheck.probe.scenarios import Scenario
+
+# What RAND_poll of 1.0.2/1.1.0 opens, in order (e_os.h DEVRANDOM).
+_LEGACY_DEVICES = ("/dev/urandom", "/dev/random", "/dev/srandom")
+EXIT_OK = 0
+EXIT_ERROR = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildSpec:
+    jail: str
+    scenario: Scenario
+    cycles: int
+    as_root: bool
+    uid: int | None
+    gid: int | None
+    groups: tuple[int, ...]
+
+
+def run_child(lc: Libcrypto, spec: ChildSpec, wfd: int) -> NoReturn:
+    """Entry point right after fork(); never returns, never raises."""
+    code = EXIT_ERROR
+    phase = "start"
+    try:
+        phase = _run(lc, spec, wfd)
+        code = EXIT_OK
+    except BaseException as e:
+        try:
+            _emit(wfd, event="error", phase=phase, message=f"{type(e).__name__}: {e}")
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _run(lc: Libcrypto, spec: ChildSpec, wfd: int) -> str:
+    scenario = spec.scenario
+    try:
+        sandbox.enter_namespaces(spec.as_root)
+    except OSError as e:
+        kind = "IPC and mount" if spec.as_root else "user, IPC and mount"
+        _emit(wfd, event="skip", reason=f"cannot create {kind} namespaces: {e.strerror}")
+        return "start"
+    try:
+        if scenario.uname26:
+            sandbox.set_uname26()
+        if scenario.block_getrandom:
+            sandbox.block_getrandom()
+    except OSError as e:
+        _emit(wfd, event="skip", reason=f"cannot set up the scenario: {e.strerror}")
+        return "start"
+
+    rand = for_library(lc)
+    steps = [init_crypto(lc)]
+    if scenario.close_devices:
+        if rand.keep_devices_open(False):
+            steps.append(Step("RAND_keep_random_devices_open(0)", True))
+        else:
+            steps.append(
+                Step(
+                    "RAND_keep_random_devices_open(0)",
+                    None,
+                    (),
+                    "not in this library: it closes devices after every read anyway",
+                )
+            )
+    steps.append(_named(rand.draw(32), "RAND_bytes(32) at start-up, before the chroot"))
+    _emit(wfd, event="settings", settings=dataclasses.asdict(rand.reseed_settings()))
+    steps.extend(_cycle_steps(rand, inside=False))
+    _emit_cycle(wfd, rand, 0, False, steps)
+
+    try:
+        sandbox.enter_jail(spec.jail, spec.uid, spec.gid, spec.groups)
+    except OSError as e:
+        _emit(wfd, event="error", phase="seeded", message=f"cannot enter the jail: {e}")
+        return "seeded"
+    _emit(wfd, event="jailed", uid=os.getuid(), gid=os.getgid())
+    for i in range(1, spec.cycles + 1):
+        _emit_cycle(wfd, rand, i, True, _cycle_steps(rand, inside=True))
+    _emit(wfd, event="done")
+    return "done"
+
+
+def _cycle_steps(rand: Rand, inside: bool) -> list[Step]:
+    steps = [rand.primary_reseed(), rand.public_reseed(), rand.set_reseed_interval(1)]
+    steps.append(_named(rand.draw(32), "RAND_bytes(32) with reseed interval 1 (a natural reseed)"))
+    if not rand.has_drbg and inside:
+        steps.append(_legacy_devices())
+    return steps
+
+
+def _legacy_devices() -> Step:
+    # md_rand's RAND_poll reports success even when it reads nothing; look as it would.
+    for path in _LEGACY_DEVICES:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:
+            continue
+        try:
+            if os.read(fd, 32):
+                return Step("open and read the devices RAND_poll reads", True, (), path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return Step(
+        "open and read the devices RAND_poll reads",
+        False,
+        (),
+        "none of /dev/urandom, /dev/random, /dev/srandom gives bytes: RAND_poll mixes "
+        "only pid, uid and time",
+    )
+
+
+def _named(step: Step, action: str) -> Step:
+    return dataclasses.replace(step, action=action)
+
+
+def _emit_cycle(wfd: int, rand: Rand, index: int, inside: bool, steps: list[Step]) -> None:
+    _emit(
+        wfd,
+        event="cycle",
+        index=index,
+        inside_jail=inside,
+        state=rand.state(),
+        steps=[dataclasses.asdict(s) for s in steps],
+    )
+
+
+def _emit(wfd: int, **event: Any) -> None:
+    data = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+    while data:
+        data = data[os.write(wfd, data) :]

@@ -1,0 +1,85 @@
+"""What the probe reports: frozen dataclasses of plain fields (str, int, float, bool, tuples,
+enums), so a generic dataclass-to-JSON converter renders them. No cffi here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from chrootcheck.model import Finding
+from chrootcheck.openssl.errcodes import ErrorRecord
+from chrootcheck.openssl.results import ReseedSettings, Step
+
+
+class Verdict(enum.StrEnum):
+    PASS = "pass"  # every reseed inside the jail worked
+    FAIL = "fail"  # worked before the chroot, fails inside the jail: the jail's fault
+    RISK = "risk"  # fails before the chroot already: the environment's, whatever the jail holds
+    CRASHED = "crashed"  # the child died (a signal) or hit an internal error
+    TIMEOUT = "timeout"  # the child hung and was killed
+    SKIPPED = "skipped"  # could not run here (no privileges, no libseccomp ...)
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """One reseed cycle: explicit reseeds, then a natural one (interval 1, then a draw)."""
+
+    index: int  # 0 = the control cycle before the chroot; 1..N inside the jail
+    inside_jail: bool
+    ok: bool
+    state: str  # the primary DRBG's state afterwards: ready / error / absent / ...
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    name: str
+    description: str
+    verdict: Verdict
+    explanation: str  # plain words: what happened and why
+    cycles: tuple[Cycle, ...] = ()
+    chain: tuple[ErrorRecord, ...] = ()  # the decoded error chain of the first failing cycle
+    caused_by: tuple[str, ...] = ()  # check ids of the given findings that explain a failure
+    signal: str | None = None  # "SIGSEGV" when the child was killed by a signal
+    exit_status: int | None = None
+    phase: str = ""  # how far the child got: start, seeded, jailed, done
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class LibcryptoSummary:
+    path: str
+    version: str  # "OpenSSL 3.0.19 27 Jan 2026"
+    version_number: int
+    series: str  # 3.x, 1.1.1, 1.1.0, 1.0.2
+    rand_api: str
+    has_drbg_1_1_1: bool
+    has_evp_rand: bool
+    has_keep_devices_open: bool
+    has_err_get_error_all: bool
+    has_openssl_info: bool
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    jail: str
+    libcrypto: LibcryptoSummary | None  # None when it could not be loaded (see skipped_reason)
+    skipped_reason: str | None = None  # one line, when the probe could not run at all
+    mode: str = ""  # "root" or "user namespace"
+    uid: int | None = None  # the user the children ran as inside the jail
+    gid: int | None = None
+    cycles: int = 0
+    scenarios: tuple[ScenarioResult, ...] = ()
+    reseed: ReseedSettings | None = None  # of the library, read before the chroot
+    prediction: str = ""
+    findings: tuple[Finding, ...] = ()
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def verdicts(self) -> dict[str, Verdict]:
+        return {s.name: s.verdict for s in self.scenarios}
+
+    @property
+    def failed(self) -> bool:
+        """Some scenario fails because of the jail."""
+        return any(s.verdict is Verdict.FAIL for s in self.scenarios)

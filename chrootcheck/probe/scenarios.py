@@ -1,0 +1,40 @@
+"""The probe's scenarios: this system as it is, and the systems a jail must survive too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    block_getrandom: bool = False  # seccomp: getrandom(2) -> ENOSYS
+    uname26: bool = False  # personality UNAME26: the kernel looks older than 4.8
+    close_devices: bool = False  # RAND_keep_random_devices_open(0)
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("as-is", "this kernel and this library, unchanged"),
+    Scenario(
+        "no-getrandom",
+        "getrandom(2) fails with ENOSYS, as under a seccomp sandbox",
+        block_getrandom=True,
+    ),
+    Scenario(
+        "old-kernel",
+        "no getrandom and a kernel older than 4.8: OpenSSL waits on /dev/random, then reads "
+        "/dev/urandom and keeps it open",
+        block_getrandom=True,
+        uname26=True,
+    ),
+    Scenario(
+        "old-kernel, devices closed",
+        "as old-kernel, with RAND_keep_random_devices_open(0): like a daemon that closes its "
+        "descriptors, or an OpenSSL without the keep-open change (the origin story)",
+        block_getrandom=True,
+        uname26=True,
+        close_devices=True,
+    ),
+)
+BY_NAME = {s.name: s for s in SCENARIOS}

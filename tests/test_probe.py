@@ -1,0 +1,335 @@
+"""The probe against real libraries in real jails (real chroot, real mknod, real seccomp).
+
+Expected on a kernel >= 4.8 (issue 3), for both the system's 3.0 and the wheel's 1.1.1r:
+empty jail: as-is passes, no-getrandom fails before the chroot (an environment risk),
+old-kernel passes (the device fd opened before the chroot is kept), old-kernel with devices
+closed fails inside the jail; correct nodes: every old-kernel scenario passes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from chrootcheck import checks
+from chrootcheck.errors import ToolError
+from chrootcheck.formats.common import to_data
+from chrootcheck.formats.probe_text import probe_renderables
+from chrootcheck.model import Finding
+from chrootcheck.openssl import library, rand
+from chrootcheck.probe import ProbeOptions, ProbeReport, Verdict, run_probe
+from tests.openssl_builds import Build
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOSED = "old-kernel, devices closed"
+
+
+def _node(path: Path, major: int, minor: int) -> None:
+    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+    os.chmod(path, 0o666)
+
+
+@pytest.fixture
+def empty_jail(tmp_path: Path) -> Path:
+    jail = tmp_path / "jail"
+    (jail / "dev").mkdir(parents=True)
+    _open_up(jail)
+    return jail
+
+
+@pytest.fixture
+def correct_jail(empty_jail: Path) -> Path:
+    _node(empty_jail / "dev" / "urandom", 1, 9)
+    _node(empty_jail / "dev" / "random", 1, 8)
+    return empty_jail
+
+
+def _open_up(jail: Path) -> None:
+    # The children run as nobody: every folder from / to the jail's /dev must be searchable.
+    for p in [jail, *jail.parents]:
+        if p == Path("/"):
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o055)
+
+
+def _finding(check: str, path: str) -> Finding:
+    return checks.get(check).finding(path, "static finding for the test")
+
+
+def _codes(report: ProbeReport, name: str) -> set[int]:
+    return {e.code for e in next(s for s in report.scenarios if s.name == name).chain}
+
+
+@pytest.mark.root
+def test_empty_jail(libcrypto_build: Build, empty_jail: Path) -> None:
+    report = run_probe(str(empty_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
+    assert report.skipped_reason is None
+    assert report.verdicts() == {
+        "as-is": Verdict.PASS,
+        "no-getrandom": Verdict.RISK,
+        "old-kernel": Verdict.PASS,
+        CLOSED: Verdict.FAIL,
+    }
+    closed = next(s for s in report.scenarios if s.name == CLOSED)
+    assert [c.ok for c in closed.cycles] == [True, False, False, False]  # control, then 3
+    assert closed.phase == "done" and closed.caused_by == ()
+    risk = next(s for s in report.scenarios if s.name == "no-getrandom")
+    if libcrypto_build.series == "3.x":
+        assert 0x1C8000BD in _codes(report, CLOSED)
+        assert {0x1C8000BD, 0x1200006C} <= _codes(report, "no-getrandom")
+        assert risk.cycles[0].state == "absent"  # the primary DRBG could not be created
+    else:
+        assert {0x2406C06E, 0x2406B072} <= _codes(report, CLOSED)  # the origin story's chain
+        assert 0x2406C06E in _codes(report, "no-getrandom")
+        assert risk.cycles[0].state == "error"
+    # The jail failure no static finding explains becomes a finding; the risk never does.
+    assert [f.check for f in report.findings] == ["CC200"]
+    assert report.findings[0].details["scenario"] == CLOSED
+    assert "3600 s" in report.prediction and "forks after the chroot" in report.prediction
+    assert (report.uid, report.gid, report.mode) == (65534, 65534, "root")
+
+
+@pytest.mark.root
+def test_correct_jail(libcrypto_build: Build, correct_jail: Path) -> None:
+    report = run_probe(str(correct_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
+    assert report.verdicts() == {
+        "as-is": Verdict.PASS,
+        "no-getrandom": Verdict.RISK,
+        "old-kernel": Verdict.PASS,
+        CLOSED: Verdict.PASS,
+    }
+    assert report.findings == ()  # a correct jail gives exit 0: risks are not findings
+    assert all(c.ok for s in report.scenarios if s.verdict is Verdict.PASS for c in s.cycles)
+
+
+@pytest.mark.root
+def test_static_findings_explain_the_failure(libcrypto_30: Build, empty_jail: Path) -> None:
+    static = [
+        _finding("CC101", "/dev/urandom"),
+        _finding("CC102", "/dev/random"),
+        _finding("CC160", "/dev/tty"),
+    ]
+    options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1)
+    report = run_probe(str(empty_jail), static, options)
+    (closed,) = report.scenarios
+    assert closed.verdict is Verdict.FAIL
+    assert closed.caused_by == ("CC101", "CC102")  # not the unrelated CC160
+    assert "CC101" in closed.explanation
+    assert report.findings == ()  # explained already: no duplicate finding
+
+
+@pytest.mark.root
+def test_jail_root_not_searchable_by_the_user_fails(
+    libcrypto_30: Build, correct_jail: Path
+) -> None:
+    # Correct nodes, but the jail's root folder is 0700: nobody cannot reach /dev/urandom.
+    os.chmod(correct_jail, 0o700)
+    options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1)
+    assert run_probe(str(correct_jail), [], options).verdicts() == {CLOSED: Verdict.FAIL}
+    as_root = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1, uid=0, gid=0)
+    assert run_probe(str(correct_jail), [], as_root).verdicts() == {CLOSED: Verdict.PASS}
+
+
+@pytest.mark.root
+def test_fifo_in_place_of_urandom_times_out(libcrypto_build: Build, empty_jail: Path) -> None:
+    os.mkfifo(empty_jail / "dev" / "urandom", 0o666)
+    options = ProbeOptions(
+        libcrypto=libcrypto_build.path, scenarios=(CLOSED,), cycles=1, timeout=1.0
+    )
+    report = run_probe(str(empty_jail), [], options)
+    (sc,) = report.scenarios
+    assert sc.verdict is Verdict.TIMEOUT
+    assert sc.phase == "jailed" and sc.signal == "SIGKILL"
+    assert [f.check for f in report.findings] == ["CC201"]
+    explained = run_probe(str(empty_jail), [_finding("CC111", "/dev/urandom")], options)
+    assert explained.scenarios[0].caused_by == ("CC111",)
+    assert explained.findings == ()
+
+
+def _shm_keys() -> list[int]:
+    with open("/proc/sysvipc/shm", encoding="ascii") as f:
+        return [int(line.split()[0]) for line in list(f)[1:]]
+
+
+def _children() -> list[int]:
+    me = str(os.getpid())
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                kids.append(int(entry))
+    return kids
+
+
+@pytest.mark.root
+def test_leaves_no_shm_mount_or_process(libcrypto_build: Build, correct_jail: Path) -> None:
+    shm_before = _shm_keys()
+    mounts_before = Path("/proc/self/mountinfo").read_text()
+    fds_before = set(os.listdir("/proc/self/fd"))
+    report = run_probe(str(correct_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
+    # The old-kernel children really created shm key 0x72 (in their own IPC namespace) ...
+    assert report.verdicts()["old-kernel"] is Verdict.PASS
+    # ... and none of it is left on the host.
+    assert 0x72 not in _shm_keys()
+    assert _shm_keys() == shm_before
+    assert Path("/proc/self/mountinfo").read_text() == mounts_before
+    assert _children() == []
+    assert set(os.listdir("/proc/self/fd")) == fds_before
+
+
+@pytest.mark.root
+def test_parent_already_seeded(libcrypto_build: Build, empty_jail: Path) -> None:
+    # A caller that used the same libcrypto before (its DRBGs exist): same verdicts.
+    lc = library.load(libcrypto_build.path)
+    assert rand.for_library(lc).draw(8).ok
+    report = run_probe(str(empty_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
+    assert report.verdicts()[CLOSED] is Verdict.FAIL
+    assert report.verdicts()["no-getrandom"] is Verdict.RISK
+    assert report.verdicts()["old-kernel"] is Verdict.PASS
+
+
+@pytest.mark.root
+def test_refuses_a_libcrypto_inside_the_jail(libcrypto_111: Build, correct_jail: Path) -> None:
+    inside = correct_jail / "lib" / Path(libcrypto_111.path).name
+    inside.parent.mkdir()
+    shutil.copy(libcrypto_111.path, inside)
+    with pytest.raises(ToolError, match="inside the jail"):
+        run_probe(str(correct_jail), [], ProbeOptions(libcrypto=str(inside)))
+    allowed = ProbeOptions(libcrypto=str(inside), allow_jail_libcrypto=True, scenarios=("as-is",))
+    report = run_probe(str(correct_jail), [], allowed)
+    assert report.libcrypto is not None and report.libcrypto.path == str(inside)
+    assert report.verdicts() == {"as-is": Verdict.PASS}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (ProbeOptions(cycles=0), "--cycles"),
+        (ProbeOptions(timeout=0), "timeout"),
+        (ProbeOptions(scenarios=("no-such",)), "unknown probe scenario"),
+        (ProbeOptions(libcrypto="/no/such/libcrypto.so"), "cannot load libcrypto"),
+    ],
+)
+def test_bad_input_is_a_tool_error(tmp_path: Path, options: ProbeOptions, message: str) -> None:
+    with pytest.raises(ToolError, match=message) as e:
+        run_probe(str(tmp_path), [], options)
+    assert "\n" not in e.value.message
+
+
+def test_missing_jail_is_a_tool_error(tmp_path: Path) -> None:
+    with pytest.raises(ToolError, match="not a folder"):
+        run_probe(str(tmp_path / "nope"), [], ProbeOptions())
+
+
+_AS_NOBODY = """
+import json, os, sys
+from chrootcheck.probe import ProbeOptions, run_probe
+import chrootcheck.probe.run
+from chrootcheck.openssl.library import load
+load(None)  # Python and the package live under /root: import and load all before dropping
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+out = {}
+for jail in sys.argv[1:]:
+    r = run_probe(jail, [], ProbeOptions(cycles=1))
+    out[jail] = {"skipped": r.skipped_reason, "mode": r.mode, "uid": r.uid,
+                 "verdicts": {k: v.value for k, v in r.verdicts().items()}}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture
+def world_jails() -> Iterator[tuple[Path, Path]]:
+    base = Path(tempfile.mkdtemp(prefix="chrootcheck-probe-"))
+    try:
+        os.chmod(base, 0o755)
+        empty, correct = base / "empty", base / "correct"
+        for j in (empty, correct):
+            (j / "dev").mkdir(parents=True)
+        _node(correct / "dev" / "urandom", 1, 9)
+        _node(correct / "dev" / "random", 1, 8)
+        for p in (empty, correct, empty / "dev", correct / "dev"):
+            os.chmod(p, 0o755)
+        yield empty, correct
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.root
+def test_without_root_in_a_user_namespace(world_jails: tuple[Path, Path]) -> None:
+    empty, correct = world_jails
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _AS_NOBODY, str(empty), str(correct)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for jail, result in out.items():
+        if result["skipped"] is not None:  # no unprivileged user namespaces on this host
+            assert "\n" not in result["skipped"] and result["skipped"].startswith("not root")
+            pytest.skip(f"the probe skipped itself, as it should here: {result['skipped']}")
+        assert result["mode"] == "user namespace" and result["uid"] == 65534
+        closed = "fail" if jail == str(empty) else "pass"
+        assert result["verdicts"] == {
+            "as-is": "pass",
+            "no-getrandom": "risk",
+            "old-kernel": "pass",
+            CLOSED: closed,
+        }
+
+
+@pytest.mark.root
+def test_report_is_plain_data_and_renders(libcrypto_111: Build, tmp_path: Path) -> None:
+    jail = tmp_path / "odd [x] name"
+    (jail / "dev").mkdir(parents=True)
+    _open_up(jail)
+    report = run_probe(str(jail), [], ProbeOptions(libcrypto=libcrypto_111.path, cycles=1))
+    data = json.loads(json.dumps(to_data(report)))
+    assert data["jail"] == str(jail)
+    assert [s["verdict"] for s in data["scenarios"]] == ["pass", "risk", "pass", "fail"]
+    assert data["scenarios"][3]["chain"][0]["code"] in (0x2406E06E, 0x2406C06E)
+    buf = io.StringIO()
+    console = Console(file=buf, width=200, markup=False, highlight=False, emoji=False)
+    for r in probe_renderables(report):
+        console.print(r)
+    text = buf.getvalue()
+    assert (
+        "error:2406C06E:random number generator:RAND_DRBG_instantiate:error retrieving "
+        "entropy:crypto/rand/drbg_lib.c:" in text
+    )
+    assert "means: no seed source answered" in text
+    assert "prediction:" in text and "old-kernel, devices closed" in text
+
+
+def test_skipped_report_renders_one_line() -> None:
+    report = ProbeReport(
+        jail="/srv/[b]jail",
+        libcrypto=None,
+        skipped_reason="not root, and no unprivileged user namespace here",
+    )
+    buf = io.StringIO()
+    for r in probe_renderables(report):
+        Console(file=buf, width=200, markup=False).print(r)
+    assert buf.getvalue().strip() == (
+        "probe: skipped: not root, and no unprivileged user namespace here"
+    )
