@@ -105,17 +105,17 @@ class OpenSSLPaths:
     modulesdir: str | None = None
 
 
-def default_paths() -> OpenSSLPaths:
-    """THE ONE PLACE TO WIRE TO chrootcheck.openssl.info (LibInfo) once it exists.
+def default_paths(libcrypto: str | None = None) -> OpenSSLPaths:
+    """The directories of the libcrypto the scan is about, from chrootcheck.openssl.info.
 
-    Until then: OPENSSLDIR from the libcrypto Python's ssl module links (its default CA path
-    is OPENSSLDIR/certs); ENGINESDIR and MODULESDIR stay unknown, so their checks are skipped
-    with a notice. No second cffi binding on purpose.
+    ``libcrypto``: a path (as ``scan --libcrypto``); default: the one Python's ssl module
+    uses. Raises ToolError when no libcrypto can be loaded. Imported lazily: cffi is heavy.
     """
-    import ssl
+    from chrootcheck.openssl.info import gather_info
+    from chrootcheck.openssl.library import load
 
-    capath = ssl.get_default_verify_paths().openssl_capath
-    return OpenSSLPaths(openssldir=os.path.dirname(capath) if capath else "/usr/lib/ssl")
+    info = gather_info(load(libcrypto))
+    return OpenSSLPaths(info.openssldir, info.enginesdir or None, info.modulesdir)
 
 
 class LoadTime(enum.StrEnum):
@@ -414,10 +414,14 @@ def _finding(f: LateFile, jail: str, mods: Modules) -> Finding | None:
     state = {Presence.MISSING: "is missing in the jail",
              Presence.WRONG_TYPE: f"is not usable in the jail: {f.jail_detail}",
              Presence.UNREACHABLE: f"cannot be reached in the jail: {f.jail_detail}"}[f.in_jail]
-    timing = ("loaded when the config is loaded: after the chroot if the application first "
-              "uses OpenSSL there (OpenSSL 3 loads the config lazily)"
-              if f.when is LoadTime.WITH_CONFIG else
-              "loaded at first use: after the chroot even when the config was read before it")
+    if f.role in ("enginesdir", "modulesdir") or not f.required:
+        timing = ("searched when the application loads an engine or provider by name: after "
+                  "the chroot if it does so there")
+    elif f.when is LoadTime.WITH_CONFIG:
+        timing = ("loaded when the config is loaded: after the chroot if the application "
+                  "first uses OpenSSL there (OpenSSL 3 loads the config lazily)")
+    else:
+        timing = "loaded at first use: after the chroot even when the config was read before it"
     message = f"{what} {f.path} ({f.origin}) {state}; {timing}."
     return check.finding(f.path, message, severity=severity, remediation=remedy(f, jail),
                          role=f.role, origin=f.origin, when=f.when.value,

@@ -370,3 +370,17 @@ def test_host_config_absent_is_quiet(host: Path, jail: Path, root_fd: int) -> No
     res = run(root_fd, jail, host / "openssl.cnf")
     assert res.findings == []
     assert res.policy.urandom_needed is True
+
+
+def test_default_paths_match_the_openssl_cli() -> None:
+    # The system libcrypto (Python's) and the openssl CLI are the same build here.
+    from chrootcheck.lateload import default_paths
+
+    def version(flag: str) -> str:
+        out = subprocess.run(["openssl", "version", flag], capture_output=True, text=True,
+                             check=True).stdout
+        return out.split('"')[1]
+
+    p = default_paths()
+    assert (p.openssldir, p.enginesdir, p.modulesdir) == (version("-d"), version("-e"),
+                                                          version("-m"))
