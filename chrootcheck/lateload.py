@@ -224,6 +224,22 @@ def check_late_loads(
     return out
 
 
+def check_jail(jail_path: str, paths: OpenSSLPaths | None = None,
+               env: Mapping[str, str] | None = None, *, libcrypto: str | None = None,
+               appname: str | None = None) -> LateLoadResult:
+    """``check_late_loads`` for a jail given by its host path (opens and closes the root fd).
+
+    Raises ``jailfs.JailOpenError`` for a missing jail, ``ToolError`` when ``paths`` is None
+    and no libcrypto can be loaded to ask for its directories.
+    """
+    fd = jailfs.open_jail(jail_path)
+    try:
+        return check_late_loads(fd, jail_path, paths or default_paths(libcrypto), env,
+                                appname=appname)
+    finally:
+        os.close(fd)
+
+
 # -- what the config names ---------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -384,3 +384,12 @@ def test_default_paths_match_the_openssl_cli() -> None:
     p = default_paths()
     assert (p.openssldir, p.enginesdir, p.modulesdir) == (version("-d"), version("-e"),
                                                           version("-m"))
+
+
+def test_check_jail_by_path(host: Path, jail: Path, engine_so: Path) -> None:
+    from chrootcheck.lateload import check_jail
+
+    cnf = engine_cnf(host, engine_so)
+    res = check_jail(str(jail), OpenSSLPaths(str(host)), {"OPENSSL_CONF": str(cnf)})
+    assert by_check(res, "CC302") == [str(engine_so)]
+    assert res.config == str(cnf)
