@@ -33,6 +33,7 @@ from chrootcheck.opensslcnf import (
     config_path,
     load_modules,
     parse_file,
+    read_host_file,
 )
 
 _COPY = "Copy it into the jail at the same path (or bind-mount it read-only); see the finding."
@@ -359,8 +360,8 @@ def _p11kit_items(prefix: str = "/") -> list[_Item]:
 
 def _p11kit_module_lines(path: str) -> list[tuple[int, str]]:
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read(1 << 20)
+        # The same careful reader as the config: a FIFO named *.module must not block us.
+        text = read_host_file(path).decode("utf-8", "surrogateescape")
     except OSError:
         return []
     out = []

@@ -108,7 +108,7 @@ class Config:
 Reader = Callable[[str], bytes]
 
 
-def _read_host(path: str) -> bytes:
+def read_host_file(path: str) -> bytes:
     # Only regular files: a FIFO named as a config would block the scan forever.
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
@@ -383,7 +383,7 @@ def _strip_comment(line: str) -> str:
 
 
 def parse_text(text: str, name: str = "<text>", env: Mapping[str, str] | None = None,
-               *, cwd: str = "/", read: Reader = _read_host) -> Config:
+               *, cwd: str = "/", read: Reader = read_host_file) -> Config:
     p = _Parser(env if env is not None else {}, read, cwd)
     p.cfg.path = name
     p.parse(text, name)
@@ -391,7 +391,7 @@ def parse_text(text: str, name: str = "<text>", env: Mapping[str, str] | None = 
 
 
 def parse_file(path: str, env: Mapping[str, str] | None = None, *, cwd: str = "/",
-               read: Reader = _read_host) -> Config:
+               read: Reader = read_host_file) -> Config:
     """Parse ``path`` and everything it includes. A missing file gives an empty config whose
     first source says so (OpenSSL's IGNORE_MISSING_FILE)."""
     p = _Parser(env if env is not None else {}, read, cwd)

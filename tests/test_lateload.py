@@ -393,3 +393,24 @@ def test_check_jail_by_path(host: Path, jail: Path, engine_so: Path) -> None:
     res = check_jail(str(jail), OpenSSLPaths(str(host)), {"OPENSSL_CONF": str(cnf)})
     assert by_check(res, "CC302") == [str(engine_so)]
     assert res.config == str(cnf)
+
+
+def test_p11kit_module_configs(tmp_path: Path) -> None:
+    # p11-kit-proxy's module configs, as Debian's softhsm2 package ships its .module file.
+    from chrootcheck.lateload import _p11kit_items
+
+    proxy = tmp_path / "usr/lib/x86_64-linux-gnu/p11-kit-proxy.so"
+    proxy.parent.mkdir(parents=True)
+    proxy.write_bytes(b"\x7fELF")
+    mods = tmp_path / "usr/share/p11-kit/modules"
+    mods.mkdir(parents=True)
+    (mods / "softhsm2.module").write_text("module: libsofthsm2.so\n")
+    (mods / "opensc.module").write_text("# a comment\nmodule: /usr/lib/opensc-pkcs11.so\n"
+                                        "critical: no\n")
+    os.mkfifo(mods / "fifo.module")  # must not block the scan
+    items = {(i.role, i.path) for i in _p11kit_items(str(tmp_path))}
+    assert ("pkcs11-module", str(proxy)) in items
+    assert ("p11-kit-config", str(mods / "softhsm2.module")) in items
+    assert ("p11-kit-module", str(proxy.parent / "pkcs11/libsofthsm2.so")) in items
+    assert ("p11-kit-module", "/usr/lib/opensc-pkcs11.so") in items
+    assert all(i.when is LoadTime.FIRST_USE for i in _p11kit_items(str(tmp_path)))

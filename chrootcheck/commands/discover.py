@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from chrootcheck.errors import ToolError
 from chrootcheck.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from chrootcheck.discover import DiscoveredJail
 
 # Bumped like the scan report's: MAJOR on a breaking change, MINOR when fields are added.
 DISCOVER_SCHEMA_VERSION = "1.0"
@@ -45,11 +49,10 @@ def command(root: str, fmt: str) -> int:
     return ExitCode.TOOL_ERROR if any(n.kind.value == "error" for n in notices) else ExitCode.OK
 
 
-def _table(jails: list[object]) -> None:
+def _table(jails: list[DiscoveredJail]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from chrootcheck.discover import DiscoveredJail
     from chrootcheck.formats.common import printable
 
     console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
@@ -61,7 +64,6 @@ def _table(jails: list[object]) -> None:
         # Paths are never cut: a truncated path cannot be copied into a command.
         table.add_column(name, overflow="fold")
     for j in jails:
-        assert isinstance(j, DiscoveredJail)
         state = "" if j.exists else " (missing)"
         table.add_row(printable(j.path) + state, printable(j.daemon),
                       printable(j.user or "-"), printable(f"{j.source_file}:{j.line}"),
