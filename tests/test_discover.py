@@ -420,3 +420,33 @@ def test_root_default_is_slash() -> None:
     for j in discover():
         assert j.path.startswith("/") or "%" in j.path
     assert os.path.isdir("/")
+
+
+GARBAGE_FILES = ("/etc/haproxy/haproxy.cfg", "/etc/unbound/unbound.conf", "/etc/default/named",
+                 "/etc/postfix/master.cf", "/etc/postfix/main.cf", "/etc/ssh/sshd_config",
+                 "/etc/passwd", "/etc/group", "/lib/systemd/system/x.service")
+
+
+def test_parsers_never_raise_on_garbage(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    words = st.sampled_from(["global", "chroot", "server:", "chroot:", "include:", "OPTIONS=",
+                             "-t", "-u", "Match", "User", "Group", "ChrootDirectory", "%u",
+                             "%h", "%", "Include", "[Service]", "RootDirectory=", "\\", "\"",
+                             "'", "#", "=", ":", "*", "/", "y", "-", "\n", " ", "\t", "$",
+                             "${", "queue_directory", "x:1:2:3:/h:/s"])
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(words, max_size=40).map("".join))
+    def check(text: str) -> None:
+        root = tmp_path_factory.mktemp("garbage")
+        for f in GARBAGE_FILES:
+            write(root, f, text)
+        jails, notes = discover_with_notes(str(root))
+        # A parser bug becomes an error notice (never a traceback); there must be none.
+        assert not [n for n in notes if n.kind.value == "error"]
+        for j in jails:
+            assert j.path
+
+    check()
