@@ -373,17 +373,21 @@ def test_host_config_absent_is_quiet(host: Path, jail: Path, root_fd: int) -> No
 
 
 def test_default_paths_match_the_openssl_cli() -> None:
-    # The system libcrypto (Python's) and the openssl CLI are the same build here.
-    from chrootcheck.lateload import default_paths
+    # The system libcrypto (Python's) and the openssl CLI are the same build here. Asked in a
+    # subprocess: gather_info touches the DRBG of the process that loads libcrypto.
+    import json
+    import sys
 
     def version(flag: str) -> str:
         out = subprocess.run(["openssl", "version", flag], capture_output=True, text=True,
                              check=True).stdout
         return out.split('"')[1]
 
-    p = default_paths()
-    assert (p.openssldir, p.enginesdir, p.modulesdir) == (version("-d"), version("-e"),
-                                                          version("-m"))
+    code = ("import json; from chrootcheck.lateload import default_paths; p = default_paths(); "
+            "print(json.dumps([p.openssldir, p.enginesdir, p.modulesdir]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent.parent).stdout
+    assert json.loads(out) == [version("-d"), version("-e"), version("-m")]
 
 
 def test_check_jail_by_path(host: Path, jail: Path, engine_so: Path) -> None:
