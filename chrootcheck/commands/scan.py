@@ -12,24 +12,44 @@ from chrootcheck.commands.options import (
     severity_option,
     write_outputs,
 )
-from chrootcheck.exitcodes import ExitCode, for_report
+from chrootcheck.errors import ToolError
+from chrootcheck.exitcodes import for_report
 from chrootcheck.formats import RenderOptions
 from chrootcheck.model import Report, Severity
 
 
 @click.command("scan")
-@click.argument("jails", nargs=-1, required=True, metavar="JAIL...")
+@click.argument("jails", nargs=-1, metavar="JAIL...")
 @click.option("--format", "-f", "formats", multiple=True, metavar="FORMAT[=FILE]",
               help="text (default), json, sarif, github, gitlab or junit; repeat for several "
                    "outputs, FORMAT=FILE writes a file.")
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
 @severity_option
 @click.option("--user", "user_spec", metavar="NAME|UID[:GID]",
-              help="Check that this user (the service's) can open the devices.")
+              help="The service's user: check that it can open the devices; the probe runs as it.")
 @click.option("--cross-mounts", is_flag=True,
               help="Walk into file systems mounted inside the jail too.")
 @click.option("--sarif-anchor", metavar="FILE",
               help="A regular file that SARIF results point at (devices never are).")
+@click.option("--no-probe", is_flag=True,
+              help="Skip the probe (the real libcrypto reseeding inside the jail).")
+@click.option("--libcrypto", metavar="PATH",
+              help="The libcrypto to probe and whose config to follow (default: Python's).")
+@click.option("--allow-jail-libcrypto", is_flag=True,
+              help="Consent to load a --libcrypto that lies inside the jail (its code runs as root).")
+@click.option("--cycles", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Reseed cycles per probe scenario.")
+@click.option("--probe-timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+              metavar="SECONDS", help="Kill a probe scenario that runs longer.")
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
+              help="Run only these probe scenarios (as-is, no-getrandom, old-kernel, "
+                   "'old-kernel, devices closed').")
+@click.option("--no-late-loads", is_flag=True,
+              help="Skip the check of openssl.cnf, engines, providers and PKCS#11 modules.")
+@click.option("--discover", is_flag=True,
+              help="Also scan every jail this host's daemons are configured to use.")
+@click.option("--discover-root", metavar="DIR", default="/", show_default=True, hidden=True,
+              help="Read daemon configs under DIR instead of / (for tests).")
 def command(
     jails: tuple[str, ...],
     formats: tuple[str, ...],
@@ -38,25 +58,76 @@ def command(
     user_spec: str | None,
     cross_mounts: bool,
     sarif_anchor: str | None,
+    no_probe: bool,
+    libcrypto: str | None,
+    allow_jail_libcrypto: bool,
+    cycles: int,
+    probe_timeout: float,
+    scenarios: tuple[str, ...],
+    no_late_loads: bool,
+    discover: bool,
+    discover_root: str,
 ) -> int:
-    """Inspect each JAIL as a process chrooted into it would see it.
+    """Inspect each JAIL as a process chrooted into it would see it, then probe it.
 
     Reports a missing or fake /dev/urandom and /dev/random, nodev mounts, permissions,
-    EGD sockets, and the other nodes and libcrypto copies in the jail.
+    EGD sockets, the files OpenSSL loads late, and the other nodes and libcrypto copies in
+    the jail. The probe forks children that load the real libcrypto, chroot into the jail
+    and force reseeds under four scenarios (as-is, no getrandom, old kernel, devices closed).
     """
     from chrootcheck.inspector import ScanOptions
+    from chrootcheck.probe import ProbeOptions
     from chrootcheck.progress import walk_progress
-    from chrootcheck.scanner import ScanRequest, scan
+    from chrootcheck.scanner import ScanRequest, Target, scan
 
+    if not jails and not discover:
+        raise click.UsageError("give at least one JAIL, or --discover")
     outputs = parse_outputs(formats, output)
     user = parse_user_option(user_spec)
+    if libcrypto is not None and not os.path.exists(libcrypto):
+        raise ToolError(f"--libcrypto {libcrypto}: no such file")
+    targets: list[str | Target] = list(jails)
+    if discover:
+        targets += _discovered(discover_root, user_spec)
+        if not targets:
+            click.echo("chrootcheck: discover found no configured jail on this host", err=True)
+    probe = None if no_probe else ProbeOptions(
+        libcrypto=libcrypto, cycles=cycles, timeout=probe_timeout,
+        scenarios=scenarios or None, allow_jail_libcrypto=allow_jail_libcrypto)
     request = ScanRequest(inspect=ScanOptions(user=user, cross_mounts=cross_mounts),
-                          fail_on=Severity(fail_on.lower()))
-    report = scan(jails, request, progress=walk_progress)
+                          fail_on=Severity(fail_on.lower()), probe=probe,
+                          late_loads=not no_late_loads, libcrypto=libcrypto)
+    report = scan(targets, request, progress=walk_progress)
     write_outputs(report, outputs, RenderOptions(
         sarif_anchor=sarif_anchor, step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None))
     _echo_errors(report)
     return for_report(report)
+
+
+def _discovered(root: str, user_spec: str | None) -> list[str | object]:
+    """The configured jails as scan targets, each with the user its daemon runs as."""
+    from chrootcheck.discover import scan_targets
+    from chrootcheck.scanner import Target
+    from chrootcheck.users import UserSpecError, parse_user
+
+    if not os.path.isdir(root):
+        raise ToolError(f"--discover-root {root}: not a folder")
+    found, notices = scan_targets(root)
+    for n in notices:
+        click.echo(f"chrootcheck: discover: {n.message}", err=True)
+    targets: list[str | object] = []
+    for t in found:
+        notes = [*t.notes, f"configured by {', '.join(t.daemons)}"]
+        user = None
+        spec = user_spec or t.user
+        if spec:
+            try:
+                user = parse_user(spec)
+            except UserSpecError as e:
+                notes.append(f"user {spec!r} from the config is not on this host ({e}); "
+                             "checked without it")
+        targets.append(Target(t.jail, user, tuple(notes), t.provides_devices))
+    return targets
 
 
 def _echo_errors(report: Report) -> None:
@@ -67,7 +138,4 @@ def _echo_errors(report: Report) -> None:
     for jail in report.jails:
         for n in jail.notices:
             if n.kind is NoticeKind.ERROR:
-                click.echo(f"chrootcheck: error: {printable(n.message)}", err=True)
-
-
-_ = ExitCode  # re-exported for readers: scan returns one of these
+                click.echo(f"chrootcheck: error: {printable(f'{n.topic}: {n.message}')}", err=True)
