@@ -80,6 +80,7 @@ EVP_RAND_CTX *RAND_get0_private(OSSL_LIB_CTX *ctx);
 typedef struct rand_meth_st RAND_METHOD;
 const RAND_METHOD *RAND_get_rand_method(void);
 const RAND_METHOD *RAND_OpenSSL(void);
+const RAND_METHOD *RAND_SSLeay(void);  /* 1.0.2's name for RAND_OpenSSL */
 """
 
 # --- openssl/rand_drbg.h (1.1.1 only; removed in 3.0) -----------------------------------
@@ -158,6 +159,7 @@ OPENSSL_PLATFORM = 3
 OPENSSL_DIR = 4
 OPENSSL_ENGINES_DIR = 5
 OPENSSL_MODULES_DIR = 8  # 3.0+
+SSLEAY_DIR = 5  # 1.0.2's SSLeay_version() numbers differ; it has no ENGINESDIR entry
 
 OPENSSL_INFO_CONFIG_DIR = 1001  # OPENSSL_info() types (3.0+)
 OPENSSL_INFO_ENGINES_DIR = 1002
