@@ -129,6 +129,8 @@ LIBC_H = """
 /* os.unshare only exists from Python 3.12. */
 int unshare(int flags);
 int personality(unsigned long persona);
+int mount(const char *source, const char *target, const char *filesystemtype,
+          unsigned long mountflags, const void *data);
 /* prctl is variadic in glibc; declared with its five long-sized arguments, which is how the
    kernel reads them and passes correctly on x86-64 and aarch64 alike. */
 int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
@@ -181,6 +183,8 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 UNAME26 = 0x0020000  # sys/personality.h: uname() reports 2.6.(40+x)
 PR_SET_NO_NEW_PRIVS = 38
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
 
 SCMP_ACT_ALLOW = 0x7FFF0000
 
