@@ -28,6 +28,7 @@ from chrootcheck.formats.common import to_data
 from chrootcheck.formats.probe_text import probe_renderables
 from chrootcheck.model import Finding
 from chrootcheck.openssl import library, rand
+from chrootcheck.openssl.results import Step
 from chrootcheck.probe import ProbeOptions, ProbeReport, Verdict, run_probe
 from tests.openssl_builds import Build
 
@@ -381,3 +382,29 @@ def test_openssl_102_without_drbg(libcrypto_102: Build, empty_jail: Path) -> Non
     fixed = run_probe(str(empty_jail), [], options)
     assert set(fixed.verdicts().values()) == {Verdict.PASS}
     assert fixed.findings == ()
+
+
+@pytest.mark.root
+def test_a_crashing_child_is_reported_with_its_signal(
+    libcrypto_30: Build, empty_jail: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real crash in the real library: EVP_RAND_reseed on a NULL DRBG, inside the jail.
+    from chrootcheck.openssl.cdefs import ffi
+    from chrootcheck.probe import child
+
+    original = child._cycle_steps
+
+    def crash_inside(r: rand.Rand, inside: bool) -> list[Step]:
+        if inside:
+            r.lib.EVP_RAND_reseed(ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0)
+        return original(r, inside)
+
+    monkeypatch.setattr(child, "_cycle_steps", crash_inside)
+    options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=("as-is",), cycles=1)
+    report = run_probe(str(empty_jail), [], options)
+    (sc,) = report.scenarios
+    assert sc.verdict is Verdict.CRASHED
+    assert sc.signal == "SIGSEGV"
+    assert sc.phase == "jailed"
+    assert report.findings == ()  # a crash is the tool's or the library's problem, not the jail's
+    assert list(empty_jail.iterdir()) == [empty_jail / "dev"]  # and no core file in the jail
