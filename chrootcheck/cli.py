@@ -75,9 +75,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("chrootcheck: aborted", err=True)
         sys.exit(ExitCode.TOOL_ERROR)
+    except click.UsageError as e:
+        # One line, like every other tool error; exit 2, never 1 (click's own default for
+        # ClickException would look exactly like "findings found").
+        command = e.ctx.command_path if e.ctx is not None else "chrootcheck"
+        _error(e.format_message(), f"see '{command} --help'")
+        sys.exit(ExitCode.TOOL_ERROR)
     except click.ClickException as e:
-        # Usage errors and every other click error are tool errors: exit 2, never 1.
-        e.show()
+        _error(e.format_message(), None)
         sys.exit(ExitCode.TOOL_ERROR)
     except BrokenPipeError:
         # `chrootcheck scan ... | head`: not our failure, but the output is incomplete.

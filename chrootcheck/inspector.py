@@ -99,6 +99,12 @@ def _check_dev(root_fd: int, add: Callable[[Finding], None]) -> str:
         return "blocked"
 
 
+def _node_fix(path: str, numbers: tuple[int, int], first: str) -> str:
+    """The remediation for one wrong node, naming that node and its numbers."""
+    return (f"{first} then create it: mknod -m 0666 JAIL{path} c {numbers[0]} {numbers[1]} "
+            f"(or: chrootcheck fix JAIL --mknod --replace)")
+
+
 def _chain(links: list[tuple[str, str]], most: int = 4) -> str:
     """``/dev/urandom -> /etc/passwd``; a loop's 40 links are cut after a few."""
     if not links:
@@ -130,37 +136,43 @@ def _check_entropy_device(
                   "uid": st.st_uid, "gid": st.st_gid, "resolved": res.path}
         if chain:
             common["symlinks"] = chain
+        aside = "Move it aside (keep a copy if it matters)," if not chain else "Remove the symlink,"
+        fix = _node_fix(path, numbers, aside)
         if stat.S_ISREG(mode):
             if st.st_size == 0:
                 what = "an empty regular file: OpenSSL reads 0 bytes from it, no entropy at all"
             else:
                 what = (f"a regular file of {st.st_size} bytes: every process that reads it "
                         "gets the same 'random' bytes, so keys and nonces are predictable")
-            add(checks.get("CC110").finding(path, f"{path} is {what}{via}.", size=st.st_size, **common))
+            add(checks.get("CC110").finding(path, f"{path} is {what}{via}.", remediation=fix,
+                                            size=st.st_size, **common))
             return res.path
         if stat.S_ISFIFO(mode):
             add(checks.get("CC111").finding(
                 path, f"{path} is a FIFO{via}: opening it blocks until someone writes, and the "
-                "writer chooses the bytes.", **common))
+                "writer chooses the bytes.", remediation=fix, **common))
             return res.path
         if stat.S_ISSOCK(mode):
-            add(checks.get("CC112").finding(path, f"{path} is a socket{via}: open(2) fails with ENXIO.", **common))
+            add(checks.get("CC112").finding(path, f"{path} is a socket{via}: open(2) fails with ENXIO.",
+                                            remediation=fix, **common))
             return res.path
         if stat.S_ISDIR(mode):
-            add(checks.get("CC113").finding(path, f"{path} is a folder{via}, not a device.", **common))
+            add(checks.get("CC113").finding(path, f"{path} is a folder{via}, not a device.",
+                                            remediation=fix, **common))
             return res.path
         if stat.S_ISBLK(mode):
             major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
             add(checks.get("CC116").finding(
                 path, f"{path} is the block device {major}:{minor}{via}: it reads a disk, not "
-                "the kernel's random number generator.", major=major, minor=minor, **common))
+                "the kernel's random number generator.", remediation=fix, major=major, minor=minor,
+                **common))
             return res.path
         if not stat.S_ISCHR(mode):
             return res.path
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
         common.update(major=major, minor=minor)
         if (major, minor) != numbers:
-            _wrong_numbers(path, name, numbers, (major, minor), via, common, add)
+            _wrong_numbers(path, name, numbers, (major, minor), via, common, fix, add)
         if os.fstatvfs(res.fd).f_flag & os.ST_NODEV:
             add(checks.get("CC140").finding(
                 path, f"{path} is a correct-looking node on a file system mounted nodev: "
@@ -174,25 +186,30 @@ def _unresolved(
 ) -> str | None:
     add = report.findings.append
     missing = checks.get(MISSING_CHECK[path])
+    numbers = ENTROPY_DEVICES[path]
+    mk = f"mkdir -p JAIL/dev && mknod -m 0666 JAIL{path} c {numbers[0]} {numbers[1]}"
     details = {"errno": errno.errorcode.get(res.error or 0, str(res.error)), "failed_at": res.failed_at}
     if chain:
         details["symlinks"] = chain
     if res.error == errno.ELOOP:
         add(checks.get("CC115").finding(
             path, f"{path} is a symlink loop inside the jail ({chain}): open(2) fails "
-            "with ELOOP.", **details))
+            "with ELOOP.", remediation=_node_fix(path, numbers, "Remove the symlink,"), **details))
         return None
     if res.error == errno.ENOENT and chain:
         add(checks.get("CC114").finding(
             path, f"{path} is a symlink that dangles inside the jail: {chain}; after the "
-            f"chroot {res.failed_at} does not exist.", **details))
+            f"chroot {res.failed_at} does not exist.",
+            remediation=_node_fix(path, numbers, "Symlinks to host paths never work after chroot: "
+                                  "remove the symlink,"), **details))
         return None
     if res.error == errno.ENOENT:
         if dev_state == "missing":
             msg = f"{path} is missing (the whole /dev folder is missing)."
         else:
             msg = f"{path} is missing in the jail."
-        add(missing.finding(path, msg, **details))
+        add(missing.finding(path, msg, remediation=f"{mk} (or: chrootcheck fix JAIL --mknod; "
+                            "--bind on nodev file systems)", **details))
         return None
     if res.error == errno.ENOTDIR:
         add(checks.get("CC117").finding(
@@ -215,6 +232,7 @@ def _wrong_numbers(
     got: tuple[int, int],
     via: str,
     common: dict[str, object],
+    fix: str,
     add: Callable[[Finding], None],
 ) -> None:
     known = KNOWN_MEM_DEVICES.get(got)
@@ -222,7 +240,7 @@ def _wrong_numbers(
         add(checks.get("CC121").finding(
             path, f"{path} is {known} (c {got[0]}:{got[1]}){via}: "
             + ("it reads 0 bytes, no entropy." if got == (1, 3) else "it reads only zeros: predictable keys."),
-            **common))
+            remediation=fix, **common))
         return
     other = f" ({known})" if known else ""
     swapped = got in ((1, 8), (1, 9))
@@ -231,7 +249,7 @@ def _wrong_numbers(
         + (": both are the kernel's generator, but /dev/random may block on old kernels."
            if swapped else ": it does not read the kernel's random number generator."),
         severity=Severity.WARNING if swapped else None,
-        **common))
+        remediation=fix, **common))
 
 
 def _check_access(

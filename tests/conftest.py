@@ -109,3 +109,54 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     yield mount
     for where in reversed(mounted):
         subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+
+
+# --- fixtures added for `chrootcheck fix` and `demo` (tests/test_fix.py, tests/test_demo.py) ---
+
+
+def mounts_below(top: Path) -> list[str]:
+    """Mount points strictly below ``top`` (host paths), deepest first."""
+    prefix = os.path.realpath(top).rstrip("/") + "/"
+    points: list[str] = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point.startswith(prefix):
+                points.append(point)
+    return sorted(set(points), key=lambda p: -p.count("/"))
+
+
+@pytest.fixture
+def unmount_all(tmp_path: Path) -> Iterator[Callable[[], list[str]]]:
+    """Whatever a test (or the fixer's --bind) mounted under tmp_path is unmounted after it.
+    The fixture value lists those mounts, so a test can assert on them too."""
+    yield lambda: mounts_below(tmp_path)
+    for _ in range(3):  # stacked mounts need one pass per layer
+        points = mounts_below(tmp_path)
+        if not points:
+            break
+        for point in points:
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def make_socket(path: Path) -> None:
+    """A Unix socket file nobody listens on (bound, then closed: the file stays)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(path))
+
+
+@pytest.fixture
+def bad_jail(jail: Path) -> Path:
+    """A jail whose entropy devices are non-regular traps, built without root: /dev/urandom a
+    FIFO (critical), /dev/random an empty regular file (critical), plus a socket and a FIFO
+    elsewhere (info). A location pointing at any of them would hang GitHub's uploader."""
+    (jail / "dev").mkdir()
+    os.mkfifo(jail / "dev" / "urandom")
+    (jail / "dev" / "random").write_bytes(b"")
+    (jail / "run").mkdir()
+    make_socket(jail / "run" / "app.sock")
+    (jail / "var" / "spool").mkdir(parents=True)
+    os.mkfifo(jail / "var" / "spool" / "fifo")
+    return jail

@@ -20,7 +20,8 @@ from chrootcheck.model import Report, Severity
 @click.command("scan")
 @click.argument("jails", nargs=-1, required=True, metavar="JAIL...")
 @click.option("--format", "-f", "formats", multiple=True, metavar="FORMAT[=FILE]",
-              help="text (default) or json; repeat for several outputs, FORMAT=FILE writes a file.")
+              help="text (default), json, sarif, github, gitlab or junit; repeat for several "
+                   "outputs, FORMAT=FILE writes a file.")
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
 @severity_option
 @click.option("--user", "user_spec", metavar="NAME|UID[:GID]",

@@ -1,0 +1,82 @@
+"""``chrootcheck decode [FILE|-]``: find and explain the OpenSSL errors in log lines.
+
+Exit codes (docs/decode.md), the same policy as scan's: 0 no entropy or DRBG error found
+(other OpenSSL errors may be listed), 1 entropy or DRBG errors found, 2 the tool could not do
+its job (unreadable file, bad option). So ``chrootcheck decode haproxy.log`` can gate a job.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import click
+
+from chrootcheck.errors import ToolError
+from chrootcheck.exitcodes import ExitCode
+
+
+@click.command("decode")
+@click.argument("source", default="-", metavar="[FILE|-]")
+@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="text for people, json for machines.")
+def command(source: str, fmt: str) -> int:
+    """Find the OpenSSL errors in log lines (FILE, or stdin with - or nothing), decode
+    them in every printed form and by both packings, group each failing operation's chain,
+    and explain the entropy and DRBG errors a chroot jail causes.
+
+    Exit 0: no entropy/DRBG error; 1: entropy/DRBG errors found; 2: chrootcheck failed.
+    """
+    from chrootcheck import __version__
+    from chrootcheck.decode import Chain, chains, lines_of
+    from chrootcheck.formats.common import printable
+    from chrootcheck.formats.decode_render import render_chain_text, render_json
+
+    stream = _open(source)
+    counter = [0]
+
+    def counted(lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            counter[0] += 1
+            yield line
+
+    found: list[Chain] = []
+    n_chains = n_errors = n_entropy = 0
+    try:
+        for chain in chains(counted(lines_of(stream))):
+            n_chains += 1
+            n_errors += len(chain.errors)
+            n_entropy += chain.entropy_problem
+            if fmt == "json":
+                found.append(chain)
+            else:  # streamed: a huge log prints as it is read
+                render_chain_text(chain, n_chains, sys.stdout)
+    except OSError as e:
+        raise ToolError(f"cannot read {printable(source)}: {e.strerror or e}") from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    stats = {"lines": counter[0], "errors": n_errors, "chains": n_chains,
+             "entropy_chains": n_entropy}
+    code = ExitCode.FINDINGS if n_entropy else ExitCode.OK
+    if fmt == "json":
+        render_json(found, stats, __version__, sys.stdout)
+    click.echo(f"chrootcheck decode: {counter[0]} line(s), {n_errors} OpenSSL error(s) in "
+               f"{n_chains} chain(s), {n_entropy} with entropy/DRBG errors (exit {int(code)}).",
+               err=True)
+    return code
+
+
+def _open(source: str) -> BinaryIO:
+    if source == "-":
+        if sys.stdin.isatty():  # a person typed `chrootcheck decode`: say what it waits for
+            click.echo("chrootcheck decode: reading log lines from stdin (Ctrl-D to end)", err=True)
+        return sys.stdin.buffer
+    try:
+        stream: BinaryIO = open(source, "rb")  # closed by the caller
+    except OSError as e:
+        from chrootcheck.formats.common import printable
+
+        raise ToolError(f"cannot read {printable(source)}: {e.strerror or e}") from None
+    return stream

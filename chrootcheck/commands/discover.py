@@ -1,0 +1,71 @@
+"""``chrootcheck discover``: list the chroot jails this host's daemons are configured to use."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from chrootcheck.errors import ToolError
+from chrootcheck.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from chrootcheck.discover import DiscoveredJail
+
+# Bumped like the scan report's: MAJOR on a breaking change, MINOR when fields are added.
+DISCOVER_SCHEMA_VERSION = "1.0"
+
+
+@click.command("discover")
+@click.option("--root", default="/", show_default=True, metavar="DIR",
+              help="Read the daemons' configuration under DIR instead of /.")
+@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+def command(root: str, fmt: str) -> int:
+    """List the chroot jails configured on this host, from each daemon's own configuration.
+
+    Reads haproxy, unbound, BIND, Postfix, OpenSSH and systemd units. Scan them all with
+    chrootcheck scan --discover.
+    """
+    from chrootcheck.discover import discover_with_notes
+    from chrootcheck.formats.common import printable, to_data
+
+    if not os.path.isdir(root):
+        raise ToolError(f"--root {root!r} is not a folder")
+    jails, notices = discover_with_notes(root)
+    if fmt == "json":
+        data = {"schema_version": DISCOVER_SCHEMA_VERSION, "root": root,
+                "jails": to_data(jails), "notices": to_data(notices)}
+        json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        _table(jails)
+    # Notes (unreadable files ...) go to stderr: stdout carries only the data.
+    for n in notices:
+        click.echo(f"chrootcheck: {n.kind.value}: {printable(n.message)}", err=True)
+    return ExitCode.TOOL_ERROR if any(n.kind.value == "error" for n in notices) else ExitCode.OK
+
+
+def _table(jails: list[DiscoveredJail]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from chrootcheck.formats.common import printable
+
+    console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
+    if not jails:
+        console.print("No chroot jail found in the daemons' configuration.")
+        return
+    table = Table(title="Configured chroot jails")
+    for name in ("jail", "daemon", "user", "source", "note"):
+        # Paths are never cut: a truncated path cannot be copied into a command.
+        table.add_column(name, overflow="fold")
+    for j in jails:
+        state = "" if j.exists else " (missing)"
+        table.add_row(printable(j.path) + state, printable(j.daemon),
+                      printable(j.user or "-"), printable(f"{j.source_file}:{j.line}"),
+                      printable(j.note or ""))
+    console.print(table)

@@ -1,0 +1,284 @@
+"""Find, decode and explain the OpenSSL errors in log text (``chrootcheck decode``).
+
+Recognised forms (docs/decode.md):
+
+* ``ERR_print_errors`` 1.0.2/1.1.x: ``140135125062464:error:2406C06E:random number generator:
+  RAND_DRBG_instantiate:error retrieving entropy:crypto/rand/drbg_lib.c:221:`` (decimal tid);
+* ``ERR_print_errors`` 3.x: ``7F0A1B2C3D40:error:1C8000BD:Provider routines:
+  ossl_prov_drbg_instantiate:error retrieving entropy:../drbg.c:586:`` (hex tid, C function);
+* ``ERR_error_string`` anywhere in a line: ``error:1C8000BD:Provider routines::error ...``;
+* bare packed codes: ``2406C06E``, ``0x1C8000BD``.
+
+A code whose OpenSSL version is unknown is decoded under both packings; the reading the
+printed library/reason agrees with wins, else the one that names a known library and reason,
+else both are shown. Bare codes are accepted only as exactly 8 hex digits that decode to a
+known library *and* reason (and, under 1.x, function) - and an all-decimal token (a date, a
+pid) needs an OpenSSL word on the same line - because random hex in logs is common.
+
+Consecutive error lines from the same thread (or, without a thread id, adjacent lines) form
+one chain: one failing operation. Input is read line by line, so a huge log streams; invalid
+UTF-8 and binary garbage are decoded with replacement and never raise.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from chrootcheck import knowledge
+from chrootcheck.knowledge import Entry, Role
+from chrootcheck.openssl.errcodes import (
+    ERR_LIB_MASK,
+    ERR_LIB_OFFSET,
+    ERR_LIB_SYS,
+    ERR_SYSTEM_FLAG,
+    LIBRARY_NAMES,
+    PACKINGS,
+    ErrorRecord,
+    Packing,
+    decode,
+)
+
+MAX_LINE = 64 * 1024  # longer lines are read in pieces: memory stays bounded
+GAP_SAME_THREAD = 5  # unrelated lines allowed inside a chain when the thread id matches
+
+_NEXT = r"\s(?:[0-9A-Fa-f]{1,20}:)?error:[0-9A-Fa-f]{8}:"  # the next error on the same line
+_FIELD = rf"(?:(?!{_NEXT})[^:\n])*"
+_ERROR = re.compile(
+    r"(?:(?<![0-9A-Za-z])(?P<tid>[0-9A-Fa-f]{1,20}):)?"
+    r"error:(?P<code>[0-9A-Fa-f]{8}):"
+    rf"(?P<lib>{_FIELD}):(?P<func>{_FIELD}):(?P<reason>{_FIELD})"
+    rf"(?::(?P<file>[^:\s]*):(?P<line>\d+):(?P<data>[^\n]*?)(?={_NEXT}|$))?"
+)
+_BARE = re.compile(
+    r"(?<![0-9A-Za-z_:.-])(?P<prefix>0[xX])?(?P<code>[0-9A-Fa-f]{8})(?![0-9A-Za-z_.-])")
+_CONTEXT = re.compile(r"openssl|ssl|tls|error|rand|entropy|drbg|crypto", re.IGNORECASE)
+_FALLBACK = re.compile(r"^(?:lib|func|reason)\((\d+)\)$")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One OpenSSL error found in the log."""
+
+    line_no: int
+    form: str  # "print-1.x", "print-3.x", "error-string", "bare"
+    code: int
+    thread: str | None
+    readings: tuple[ErrorRecord, ...]  # one when the packing is settled, two when not
+    printed_library: str = ""
+    printed_function: str = ""
+    printed_reason: str = ""
+    file: str = ""
+    line: int = 0
+    data: str = ""
+    text: str = ""  # the log line (as read, replacement characters for bad bytes)
+
+    @property
+    def packing(self) -> Packing | None:
+        return self.readings[0].packing if len(self.readings) == 1 else None
+
+    @property
+    def record(self) -> ErrorRecord:
+        return self.readings[0]
+
+    @property
+    def function(self) -> str:
+        if self.printed_function and not _FALLBACK.match(self.printed_function):
+            return self.printed_function
+        return self.record.function or self.printed_function
+
+    @property
+    def reason(self) -> str:
+        """The reason text: from the tables, else as the log printed it."""
+        if self.record.reason or _FALLBACK.match(self.printed_reason):
+            return self.record.reason
+        return self.printed_reason
+
+    @property
+    def entry(self) -> Entry | None:
+        for reading in self.readings:
+            found = knowledge.lookup(reading)
+            if found:
+                return found
+        return None
+
+
+@dataclass
+class Chain:
+    """Errors that belong to one failing operation."""
+
+    errors: list[Decoded] = field(default_factory=list)
+
+    @property
+    def thread(self) -> str | None:
+        return self.errors[0].thread if self.errors else None
+
+    @property
+    def first_line(self) -> int:
+        return self.errors[0].line_no
+
+    @property
+    def last_line(self) -> int:
+        return self.errors[-1].line_no
+
+    @property
+    def entropy_problem(self) -> bool:
+        return any(e.entry is not None and e.entry.is_entropy_problem for e in self.errors)
+
+    def consequence(self, error: Decoded) -> bool:
+        """A catch-all report (SSL_new: malloc failure) after an entropy error in this chain."""
+        entry = error.entry
+        if entry is None or entry.role is not Role.WRAPPER:
+            return False
+        index = self.errors.index(error)
+        return any(e.entry is not None and e.entry.is_entropy_problem
+                   for e in self.errors[:index])
+
+    def verdict(self) -> str:
+        if not self.entropy_problem:
+            return "no entropy or DRBG error in this chain"
+        roots = [e for e in self.errors if e.entry and e.entry.role is Role.ENTROPY]
+        wrapper = any(self.consequence(e) for e in self.errors)
+        text = ("OpenSSL could not get entropy: the seed source gave nothing"
+                if roots else "a DRBG failed (an earlier entropy failure left it unusable)")
+        if wrapper:
+            text += ", and the TLS layer reported it as 'malloc failure', which it is not"
+        return text + (". If the process runs in a chroot jail, /dev/urandom is likely missing or "
+                       "unusable inside it (check with chrootcheck scan JAIL).")
+
+
+def _agrees(record: ErrorRecord, lib: str, reason: str) -> bool:
+    """Does a reading match what the log printed? Library and reason decide; function names
+    differ between releases (1.0.2 SSLEAY_RAND_BYTES and 1.1.x RAND_bytes share code 100).
+    Fallbacks such as ``lib(36)`` compare by number."""
+    def same(printed: str, known: str, number: int) -> bool:
+        m = _FALLBACK.match(printed.strip())
+        if m:
+            return int(m.group(1)) == number
+        return bool(known) and printed.strip().lower() == known.lower()
+
+    return same(lib, record.library, record.lib) and same(reason, record.reason,
+                                                          record.reason_code)
+
+
+def _readings(code: int, lib: str = "", reason: str = "") -> tuple[ErrorRecord, ...]:
+    both = tuple(decode(code, p) for p in PACKINGS)
+    if lib or reason:
+        agree = [r for r in both if _agrees(r, lib, reason)]
+        if len(agree) == 1:
+            return (agree[0],)
+        # Reasons outside the tables (x509, ...): the printed library alone still decides.
+        agree = [r for r in both if _agrees(r, lib, r.reason or f"reason({r.reason_code})")]
+        if len(agree) == 1:
+            return (agree[0],)
+    likely = _likely(code)
+    if likely is not None:
+        return (decode(code, likely),)
+    return both
+
+
+def _recognised(record: ErrorRecord) -> bool:
+    """A reading that names a known library and reason (and, under 1.x, function). A system
+    error counts only with a real errno: strerror invents "Unknown error N" for anything."""
+    if not (record.library and record.reason):
+        return False
+    if (record.system or record.lib == ERR_LIB_SYS) and record.reason_code not in errno.errorcode:
+        return False
+    return record.packing == "3.x" or bool(record.function)
+
+
+@functools.lru_cache(maxsize=4096)
+def _likely(code: int) -> Packing | None:
+    if not _plausible(code):
+        return None
+    known = [p for p in PACKINGS if _recognised(decode(code, p))]
+    return known[0] if len(known) == 1 else None
+
+
+def _plausible(code: int) -> bool:
+    """A cheap first test (logs hold many hex tokens): a known library under some packing."""
+    if code & ERR_SYSTEM_FLAG:
+        return True
+    return (code >> 24) in LIBRARY_NAMES or (code >> ERR_LIB_OFFSET & ERR_LIB_MASK) in LIBRARY_NAMES
+
+
+def _bare_ok(code: int, prefixed: bool, line: str) -> bool:
+    if _likely(code) is None:
+        return False
+    digits = f"{code:08X}".isdigit()
+    return prefixed or not digits or bool(_CONTEXT.search(line))
+
+
+def scan_line(line: str, line_no: int) -> list[Decoded]:
+    """Every OpenSSL error in one line of text, in order."""
+    found: list[tuple[int, Decoded]] = []
+    covered: list[tuple[int, int]] = []
+    for m in _ERROR.finditer(line) if "error:" in line else ():
+        covered.append(m.span())
+        code = int(m.group("code"), 16)
+        lib, func, reason = m.group("lib"), m.group("func"), m.group("reason")
+        tid = m.group("tid")
+        readings = _readings(code, lib, reason)
+        if m.group("file") is not None and tid is not None:
+            # ERR_print_errors: 1.x prints a decimal tid, 3.x a hex one and a C function name.
+            form = "print-1.x" if readings[0].packing == "1.x" and len(readings) == 1 else (
+                "print-3.x" if len(readings) == 1 else "print")
+        else:
+            form = "error-string"
+        found.append((m.start("code"), Decoded(
+            line_no=line_no, form=form, code=code, thread=tid, readings=readings,
+            printed_library=lib.strip(), printed_function=func.strip(),
+            printed_reason=reason.strip(), file=m.group("file") or "",
+            line=int(m.group("line") or 0), data=(m.group("data") or "").strip(), text=line)))
+    for m in _BARE.finditer(line):
+        start, end = m.span()
+        if any(a <= start < b or a < end <= b for a, b in covered):
+            continue
+        code = int(m.group("code"), 16)
+        if not _bare_ok(code, m.group("prefix") is not None, line):
+            continue
+        found.append((start, Decoded(line_no=line_no, form="bare", code=code, thread=None,
+                                     readings=_readings(code), text=line)))
+    found.sort(key=lambda pair: pair[0])
+    return [d for _, d in found]
+
+
+def lines_of(stream: BinaryIO) -> Iterator[str]:
+    """Text lines from bytes, bounded in length, never raising on bad encodings."""
+    while True:
+        raw = stream.readline(MAX_LINE)
+        if not raw:
+            return
+        yield raw.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def chains(lines: Iterable[str]) -> Iterator[Chain]:
+    """Group the errors of the log into chains, yielding each chain once it is complete."""
+    current: Chain | None = None
+    for line_no, line in enumerate(lines, start=1):
+        for error in scan_line(line, line_no):
+            if current is not None and _continues(current, error):
+                current.errors.append(error)
+                continue
+            if current is not None:
+                yield current
+            current = Chain([error])
+        if current is not None and line_no - current.last_line > GAP_SAME_THREAD:
+            yield current
+            current = None
+    if current is not None:
+        yield current
+
+
+def _continues(chain: Chain, error: Decoded) -> bool:
+    last = chain.errors[-1]
+    gap = error.line_no - last.line_no
+    if last.thread is not None and error.thread is not None:
+        return last.thread == error.thread and gap <= GAP_SAME_THREAD
+    if last.thread is not None or error.thread is not None:
+        return gap == 0  # a tid-less error on the same line as a printed one
+    return gap <= 1

@@ -1,0 +1,71 @@
+"""haproxy: ``chroot`` and ``user``/``uid`` in the ``global`` section of haproxy.cfg."""
+
+from __future__ import annotations
+
+import shlex
+
+from chrootcheck.discover._common import DiscoveredJail, Notes, read_text, strip_hash_comment
+
+CONFIGS = ("/etc/haproxy/haproxy.cfg",)
+UNITS = ("/etc/systemd/system/haproxy.service", "/lib/systemd/system/haproxy.service",
+         "/usr/lib/systemd/system/haproxy.service")
+SECTIONS = frozenset({"global", "defaults", "frontend", "backend", "listen", "resolvers",
+                      "peers", "userlist", "program", "mailers", "cache", "ring",
+                      "http-errors", "crt-store", "traces", "log-forward"})
+
+
+def _tokens(line: str) -> list[str]:
+    try:
+        return shlex.split(strip_hash_comment(line))
+    except ValueError:
+        return strip_hash_comment(line).split()
+
+
+def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+    out = []
+    for cfg in CONFIGS:
+        text = read_text(root, cfg, notes)
+        if text is None:
+            continue
+        section = ""
+        chroot: tuple[str, int] | None = None
+        user: str | None = None
+        master_worker = False
+        for n, line in enumerate(text.splitlines(), 1):
+            t = _tokens(line)
+            if not t:
+                continue
+            if t[0] in SECTIONS:
+                section = t[0]
+                continue
+            if section != "global":
+                continue
+            if t[0] == "chroot" and len(t) > 1:
+                chroot = (t[1], n)
+            elif t[0] == "user" and len(t) > 1:
+                user = t[1]
+            elif t[0] == "uid" and len(t) > 1 and user is None:
+                user = t[1]
+            elif t[0] == "master-worker":
+                master_worker = True
+        if chroot is None:
+            continue
+        master_worker = master_worker or _unit_uses_master_worker(root, notes)
+        note = ("master-worker mode: workers reseed inside the jail from their first "
+                "connection" if master_worker else None)
+        out.append(DiscoveredJail(chroot[0], "haproxy", cfg, chroot[1], user, note))
+    return out
+
+
+def _unit_uses_master_worker(root: str, notes: Notes) -> bool:
+    # Debian's unit starts haproxy with -Ws (master-worker): the fork happens after the chroot.
+    for unit in UNITS:
+        text = read_text(root, unit, notes)
+        if text is None:
+            continue
+        for line in text.splitlines():
+            if line.strip().startswith("ExecStart=") and any(
+                    a in ("-W", "-Ws") for a in line.split()):
+                return True
+        return False
+    return False

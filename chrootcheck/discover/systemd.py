@@ -1,0 +1,86 @@
+"""systemd units: ``RootDirectory=`` with ``User=``; ``PrivateDevices=yes`` gives the service
+its own /dev (null, zero, full, random, urandom, tty), so the jail's on-disk /dev is unused."""
+
+from __future__ import annotations
+
+import os
+
+from chrootcheck.discover._common import DiscoveredJail, Notes, expand_glob, read_text
+
+# Highest precedence first: a unit in /etc masks the one of the same name in /lib.
+UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
+             "/lib/systemd/system", "/usr/lib/systemd/system")
+_TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
+
+
+def _entries(text: str) -> list[tuple[int, str, str, str]]:
+    """(line, section, key, value), continuation lines joined, comments dropped."""
+    out: list[tuple[int, str, str, str]] = []
+    section, buf, start = "", "", 0
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not buf:
+            start = n
+            if not line or line[0] in "#;":
+                continue
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        line, buf = buf + line, ""
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        if sep:
+            out.append((start, section, key.strip(), value.strip()))
+    return out
+
+
+def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+    units: dict[str, str] = {}
+    masked: set[str] = set()
+    for d in UNIT_DIRS:
+        for path in expand_glob(root, f"{d}/*.service"):
+            name = os.path.basename(path)
+            if name in units or name in masked:
+                continue
+            real = os.path.realpath(os.path.join(root, path.lstrip("/")))
+            if real == "/dev/null" or real.endswith("/dev/null"):
+                masked.add(name)  # a masked unit hides the vendor's one of the same name
+            else:
+                units[name] = path
+    out: list[DiscoveredJail] = []
+    for name, path in sorted(units.items()):
+        files = [path]
+        for d in UNIT_DIRS:
+            files += expand_glob(root, f"{d}/{name}.d/*.conf")
+        settings: dict[str, tuple[str, str, int]] = {}
+        for f in files:
+            text = read_text(root, f, notes)
+            if text is None:
+                continue
+            for n, section, key, value in _entries(text):
+                if section == "Service" and key in ("RootDirectory", "User", "PrivateDevices",
+                                                    "DynamicUser", "RootImage"):
+                    settings[key] = (value, f, n)  # the last assignment wins; "" resets
+        root_dir = settings.get("RootDirectory")
+        if not root_dir or not root_dir[0]:
+            if settings.get("RootImage", ("",))[0]:
+                notes.add(f"{name}: RootImage= (a disk image) is not scanned")
+            continue
+        user = settings.get("User", ("",))[0] or None
+        private = settings.get("PrivateDevices", ("no",))[0].lower() in _TRUE
+        note_parts = []
+        if private:
+            note_parts.append("PrivateDevices=yes: systemd provides /dev/random and "
+                              "/dev/urandom itself; the jail's /dev is not used")
+        if settings.get("DynamicUser", ("no",))[0].lower() in _TRUE:
+            note_parts.append("DynamicUser=yes: the user is allocated at start")
+        if "%" in root_dir[0]:
+            note_parts.append("contains unit specifiers (%): not expanded")
+        if name.endswith("@.service"):
+            note_parts.append("a template unit")
+        out.append(DiscoveredJail(root_dir[0], name.removesuffix(".service"), root_dir[1],
+                                  root_dir[2], user, "; ".join(note_parts) or None,
+                                  provides_devices=private))
+    return out

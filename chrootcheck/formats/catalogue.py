@@ -1,0 +1,28 @@
+"""The whole check catalogue, for the formats that list every check (SARIF rules, JUnit cases)
+and for docs/checks.md.
+
+``chrootcheck.checks`` holds the static checks; other modules add theirs with
+``checks.register()`` when imported (the probe's CC2xx). A scan that did not run the probe
+never imports it, yet SARIF must still declare CC200 so that code scanning can close its
+alerts: so these modules are imported here, when they exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from chrootcheck import checks
+
+# Modules that register checks when imported; missing ones are skipped (other branches).
+REGISTRARS = ("chrootcheck.probe.analysis", "chrootcheck.lateload")
+
+
+def all_checks() -> dict[str, checks.Check]:
+    for name in REGISTRARS:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name)
+        except ImportError:  # a registrar that cannot load must not break the report
+            continue
+    return dict(checks.CHECKS)

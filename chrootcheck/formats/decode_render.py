@@ -1,0 +1,119 @@
+"""Output of ``chrootcheck decode``: text for people (streamed chain by chain) and JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from chrootcheck.decode import Chain, Decoded
+from chrootcheck.formats.common import printable
+from chrootcheck.knowledge import CONSEQUENCE, Entry
+from chrootcheck.model import SCHEMA_VERSION
+from chrootcheck.openssl.errcodes import ErrorRecord
+
+
+def _reading_text(r: ErrorRecord, function: str = "", reason: str = "") -> str:
+    func = function or r.function
+    parts = [r.library or f"lib({r.lib})"]
+    if func:
+        parts.append(func)
+    parts.append(reason or r.reason or f"reason({r.reason_code})")
+    return f"[{r.packing}] " + ": ".join(parts)
+
+
+def error_line(chain: Chain, e: Decoded) -> list[str]:
+    where = f"  ({printable(e.file)}:{e.line})" if e.file else ""
+    data = f" [{printable(e.data)}]" if e.data else ""
+    head = f"  line {e.line_no:<6} {e.code:08X}  "
+    out = []
+    if len(e.readings) == 1:
+        out.append(head + printable(_reading_text(e.record, e.function, e.reason)) + where + data)
+    else:
+        out.append(head + "packing unknown, both readings:")
+        out.extend(" " * len(head) + printable(_reading_text(r)) for r in e.readings)
+    if chain.consequence(e):
+        out.append(" " * len(head) + "-> " + CONSEQUENCE)
+    return out
+
+
+def render_chain_text(chain: Chain, number: int, stream: TextIO) -> None:
+    span = (f"line {chain.first_line}" if chain.first_line == chain.last_line
+            else f"lines {chain.first_line}-{chain.last_line}")
+    thread = f", thread {printable(chain.thread)}" if chain.thread else ""
+    mark = "ENTROPY" if chain.entropy_problem else "other"
+    stream.write(f"Chain {number} ({span}{thread}): {mark}\n")
+    if chain.entropy_problem:
+        stream.write(f"  {chain.verdict()}\n")
+    for e in chain.errors:
+        stream.write("\n".join(error_line(chain, e)) + "\n")
+    for entry in _entries(chain.errors):
+        stream.write(f"  * {entry.title} [{entry.key}]\n")
+        stream.write(f"    means:   {entry.meaning}\n")
+        stream.write(f"    in a jail: {entry.jail_cause}\n")
+        stream.write(f"    fix:     {entry.fix}\n")
+        stream.write(f"    confirm: {entry.confirm}\n")
+    stream.write("\n")
+    stream.flush()  # a chain is printed as soon as it is complete, even into a pipe
+
+
+def _entries(errors: Iterable[Decoded]) -> list[Entry]:
+    return list(dict.fromkeys(e.entry for e in errors if e.entry is not None))
+
+
+def _record_data(r: ErrorRecord) -> dict[str, Any]:
+    return {"packing": r.packing, "library": r.library or None, "lib": r.lib,
+            "function": r.function or None, "reason": r.reason or None,
+            "reason_code": r.reason_code}
+
+
+def _entry_data(entry: Entry) -> dict[str, Any]:
+    return {"key": entry.key, "role": entry.role.value, "title": entry.title,
+            "meaning": entry.meaning, "jail_cause": entry.jail_cause, "fix": entry.fix,
+            "confirm": entry.confirm}
+
+
+def chain_data(chain: Chain) -> dict[str, Any]:
+    errors = []
+    for e in chain.errors:
+        entry = e.entry
+        errors.append({
+            "line_no": e.line_no,
+            "form": e.form,
+            "code": f"{e.code:08X}",
+            "thread": printable(e.thread) if e.thread else None,
+            "packing": e.packing,
+            "readings": [_record_data(r) for r in e.readings],
+            "printed": {"library": printable(e.printed_library) or None,
+                        "function": printable(e.printed_function) or None,
+                        "reason": printable(e.printed_reason) or None},
+            "file": printable(e.file) or None,
+            "line": e.line or None,
+            "data": printable(e.data) or None,
+            "function": printable(e.function) or None,
+            "reason": printable(e.reason) or None,
+            "knowledge": entry.key if entry else None,
+            "consequence": CONSEQUENCE if chain.consequence(e) else None,
+            "text": printable(e.text),
+        })
+    return {
+        "first_line": chain.first_line,
+        "last_line": chain.last_line,
+        "thread": printable(chain.thread) if chain.thread else None,
+        "entropy_problem": chain.entropy_problem,
+        "verdict": chain.verdict(),
+        "errors": errors,
+    }
+
+
+def render_json(chains: list[Chain], stats: dict[str, Any], tool_version: str,
+                stream: TextIO) -> None:
+    entries = _entries(e for c in chains for e in c.errors)
+    json.dump({
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "chrootcheck", "version": tool_version},
+        "chains": [chain_data(c) for c in chains],
+        "knowledge": {entry.key: _entry_data(entry) for entry in entries},
+        "summary": stats,
+    }, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")

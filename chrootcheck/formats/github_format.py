@@ -1,0 +1,121 @@
+"""``--format github``: workflow-command annotations on stdout, the full table in the job summary.
+
+GitHub shows at most 10 errors and 10 warnings (and 10 notices) per step, so at most 10
+annotations per level are printed, worst first; a plain log line says how many were left out.
+When ``$GITHUB_STEP_SUMMARY`` is set, every finding goes there as a Markdown table (appended:
+other steps write to the same file).
+
+Annotations carry ``file=`` only when it can be linked: the ``--sarif-anchor`` file, or the
+node's folder when the jail lies inside the checkout. Never a device (see formats.locations).
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from chrootcheck import checks
+from chrootcheck.errors import ToolError
+from chrootcheck.formats import RenderOptions
+from chrootcheck.formats.common import jail_status, printable
+from chrootcheck.formats.locations import anchor_location, check_anchor, folder_location
+from chrootcheck.model import Finding, JailReport, NoticeKind, Report, Severity, sort_findings
+
+MAX_PER_LEVEL = 10
+LEVEL = {Severity.CRITICAL: "error", Severity.ERROR: "error", Severity.WARNING: "warning",
+         Severity.INFO: "notice"}
+# A skip is shown, not a problem (it fails nothing unless asked): a notice, not a warning.
+NOTICE_LEVEL = {NoticeKind.ERROR: "error", NoticeKind.SKIPPED: "notice", NoticeKind.NOTE: "notice"}
+
+
+def escape_data(s: str) -> str:
+    """The message part of a workflow command."""
+    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(s: str) -> str:
+    """A property value (file=, title=): also ':' and ','."""
+    return escape_data(s).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(level: str, message: str, *, title: str | None = None, file: str | None = None,
+            line: int | None = None) -> str:
+    props = []
+    if file is not None:
+        props.append(f"file={escape_property(file)}")
+        if line is not None:
+            props.append(f"line={line}")
+    if title is not None:
+        props.append(f"title={escape_property(title)}")
+    head = f"::{level} {','.join(props)}" if props else f"::{level}"
+    return f"{head}::{escape_data(message)}"
+
+
+def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
+    anchor = check_anchor(options.sarif_anchor) if options.sarif_anchor else None
+    lines: dict[str, list[str]] = {"error": [], "warning": [], "notice": []}
+    for jail in report.jails:
+        for n in jail.notices:
+            lines[NOTICE_LEVEL[n.kind]].append(command(
+                NOTICE_LEVEL[n.kind], printable(f"{jail.jail}: {n.topic}: {n.message}"),
+                title=f"chrootcheck {n.kind.value}"))
+        for f in sort_findings(jail.findings):
+            lines[LEVEL[f.severity]].append(_annotation(jail, f, anchor))
+    for level, cmds in lines.items():
+        for cmd in cmds[:MAX_PER_LEVEL]:
+            stream.write(cmd + "\n")
+        if len(cmds) > MAX_PER_LEVEL:
+            where = "the job summary" if options.step_summary else "the text or SARIF output"
+            stream.write(f"chrootcheck: {len(cmds) - MAX_PER_LEVEL} more {level} annotation(s) "
+                         f"not shown (GitHub shows {MAX_PER_LEVEL} per level); see {where}.\n")
+    if options.step_summary:
+        try:
+            with open(options.step_summary, "a", encoding="utf-8") as summary:
+                summary.write(step_summary(report))
+        except OSError as e:
+            raise ToolError(f"cannot write $GITHUB_STEP_SUMMARY {printable(options.step_summary)}: "
+                            f"{e.strerror or e}") from None
+
+
+def _annotation(jail: JailReport, f: Finding, anchor: str | None) -> str:
+    check = checks.CHECKS.get(f.check)
+    title = f"{f.check} {check.title}" if check else f.check
+    loc = anchor_location(anchor) if anchor else folder_location(jail.jail, f.path)
+    file = loc.path if loc.base_id is None else None  # only paths GitHub can resolve
+    message = (f"{printable(jail.jail)}: {printable(f.path)}: {printable(f.message)}\n"
+               f"Fix: {printable(f.remediation)}")
+    return command(LEVEL[f.severity], message, title=title, file=file,
+                   line=1 if file is not None else None)
+
+
+def _cell(s: str) -> str:
+    return printable(s).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def step_summary(report: Report) -> str:
+    """The whole report as Markdown for ``$GITHUB_STEP_SUMMARY``."""
+    out = ["## chrootcheck scan", ""]
+    for jail in report.jails:
+        status = jail_status(jail, report)
+        out.append(f"### `{_cell(jail.jail)}`: {status.upper()}")
+        out.append("")
+        findings = sort_findings(jail.findings)
+        if findings:
+            out.append("| severity | check | path | finding | fix |")
+            out.append("|---|---|---|---|---|")
+            for f in findings:
+                check = checks.CHECKS.get(f.check)
+                link = f"[{f.check}]({check.help_uri})" if check else f.check
+                out.append(f"| {f.severity.value} | {link} | `{_cell(f.path)}` | "
+                           f"{_cell(f.message)} | {_cell(f.remediation)} |")
+        else:
+            out.append("No findings.")
+        for n in jail.notices:
+            out.append(f"- **{n.kind.value}** {_cell(n.topic)}: {_cell(n.message)}")
+        out.append("")
+    counts = report.counts()
+    parts = ", ".join(f"{counts[s.value]} {s.value}" for s in reversed(list(Severity))
+                      if counts[s.value])
+    out.append(f"{len(report.jails)} jail(s): {parts or 'no findings'}; "
+               f"{len(report.failing())} at or above `{report.fail_on.value}`.")
+    out.append("")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,91 @@
+"""``--format junit``: JUnit XML, a test suite per jail and a test case per check.
+
+A check fails (``<failure>``) when it has findings at or above ``--fail-on``; findings below
+the threshold pass and are listed in ``<system-out>``. A check is ``<skipped>`` when a skip
+notice covers it (the probe did not run: the CC2xx checks); when the jail could not be checked
+at all, every case is an ``<error>``. Skips whose topic covers no check get a case of their own,
+so a skip is never silent.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import TextIO
+
+from chrootcheck.formats import RenderOptions
+from chrootcheck.formats.catalogue import all_checks
+from chrootcheck.formats.common import printable
+from chrootcheck.model import JailReport, Notice, NoticeKind, Report, sort_findings
+
+# Which check ids a skip notice's topic stands for (prefixes of the ids).
+TOPIC_CHECKS: dict[str, tuple[str, ...]] = {
+    "probe": ("CC2",),
+    "late-load": ("CC3",),
+    "walk": ("CC16", "CC17", "CC18"),
+}
+
+
+def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
+    root = ET.Element("testsuites", name="chrootcheck")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for jail in report.jails:
+        suite = _suite(report, jail)
+        root.append(suite)
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+    for key, value in totals.items():
+        root.set(key, str(value))
+    ET.indent(root)
+    stream.write('<?xml version="1.0" encoding="UTF-8"?>\n')
+    stream.write(ET.tostring(root, encoding="unicode"))
+    stream.write("\n")
+
+
+def _covers(notice: Notice, check_id: str) -> bool:
+    return check_id.startswith(TOPIC_CHECKS.get(notice.topic, (notice.topic,)))
+
+
+def _suite(report: Report, jail: JailReport) -> ET.Element:
+    name = printable(jail.jail)
+    suite = ET.Element("testsuite", name=name)
+    errors = [n for n in jail.notices if n.kind is NoticeKind.ERROR]
+    skips = [n for n in jail.notices if n.kind is NoticeKind.SKIPPED]
+    catalogue = all_checks()
+    ids = list(catalogue) + sorted({f.check for f in jail.findings} - set(catalogue))
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for check_id in ids:
+        check = catalogue.get(check_id)
+        case = ET.SubElement(suite, "testcase", classname=f"chrootcheck.{check_id}",
+                             name=f"{check_id} {check.name if check else ''}: {name}".strip())
+        counts["tests"] += 1
+        findings = sort_findings(f for f in jail.findings if f.check == check_id)
+        failing = [f for f in findings if f.severity >= report.fail_on]
+        skip = next((n for n in skips if _covers(n, check_id)), None)
+        if failing:
+            counts["failures"] += 1
+            failure = ET.SubElement(case, "failure", type=failing[0].severity.value,
+                                    message=printable(f"{failing[0].path}: {failing[0].message}"))
+            failure.text = "\n".join(
+                f"[{f.severity.value}] {printable(f.path)}: {printable(f.message)}\n"
+                f"fix: {printable(f.remediation)}" for f in failing)
+        elif errors:
+            counts["errors"] += 1
+            error = ET.SubElement(case, "error", type="tool-error",
+                                  message=printable(errors[0].message))
+            error.text = "\n".join(printable(f"{n.topic}: {n.message}") for n in errors)
+        elif skip is not None and not findings:
+            counts["skipped"] += 1
+            ET.SubElement(case, "skipped", message=printable(f"{skip.topic}: {skip.message}"))
+        if findings and not failing:
+            ET.SubElement(case, "system-out").text = "\n".join(
+                printable(f"[{f.severity.value}] {f.path}: {f.message}") for f in findings)
+    for n in skips:
+        if not any(_covers(n, i) for i in ids):
+            case = ET.SubElement(suite, "testcase", classname="chrootcheck.run",
+                                 name=printable(f"{n.topic}: {name}"))
+            ET.SubElement(case, "skipped", message=printable(n.message))
+            counts["tests"] += 1
+            counts["skipped"] += 1
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    return suite

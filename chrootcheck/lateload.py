@@ -1,0 +1,523 @@
+"""Files OpenSSL loads late: the config, its includes, engines, providers, PKCS#11 modules.
+
+A process that loads one of these after ``chroot(JAIL)`` looks it up at the same path inside
+the jail. ``check_late_loads`` lists every such file (read from the host's configuration, as
+the application reads it before its chroot), resolves each one inside the jail with
+``jailfs.resolve`` (never following a link out of the jail, never opening the file) and
+reports the missing ones with the commands that put them there.
+
+It also reads the ``[random]`` section into an ``EntropyPolicy``: ``seed = JITTER`` and
+friends change whether the jail needs ``/dev/urandom`` at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import glob
+import os
+import shlex
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from chrootcheck import checks, jailfs
+from chrootcheck.checks import Check
+from chrootcheck.model import Finding, Notice, NoticeKind, Severity
+from chrootcheck.opensslcnf import (
+    BUILTIN_ENGINES,
+    BUILTIN_PROVIDERS,
+    Config,
+    Location,
+    Modules,
+    config_path,
+    load_modules,
+    parse_file,
+    read_host_file,
+)
+
+_COPY = "Copy it into the jail at the same path (or bind-mount it read-only); see the finding."
+
+checks.register(
+    Check("CC300", "config-missing-in-jail", Severity.WARNING,
+          "openssl.cnf is not in the jail",
+          "OpenSSL 3 loads its config lazily, at the first algorithm fetch: an application that "
+          "first uses OpenSSL after its chroot reads the jail's copy, and silently runs without "
+          "it (no engines, providers or [random] settings) when it is missing.", _COPY),
+    Check("CC301", "include-missing-in-jail", Severity.WARNING,
+          "a file that openssl.cnf includes is not in the jail",
+          "A missing .include is skipped silently: its settings do not apply after the chroot.",
+          _COPY),
+    Check("CC302", "engine-missing-in-jail", Severity.ERROR,
+          "an engine the config loads is not in the jail",
+          "The engine is dlopen()ed when the config is loaded; after the chroot that fails, "
+          "silently, and the first ENGINE_by_id() or key operation that needs it fails.", _COPY),
+    Check("CC303", "provider-missing-in-jail", Severity.ERROR,
+          "a provider module the config activates is not in the jail",
+          "Activation fails and, because the config names its providers, the default provider "
+          "is not loaded either: RAND fails with 'unable to fetch drbg' and every TLS "
+          "handshake with it.", _COPY),
+    Check("CC304", "pkcs11-module-missing-in-jail", Severity.ERROR,
+          "a PKCS#11 module the config names is not in the jail",
+          "libp11's engine and pkcs11-provider load the PKCS#11 module at the first key "
+          "operation, usually after the chroot even when the config was read before it: the "
+          "HSM key cannot be used.", _COPY),
+    Check("CC305", "p11kit-module-missing-in-jail", Severity.ERROR,
+          "a p11-kit module (or its .module config) is not in the jail",
+          "p11-kit-proxy reads its module configs and loads the modules they name at the first "
+          "key operation: after the chroot it finds no token.", _COPY),
+    Check("CC306", "enginesdir-missing-in-jail", Severity.INFO,
+          "OpenSSL's ENGINESDIR is not in the jail",
+          "ENGINE_by_id() for an engine that is not built in loads ENGINESDIR/<id>.so: after "
+          "the chroot it fails. Only matters if the application loads engines by name late.",
+          _COPY),
+    Check("CC307", "modulesdir-missing-in-jail", Severity.INFO,
+          "OpenSSL's MODULESDIR is not in the jail",
+          "OSSL_PROVIDER_load() for legacy, fips or another provider loads MODULESDIR/<name>.so: "
+          "after the chroot it fails. Only matters if the application loads providers late.",
+          _COPY),
+    Check("CC308", "config-invalid", Severity.WARNING, "OpenSSL would reject openssl.cnf",
+          "A syntax error makes OpenSSL refuse the whole file, silently by default "
+          "(config_diagnostics = 1 makes it fatal): nothing in it takes effect.",
+          "Fix the reported lines; check with: openssl req -config FILE -help >/dev/null"),
+    Check("CC309", "config-module-missing-in-jail", Severity.ERROR,
+          "a configuration module's library is not in the jail",
+          "A module name libcrypto does not know is loaded as a shared library (its 'path'); "
+          "after the chroot that fails.", _COPY),
+    Check("CC310", "random-settings", Severity.INFO,
+          "openssl.cnf changes how OpenSSL seeds its DRBG",
+          "The [random] section (seed, random_provider) or a RAND engine decides whether the "
+          "jail needs /dev/urandom at all.",
+          "Nothing to do; read the finding: it says whether /dev/urandom is still needed."),
+    Check("CC311", "named-file-missing-on-host", Severity.WARNING,
+          "a file openssl.cnf names does not exist on the host either",
+          "The config is broken before any chroot: the engine, provider or module it names "
+          "cannot be loaded anywhere.",
+          "Fix the path in openssl.cnf or install the package that ships the file."),
+)
+
+
+@dataclass(frozen=True)
+class OpenSSLPaths:
+    """Where a libcrypto looks: OPENSSLDIR, ENGINESDIR, MODULESDIR (None when unknown)."""
+
+    openssldir: str
+    enginesdir: str | None = None
+    modulesdir: str | None = None
+
+
+def default_paths(libcrypto: str | None = None) -> OpenSSLPaths:
+    """The directories of the libcrypto the scan is about, from chrootcheck.openssl.info.
+
+    ``libcrypto``: a path (as ``scan --libcrypto``); default: the one Python's ssl module
+    uses. Raises ToolError when no libcrypto can be loaded. Imported lazily: cffi is heavy.
+    """
+    from chrootcheck.openssl.info import gather_info
+    from chrootcheck.openssl.library import load
+
+    info = gather_info(load(libcrypto))
+    return OpenSSLPaths(info.openssldir, info.enginesdir or None, info.modulesdir)
+
+
+class LoadTime(enum.StrEnum):
+    # Loaded when the config is loaded: late only if the application loads it after chroot.
+    WITH_CONFIG = "with-config"
+    # Loaded when first used: after the chroot even when the config was read before it.
+    FIRST_USE = "first-use"
+
+
+class Presence(enum.StrEnum):
+    PRESENT = "present"
+    MISSING = "missing"
+    WRONG_TYPE = "wrong-type"  # a folder where a file is needed, or the other way round
+    UNREACHABLE = "unreachable"  # a dangling link, a loop, EACCES on the way
+
+
+@dataclass(frozen=True)
+class LateFile:
+    path: str  # the host path, which is also the path the process looks up inside the jail
+    role: str  # config, include, include-dir, engine, provider, pkcs11-module, p11-kit-module,
+    #            p11-kit-config, enginesdir, modulesdir, config-module
+    when: LoadTime
+    origin: str  # where the config names it: "FILE:LINE [section] key"
+    required: bool  # the config loads it for sure (an activated provider, an engine ...)
+    on_host: bool
+    in_jail: Presence
+    jail_detail: str = ""  # what is there instead, or why it cannot be reached
+    is_dir: bool = False
+
+
+@dataclass(frozen=True)
+class EntropyPolicy:
+    """What the config does to OpenSSL's need for /dev/urandom.
+
+    ``urandom_needed``: True = OpenSSL's default seeding (getrandom(2), /dev/urandom when it is
+    unavailable): the device checks apply as they are. False = the config makes OpenSSL seed
+    without the OS (seed = JITTER), under ``condition``. None = it depends on a provider or
+    engine chrootcheck cannot see into.
+    """
+
+    urandom_needed: bool | None = True
+    reason: str = "no [random] section: OpenSSL's default seed source (getrandom, /dev/urandom)"
+    seed: str | None = None
+    random_provider: str | None = None
+    drbg: str | None = None
+    condition: str | None = None
+    where: str | None = None
+
+
+@dataclass
+class LateLoadResult:
+    config: str  # the config file the library reads
+    findings: list[Finding] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    files: list[LateFile] = field(default_factory=list)
+    policy: EntropyPolicy = field(default_factory=EntropyPolicy)
+
+
+# libp11's default module when MODULE_PATH is not given (DEFAULT_PKCS11_MODULE).
+P11_KIT_PROXY_GLOBS = ("/usr/lib/*/p11-kit-proxy.so", "/usr/lib64/p11-kit-proxy.so",
+                       "/usr/lib/p11-kit-proxy.so")
+P11_KIT_CONFIG_DIRS = ("/etc/pkcs11/modules", "/usr/share/p11-kit/modules")
+
+
+def check_late_loads(
+    root_fd: int,
+    jail_path: str,
+    paths: OpenSSLPaths | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    appname: str | None = None,
+) -> LateLoadResult:
+    """Everything OpenSSL may load late, checked against the jail whose root is ``root_fd``.
+
+    ``env`` is the application's environment (OPENSSL_CONF, OPENSSL_ENGINES, OPENSSL_MODULES,
+    OPENSSL_CONF_INCLUDE); default: this process's. ``jail_path`` (the host path) only goes
+    into the remediation commands.
+    """
+    env = dict(os.environ if env is None else env)
+    paths = paths or default_paths()
+    cnf = config_path(env, paths.openssldir)
+    cfg = parse_file(cnf, env)
+    mods = load_modules(cfg, appname)
+    out = LateLoadResult(config=cnf)
+    items = _collect(cfg, mods, paths, env, out)
+    for item in items:
+        out.files.append(_locate(root_fd, item))
+    for f in out.files:
+        finding = _finding(f, jail_path, mods)
+        if finding is not None:
+            out.findings.append(finding)
+    for p in cfg.problems:
+        out.findings.append(checks.get("CC308").finding(
+            p.where.file, f"{p}: OpenSSL rejects the whole file, so nothing in it takes effect",
+            line=p.where.line))
+    for p in mods.problems:
+        out.findings.append(checks.get("CC308").finding(
+            p.where.file, f"{p}: that module fails to load (silently by default)",
+            line=p.where.line))
+    out.policy = entropy_policy(mods)
+    if mods.random is not None or out.policy.urandom_needed is not True:
+        out.findings.append(checks.get("CC310").finding(
+            cnf, _policy_text(out.policy), where=out.policy.where or "",
+            urandom_needed=out.policy.urandom_needed))
+    out.notices.extend(_timing_notices(out.files, cnf))
+    return out
+
+
+def check_jail(jail_path: str, paths: OpenSSLPaths | None = None,
+               env: Mapping[str, str] | None = None, *, libcrypto: str | None = None,
+               appname: str | None = None) -> LateLoadResult:
+    """``check_late_loads`` for a jail given by its host path (opens and closes the root fd).
+
+    Raises ``jailfs.JailOpenError`` for a missing jail, ``ToolError`` when ``paths`` is None
+    and no libcrypto can be loaded to ask for its directories.
+    """
+    fd = jailfs.open_jail(jail_path)
+    try:
+        return check_late_loads(fd, jail_path, paths or default_paths(libcrypto), env,
+                                appname=appname)
+    finally:
+        os.close(fd)
+
+
+# -- what the config names ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Item:
+    path: str
+    role: str
+    when: LoadTime
+    origin: str
+    required: bool
+    is_dir: bool = False
+
+
+def _origin(where: Location, section: str, key: str) -> str:
+    return f"{where} [{section}] {key}"
+
+
+def _collect(cfg: Config, mods: Modules, paths: OpenSSLPaths, env: Mapping[str, str],
+             out: LateLoadResult) -> list[_Item]:
+    items: list[_Item] = []
+    for src in cfg.sources:
+        origin = str(src.included_from) if src.included_from else "OPENSSL_CONF" \
+            if env.get("OPENSSL_CONF") else "OPENSSLDIR/openssl.cnf"
+        items.append(_Item(src.path, src.kind, LoadTime.WITH_CONFIG, origin,
+                           required=src.kind == "config", is_dir=src.kind == "include-dir"))
+        if src.error:
+            out.notices.append(Notice(NoticeKind.NOTE, "late-load",
+                                      f"cannot read {src.path}: {src.error}"))
+    enginesdir = env.get("OPENSSL_ENGINES") or paths.enginesdir
+    modulesdir = env.get("OPENSSL_MODULES") or paths.modulesdir
+    uses_p11kit = False
+    for e in mods.engines:
+        origin = _origin(e.where, e.section, "dynamic_path" if e.dynamic_path else "engine_id")
+        if e.dynamic_path:
+            items.append(_Item(e.dynamic_path, "engine", LoadTime.WITH_CONFIG, origin, True))
+        elif e.engine_id not in BUILTIN_ENGINES:
+            if enginesdir:
+                items.append(_Item(os.path.join(enginesdir, e.engine_id + ".so"), "engine",
+                                   LoadTime.WITH_CONFIG, origin, True))
+            else:
+                out.notices.append(Notice(NoticeKind.SKIPPED, "late-load",
+                                          f"engine {e.engine_id!r}: ENGINESDIR unknown, its "
+                                          "file was not checked"))
+        module = e.module_path
+        if module:
+            items.append(_Item(module, "pkcs11-module", LoadTime.FIRST_USE,
+                               _origin(e.where, e.section, "MODULE_PATH"), True))
+            uses_p11kit |= "p11-kit-proxy" in os.path.basename(module)
+        elif "pkcs11" in e.engine_id.lower():
+            uses_p11kit = True  # libp11 defaults to p11-kit-proxy.so
+    for p in mods.providers:
+        origin = _origin(p.where, p.section, "module" if p.module else "activate")
+        path: str | None = None
+        if p.module and p.module.startswith("/"):
+            path = p.module
+        elif p.module or p.identity not in BUILTIN_PROVIDERS:
+            # A relative module, or none, is looked up in MODULESDIR as <name>.so.
+            name = p.module or p.identity + ".so"
+            if modulesdir:
+                path = os.path.join(modulesdir, name)
+            else:
+                out.notices.append(Notice(NoticeKind.SKIPPED, "late-load",
+                                          f"provider {p.identity!r}: MODULESDIR unknown, its "
+                                          "module was not checked"))
+        if path:
+            items.append(_Item(path, "provider", LoadTime.WITH_CONFIG if p.activate
+                               else LoadTime.FIRST_USE, origin, p.activate))
+        module = p.pkcs11_module_path
+        if module:
+            items.append(_Item(module, "pkcs11-module", LoadTime.FIRST_USE,
+                               _origin(p.where, p.section, "pkcs11-module-path"), True))
+            uses_p11kit |= "p11-kit-proxy" in os.path.basename(module)
+        elif "pkcs11" in p.identity.lower():
+            uses_p11kit = True
+    for o in mods.others:
+        if o.path:
+            items.append(_Item(o.path, "config-module", LoadTime.WITH_CONFIG,
+                               _origin(o.where, o.section, "path"), True))
+    if uses_p11kit:
+        items.extend(_p11kit_items())
+    if enginesdir:
+        items.append(_Item(enginesdir, "enginesdir", LoadTime.FIRST_USE,
+                           "OPENSSL_ENGINES" if env.get("OPENSSL_ENGINES") else "ENGINESDIR",
+                           False, is_dir=True))
+    if modulesdir:
+        items.append(_Item(modulesdir, "modulesdir", LoadTime.FIRST_USE,
+                           "OPENSSL_MODULES" if env.get("OPENSSL_MODULES") else "MODULESDIR",
+                           False, is_dir=True))
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for it in items:
+        if (it.path, it.role) not in seen:
+            seen.add((it.path, it.role))
+            unique.append(it)
+    return unique
+
+
+def _p11kit_items(prefix: str = "/") -> list[_Item]:
+    """p11-kit-proxy, its module configs and the modules they name (``module:`` lines)."""
+    items: list[_Item] = []
+    proxies = sorted({p for g in P11_KIT_PROXY_GLOBS for p in glob.glob(prefix.rstrip("/") + g)})
+    moddir = os.path.join(os.path.dirname(proxies[0]), "pkcs11") if proxies else None
+    for proxy in proxies[:1]:
+        items.append(_Item(proxy, "pkcs11-module", LoadTime.FIRST_USE,
+                           "libp11's default module", True))
+    for d in P11_KIT_CONFIG_DIRS:
+        for conf in sorted(glob.glob(os.path.join(prefix.rstrip("/") + d, "*.module"))):
+            items.append(_Item(conf, "p11-kit-config", LoadTime.FIRST_USE, "p11-kit", True))
+            for lineno, module in _p11kit_module_lines(conf):
+                if not module.startswith("/"):
+                    if moddir is None:
+                        continue
+                    module = os.path.join(moddir, module)
+                items.append(_Item(module, "p11-kit-module", LoadTime.FIRST_USE,
+                                   f"{conf}:{lineno} module", True))
+    return items
+
+
+def _p11kit_module_lines(path: str) -> list[tuple[int, str]]:
+    try:
+        # The same careful reader as the config: a FIFO named *.module must not block us.
+        text = read_host_file(path).decode("utf-8", "surrogateescape")
+    except OSError:
+        return []
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        key, sep, val = line.partition(":")
+        if sep and key.strip() == "module" and val.strip():
+            out.append((n, val.strip()))
+    return out
+
+
+# -- inside the jail ---------------------------------------------------------------------------
+
+def _locate(root_fd: int, item: _Item) -> LateFile:
+    on_host = os.path.isdir(item.path) if item.is_dir else os.path.isfile(item.path)
+    if not item.path.startswith("/"):
+        return LateFile(item.path, item.role, item.when, item.origin, item.required, on_host,
+                        Presence.UNREACHABLE, "relative path: looked up from the process's "
+                        "working folder", item.is_dir)
+    with jailfs.resolve(root_fd, item.path) as res:
+        if not res.found:
+            presence = Presence.MISSING if res.error == errno.ENOENT else Presence.UNREACHABLE
+            detail = f"{os.strerror(res.error or 0)} at {res.failed_at}"
+            if res.links:
+                detail += " (via symlink " + ", ".join(f"{a} -> {b}" for a, b in res.links) + ")"
+            return LateFile(item.path, item.role, item.when, item.origin, item.required,
+                            on_host, presence, detail, item.is_dir)
+        assert res.stat is not None
+        mode = res.stat.st_mode
+        ok = stat.S_ISDIR(mode) if item.is_dir else stat.S_ISREG(mode)
+        return LateFile(item.path, item.role, item.when, item.origin, item.required, on_host,
+                        Presence.PRESENT if ok else Presence.WRONG_TYPE,
+                        "" if ok else f"a {jailfs.kind_of(mode)} at {res.path}", item.is_dir)
+
+
+_ROLE_CHECK = {
+    "config": "CC300", "include": "CC301", "include-dir": "CC301", "engine": "CC302",
+    "provider": "CC303", "pkcs11-module": "CC304", "p11-kit-module": "CC305",
+    "p11-kit-config": "CC305", "enginesdir": "CC306", "modulesdir": "CC307",
+    "config-module": "CC309",
+}
+_ROLE_WORD = {
+    "config": "the OpenSSL config", "include": "included config file",
+    "include-dir": "included config folder", "engine": "engine", "provider": "provider module",
+    "pkcs11-module": "PKCS#11 module", "p11-kit-module": "p11-kit module",
+    "p11-kit-config": "p11-kit module config", "enginesdir": "ENGINESDIR",
+    "modulesdir": "MODULESDIR", "config-module": "config module library",
+}
+
+
+def _finding(f: LateFile, jail: str, mods: Modules) -> Finding | None:
+    if f.in_jail is Presence.PRESENT:
+        return None
+    what = _ROLE_WORD[f.role]
+    if not f.on_host:
+        if f.role in ("config", "include", "include-dir", "p11-kit-config", "enginesdir",
+                      "modulesdir"):
+            return None  # absent everywhere: nothing is lost by the chroot
+        return checks.get("CC311").finding(
+            f.path, f"{what} {f.path} (named at {f.origin}) does not exist on the host",
+            role=f.role, origin=f.origin)
+    check = checks.get(_ROLE_CHECK[f.role])
+    severity = check.severity
+    if f.role == "config" and not mods.effective:
+        severity = Severity.INFO  # no engine, provider or [random]: little is lost
+    if f.role == "provider" and not f.required:
+        severity = Severity.INFO  # not activated: only an explicit OSSL_PROVIDER_load needs it
+    state = {Presence.MISSING: "is missing in the jail",
+             Presence.WRONG_TYPE: f"is not usable in the jail: {f.jail_detail}",
+             Presence.UNREACHABLE: f"cannot be reached in the jail: {f.jail_detail}"}[f.in_jail]
+    if f.role in ("enginesdir", "modulesdir") or not f.required:
+        timing = ("searched when the application loads an engine or provider by name: after "
+                  "the chroot if it does so there")
+    elif f.when is LoadTime.WITH_CONFIG:
+        timing = ("loaded when the config is loaded: after the chroot if the application "
+                  "first uses OpenSSL there (OpenSSL 3 loads the config lazily)")
+    else:
+        timing = "loaded at first use: after the chroot even when the config was read before it"
+    message = f"{what} {f.path} ({f.origin}) {state}; {timing}."
+    return check.finding(f.path, message, severity=severity, remediation=remedy(f, jail),
+                         role=f.role, origin=f.origin, when=f.when.value,
+                         in_jail=f.in_jail.value)
+
+
+def remedy(f: LateFile, jail: str) -> str:
+    """The exact commands: copy (files) or a read-only bind mount (folders)."""
+    q = shlex.quote
+    target = os.path.join(jail, f.path.lstrip("/"))
+    if f.is_dir:
+        return (f"mkdir -p {q(target)} && mount --bind {q(f.path)} {q(target)} && "
+                f"mount -o remount,bind,ro {q(target)}  (or: cp -a {q(f.path)}/. {q(target)}/)")
+    cmd = (f"mkdir -p {q(os.path.dirname(target))} && cp -pL {q(f.path)} {q(target)}  "
+           f"(or bind it: touch {q(target)} && mount --bind -o ro {q(f.path)} {q(target)})")
+    if f.role in ("engine", "provider", "pkcs11-module", "p11-kit-module", "config-module"):
+        cmd += f"; it also needs the libraries it links (ldd {q(f.path)}) inside the jail"
+    return cmd
+
+
+# -- [random] ----------------------------------------------------------------------------------
+
+def entropy_policy(mods: Modules) -> EntropyPolicy:
+    rand_engines = [e for e in mods.engines if e.replaces_rand]
+    r = mods.random
+    if r is None and not rand_engines:
+        return EntropyPolicy()
+    settings = r.settings if r else {}
+    seed = settings.get("seed") or None
+    provider = settings.get("random_provider") or None
+    drbg = settings.get("random") or None
+    where = str(r.where) if r else str(rand_engines[0].where)
+    base = {"seed": seed, "random_provider": provider, "drbg": drbg, "where": where}
+    if provider and provider.lower() not in ("fips", "default"):
+        return EntropyPolicy(
+            None, f"random_provider = {provider}: RAND_bytes goes to that provider when it is "
+            "loaded (OpenSSL 3.5+); whether it reads /dev/urandom depends on it",
+            condition="OpenSSL 3.5+ and the provider loaded", **base)
+    if rand_engines:
+        e = rand_engines[0]
+        return EntropyPolicy(
+            None, f"engine {e.engine_id} supplies RAND (default_algorithms = "
+            f"{e.default_algorithms}): on OpenSSL 1.1.1 it replaces the DRBG; its own needs "
+            "decide", condition="OpenSSL 1.x/3.x with engines", **base)
+    if seed and seed.upper() == "JITTER":
+        return EntropyPolicy(
+            False, "seed = JITTER: the DRBG is seeded from CPU timing jitter, no /dev/urandom "
+            "and no getrandom(2)",
+            condition="OpenSSL 3.4+ built with enable-jitter, and the config loaded (early, "
+            "or present in the jail); otherwise OpenSSL silently falls back to the OS source",
+            **base)
+    if seed and seed.upper() not in ("SEED-SRC",):
+        return EntropyPolicy(
+            None, f"seed = {seed}: a seed source from a provider; whether it reads "
+            "/dev/urandom depends on it", condition="the provider loaded", **base)
+    reason = "the seed source stays the OS (SEED-SRC: getrandom, /dev/urandom)"
+    if drbg:
+        reason = f"random = {drbg} only chooses the DRBG type; " + reason
+    return EntropyPolicy(True, reason, **base)
+
+
+def _policy_text(p: EntropyPolicy) -> str:
+    need = {True: "/dev/urandom still needed", False: "/dev/urandom not needed",
+            None: "/dev/urandom may be needed"}[p.urandom_needed]
+    text = f"{need}: {p.reason}"
+    if p.condition:
+        text += f" (if: {p.condition})"
+    return text + (f" [{p.where}]" if p.where else "")
+
+
+def _timing_notices(files: list[LateFile], cnf: str) -> list[Notice]:
+    with_config = [f.path for f in files if f.when is LoadTime.WITH_CONFIG]
+    first_use = [f.path for f in files if f.when is LoadTime.FIRST_USE and f.required]
+    out = [Notice(NoticeKind.NOTE, "late-load",
+                  f"the probe loads {cnf} before its chroot on purpose; an application that "
+                  "first uses OpenSSL after its chroot reads these inside the jail: "
+                  + ", ".join(with_config))] if with_config else []
+    if first_use:
+        out.append(Notice(NoticeKind.NOTE, "late-load",
+                          "loaded at first use, after the chroot even when the config is read "
+                          "before it: " + ", ".join(first_use)))
+    return out
