@@ -1,16 +1,22 @@
-"""From the children's events to verdicts, explanations, causes, findings and a prediction."""
+"""From the children's events to verdicts, explanations, causes, findings and a prediction.
+
+Also registers the probe's checks (CC200, CC201): the SARIF/JUnit catalogue imports this
+module to declare them, so it must stay free of cffi.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chrootcheck.checks import Check, register
 from chrootcheck.model import Finding, Severity
 from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.openssl.results import ReseedSettings, Step
 from chrootcheck.probe.model import Cycle, ScenarioResult, Verdict
-from chrootcheck.probe.runner import ChildOutcome
+
+if TYPE_CHECKING:  # the runner loads cffi; the catalogue imports this module without it
+    from chrootcheck.probe.runner import ChildOutcome
 
 PROBE_RESEED_FAILS = Check(
     "CC200",
