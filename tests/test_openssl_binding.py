@@ -269,3 +269,32 @@ def test_legacy_backend_is_chosen_without_drbg_symbols(libcrypto_build: Build) -
     assert r.public_reseed().ok is None
     assert r.reseed_settings().source == "none"
     assert r.keep_devices_open(False) is False
+
+
+def test_openssl_102_has_no_drbg_and_loads_its_bundled_libz(libcrypto_102: Build) -> None:
+    lc = library.load(libcrypto_102.path)
+    caps = lc.capabilities
+    assert lc.series == "1.0.2" and lc.version_text.startswith("OpenSSL 1.0.2q")
+    assert caps.rand_api.startswith("none: no DRBG")
+    assert caps.has_err_load_crypto_strings and caps.has_err_put_error
+    assert not (caps.has_version_num or caps.has_init_crypto or caps.has_keep_devices_open)
+    assert [Path(s).name[:5] for s in lc.siblings] == ["libz-"]  # loaded RTLD_GLOBAL first
+    r = rand.for_library(lc)
+    assert isinstance(r, rand.LegacyRand)
+    assert rand.init_crypto(lc).ok
+    assert r.draw(8).ok and r.state() == "ready"
+    assert r.primary_reseed().ok  # RAND_poll: succeeds even when it reads nothing
+    for _ in range(2):
+        _raise(lc, errcodes.ERR_LIB_RAND, 100, 100, b"md_rand.c", 549)
+    printed = _library_printout(lc)
+    _raise(lc, errcodes.ERR_LIB_RAND, 100, 100, b"md_rand.c", 549)
+    (record,) = drain(lc)
+    assert record.code == 0x24064064
+    # 1.0.2 names function 100 after md_rand's SSLEAY_RAND_BYTES: the library's string wins.
+    assert (
+        record.openssl_line()
+        == printed[0]
+        == (
+            "error:24064064:random number generator:SSLEAY_RAND_BYTES:PRNG not seeded:md_rand.c:549:"
+        )
+    )

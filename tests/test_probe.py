@@ -28,6 +28,7 @@ from chrootcheck.formats.common import to_data
 from chrootcheck.formats.probe_text import probe_renderables
 from chrootcheck.model import Finding
 from chrootcheck.openssl import library, rand
+from chrootcheck.openssl.results import Step
 from chrootcheck.probe import ProbeOptions, ProbeReport, Verdict, run_probe
 from tests.openssl_builds import Build
 
@@ -85,19 +86,49 @@ def test_empty_jail(libcrypto_build: Build, empty_jail: Path) -> None:
     assert [c.ok for c in closed.cycles] == [True, False, False, False]  # control, then 3
     assert closed.phase == "done" and closed.caused_by == ()
     risk = next(s for s in report.scenarios if s.name == "no-getrandom")
+    # The control cycle before the chroot fails: that is what makes it a risk, not a finding.
+    assert not risk.cycles[0].ok and risk.cycles[0].state in ("absent", "error")
     if libcrypto_build.series == "3.x":
         assert 0x1C8000BD in _codes(report, CLOSED)
-        assert {0x1C8000BD, 0x1200006C} <= _codes(report, "no-getrandom")
-        assert risk.cycles[0].state == "absent"  # the primary DRBG could not be created
+        assert 0x1C8000BD in _codes(report, "no-getrandom")
     else:
         assert {0x2406C06E, 0x2406B072} <= _codes(report, CLOSED)  # the origin story's chain
         assert 0x2406C06E in _codes(report, "no-getrandom")
-        assert risk.cycles[0].state == "error"
     # The jail failure no static finding explains becomes a finding; the risk never does.
     assert [f.check for f in report.findings] == ["CC200"]
     assert report.findings[0].details["scenario"] == CLOSED
     assert "3600 s" in report.prediction and "forks after the chroot" in report.prediction
     assert (report.uid, report.gid, report.mode) == (65534, 65534, "root")
+
+
+_FRESH = """
+import json, sys
+from chrootcheck.probe import ProbeOptions, run_probe
+r = run_probe(sys.argv[1], [], ProbeOptions(libcrypto=sys.argv[2] or None, cycles=1))
+sc = {s.name: s for s in r.scenarios}["no-getrandom"]
+print(json.dumps({"verdict": sc.verdict.value, "state": sc.cycles[0].state,
+                  "codes": [e.code for e in sc.chain]}))
+"""
+
+
+@pytest.mark.root
+def test_fresh_daemon_3x_primary_cannot_be_created(libcrypto_30: Build, empty_jail: Path) -> None:
+    # In a process that never used the library (a daemon at start; this test process has),
+    # 3.0 cannot even create its primary DRBG without getrandom: RAND_get0_primary is NULL.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH, str(empty_jail), libcrypto_30.path],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    out = json.loads(proc.stdout)
+    assert out["verdict"] == "risk"
+    assert out["state"] == "absent"
+    assert 0x1200006C in out["codes"]  # rand_new_drbg: error instantiating drbg
+    assert out["codes"][0] == 0x1C8000BD
 
 
 @pytest.mark.root
@@ -188,7 +219,11 @@ def test_leaves_no_shm_mount_or_process(libcrypto_build: Build, correct_jail: Pa
     # ... and none of it is left on the host.
     assert 0x72 not in _shm_keys()
     assert _shm_keys() == shm_before
-    assert Path("/proc/self/mountinfo").read_text() == mounts_before
+    # Other tests' lazily detached mounts may come and go meanwhile: look for ours.
+    new_mounts = set(Path("/proc/self/mountinfo").read_text().splitlines()) - set(
+        mounts_before.splitlines()
+    )
+    assert [m for m in new_mounts if str(correct_jail) in m or " - mqueue " in m] == []
     assert _children() == []
     assert set(os.listdir("/proc/self/fd")) == fds_before
 
@@ -333,3 +368,43 @@ def test_skipped_report_renders_one_line() -> None:
     assert buf.getvalue().strip() == (
         "probe: skipped: not root, and no unprivileged user namespace here"
     )
+
+
+@pytest.mark.root
+def test_openssl_102_without_drbg(libcrypto_102: Build, empty_jail: Path) -> None:
+    # No DRBG: nothing fails outright, but RAND_poll inside an empty jail reads no device.
+    options = ProbeOptions(libcrypto=libcrypto_102.path, cycles=1)
+    report = run_probe(str(empty_jail), [], options)
+    assert set(report.verdicts().values()) == {Verdict.FAIL}
+    assert "pid, uid and time" in report.prediction
+    assert all(s.chain == () for s in report.scenarios)  # silent: no OpenSSL error at all
+    _node(empty_jail / "dev" / "urandom", 1, 9)
+    fixed = run_probe(str(empty_jail), [], options)
+    assert set(fixed.verdicts().values()) == {Verdict.PASS}
+    assert fixed.findings == ()
+
+
+@pytest.mark.root
+def test_a_crashing_child_is_reported_with_its_signal(
+    libcrypto_30: Build, empty_jail: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real crash in the real library: EVP_RAND_reseed on a NULL DRBG, inside the jail.
+    from chrootcheck.openssl.cdefs import ffi
+    from chrootcheck.probe import child
+
+    original = child._cycle_steps
+
+    def crash_inside(r: rand.Rand, inside: bool) -> list[Step]:
+        if inside:
+            r.lib.EVP_RAND_reseed(ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0)
+        return original(r, inside)
+
+    monkeypatch.setattr(child, "_cycle_steps", crash_inside)
+    options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=("as-is",), cycles=1)
+    report = run_probe(str(empty_jail), [], options)
+    (sc,) = report.scenarios
+    assert sc.verdict is Verdict.CRASHED
+    assert sc.signal == "SIGSEGV"
+    assert sc.phase == "jailed"
+    assert report.findings == ()  # a crash is the tool's or the library's problem, not the jail's
+    assert list(empty_jail.iterdir()) == [empty_jail / "dev"]  # and no core file in the jail

@@ -80,6 +80,7 @@ EVP_RAND_CTX *RAND_get0_private(OSSL_LIB_CTX *ctx);
 typedef struct rand_meth_st RAND_METHOD;
 const RAND_METHOD *RAND_get_rand_method(void);
 const RAND_METHOD *RAND_OpenSSL(void);
+const RAND_METHOD *RAND_SSLeay(void);  /* 1.0.2's name for RAND_OpenSSL */
 """
 
 # --- openssl/rand_drbg.h (1.1.1 only; removed in 3.0) -----------------------------------
@@ -128,6 +129,8 @@ LIBC_H = """
 /* os.unshare only exists from Python 3.12. */
 int unshare(int flags);
 int personality(unsigned long persona);
+int mount(const char *source, const char *target, const char *filesystemtype,
+          unsigned long mountflags, const void *data);
 /* prctl is variadic in glibc; declared with its five long-sized arguments, which is how the
    kernel reads them and passes correctly on x86-64 and aarch64 alike. */
 int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
@@ -158,6 +161,7 @@ OPENSSL_PLATFORM = 3
 OPENSSL_DIR = 4
 OPENSSL_ENGINES_DIR = 5
 OPENSSL_MODULES_DIR = 8  # 3.0+
+SSLEAY_DIR = 5  # 1.0.2's SSLeay_version() numbers differ; it has no ENGINESDIR entry
 
 OPENSSL_INFO_CONFIG_DIR = 1001  # OPENSSL_info() types (3.0+)
 OPENSSL_INFO_ENGINES_DIR = 1002
@@ -179,6 +183,8 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 UNAME26 = 0x0020000  # sys/personality.h: uname() reports 2.6.(40+x)
 PR_SET_NO_NEW_PRIVS = 38
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
 
 SCMP_ACT_ALLOW = 0x7FFF0000
 

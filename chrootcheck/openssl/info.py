@@ -101,9 +101,13 @@ def _seed_source(lc: Libcrypto) -> tuple[str, str]:
 def _dir(lc: Libcrypto, info_type: int, version_type: int) -> str:
     if lc.capabilities.has_openssl_info:
         return string(lc.lib.OPENSSL_info(info_type))
+    if lc.capabilities.has_version_num:
+        text = string(lc.lib.OpenSSL_version(version_type))
+    elif version_type == cdefs.OPENSSL_DIR:
+        text = string(lc.lib.SSLeay_version(cdefs.SSLEAY_DIR))  # 1.0.2 numbers it 5
+    else:
+        return "not exposed by 1.0.2 (compiled in)"
     # OpenSSL_version(OPENSSL_DIR) says: OPENSSLDIR: "/usr/lib/ssl"
-    fn = lc.lib.OpenSSL_version if lc.capabilities.has_version_num else lc.lib.SSLeay_version
-    text = string(fn(version_type))
     m = re.search(r'"(.*)"', text)
     return m.group(1) if m else text
 
@@ -126,7 +130,8 @@ def _reseed(lc: Libcrypto) -> tuple[ReseedSettings, str]:
 def _rand_method(lc: Libcrypto) -> str:
     if not lc.capabilities.has_rand_method:
         return "unknown"
-    same = lc.lib.RAND_get_rand_method() == lc.lib.RAND_OpenSSL()
+    default = lc.lib.RAND_OpenSSL if lc.series != "1.0.2" else lc.lib.RAND_SSLeay
+    same = lc.lib.RAND_get_rand_method() == default()
     drain(lc)
     return (
         "the library's own DRBG (RAND_OpenSSL)"

@@ -40,7 +40,7 @@ _OPTIONAL: dict[str, tuple[str, ...]] = {
     "has_err_load_crypto_strings": ("ERR_load_crypto_strings",),  # a function only in 1.0.2
     "has_err_put_error": ("ERR_put_error",),  # 1.x
     "has_err_raise": ("ERR_new", "ERR_set_debug", "ERR_set_error"),  # 3.x
-    "has_rand_method": ("RAND_get_rand_method", "RAND_OpenSSL"),
+    "has_rand_method": ("RAND_get_rand_method",),
 }
 # Without these nothing works: checked at load, so a wrong file fails there with one line.
 _REQUIRED = (

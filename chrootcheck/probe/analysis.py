@@ -1,16 +1,22 @@
-"""From the children's events to verdicts, explanations, causes, findings and a prediction."""
+"""From the children's events to verdicts, explanations, causes, findings and a prediction.
+
+Also registers the probe's checks (CC200, CC201): the SARIF/JUnit catalogue imports this
+module to declare them, so it must stay free of cffi.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chrootcheck.checks import Check, register
 from chrootcheck.model import Finding, Severity
 from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.openssl.results import ReseedSettings, Step
 from chrootcheck.probe.model import Cycle, ScenarioResult, Verdict
-from chrootcheck.probe.runner import ChildOutcome
+
+if TYPE_CHECKING:  # the runner loads cffi; the catalogue imports this module without it
+    from chrootcheck.probe.runner import ChildOutcome
 
 PROBE_RESEED_FAILS = Check(
     "CC200",
@@ -58,8 +64,9 @@ DEVICE_CHECKS = frozenset(
 
 
 def scenario_result(
-    outcome: ChildOutcome, findings: Sequence[Finding], timeout: float
+    outcome: ChildOutcome, findings: Sequence[Finding], timeout: float, legacy: bool = False
 ) -> ScenarioResult:
+    """``legacy``: a library without DRBG (1.1.0, 1.0.2), whose failures are silent."""
     sc = outcome.spec.scenario
     events = outcome.events
     cycles = tuple(_cycle(e) for e in events if e.get("event") == "cycle")
@@ -117,14 +124,14 @@ def scenario_result(
             verdict=Verdict.FAIL,
             chain=chain,
             caused_by=causes,
-            explanation=_fail_text(sc.name, failing[0], causes, findings),
+            explanation=_fail_text(sc.name, failing[0], causes, findings, legacy),
             **base,
         )
     inside = sum(1 for c in cycles if c.inside_jail)
     return ScenarioResult(
         verdict=Verdict.PASS,
         explanation=f"seeded before the chroot and reseeded inside the jail in all {inside} "
-        "cycles" + _pass_detail(sc.name),
+        "cycles" + _pass_detail(sc.name, legacy),
         **base,
     )
 
@@ -205,9 +212,20 @@ def _risk_text(name: str, control: Cycle | None) -> str:
 
 
 def _fail_text(
-    name: str, cycle: Cycle, causes: tuple[str, ...], findings: Sequence[Finding]
+    name: str,
+    cycle: Cycle,
+    causes: tuple[str, ...],
+    findings: Sequence[Finding],
+    legacy: bool,
 ) -> str:
     failed = next((s for s in cycle.steps if s.ok is False), None)
+    if legacy:
+        text = (
+            "no DRBG, so nothing fails outright: but inside the jail RAND_poll opens none of "
+            "/dev/urandom, /dev/random, /dev/srandom and adds only pid, uid and time "
+            "(guessable) to what was seeded before the chroot"
+        )
+        return text + (f"; explained by {', '.join(causes)}" if causes else "")
     last = failed.errors[-1].reason if failed and failed.errors else ""
     text = "seeded before the chroot, but reseeding inside the jail fails"
     if failed is not None:
@@ -216,7 +234,7 @@ def _fail_text(
             text += f" ({last})"
         elif failed.detail:
             text += f" ({failed.detail})"
-    if name.startswith("old-kernel"):
+    if name.startswith("old-kernel") and not legacy:
         text += (
             ": without getrandom OpenSSL reopens /dev/urandom, /dev/random, /dev/hwrng and "
             "/dev/srandom by path inside the jail"
@@ -229,7 +247,9 @@ def _fail_text(
     return text
 
 
-def _pass_detail(name: str) -> str:
+def _pass_detail(name: str, legacy: bool) -> str:
+    if legacy:
+        return " (RAND_poll reads the jail's device)"
     if name == "old-kernel":
         return " (from the /dev/urandom descriptor opened before the chroot, or the jail's node)"
     if name == "old-kernel, devices closed":
@@ -275,21 +295,25 @@ def prediction(
     failing = [r.name for r in results if r.verdict is Verdict.FAIL]
     risky = [r.name for r in results if r.verdict is Verdict.RISK]
     broken = [r.name for r in results if r.verdict in (Verdict.CRASHED, Verdict.TIMEOUT)]
-    if settings is None or settings.source == "none":
-        timing = (
-            "this library has no DRBG and never reseeds by itself: it keeps running, but after "
-            "the chroot RAND_poll gets only pid, uid and time when the devices are missing"
-        )
-    else:
-        secs = settings.primary_seconds or 3600
-        reqs = settings.primary_requests
-        src = "" if settings.source == "library" else f" ({settings.source})"
-        timing = (
-            f"fails at once in master-worker mode or any mode that forks after the chroot; "
-            f"otherwise within {secs} s of start (the primary DRBG reseeds every {secs} s"
-            + (f" or every {reqs} secondary reseeds" if reqs else "")
-            + f"{src}), or at the first backward clock step"
-        )
+    if series in ("1.1.0", "1.0.2"):
+        if failing:
+            return (
+                "TLS keeps working (no DRBG, no reseed to fail), but after the chroot the "
+                "generator never gets fresh entropy: RAND_poll there adds only pid, uid and "
+                "time, which an attacker can guess within a small range."
+            )
+        return f"No failure predicted: RAND_poll reads the jail's devices ({series})."
+    if settings is None:
+        settings = ReseedSettings("documented defaults", primary_requests=256, primary_seconds=3600)
+    secs = settings.primary_seconds or 3600
+    reqs = settings.primary_requests
+    src = "" if settings.source == "library" else f" ({settings.source})"
+    timing = (
+        f"fails at once in master-worker mode or any mode that forks after the chroot; "
+        f"otherwise within {secs} s of start (the primary DRBG reseeds every {secs} s"
+        + (f" or every {reqs} secondary reseeds" if reqs else "")
+        + f"{src}), or at the first backward clock step"
+    )
     parts: list[str] = []
     if "as-is" in failing:
         parts.append(f"On this system TLS {timing}.")

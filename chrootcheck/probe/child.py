@@ -13,8 +13,10 @@ is imported at the top of this file.
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import json
 import os
+import resource
 from typing import Any, NoReturn
 
 from chrootcheck.openssl.library import Libcrypto
@@ -58,6 +60,14 @@ def run_child(lc: Libcrypto, spec: ChildSpec, wfd: int) -> NoReturn:
 
 def _run(lc: Libcrypto, spec: ChildSpec, wfd: int) -> str:
     scenario = spec.scenario
+    # A crash must be reported by the parent, never dumped as a core file into the jail (our
+    # cwd there) nor as a traceback on the user's terminal: everything goes through the pipe.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    faulthandler.disable()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     try:
         sandbox.enter_namespaces(spec.as_root)
     except OSError as e:

@@ -42,7 +42,8 @@ def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeR
     except OSError as e:  # fork or pipe failed: the probe could not run at all
         raise ToolError(f"cannot start the probe: {e}") from None
 
-    results = tuple(scenario_result(o, findings, options.timeout) for o in outcomes)
+    legacy = not (lc.capabilities.has_evp_rand or lc.capabilities.has_drbg_1_1_1)
+    results = tuple(scenario_result(o, findings, options.timeout, legacy) for o in outcomes)
     skipped_reason = _skipped_reason(results, as_root)
     settings = next(
         (

@@ -49,6 +49,8 @@ def run_children(lc: Libcrypto, specs: list[ChildSpec], timeout: float) -> list[
     finally:
         # Whatever happened above (even KeyboardInterrupt), no child outlives the probe.
         for r in running:
+            if not r.eof:  # interrupted before it finished: do not wait for it
+                _kill(r.pid)
             _reap(r)
     return [r.outcome for r in running]
 

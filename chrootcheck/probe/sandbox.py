@@ -49,6 +49,7 @@ def enter_namespaces(as_root: bool) -> None:
     """
     if as_root:
         unshare(cdefs.CLONE_NEWIPC | cdefs.CLONE_NEWNS)
+        _make_mounts_private()
         return
     uid, gid = os.geteuid(), os.getegid()
     # A process that changed its uid (setuid, su -c ...) is not dumpable, and its /proc/self
@@ -58,6 +59,14 @@ def enter_namespaces(as_root: bool) -> None:
     _write("/proc/self/setgroups", "deny")  # required before an unprivileged gid_map
     _write("/proc/self/uid_map", f"0 {uid} 1")
     _write("/proc/self/gid_map", f"0 {gid} 1")
+    _make_mounts_private()
+
+
+def _make_mounts_private() -> None:
+    # The copied mount tree keeps the host's shared propagation: make it private, so that
+    # nothing in this namespace can ever reach the host's (the child mounts nothing anyway).
+    rc = int(libc().mount(b"none", b"/", ffi.NULL, cdefs.MS_REC | cdefs.MS_PRIVATE, ffi.NULL))
+    _check(rc, "mount(MS_REC|MS_PRIVATE)")
 
 
 def _write(path: str, text: str) -> None:
