@@ -112,11 +112,13 @@ def default_paths(libcrypto: str | None = None) -> OpenSSLPaths:
     ``libcrypto``: a path (as ``scan --libcrypto``); default: the one Python's ssl module
     uses. Raises ToolError when no libcrypto can be loaded. Imported lazily: cffi is heavy.
     """
-    from chrootcheck.openssl.info import gather_info
+    from chrootcheck.openssl.info import library_dirs
     from chrootcheck.openssl.library import load
 
-    info = gather_info(load(libcrypto))
-    return OpenSSLPaths(info.openssldir, info.enginesdir or None, info.modulesdir)
+    # Only the folders: gather_info would seed a DRBG in this (parent) process, and every
+    # probe child forked afterwards would inherit it.
+    openssldir, enginesdir, modulesdir = library_dirs(load(libcrypto))
+    return OpenSSLPaths(openssldir, enginesdir or None, modulesdir)
 
 
 class LoadTime(enum.StrEnum):

@@ -40,6 +40,18 @@ class LibInfo:
     shm_detail: str
 
 
+def library_dirs(lc: Libcrypto) -> tuple[str, str, str | None]:
+    """OPENSSLDIR, ENGINESDIR and MODULESDIR (3.x only), without touching RAND: the scan asks
+    for them in the parent process, which must stay unseeded for the probe's children."""
+    return (
+        _dir(lc, cdefs.OPENSSL_INFO_CONFIG_DIR, cdefs.OPENSSL_DIR),
+        _dir(lc, cdefs.OPENSSL_INFO_ENGINES_DIR, cdefs.OPENSSL_ENGINES_DIR),
+        _dir(lc, cdefs.OPENSSL_INFO_MODULES_DIR, cdefs.OPENSSL_MODULES_DIR)
+        if lc.series == "3.x"
+        else None,
+    )
+
+
 def gather_info(lc: Libcrypto) -> LibInfo:
     caps = lc.capabilities
     getrandom_ok, getrandom_detail = getrandom_status()
@@ -47,6 +59,7 @@ def gather_info(lc: Libcrypto) -> LibInfo:
     shm, shm_detail = shm_key_status(SHM_KEY)
     seed, origin = _seed_source(lc)
     reseed, note = _reseed(lc)
+    openssldir, enginesdir, modulesdir = library_dirs(lc)
     info = LibInfo(
         path=lc.path,
         version=lc.version_text,
@@ -56,13 +69,9 @@ def gather_info(lc: Libcrypto) -> LibInfo:
         capabilities=caps,
         seed_source=seed,
         seed_source_origin=origin,
-        openssldir=_dir(lc, cdefs.OPENSSL_INFO_CONFIG_DIR, cdefs.OPENSSL_DIR),
-        enginesdir=_dir(lc, cdefs.OPENSSL_INFO_ENGINES_DIR, cdefs.OPENSSL_ENGINES_DIR),
-        modulesdir=(
-            _dir(lc, cdefs.OPENSSL_INFO_MODULES_DIR, cdefs.OPENSSL_MODULES_DIR)
-            if lc.series == "3.x"
-            else None
-        ),
+        openssldir=openssldir,
+        enginesdir=enginesdir,
+        modulesdir=modulesdir,
         reseed=reseed,
         reseed_note=note,
         keep_devices_open=(
