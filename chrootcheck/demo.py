@@ -23,6 +23,7 @@ from chrootcheck.errors import ToolError
 from chrootcheck.exitcodes import ExitCode
 from chrootcheck.fixer import FixOptions, FixPlan, FixRun, Method
 from chrootcheck.model import Report
+from chrootcheck.probe import ProbeOptions
 from chrootcheck.scanner import ScanRequest, scan
 
 FAKE_RANDOM = b"chosen by fair dice roll, guaranteed to be random\n"
@@ -63,6 +64,11 @@ def choose_plan(jail: str, options: DemoOptions) -> FixPlan:
     return next((p for p in plans if p.refusal is None), plans[0])
 
 
+# The probe's two telling scenarios: today's (passes) and the origin story's (fails, then
+# passes once the nodes exist). The full matrix is `chrootcheck scan`'s job.
+DEMO_SCAN = ScanRequest(probe=ProbeOptions(scenarios=("as-is", "old-kernel, devices closed")))
+
+
 def run_demo(options: DemoOptions, emit: Emit) -> ExitCode:
     run = DemoRun()
     try:
@@ -74,7 +80,7 @@ def run_demo(options: DemoOptions, emit: Emit) -> ExitCode:
         with _signals_interrupt():
             run.jail = build_jail(base)
             emit("jail", run)
-            run.before = scan([run.jail], ScanRequest())
+            run.before = scan([run.jail], DEMO_SCAN)
             emit("before", run)
             run.plan = choose_plan(run.jail, options)
             if run.plan.refusal is not None:
@@ -82,7 +88,7 @@ def run_demo(options: DemoOptions, emit: Emit) -> ExitCode:
                 code = ExitCode.OK  # the demo showed what it could; nothing is wrong with it
             else:
                 result = fixer.apply_fix(run.plan)
-                after = scan([run.jail], ScanRequest())
+                after = scan([run.jail], DEMO_SCAN)
                 run.fix = FixRun(plan=run.plan, dry_run=False, result=result, scan=after)
                 emit("fix", run)
                 code = fixer.exit_code(run.fix)

@@ -161,6 +161,32 @@ def test_static_findings_explain_the_failure(libcrypto_30: Build, empty_jail: Pa
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("content", [b"0123456789abcdef" * 4, None])
+def test_a_fake_node_that_reseeds_is_not_a_pass(
+    libcrypto_build: Build, empty_jail: Path, content: bytes | None
+) -> None:
+    """OpenSSL reads a regular file of fixed bytes, or /dev/zero, as if it were entropy: the
+    reseed succeeds, silently predictable. The probe must say fail and name the node."""
+    from chrootcheck.inspector import inspect_jail
+
+    if content is None:
+        _node(empty_jail / "dev" / "urandom", 1, 5)  # /dev/zero in urandom's place
+    else:
+        (empty_jail / "dev" / "random").write_bytes(content)  # no urandom: OpenSSL falls back
+        os.chmod(empty_jail / "dev" / "random", 0o644)
+    static = inspect_jail(str(empty_jail)).findings
+    options = ProbeOptions(libcrypto=libcrypto_build.path, scenarios=("as-is", CLOSED), cycles=2)
+    report = run_probe(str(empty_jail), static, options)
+    verdicts = report.verdicts()
+    assert verdicts["as-is"] is Verdict.PASS  # getrandom: nothing read from the jail
+    closed = next(s for s in report.scenarios if s.name == CLOSED)
+    assert closed.verdict is Verdict.FAIL, closed.explanation
+    assert closed.caused_by == (("CC121",) if content is None else ("CC110",))
+    assert "predictable" in closed.explanation
+    assert all(c.ok for c in closed.cycles)  # OpenSSL itself saw no error at all
+
+
+@pytest.mark.root
 def test_jail_root_not_searchable_by_the_user_fails(
     libcrypto_30: Build, correct_jail: Path
 ) -> None:
