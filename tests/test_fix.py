@@ -342,10 +342,14 @@ def as_nobody() -> Iterator[tuple[Path, Callable[..., Result]]]:
     base.chmod(0o755)
     site = base / "site"
     site.mkdir()
-    for name in ("click", "rich", "markdown_it", "mdurl", "pygments", "chrootcheck"):
+    for name in ("click", "rich", "markdown_it", "mdurl", "pygments", "cffi", "pycparser",
+                 "chrootcheck"):
         mod = __import__(name)
         src = Path(mod.__file__ or "").parent
         shutil.copytree(src, site / name, ignore=shutil.ignore_patterns("__pycache__"))
+    import _cffi_backend  # the probe's binding: a compiled module beside the packages
+
+    shutil.copy(_cffi_backend.__file__, site)
     subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
 
     def run(*args: str) -> Result:
