@@ -73,7 +73,7 @@ def _inspect(root_fd: int, report: JailReport, options: ScanOptions) -> None:
         progress=options.progress,
     )
     report.walk = result.stats
-    for met in result.met:
+    for met in sorted(result.met, key=lambda m: m.path):  # a split walk returns two halves
         _report_met(met, entropy_paths | egd_paths, report)
 
 

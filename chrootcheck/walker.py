@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import mmap
 import os
+import pickle
 import re
 import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ SKIP_AT_ROOT = frozenset({"proc", "sys"})
 # A jail nested deeper than this is pathological; the walk notes it instead of running out of fds.
 MAX_DEPTH = 256
 PROGRESS_EVERY = 4096
+# A jail this large is walked by two processes (the machines here have two cores or more).
+SPLIT_AFTER = 8192
 LIBCRYPTO_MAX_BYTES = 256 * 1024 * 1024
 _VERSION = re.compile(rb"OpenSSL \d+\.\d+\.\d+[a-z]{0,2}(?:-[A-Za-z0-9.+~]+)? {1,2}\d{1,2} [A-Z][a-z]{2} \d{4}")
 
@@ -46,10 +50,6 @@ class Met:
 class WalkResult:
     met: list[Met] = field(default_factory=list)
     stats: WalkStats = field(default_factory=WalkStats)
-
-
-def is_libcrypto_name(name: str) -> bool:
-    return name.startswith("libcrypto") and ".so" in name
 
 
 def read_libcrypto_version(dir_fd: int, name: str) -> tuple[str | None, int]:
@@ -79,36 +79,171 @@ def walk(
     mounts: dict[str, Mount],
     cross_mounts: bool = False,
     progress: Callable[[int], None] | None = None,
+    split_after: int | None = SPLIT_AFTER,
 ) -> WalkResult:
-    result = WalkResult()
+    """Walk the jail. A large jail is split once, after ``split_after`` entries: a forked
+    child walks half of the folders still to visit while this process walks the other half
+    (threads do not help: the GIL serialises the per-entry work)."""
     started = time.perf_counter()
-    entries = directories = unreadable = mounts_skipped = 0
-    met = result.met
+    w = _Walk(mounts, cross_mounts, progress, split_after)
     try:
         first = os.open(".", O_DIR, dir_fd=root_fd)
     except OSError as e:
-        met.append(Met("/", "unreadable", detail=e.strerror or str(e)))
-        result.stats = WalkStats(unreadable=1)
-        return result
+        w.met.append(Met("/", "unreadable", detail=e.strerror or str(e)))
+        return WalkResult(w.met, WalkStats(unreadable=1))
+    w.directories = 1
+    w.drain([(first, "/", w.listing(first, "/", 0))])
+    w.join()
+    stats = WalkStats(
+        entries=w.entries,
+        directories=w.directories,
+        unreadable=w.unreadable,
+        mounts_skipped=w.mounts_skipped,
+        seconds=round(time.perf_counter() - started, 4),
+    )
+    return WalkResult(w.met, stats)
 
-    # Depth-first; one open fd per level. Each frame: (fd, in-jail path, sub-folders to visit).
-    stack: list[tuple[int, str, list[str]]] = []
 
-    def scan(fd: int, path: str, depth: int) -> list[str]:
-        nonlocal entries, unreadable, mounts_skipped
+# One frame of the depth-first walk: an open folder, its in-jail path, sub-folders to visit.
+Frame = tuple[int, str, list[str]]
+
+
+class _Walk:
+    def __init__(
+        self,
+        mounts: dict[str, Mount],
+        cross_mounts: bool,
+        progress: Callable[[int], None] | None,
+        split_after: int | None,
+    ) -> None:
+        self.mounts = mounts
+        self.cross_mounts = cross_mounts
+        self.progress = progress
+        self.split_after = split_after
+        self.met: list[Met] = []
+        self.entries = self.directories = self.unreadable = self.mounts_skipped = 0
+        # After a split: the child's pid, the pipe it answers on, and its share kept in
+        # reserve (dup'ed folder fds), walked here if the child fails.
+        self.child: tuple[int, int, list[Frame]] | None = None
+
+    def drain(self, stack: list[Frame]) -> None:
+        """Depth-first, one open fd per level; closes every fd of ``stack``."""
+        try:
+            while stack:
+                if self.split_after is not None and self.entries >= self.split_after:
+                    self.split_after = None
+                    self.split(stack)
+                fd, path, todo = stack[-1]
+                if not todo:
+                    os.close(fd)
+                    stack.pop()
+                    continue
+                name = todo.pop()
+                child = join(path, name)
+                try:
+                    cfd = os.open(name, O_DIR, dir_fd=fd)
+                except OSError as e:
+                    self.unreadable += 1
+                    self.met.append(Met(child, "unreadable", detail=e.strerror or str(e)))
+                    continue
+                self.directories += 1
+                stack.append((cfd, child, self.listing(cfd, child, len(stack))))
+        finally:
+            for fd, _, _ in stack:
+                os.close(fd)
+
+    def split(self, stack: list[Frame]) -> None:
+        # fork() in a threaded process (rich's progress thread) could inherit a held lock.
+        if threading.active_count() > 1:
+            return
+        shares: list[Frame] = []
+        for fd, path, todo in stack:
+            give = todo[1::2]
+            if give:
+                todo[:] = todo[0::2]
+                shares.append((fd, path, give))
+        if not shares:
+            return
+        reserve = [(os.dup(fd), path, list(give)) for fd, path, give in shares]
+        r, wfd = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(wfd)
+            self.child = None
+            for fd, path, give in reserve:  # no fork: walk it all here
+                self.drain([(fd, path, give)])
+            return
+        if pid == 0:  # pragma: no cover - the child; measured through the results it sends
+            code = 1
+            try:
+                os.close(r)
+                for fd, _, _ in reserve:
+                    os.close(fd)
+                own = {fd for fd, _, _ in shares}
+                for fd, _, _ in stack:  # the parent's frames: not ours to walk
+                    if fd not in own:
+                        os.close(fd)
+                self.met, self.progress = [], None
+                self.entries = self.directories = self.unreadable = self.mounts_skipped = 0
+                self.drain([(fd, path, give) for fd, path, give in shares])
+                data = pickle.dumps((self.met, self.entries, self.directories,
+                                     self.unreadable, self.mounts_skipped))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(wfd, view):]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(wfd)
+        self.child = (pid, r, reserve)
+
+    def join(self) -> None:
+        if self.child is None:
+            return
+        pid, r, reserve = self.child
+        self.child = None
+        chunks = []
+        try:
+            while chunk := os.read(r, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(r)
+        _, status = os.waitpid(pid, 0)
+        try:
+            if status != 0:
+                raise ValueError(f"walk child ended with status {status}")
+            met, entries, directories, unreadable, mounts_skipped = pickle.loads(b"".join(chunks))
+        except Exception:  # noqa: BLE001 - any failure of the child: walk its share here
+            for fd, path, give in reserve:
+                self.drain([(fd, path, give)])
+            return
+        for fd, _, _ in reserve:
+            os.close(fd)
+        self.met.extend(met)
+        self.entries += entries
+        self.directories += directories
+        self.unreadable += unreadable
+        self.mounts_skipped += mounts_skipped
+
+    def listing(self, fd: int, path: str, depth: int) -> list[str]:
+        """List one folder: note what matters, return the sub-folders to visit."""
         subdirs: list[str] = []
+        met = self.met
         try:
             with os.scandir(fd) as it:
                 listing = list(it)
         except OSError as e:
-            unreadable += 1
+            self.unreadable += 1
             met.append(Met(path, "unreadable", detail=e.strerror or str(e)))
             return subdirs
-        before = entries
-        entries += len(listing)
-        if progress is not None and entries // PROGRESS_EVERY != before // PROGRESS_EVERY:
-            progress(entries)
+        before = self.entries
+        self.entries += len(listing)
+        if self.progress is not None and self.entries // PROGRESS_EVERY != before // PROGRESS_EVERY:
+            self.progress(self.entries)
         at_root = path == "/"
+        mounts = self.mounts
         for entry in listing:
             # The hot loop (100k entries): d_type answers is_dir/is_file without a stat.
             try:
@@ -119,8 +254,8 @@ def walk(
                     if mounts:
                         child = join(path, name)
                         mount = mounts.get(child)
-                        if mount is not None and not cross_mounts:
-                            mounts_skipped += 1
+                        if mount is not None and not self.cross_mounts:
+                            self.mounts_skipped += 1
                             met.append(Met(child, "mount", detail=mount.fstype))
                             continue
                     subdirs.append(name)
@@ -149,34 +284,3 @@ def walk(
                        for n in subdirs)
             subdirs = []
         return subdirs
-
-    stack.append((first, "/", scan(first, "/", 0)))
-    directories = 1
-    try:
-        while stack:
-            fd, path, todo = stack[-1]
-            if not todo:
-                os.close(fd)
-                stack.pop()
-                continue
-            name = todo.pop()
-            child = join(path, name)
-            try:
-                cfd = os.open(name, O_DIR, dir_fd=fd)
-            except OSError as e:
-                unreadable += 1
-                met.append(Met(child, "unreadable", detail=e.strerror or str(e)))
-                continue
-            directories += 1
-            stack.append((cfd, child, scan(cfd, child, len(stack))))
-    finally:
-        for fd, _, _ in stack:
-            os.close(fd)
-    result.stats = WalkStats(
-        entries=entries,
-        directories=directories,
-        unreadable=unreadable,
-        mounts_skipped=mounts_skipped,
-        seconds=round(time.perf_counter() - started, 4),
-    )
-    return result
