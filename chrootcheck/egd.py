@@ -7,7 +7,6 @@ socket. Only the harmless "how much entropy do you have" query is sent.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 # OpenSSL's EGD paths (e_os.h / include/crypto/rand.h DEVRANDOM_EGD).
@@ -23,6 +22,8 @@ class EgdAnswer:
 
 
 def query(node_fd: int, timeout: float = TIMEOUT) -> EgdAnswer:
+    import socket  # only a jail with an EGD socket pays for it
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import mmap
 import os
-import pickle
 import re
 import stat
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,6 +151,9 @@ class _Walk:
                 os.close(fd)
 
     def split(self, stack: list[Frame]) -> None:
+        import pickle
+        import threading
+
         # fork() in a threaded process (rich's progress thread) could inherit a held lock.
         if threading.active_count() > 1:
             return
@@ -202,6 +203,8 @@ class _Walk:
     def join(self) -> None:
         if self.child is None:
             return
+        import pickle
+
         pid, r, reserve = self.child
         self.child = None
         chunks = []

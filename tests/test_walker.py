@@ -98,7 +98,9 @@ def test_split_walk_survives_a_failing_child(
         raise RuntimeError("the child cannot answer")
 
     # The forked child inherits the patch: it dies without sending, the parent walks its share.
-    monkeypatch.setattr(walker.pickle, "dumps", broken)
+    import pickle
+
+    monkeypatch.setattr(pickle, "dumps", broken)
     split = walk(tmp_path, 0)
     assert len(forks) == 1
     assert split.stats.entries == serial.stats.entries

@@ -7,18 +7,41 @@ docs/probe.md describes the scenarios and verdicts.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from chrootcheck.model import Finding
-from chrootcheck.probe.model import (
-    Cycle,
-    LibcryptoSummary,
-    ProbeReport,
-    ScenarioResult,
-    Verdict,
-)
-from chrootcheck.probe.scenarios import SCENARIOS, Scenario
+
+if TYPE_CHECKING:
+    from chrootcheck.probe.model import (
+        Cycle,
+        LibcryptoSummary,
+        ProbeReport,
+        ScenarioResult,
+        Verdict,
+    )
+    from chrootcheck.probe.scenarios import SCENARIOS, Scenario
+
+# The report's types load on first use (PEP 562): `scan --no-probe` and every CI step pay
+# start-up time, and each frozen dataclass costs about a millisecond to create.
+_LAZY = {
+    "Cycle": "chrootcheck.probe.model",
+    "LibcryptoSummary": "chrootcheck.probe.model",
+    "ProbeReport": "chrootcheck.probe.model",
+    "ScenarioResult": "chrootcheck.probe.model",
+    "Verdict": "chrootcheck.probe.model",
+    "SCENARIOS": "chrootcheck.probe.scenarios",
+    "Scenario": "chrootcheck.probe.scenarios",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chrootcheck.probe' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "SCENARIOS",
