@@ -7,7 +7,6 @@ Commands live in ``chrootcheck.commands.<name>`` and are imported only when call
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 from typing import Any
@@ -31,11 +30,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name, (module, _) in COMMANDS.items() if _available(module)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = COMMANDS.get(cmd_name)
-        if entry is None or not _available(entry[0]):
+        if entry is None:
             return None
         module = importlib.import_module(entry[0])
         command: click.Command = module.command
@@ -46,10 +45,6 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-def _available(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 EPILOG = """\b

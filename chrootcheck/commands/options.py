@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import click
 
 from chrootcheck.errors import ToolError
-from chrootcheck.formats import Format, RenderOptions, available, renderer
+from chrootcheck.formats import Format, RenderOptions, renderer
 from chrootcheck.model import Report, Severity
 from chrootcheck.users import ServiceUser, UserSpecError, parse_user
 
@@ -24,7 +24,7 @@ class OutputSpec:
 def parse_outputs(specs: Iterable[str], default_output: str | None) -> list[OutputSpec]:
     """``--format text``, ``--format sarif=out.sarif``: several outputs in one run.
     A bare format goes to -o/--output, else stdout; only one output may take stdout."""
-    known = {f.value: f for f in available()}
+    known = {f.value: f for f in Format}
     outputs: list[OutputSpec] = []
     for spec in specs or ("text",):
         name, sep, path = spec.partition("=")

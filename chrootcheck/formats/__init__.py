@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -37,11 +36,6 @@ class RenderOptions:
 
 
 Renderer = Callable[[Report, TextIO, RenderOptions], None]
-
-
-def available() -> list[Format]:
-    """The formats whose module exists (later formats plug in by adding their module)."""
-    return [f for f in Format if importlib.util.find_spec(_MODULES[f]) is not None]
 
 
 def renderer(fmt: Format) -> Renderer:

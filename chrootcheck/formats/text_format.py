@@ -6,7 +6,6 @@ path like ``/jail/[red]x`` or one with an escape sequence prints literally.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TextIO
 
 from rich import box
@@ -79,7 +78,7 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
     if jail.walk.entries:
         console.print(Text(f"  walked {jail.walk.entries} entries in {jail.walk.directories} "
                            f"folders ({jail.walk.seconds:.3f} s)", "dim"))
-    if jail.probe is not None and importlib.util.find_spec("chrootcheck.formats.probe_text"):
+    if jail.probe is not None:
         from chrootcheck.formats.probe_text import probe_renderables
 
         for renderable in probe_renderables(jail.probe):
