@@ -39,8 +39,10 @@ from chrootcheck.model import Report, Severity
               help="Consent to load a --libcrypto that lies inside the jail (its code runs as root).")
 @click.option("--cycles", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Reseed cycles per probe scenario.")
-@click.option("--probe-timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
-              metavar="SECONDS", help="Kill a probe scenario that runs longer.")
+@click.option("--probe-timeout", type=click.FloatRange(0.1, 600), default=3.0, show_default=True,
+              metavar="SECONDS", envvar="CHROOTCHECK_PROBE_TIMEOUT",
+              help="Kill a probe scenario that runs longer (a hang: a FIFO in place of a "
+                   "device). Also from $CHROOTCHECK_PROBE_TIMEOUT.")
 @click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
               help="Run only these probe scenarios (as-is, no-getrandom, old-kernel, "
                    "'old-kernel, devices closed').")
