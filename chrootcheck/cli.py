@@ -19,12 +19,24 @@ from chrootcheck.exitcodes import ExitCode
 
 # name -> (module, one-line help shown by `chrootcheck --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "scan": ("chrootcheck.commands.scan", "Inspect jails as a chrooted process sees them, then probe them."),
-    "info": ("chrootcheck.commands.info", "Show what a libcrypto does for entropy, and what this host offers."),
+    "scan": (
+        "chrootcheck.commands.scan",
+        "Inspect jails as a chrooted process sees them, then probe them.",
+    ),
+    "info": (
+        "chrootcheck.commands.info",
+        "Show what a libcrypto does for entropy, and what this host offers.",
+    ),
     "fix": ("chrootcheck.commands.fix", "Create the missing entropy devices in a jail, safely."),
-    "demo": ("chrootcheck.commands.demo", "Build a throw-away jail, scan it, fix it, scan it again."),
+    "demo": (
+        "chrootcheck.commands.demo",
+        "Build a throw-away jail, scan it, fix it, scan it again.",
+    ),
     "decode": ("chrootcheck.commands.decode", "Find and explain the OpenSSL errors in log lines."),
-    "discover": ("chrootcheck.commands.discover", "List the chroot jails that this host's daemons use."),
+    "discover": (
+        "chrootcheck.commands.discover",
+        "List the chroot jails that this host's daemons use.",
+    ),
 }
 
 
@@ -86,10 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("chrootcheck: interrupted", err=True)
         sys.exit(ExitCode.TOOL_ERROR)
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, exit 2
+    except Exception as e:  # the last line of defence: one line, exit 2
         if debug:
             raise
-        _error(f"internal error: {type(e).__name__}: {e}", "set CHROOTCHECK_DEBUG=1 for a traceback")
+        _error(
+            f"internal error: {type(e).__name__}: {e}", "set CHROOTCHECK_DEBUG=1 for a traceback"
+        )
         sys.exit(ExitCode.TOOL_ERROR)
     # standalone_mode=False returns the command's return value; commands return an exit code.
     code = rv if isinstance(rv, int) else ExitCode.OK

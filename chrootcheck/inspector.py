@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from chrootcheck import checks, egd, jailfs, mounts, walker
 from chrootcheck.model import (
@@ -27,9 +28,16 @@ from chrootcheck.users import ServiceUser, may, others_may
 # Linux device numbers (Documentation/admin-guide/devices.txt: major 1 is "memory devices").
 ENTROPY_DEVICES: dict[str, tuple[int, int]] = {"/dev/urandom": (1, 9), "/dev/random": (1, 8)}
 MISSING_CHECK = {"/dev/urandom": "CC101", "/dev/random": "CC102"}
-KNOWN_MEM_DEVICES = {(1, 3): "/dev/null", (1, 5): "/dev/zero", (1, 7): "/dev/full",
-                     (1, 8): "/dev/random", (1, 9): "/dev/urandom", (1, 1): "/dev/mem",
-                     (1, 4): "/dev/port", (1, 11): "/dev/kmsg"}
+KNOWN_MEM_DEVICES = {
+    (1, 3): "/dev/null",
+    (1, 5): "/dev/zero",
+    (1, 7): "/dev/full",
+    (1, 8): "/dev/random",
+    (1, 9): "/dev/urandom",
+    (1, 1): "/dev/mem",
+    (1, 4): "/dev/port",
+    (1, 11): "/dev/kmsg",
+}
 
 
 @dataclass(frozen=True)
@@ -83,26 +91,41 @@ def _check_dev(root_fd: int, add: Callable[[Finding], None]) -> str:
         if res.found and res.stat is not None and stat.S_ISDIR(res.stat.st_mode):
             assert res.fd is not None
             if os.fstatvfs(res.fd).f_flag & os.ST_RDONLY:
-                add(checks.get("CC141").finding(
-                    "/dev", "/dev lies on a read-only file system: device nodes cannot be "
-                    "created there (a bind mount still can).", fstype_flag="ro"))
+                add(
+                    checks.get("CC141").finding(
+                        "/dev",
+                        "/dev lies on a read-only file system: device nodes cannot be "
+                        "created there (a bind mount still can).",
+                        fstype_flag="ro",
+                    )
+                )
             return "ok"
         if res.error == errno.ENOENT and not res.links:
-            add(checks.get("CC100").finding(
-                "/dev", "/dev does not exist in the jail, so neither /dev/urandom nor "
-                "/dev/random can be opened after the chroot."))
+            add(
+                checks.get("CC100").finding(
+                    "/dev",
+                    "/dev does not exist in the jail, so neither /dev/urandom nor "
+                    "/dev/random can be opened after the chroot.",
+                )
+            )
             if os.fstatvfs(root_fd).f_flag & os.ST_RDONLY:
-                add(checks.get("CC141").finding(
-                    "/", "the jail's root lies on a read-only file system: /dev cannot be "
-                    "created there."))
+                add(
+                    checks.get("CC141").finding(
+                        "/",
+                        "the jail's root lies on a read-only file system: /dev cannot be "
+                        "created there.",
+                    )
+                )
             return "missing"
         return "blocked"
 
 
 def _node_fix(path: str, numbers: tuple[int, int], first: str) -> str:
     """The remediation for one wrong node, naming that node and its numbers."""
-    return (f"{first} then create it: mknod -m 0666 JAIL{path} c {numbers[0]} {numbers[1]} "
-            f"(or: chrootcheck fix JAIL --mknod --replace)")
+    return (
+        f"{first} then create it: mknod -m 0666 JAIL{path} c {numbers[0]} {numbers[1]} "
+        f"(or: chrootcheck fix JAIL --mknod --replace)"
+    )
 
 
 def _chain(links: list[tuple[str, str]], most: int = 4) -> str:
@@ -132,8 +155,13 @@ def _check_entropy_device(
         assert st is not None and res.fd is not None
         mode = st.st_mode
         via = f" (reached through the symlink {chain})" if chain else ""
-        common = {"kind": jailfs.kind_of(mode), "mode": f"{stat.S_IMODE(mode):04o}",
-                  "uid": st.st_uid, "gid": st.st_gid, "resolved": res.path}
+        common: dict[str, Any] = {
+            "kind": jailfs.kind_of(mode),
+            "mode": f"{stat.S_IMODE(mode):04o}",
+            "uid": st.st_uid,
+            "gid": st.st_gid,
+            "resolved": res.path,
+        }
         if chain:
             common["symlinks"] = chain
         aside = "Move it aside (keep a copy if it matters)," if not chain else "Remove the symlink,"
@@ -142,30 +170,57 @@ def _check_entropy_device(
             if st.st_size == 0:
                 what = "an empty regular file: OpenSSL reads 0 bytes from it, no entropy at all"
             else:
-                what = (f"a regular file of {st.st_size} bytes: every process that reads it "
-                        "gets the same 'random' bytes, so keys and nonces are predictable")
-            add(checks.get("CC110").finding(path, f"{path} is {what}{via}.", remediation=fix,
-                                            size=st.st_size, **common))
+                what = (
+                    f"a regular file of {st.st_size} bytes: every process that reads it "
+                    "gets the same 'random' bytes, so keys and nonces are predictable"
+                )
+            add(
+                checks.get("CC110").finding(
+                    path, f"{path} is {what}{via}.", remediation=fix, size=st.st_size, **common
+                )
+            )
             return res.path
         if stat.S_ISFIFO(mode):
-            add(checks.get("CC111").finding(
-                path, f"{path} is a FIFO{via}: opening it blocks until someone writes, and the "
-                "writer chooses the bytes.", remediation=fix, **common))
+            add(
+                checks.get("CC111").finding(
+                    path,
+                    f"{path} is a FIFO{via}: opening it blocks until someone writes, and the "
+                    "writer chooses the bytes.",
+                    remediation=fix,
+                    **common,
+                )
+            )
             return res.path
         if stat.S_ISSOCK(mode):
-            add(checks.get("CC112").finding(path, f"{path} is a socket{via}: open(2) fails with ENXIO.",
-                                            remediation=fix, **common))
+            add(
+                checks.get("CC112").finding(
+                    path,
+                    f"{path} is a socket{via}: open(2) fails with ENXIO.",
+                    remediation=fix,
+                    **common,
+                )
+            )
             return res.path
         if stat.S_ISDIR(mode):
-            add(checks.get("CC113").finding(path, f"{path} is a folder{via}, not a device.",
-                                            remediation=fix, **common))
+            add(
+                checks.get("CC113").finding(
+                    path, f"{path} is a folder{via}, not a device.", remediation=fix, **common
+                )
+            )
             return res.path
         if stat.S_ISBLK(mode):
             major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            add(checks.get("CC116").finding(
-                path, f"{path} is the block device {major}:{minor}{via}: it reads a disk, not "
-                "the kernel's random number generator.", remediation=fix, major=major, minor=minor,
-                **common))
+            add(
+                checks.get("CC116").finding(
+                    path,
+                    f"{path} is the block device {major}:{minor}{via}: it reads a disk, not "
+                    "the kernel's random number generator.",
+                    remediation=fix,
+                    major=major,
+                    minor=minor,
+                    **common,
+                )
+            )
             return res.path
         if not stat.S_ISCHR(mode):
             return res.path
@@ -174,9 +229,14 @@ def _check_entropy_device(
         if (major, minor) != numbers:
             _wrong_numbers(path, name, numbers, (major, minor), via, common, fix, add)
         if os.fstatvfs(res.fd).f_flag & os.ST_NODEV:
-            add(checks.get("CC140").finding(
-                path, f"{path} is a correct-looking node on a file system mounted nodev: "
-                "open(2) fails with EACCES.", **common))
+            add(
+                checks.get("CC140").finding(
+                    path,
+                    f"{path} is a correct-looking node on a file system mounted nodev: "
+                    "open(2) fails with EACCES.",
+                    **common,
+                )
+            )
         _check_access(root_fd, path, res, options.user, common, add)
         return res.path
 
@@ -188,40 +248,73 @@ def _unresolved(
     missing = checks.get(MISSING_CHECK[path])
     numbers = ENTROPY_DEVICES[path]
     mk = f"mkdir -p JAIL/dev && mknod -m 0666 JAIL{path} c {numbers[0]} {numbers[1]}"
-    details = {"errno": errno.errorcode.get(res.error or 0, str(res.error)), "failed_at": res.failed_at}
+    details: dict[str, Any] = {
+        "errno": errno.errorcode.get(res.error or 0, str(res.error)),
+        "failed_at": res.failed_at,
+    }
     if chain:
         details["symlinks"] = chain
     if res.error == errno.ELOOP:
-        add(checks.get("CC115").finding(
-            path, f"{path} is a symlink loop inside the jail ({chain}): open(2) fails "
-            "with ELOOP.", remediation=_node_fix(path, numbers, "Remove the symlink,"), **details))
+        add(
+            checks.get("CC115").finding(
+                path,
+                f"{path} is a symlink loop inside the jail ({chain}): open(2) fails with ELOOP.",
+                remediation=_node_fix(path, numbers, "Remove the symlink,"),
+                **details,
+            )
+        )
         return None
     if res.error == errno.ENOENT and chain:
-        add(checks.get("CC114").finding(
-            path, f"{path} is a symlink that dangles inside the jail: {chain}; after the "
-            f"chroot {res.failed_at} does not exist.",
-            remediation=_node_fix(path, numbers, "Symlinks to host paths never work after chroot: "
-                                  "remove the symlink,"), **details))
+        add(
+            checks.get("CC114").finding(
+                path,
+                f"{path} is a symlink that dangles inside the jail: {chain}; after the "
+                f"chroot {res.failed_at} does not exist.",
+                remediation=_node_fix(
+                    path,
+                    numbers,
+                    "Symlinks to host paths never work after chroot: remove the symlink,",
+                ),
+                **details,
+            )
+        )
         return None
     if res.error == errno.ENOENT:
         if dev_state == "missing":
             msg = f"{path} is missing (the whole /dev folder is missing)."
         else:
             msg = f"{path} is missing in the jail."
-        add(missing.finding(path, msg, remediation=f"{mk} (or: chrootcheck fix JAIL --mknod; "
-                            "--bind on nodev file systems)", **details))
+        add(
+            missing.finding(
+                path,
+                msg,
+                remediation=f"{mk} (or: chrootcheck fix JAIL --mknod; "
+                "--bind on nodev file systems)",
+                **details,
+            )
+        )
         return None
     if res.error == errno.ENOTDIR:
-        add(checks.get("CC117").finding(
-            path, f"{path} cannot exist in the jail: {res.failed_at} is not a folder.", **details))
+        add(
+            checks.get("CC117").finding(
+                path,
+                f"{path} cannot exist in the jail: {res.failed_at} is not a folder.",
+                **details,
+            )
+        )
         return None
     if res.error == errno.EAGAIN:
-        report.notices.append(Notice(NoticeKind.ERROR, "inspect",
-                                     f"{path} changed while it was checked; scan again"))
+        report.notices.append(
+            Notice(NoticeKind.ERROR, "inspect", f"{path} changed while it was checked; scan again")
+        )
         return None
-    report.notices.append(Notice(
-        NoticeKind.ERROR, "inspect",
-        f"{path} could not be checked: {os.strerror(res.error or 0)} at {res.failed_at}"))
+    report.notices.append(
+        Notice(
+            NoticeKind.ERROR,
+            "inspect",
+            f"{path} could not be checked: {os.strerror(res.error or 0)} at {res.failed_at}",
+        )
+    )
     return None
 
 
@@ -231,25 +324,42 @@ def _wrong_numbers(
     want: tuple[int, int],
     got: tuple[int, int],
     via: str,
-    common: dict[str, object],
+    common: dict[str, Any],
     fix: str,
     add: Callable[[Finding], None],
 ) -> None:
     known = KNOWN_MEM_DEVICES.get(got)
     if got in ((1, 3), (1, 5)):
-        add(checks.get("CC121").finding(
-            path, f"{path} is {known} (c {got[0]}:{got[1]}){via}: "
-            + ("it reads 0 bytes, no entropy." if got == (1, 3) else "it reads only zeros: predictable keys."),
-            remediation=fix, **common))
+        add(
+            checks.get("CC121").finding(
+                path,
+                f"{path} is {known} (c {got[0]}:{got[1]}){via}: "
+                + (
+                    "it reads 0 bytes, no entropy."
+                    if got == (1, 3)
+                    else "it reads only zeros: predictable keys."
+                ),
+                remediation=fix,
+                **common,
+            )
+        )
         return
     other = f" ({known})" if known else ""
     swapped = got in ((1, 8), (1, 9))
-    add(checks.get("CC120").finding(
-        path, f"{path} is c {got[0]}:{got[1]}{other}{via}; Linux's {name} is c {want[0]}:{want[1]}"
-        + (": both are the kernel's generator, but /dev/random may block on old kernels."
-           if swapped else ": it does not read the kernel's random number generator."),
-        severity=Severity.WARNING if swapped else None,
-        remediation=fix, **common))
+    add(
+        checks.get("CC120").finding(
+            path,
+            f"{path} is c {got[0]}:{got[1]}{other}{via}; Linux's {name} is c {want[0]}:{want[1]}"
+            + (
+                ": both are the kernel's generator, but /dev/random may block on old kernels."
+                if swapped
+                else ": it does not read the kernel's random number generator."
+            ),
+            severity=Severity.WARNING if swapped else None,
+            remediation=fix,
+            **common,
+        )
+    )
 
 
 def _check_access(
@@ -257,7 +367,7 @@ def _check_access(
     path: str,
     res: jailfs.Resolution,
     user: ServiceUser | None,
-    common: dict[str, object],
+    common: dict[str, Any],
     add: Callable[[Finding], None],
 ) -> None:
     assert res.stat is not None
@@ -267,19 +377,37 @@ def _check_access(
         blocked = [p for p, st in folders if not may(user, st, 1)]
         readable = may(user, res.stat, 4)
         if blocked or not readable:
-            why = (f"it cannot search {', '.join(blocked)}" if blocked
-                   else f"mode {common['mode']} owner {res.stat.st_uid}:{res.stat.st_gid} gives it no read permission")
-            add(checks.get("CC130").finding(
-                path, f"{path} cannot be opened by {user.label}: {why}.",
-                user=user.label, blocked_folders=blocked, **common))
+            why = (
+                f"it cannot search {', '.join(blocked)}"
+                if blocked
+                else f"mode {common['mode']} owner {res.stat.st_uid}:{res.stat.st_gid} "
+                "gives it no read permission"
+            )
+            add(
+                checks.get("CC130").finding(
+                    path,
+                    f"{path} cannot be opened by {user.label}: {why}.",
+                    user=user.label,
+                    blocked_folders=blocked,
+                    **common,
+                )
+            )
         return
     blocked = [p for p, st in folders if not others_may(st, 1)]
     if blocked or not others_may(res.stat, 4):
-        why = (f"others cannot search {', '.join(blocked)}" if blocked
-               else f"mode {common['mode']} gives others no read permission")
-        add(checks.get("CC131").finding(
-            path, f"{path}: {why}; a service that drops root cannot open it.",
-            blocked_folders=blocked, **common))
+        why = (
+            f"others cannot search {', '.join(blocked)}"
+            if blocked
+            else f"mode {common['mode']} gives others no read permission"
+        )
+        add(
+            checks.get("CC131").finding(
+                path,
+                f"{path}: {why}; a service that drops root cannot open it.",
+                blocked_folders=blocked,
+                **common,
+            )
+        )
 
 
 def _check_egd(root_fd: int, add: Callable[[Finding], None]) -> set[str]:
@@ -291,19 +419,33 @@ def _check_egd(root_fd: int, add: Callable[[Finding], None]) -> set[str]:
             seen.add(res.path)
             mode = res.stat.st_mode
             if not stat.S_ISSOCK(mode):
-                add(checks.get("CC152").finding(
-                    path, f"{path} is a {jailfs.kind_of(mode)}, not a socket: an EGD build of "
-                    "OpenSSL gets no entropy from it.", kind=jailfs.kind_of(mode)))
+                add(
+                    checks.get("CC152").finding(
+                        path,
+                        f"{path} is a {jailfs.kind_of(mode)}, not a socket: an EGD build of "
+                        "OpenSSL gets no entropy from it.",
+                        kind=jailfs.kind_of(mode),
+                    )
+                )
                 continue
             answer = egd.query(res.fd)
             if answer.alive:
-                add(checks.get("CC150").finding(
-                    path, f"an EGD daemon answers at {path}: it holds {answer.entropy_bits} bits "
-                    "of entropy.", entropy_bits=answer.entropy_bits))
+                add(
+                    checks.get("CC150").finding(
+                        path,
+                        f"an EGD daemon answers at {path}: it holds {answer.entropy_bits} bits "
+                        "of entropy.",
+                        entropy_bits=answer.entropy_bits,
+                    )
+                )
             else:
-                add(checks.get("CC151").finding(
-                    path, f"{path} is a socket but no EGD daemon answers: {answer.reason}.",
-                    reason=answer.reason))
+                add(
+                    checks.get("CC151").finding(
+                        path,
+                        f"{path} is a socket but no EGD daemon answers: {answer.reason}.",
+                        reason=answer.reason,
+                    )
+                )
     return seen
 
 
@@ -315,10 +457,16 @@ def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
         major, minor = os.major(met.rdev), os.minor(met.rdev)
         kind = "c" if stat.S_ISCHR(met.mode) else "b"
         known = KNOWN_MEM_DEVICES.get((major, minor)) if kind == "c" else None
-        add(checks.get("CC160").finding(
-            met.path, f"{met.path}: {'character' if kind == 'c' else 'block'} device "
-            f"{kind} {major}:{minor}" + (f" ({known})" if known else "") + ".",
-            major=major, minor=minor, mode=f"{stat.S_IMODE(met.mode):04o}"))
+        add(
+            checks.get("CC160").finding(
+                met.path,
+                f"{met.path}: {'character' if kind == 'c' else 'block'} device "
+                f"{kind} {major}:{minor}" + (f" ({known})" if known else "") + ".",
+                major=major,
+                minor=minor,
+                mode=f"{stat.S_IMODE(met.mode):04o}",
+            )
+        )
     elif met.kind == "socket":
         add(checks.get("CC161").finding(met.path, f"{met.path}: a Unix socket."))
     elif met.kind == "fifo":
@@ -326,12 +474,23 @@ def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
     elif met.kind == "libcrypto":
         report.libcrypto.append(LibcryptoCopy(met.path, met.detail or None, met.size))
         version = met.detail or "no OpenSSL version string found"
-        add(checks.get("CC170").finding(met.path, f"{met.path}: {version}.", version=met.detail or None))
+        add(
+            checks.get("CC170").finding(
+                met.path, f"{met.path}: {version}.", version=met.detail or None
+            )
+        )
     elif met.kind == "unreadable":
         add(checks.get("CC180").finding(met.path, f"{met.path} could not be read: {met.detail}."))
     elif met.kind == "mount":
-        report.notices.append(Notice(
-            NoticeKind.NOTE, "walk",
-            f"{met.path} is a mount point ({met.detail}); not walked (pass --cross-mounts to walk it)"))
+        report.notices.append(
+            Notice(
+                NoticeKind.NOTE,
+                "walk",
+                f"{met.path} is a mount point ({met.detail}); not walked "
+                "(pass --cross-mounts to walk it)",
+            )
+        )
     elif met.kind == "too-deep":
-        report.notices.append(Notice(NoticeKind.NOTE, "walk", f"{met.path}: {met.detail}; not walked"))
+        report.notices.append(
+            Notice(NoticeKind.NOTE, "walk", f"{met.path}: {met.detail}; not walked")
+        )

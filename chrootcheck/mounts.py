@@ -40,7 +40,9 @@ def read_mounts(path: str = "/proc/self/mountinfo") -> list[Mount]:
             continue
         opts = set(fields[5].decode(errors="replace").split(","))
         opts |= set(rfields[2].decode(errors="replace").split(","))
-        mounts.append(Mount(_unescape(fields[4]), rfields[0].decode(errors="replace"), frozenset(opts)))
+        mounts.append(
+            Mount(_unescape(fields[4]), rfields[0].decode(errors="replace"), frozenset(opts))
+        )
     return mounts
 
 
@@ -52,5 +54,5 @@ def mounts_under(jail_host_path: str, mounts: list[Mount] | None = None) -> dict
     out: dict[str, Mount] = {}
     for m in mounts if mounts is not None else read_mounts():
         if m.point.startswith(root + b"/"):
-            out[os.fsdecode(m.point[len(root):])] = m
+            out[os.fsdecode(m.point[len(root) :])] = m
     return out

@@ -42,7 +42,7 @@ class Target:
 
 @dataclass(frozen=True)
 class ScanRequest:
-    inspect: ScanOptions = ScanOptions()
+    inspect: ScanOptions = field(default_factory=ScanOptions)
     fail_on: Severity = Severity.ERROR
     probe: ProbeOptions | None = None  # None: no probe (--no-probe, or fix's quick re-scan)
     late_loads: bool = False
@@ -60,7 +60,9 @@ def scan(
         path = os.path.abspath(target.path)
         ctx = progress(f"scanning {path}") if progress else nullcontext(None)
         with ctx as callback:
-            report = inspect_jail(path, replace(request.inspect, user=target.user, progress=callback))
+            report = inspect_jail(
+                path, replace(request.inspect, user=target.user, progress=callback)
+            )
         report.notices.extend(Notice(NoticeKind.NOTE, "discover", n) for n in target.notes)
         reports.append(report)
         if report.tool_error:
@@ -74,7 +76,9 @@ def scan(
     return Report(jails=reports, fail_on=request.fail_on, tool_version=__version__)
 
 
-def _late_loads(report: JailReport, request: ScanRequest, paths: OpenSSLPaths | None) -> OpenSSLPaths | None:
+def _late_loads(
+    report: JailReport, request: ScanRequest, paths: OpenSSLPaths | None
+) -> OpenSSLPaths | None:
     from chrootcheck.lateload import check_jail, default_paths
 
     try:
@@ -99,30 +103,38 @@ def _apply_policy(report: JailReport, policy: EntropyPolicy) -> None:
     why = policy.reason + (f" ({policy.condition})" if policy.condition else "")
     report.findings[:] = [
         _soften(f, Severity.WARNING, f"Not fatal here: {why}.")
-        if f.check in DEVICE_CHECKS and f.severity > Severity.WARNING else f
+        if f.check in DEVICE_CHECKS and f.severity > Severity.WARNING
+        else f
         for f in report.findings
     ]
 
 
 def _devices_provided(report: JailReport) -> None:
-    note = ("Not fatal here: the systemd unit sets PrivateDevices=yes, which gives the "
-            "service its own /dev with urandom and random.")
+    note = (
+        "Not fatal here: the systemd unit sets PrivateDevices=yes, which gives the "
+        "service its own /dev with urandom and random."
+    )
     report.findings[:] = [
         _soften(f, Severity.INFO, note) if f.check in DEVICE_CHECKS else f for f in report.findings
     ]
 
 
 def _soften(f: Finding, severity: Severity, why: str) -> Finding:
-    return replace(f, severity=severity, message=f"{f.message} {why}",
-                   details={**f.details, "severity_lowered_from": f.severity.value})
+    return replace(
+        f,
+        severity=severity,
+        message=f"{f.message} {why}",
+        details={**f.details, "severity_lowered_from": f.severity.value},
+    )
 
 
 def _probe(report: JailReport, target: Target, options: ProbeOptions) -> None:
     from chrootcheck.probe import run_probe
 
     if target.user is not None:
-        options = replace(options, uid=target.user.uid, gid=target.user.gid,
-                          groups=target.user.groups)
+        options = replace(
+            options, uid=target.user.uid, gid=target.user.gid, groups=target.user.groups
+        )
     try:
         probe = run_probe(report.jail, report.findings, options)
     except ToolError as e:

@@ -58,7 +58,9 @@ def parse_user(spec: str) -> ServiceUser:
             try:
                 gid = grp.getgrnam(group_part).gr_gid
             except KeyError:
-                raise UserSpecError(f"--user {spec!r}: no group {group_part!r} on this host") from None
+                raise UserSpecError(
+                    f"--user {spec!r}: no group {group_part!r} on this host"
+                ) from None
     groups: tuple[int, ...] = (gid,)
     if name is not None:
         try:

@@ -1,10 +1,11 @@
 """Walk the whole jail through directory fds and note what a jail audit must see.
 
 Mount points come from /proc/self/mountinfo (it also sees bind mounts of the same file
-system, which st_dev cannot). Regular files and folders are counted, not reported; device nodes, sockets and FIFOs are
-noted (never opened), copies of libcrypto get their version read as text (never loaded),
-unreadable folders and mount points are noted. Symlinks are never followed. /proc and /sys
-at the jail's root are not walked. The walk stays on the jail's file system unless told.
+system, which st_dev cannot). Regular files and folders are counted, not reported; device
+nodes, sockets and FIFOs are noted (never opened), copies of libcrypto get their version read
+as text (never loaded), unreadable folders and mount points are noted. Symlinks are never
+followed. /proc and /sys at the jail's root are not walked. The walk stays on the jail's file
+system unless told.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ PROGRESS_EVERY = 4096
 # A jail this large is walked by two processes (the machines here have two cores or more).
 SPLIT_AFTER = 8192
 LIBCRYPTO_MAX_BYTES = 256 * 1024 * 1024
-_VERSION = re.compile(rb"OpenSSL \d+\.\d+\.\d+[a-z]{0,2}(?:-[A-Za-z0-9.+~]+)? {1,2}\d{1,2} [A-Z][a-z]{2} \d{4}")
+_VERSION = re.compile(
+    rb"OpenSSL \d+\.\d+\.\d+[a-z]{0,2}(?:-[A-Za-z0-9.+~]+)? {1,2}\d{1,2} [A-Z][a-z]{2} \d{4}"
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,9 @@ class WalkResult:
 def read_libcrypto_version(dir_fd: int, name: str) -> tuple[str | None, int]:
     """The version string compiled into a libcrypto, read as bytes: the scan never loads code."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+        )
     except OSError:
         return None, 0
     try:
@@ -63,7 +68,7 @@ def read_libcrypto_version(dir_fd: int, name: str) -> tuple[str | None, int]:
         if st.st_size > LIBCRYPTO_MAX_BYTES:
             return None, st.st_size
         with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as m:
-            found = _VERSION.search(m)  # type: ignore[call-overload]
+            found = _VERSION.search(m)
             return (found.group(0).decode("ascii") if found else None), st.st_size
     except (OSError, ValueError):
         return None, 0
@@ -189,11 +194,12 @@ class _Walk:
                 self.met, self.progress = [], None
                 self.entries = self.directories = self.unreadable = self.mounts_skipped = 0
                 self.drain([(fd, path, give) for fd, path, give in shares])
-                data = pickle.dumps((self.met, self.entries, self.directories,
-                                     self.unreadable, self.mounts_skipped))
+                data = pickle.dumps(
+                    (self.met, self.entries, self.directories, self.unreadable, self.mounts_skipped)
+                )
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(wfd, view):]
+                    view = view[os.write(wfd, view) :]
                 code = 0
             finally:
                 os._exit(code)
@@ -218,7 +224,7 @@ class _Walk:
             if status != 0:
                 raise ValueError(f"walk child ended with status {status}")
             met, entries, directories, unreadable, mounts_skipped = pickle.loads(b"".join(chunks))
-        except Exception:  # noqa: BLE001 - any failure of the child: walk its share here
+        except Exception:  # any failure of the child: walk its share here
             for fd, path, give in reserve:
                 self.drain([(fd, path, give)])
             return
@@ -266,7 +272,9 @@ class _Walk:
                     name = entry.name
                     if name.startswith("libcrypto") and ".so" in name:
                         version, size = read_libcrypto_version(fd, name)
-                        met.append(Met(join(path, name), "libcrypto", size=size, detail=version or ""))
+                        met.append(
+                            Met(join(path, name), "libcrypto", size=size, detail=version or "")
+                        )
                 elif not entry.is_symlink():
                     st = entry.stat(follow_symlinks=False)
                     mode = st.st_mode
@@ -283,7 +291,9 @@ class _Walk:
                 # Gone between the listing and the look (a live jail changes): not a finding.
                 continue
         if depth + 1 >= MAX_DEPTH and subdirs:
-            met.extend(Met(join(path, n), "too-deep", detail=f"deeper than {MAX_DEPTH} levels")
-                       for n in subdirs)
+            met.extend(
+                Met(join(path, n), "too-deep", detail=f"deeper than {MAX_DEPTH} levels")
+                for n in subdirs
+            )
             subdirs = []
         return subdirs

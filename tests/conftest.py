@@ -30,7 +30,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("root"):
             if IN_CI:
-                item.add_marker(pytest.mark.xfail(reason="CI must run as root", strict=True, run=False))
+                item.add_marker(
+                    pytest.mark.xfail(reason="CI must run as root", strict=True, run=False)
+                )
                 item.add_marker(pytest.mark.usefixtures("_fail_not_root"))
             else:
                 item.add_marker(pytest.mark.skip(reason="needs root (mknod, mount, chroot)"))
@@ -51,18 +53,28 @@ class Result:
         return f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
 
-def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> Result:
+def run_cli(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> Result:
     """Run the real CLI in a subprocess (as a user would), from this checkout."""
     # A FIFO in a test jail makes a probe scenario hang until this timeout: keep it short.
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "160",
-                "CHROOTCHECK_PROBE_TIMEOUT": "1"}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NO_COLOR": "1",
+        "COLUMNS": "160",
+        "CHROOTCHECK_PROBE_TIMEOUT": "1",
+    }
     full_env.pop("CHROOTCHECK_DEBUG", None)
     if env:
         full_env.update(env)
     proc = subprocess.run(
         [sys.executable, "-m", "chrootcheck", *args],
-        input=input, capture_output=True, text=True, env=full_env, timeout=timeout,
+        input=input,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
         errors="surrogateescape",
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -103,7 +115,9 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
 
     def mount(where: Path, options: str = "") -> Path:
         where.mkdir(parents=True, exist_ok=True)
-        cmd = ["mount", "-t", "tmpfs"] + (["-o", options] if options else []) + ["tmpfs", str(where)]
+        cmd = (
+            ["mount", "-t", "tmpfs"] + (["-o", options] if options else []) + ["tmpfs", str(where)]
+        )
         subprocess.run(cmd, check=True, capture_output=True)
         mounted.append(where)
         return where

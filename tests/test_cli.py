@@ -41,7 +41,9 @@ def test_bad_jail_exits_1(jail: Path, cli: Cli) -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(("fail_on", "code"), [("critical", 0), ("error", 0), ("warning", 1), ("info", 1)])
+@pytest.mark.parametrize(
+    ("fail_on", "code"), [("critical", 0), ("error", 0), ("warning", 1), ("info", 1)]
+)
 def test_fail_on_threshold(jail: Path, cli: Cli, fail_on: str, code: int) -> None:
     good_jail(jail)
     os.chmod(jail / "dev" / "random", 0o600)  # a warning (CC131), nothing worse
@@ -49,17 +51,22 @@ def test_fail_on_threshold(jail: Path, cli: Cli, fail_on: str, code: int) -> Non
     assert r.code == code, r
 
 
-@pytest.mark.parametrize("args", [
-    ["scan", "{missing}"],
-    ["scan", "{file}"],
-    ["scan", "{jail}", "--fail-on", "loud"],
-    ["scan", "{jail}", "--format", "yaml"],
-    ["scan", "{jail}", "--user", "no-such-user-here"],
-    ["scan"],
-    ["no-such-command"],
-    ["scan", "{jail}", "-o", "/proc/no/such/dir/out.json"],
-])
-def test_tool_errors_exit_2_with_one_line(tmp_path: Path, jail: Path, cli: Cli, args: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scan", "{missing}"],
+        ["scan", "{file}"],
+        ["scan", "{jail}", "--fail-on", "loud"],
+        ["scan", "{jail}", "--format", "yaml"],
+        ["scan", "{jail}", "--user", "no-such-user-here"],
+        ["scan"],
+        ["no-such-command"],
+        ["scan", "{jail}", "-o", "/proc/no/such/dir/out.json"],
+    ],
+)
+def test_tool_errors_exit_2_with_one_line(
+    tmp_path: Path, jail: Path, cli: Cli, args: list[str]
+) -> None:
     (tmp_path / "file").write_text("")
     fmt = {"missing": str(tmp_path / "missing"), "file": str(tmp_path / "file"), "jail": str(jail)}
     r = cli(*[a.format(**fmt) for a in args])
@@ -203,11 +210,19 @@ def test_version_does_not_import_heavy_modules() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from chrootcheck.cli import main\n"
-            "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich','cffi','_cffi_backend')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).parent.parent, check=True)
+    code = (
+        "import sys; from chrootcheck.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('rich', 'cffi', '_cffi_backend')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        check=True,
+    )
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 

@@ -158,14 +158,19 @@ def test_dev_is_a_file(jail: Path) -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(("numbers", "check", "severity"), [
-    ((1, 3), "CC121", Severity.CRITICAL),  # /dev/null
-    ((1, 5), "CC121", Severity.CRITICAL),  # /dev/zero
-    ((1, 7), "CC120", Severity.ERROR),  # /dev/full
-    ((1, 8), "CC120", Severity.WARNING),  # random in urandom's place: still the kernel's CSPRNG
-    ((4, 1), "CC120", Severity.ERROR),  # a tty
-])
-def test_wrong_numbers(jail: Path, numbers: tuple[int, int], check: str, severity: Severity) -> None:
+@pytest.mark.parametrize(
+    ("numbers", "check", "severity"),
+    [
+        ((1, 3), "CC121", Severity.CRITICAL),  # /dev/null
+        ((1, 5), "CC121", Severity.CRITICAL),  # /dev/zero
+        ((1, 7), "CC120", Severity.ERROR),  # /dev/full
+        ((1, 8), "CC120", Severity.WARNING),  # random in urandom's place: still the kernel's CSPRNG
+        ((4, 1), "CC120", Severity.ERROR),  # a tty
+    ],
+)
+def test_wrong_numbers(
+    jail: Path, numbers: tuple[int, int], check: str, severity: Severity
+) -> None:
     good_jail(jail)
     (jail / "dev" / "urandom").unlink()
     make_node(jail / "dev" / "urandom", *numbers)
@@ -401,7 +406,9 @@ def test_non_utf8_names(jail: Path) -> None:
     assert os.fsencode(paths[0]) == b"/dev/\xff\xfe-pipe"
 
 
-def test_unreadable_folder_is_reported_not_fatal(tmp_path: Path, cli: Callable[..., object]) -> None:
+def test_unreadable_folder_is_reported_not_fatal(
+    tmp_path: Path, cli: Callable[..., object]
+) -> None:
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="cc-unreadable-"))
@@ -419,8 +426,13 @@ def test_unreadable_folder_is_reported_not_fatal(tmp_path: Path, cli: Callable[.
                 f"r=inspect_jail({str(base)!r});"
                 "print(json.dumps([[f.check,f.path] for f in r.findings]))"
             )
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                 cwd=Path(__file__).parent.parent, timeout=60)
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent.parent,
+                timeout=60,
+            )
             assert out.returncode == 0, out.stderr
             found = {tuple(x) for x in __import__("json").loads(out.stdout)}
         else:

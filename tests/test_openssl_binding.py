@@ -295,6 +295,7 @@ def test_openssl_102_has_no_drbg_and_loads_its_bundled_libz(libcrypto_102: Build
         record.openssl_line()
         == printed[0]
         == (
-            "error:24064064:random number generator:SSLEAY_RAND_BYTES:PRNG not seeded:md_rand.c:549:"
+            "error:24064064:random number generator:SSLEAY_RAND_BYTES:PRNG not seeded:"
+            "md_rand.c:549:"
         )
     )

@@ -56,8 +56,11 @@ def test_counts_match_os_walk(tmp_path: Path, seed: int) -> None:
     result = walk(tmp_path, None)
     assert (result.stats.entries, result.stats.directories) == os_walk_counts(tmp_path)
     fifos = {m.path for m in result.met if m.kind == "fifo"}
-    assert fifos == {"/" + str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
-                     if p.is_fifo() and not p.is_symlink()}
+    assert fifos == {
+        "/" + str(p.relative_to(tmp_path))
+        for p in tmp_path.rglob("*")
+        if p.is_fifo() and not p.is_symlink()
+    }
 
 
 @pytest.fixture

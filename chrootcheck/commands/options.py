@@ -31,7 +31,8 @@ def parse_outputs(specs: Iterable[str], default_output: str | None) -> list[Outp
         fmt = known.get(name.strip().lower())
         if fmt is None:
             raise click.BadParameter(
-                f"unknown format {name!r}; choose from {', '.join(known)}", param_hint="--format")
+                f"unknown format {name!r}; choose from {', '.join(known)}", param_hint="--format"
+            )
         if sep and not path:
             raise click.BadParameter(f"{spec!r}: give a file after '='", param_hint="--format")
         outputs.append(OutputSpec(fmt, path if sep else default_output))
@@ -39,7 +40,8 @@ def parse_outputs(specs: Iterable[str], default_output: str | None) -> list[Outp
     if len(set(targets)) != len(targets):
         raise click.BadParameter(
             "two formats would write to the same place; give each its own file (FORMAT=FILE)",
-            param_hint="--format")
+            param_hint="--format",
+        )
     return outputs
 
 
@@ -52,9 +54,16 @@ def write_outputs(report: Report, outputs: list[OutputSpec], options: RenderOpti
         assert out.path is not None
         try:
             with open(out.path, "w", encoding="utf-8") as stream:
-                render(report, stream, RenderOptions(color=False, width=options.width or 120,
-                                                     sarif_anchor=options.sarif_anchor,
-                                                     step_summary=options.step_summary))
+                render(
+                    report,
+                    stream,
+                    RenderOptions(
+                        color=False,
+                        width=options.width or 120,
+                        sarif_anchor=options.sarif_anchor,
+                        step_summary=options.step_summary,
+                    ),
+                )
         except OSError as e:
             raise ToolError(f"cannot write {out.path}: {e.strerror or e}") from None
 

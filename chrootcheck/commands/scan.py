@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,41 +18,95 @@ from chrootcheck.exitcodes import for_report
 from chrootcheck.formats import RenderOptions
 from chrootcheck.model import Report, Severity
 
+if TYPE_CHECKING:
+    from chrootcheck.scanner import Target
+
 
 @click.command("scan")
 @click.argument("jails", nargs=-1, metavar="JAIL...")
-@click.option("--format", "-f", "formats", multiple=True, metavar="FORMAT[=FILE]",
-              help="text (default), json, sarif, github, gitlab or junit; repeat for several "
-                   "outputs, FORMAT=FILE writes a file.")
+@click.option(
+    "--format",
+    "-f",
+    "formats",
+    multiple=True,
+    metavar="FORMAT[=FILE]",
+    help="text (default), json, sarif, github, gitlab or junit; repeat for several "
+    "outputs, FORMAT=FILE writes a file.",
+)
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
 @severity_option
-@click.option("--user", "user_spec", metavar="NAME|UID[:GID]",
-              help="The service's user: check that it can open the devices; the probe runs as it.")
-@click.option("--cross-mounts", is_flag=True,
-              help="Walk into file systems mounted inside the jail too.")
-@click.option("--sarif-anchor", metavar="FILE",
-              help="A regular file that SARIF results point at (devices never are).")
-@click.option("--no-probe", is_flag=True,
-              help="Skip the probe (the real libcrypto reseeding inside the jail).")
-@click.option("--libcrypto", metavar="PATH",
-              help="The libcrypto to probe and whose config to follow (default: Python's).")
-@click.option("--allow-jail-libcrypto", is_flag=True,
-              help="Consent to load a --libcrypto that lies inside the jail (its code runs as root).")
-@click.option("--cycles", type=click.IntRange(1, 100), default=3, show_default=True,
-              help="Reseed cycles per probe scenario.")
-@click.option("--probe-timeout", type=click.FloatRange(0.1, 600), default=3.0, show_default=True,
-              metavar="SECONDS", envvar="CHROOTCHECK_PROBE_TIMEOUT",
-              help="Kill a probe scenario that runs longer (a hang: a FIFO in place of a "
-                   "device). Also from $CHROOTCHECK_PROBE_TIMEOUT.")
-@click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
-              help="Run only these probe scenarios (as-is, no-getrandom, old-kernel, "
-                   "'old-kernel, devices closed').")
-@click.option("--no-late-loads", is_flag=True,
-              help="Skip the check of openssl.cnf, engines, providers and PKCS#11 modules.")
-@click.option("--discover", is_flag=True,
-              help="Also scan every jail this host's daemons are configured to use.")
-@click.option("--discover-root", metavar="DIR", default="/", show_default=True, hidden=True,
-              help="Read daemon configs under DIR instead of / (for tests).")
+@click.option(
+    "--user",
+    "user_spec",
+    metavar="NAME|UID[:GID]",
+    help="The service's user: check that it can open the devices; the probe runs as it.",
+)
+@click.option(
+    "--cross-mounts", is_flag=True, help="Walk into file systems mounted inside the jail too."
+)
+@click.option(
+    "--sarif-anchor",
+    metavar="FILE",
+    help="A regular file that SARIF results point at (devices never are).",
+)
+@click.option(
+    "--no-probe",
+    is_flag=True,
+    help="Skip the probe (the real libcrypto reseeding inside the jail).",
+)
+@click.option(
+    "--libcrypto",
+    metavar="PATH",
+    help="The libcrypto to probe and whose config to follow (default: Python's).",
+)
+@click.option(
+    "--allow-jail-libcrypto",
+    is_flag=True,
+    help="Consent to load a --libcrypto that lies inside the jail (its code runs as root).",
+)
+@click.option(
+    "--cycles",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="Reseed cycles per probe scenario.",
+)
+@click.option(
+    "--probe-timeout",
+    type=click.FloatRange(0.1, 600),
+    default=3.0,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="CHROOTCHECK_PROBE_TIMEOUT",
+    help="Kill a probe scenario that runs longer (a hang: a FIFO in place of a "
+    "device). Also from $CHROOTCHECK_PROBE_TIMEOUT.",
+)
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    metavar="NAME",
+    help="Run only these probe scenarios (as-is, no-getrandom, old-kernel, "
+    "'old-kernel, devices closed').",
+)
+@click.option(
+    "--no-late-loads",
+    is_flag=True,
+    help="Skip the check of openssl.cnf, engines, providers and PKCS#11 modules.",
+)
+@click.option(
+    "--discover",
+    is_flag=True,
+    help="Also scan every jail this host's daemons are configured to use.",
+)
+@click.option(
+    "--discover-root",
+    metavar="DIR",
+    default="/",
+    show_default=True,
+    hidden=True,
+    help="Read daemon configs under DIR instead of / (for tests).",
+)
 def command(
     jails: tuple[str, ...],
     formats: tuple[str, ...],
@@ -80,7 +135,7 @@ def command(
     from chrootcheck.inspector import ScanOptions
     from chrootcheck.probe import ProbeOptions
     from chrootcheck.progress import walk_progress
-    from chrootcheck.scanner import ScanRequest, Target, scan
+    from chrootcheck.scanner import ScanRequest, scan
 
     if not jails and not discover:
         raise click.UsageError("give at least one JAIL, or --discover")
@@ -93,20 +148,37 @@ def command(
         targets += _discovered(discover_root, user_spec)
         if not targets:
             click.echo("chrootcheck: discover found no configured jail on this host", err=True)
-    probe = None if no_probe else ProbeOptions(
-        libcrypto=libcrypto, cycles=cycles, timeout=probe_timeout,
-        scenarios=scenarios or None, allow_jail_libcrypto=allow_jail_libcrypto)
-    request = ScanRequest(inspect=ScanOptions(user=user, cross_mounts=cross_mounts),
-                          fail_on=Severity(fail_on.lower()), probe=probe,
-                          late_loads=not no_late_loads, libcrypto=libcrypto)
+    probe = (
+        None
+        if no_probe
+        else ProbeOptions(
+            libcrypto=libcrypto,
+            cycles=cycles,
+            timeout=probe_timeout,
+            scenarios=scenarios or None,
+            allow_jail_libcrypto=allow_jail_libcrypto,
+        )
+    )
+    request = ScanRequest(
+        inspect=ScanOptions(user=user, cross_mounts=cross_mounts),
+        fail_on=Severity(fail_on.lower()),
+        probe=probe,
+        late_loads=not no_late_loads,
+        libcrypto=libcrypto,
+    )
     report = scan(targets, request, progress=walk_progress)
-    write_outputs(report, outputs, RenderOptions(
-        sarif_anchor=sarif_anchor, step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None))
+    write_outputs(
+        report,
+        outputs,
+        RenderOptions(
+            sarif_anchor=sarif_anchor, step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None
+        ),
+    )
     _echo_errors(report)
     return for_report(report)
 
 
-def _discovered(root: str, user_spec: str | None) -> list[str | object]:
+def _discovered(root: str, user_spec: str | None) -> list[Target]:
     """The configured jails as scan targets, each with the user its daemon runs as."""
     from chrootcheck.discover import scan_targets
     from chrootcheck.scanner import Target
@@ -117,7 +189,7 @@ def _discovered(root: str, user_spec: str | None) -> list[str | object]:
     found, notices = scan_targets(root)
     for n in notices:
         click.echo(f"chrootcheck: discover: {n.message}", err=True)
-    targets: list[str | object] = []
+    targets: list[Target] = []
     for t in found:
         notes = [*t.notes, f"configured by {', '.join(t.daemons)}"]
         user = None
@@ -126,8 +198,9 @@ def _discovered(root: str, user_spec: str | None) -> list[str | object]:
             try:
                 user = parse_user(spec)
             except UserSpecError as e:
-                notes.append(f"user {spec!r} from the config is not on this host ({e}); "
-                             "checked without it")
+                notes.append(
+                    f"user {spec!r} from the config is not on this host ({e}); checked without it"
+                )
         targets.append(Target(t.jail, user, tuple(notes), t.provides_devices))
     return targets
 

@@ -65,7 +65,7 @@ def jail_data(j: JailReport, report: Report) -> dict[str, Any]:
 
 
 def jail_status(j: JailReport, report: Report) -> str:
-    """"error" (the tool could not check it), "fail" or "pass" against --fail-on."""
+    """ "error" (the tool could not check it), "fail" or "pass" against --fail-on."""
     if j.tool_error:
         return "error"
     return "fail" if j.at_or_above(report.fail_on) else "pass"

@@ -51,8 +51,12 @@ def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
 
 def render_jail(console: Console, jail: JailReport, report: Report) -> None:
     status = jail_status(jail, report)
-    head = Text.assemble(("Jail ", "bold"), (printable(jail.jail), "bold"), "  ",
-                         (status.upper(), STATUS_STYLE[status]))
+    head = Text.assemble(
+        ("Jail ", "bold"),
+        (printable(jail.jail), "bold"),
+        "  ",
+        (status.upper(), STATUS_STYLE[status]),
+    )
     console.print(head)
     findings = sort_findings(jail.findings)
     if findings:
@@ -66,18 +70,33 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
             if f.severity >= Severity.WARNING:
                 body.append("\nfix: ", style="bold")
                 body.append(printable(f.remediation))
-            table.add_row(Text(f.severity.value, SEVERITY_STYLE[f.severity]), Text(f.check),
-                          Text(printable(f.path)), body)
+            table.add_row(
+                Text(f.severity.value, SEVERITY_STYLE[f.severity]),
+                Text(f.check),
+                Text(printable(f.path)),
+                body,
+            )
         console.print(table)
     elif not jail.tool_error:
         console.print(Text("  no findings: /dev/urandom and /dev/random are correct", "green"))
     for notice in jail.notices:
-        style = {NoticeKind.ERROR: "bold magenta", NoticeKind.SKIPPED: "yellow"}.get(notice.kind, "dim")
-        console.print(Text.assemble(("  " + notice.kind.value + ": ", style),
-                                    (printable(f"{notice.topic}: {notice.message}"), "")))
+        style = {NoticeKind.ERROR: "bold magenta", NoticeKind.SKIPPED: "yellow"}.get(
+            notice.kind, "dim"
+        )
+        console.print(
+            Text.assemble(
+                ("  " + notice.kind.value + ": ", style),
+                (printable(f"{notice.topic}: {notice.message}"), ""),
+            )
+        )
     if jail.walk.entries:
-        console.print(Text(f"  walked {jail.walk.entries} entries in {jail.walk.directories} "
-                           f"folders ({jail.walk.seconds:.3f} s)", "dim"))
+        console.print(
+            Text(
+                f"  walked {jail.walk.entries} entries in {jail.walk.directories} "
+                f"folders ({jail.walk.seconds:.3f} s)",
+                "dim",
+            )
+        )
     if jail.probe is not None:
         from chrootcheck.formats.probe_text import probe_renderables
 
@@ -87,13 +106,17 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
 
 def summary_text(report: Report) -> Text:
     counts = report.counts()
-    parts = ", ".join(f"{counts[s.value]} {s.value}" for s in reversed(list(Severity)) if counts[s.value])
+    parts = ", ".join(
+        f"{counts[s.value]} {s.value}" for s in reversed(list(Severity)) if counts[s.value]
+    )
     failing = len(report.failing())
     text = Text(f"{len(report.jails)} jail(s): {parts or 'no findings'}. ")
     if report.tool_error:
         text.append("chrootcheck could not check everything (exit 2).", "bold magenta")
     elif failing:
-        text.append(f"{failing} finding(s) at or above {report.fail_on.value} (exit 1).", "bold red")
+        text.append(
+            f"{failing} finding(s) at or above {report.fail_on.value} (exit 1).", "bold red"
+        )
     else:
         text.append(f"Nothing at or above {report.fail_on.value} (exit 0).", "bold green")
     return text
