@@ -108,17 +108,6 @@ def block_getrandom() -> None:
         seccomp.seccomp_release(ctx)
 
 
-def getrandom_works() -> tuple[bool, str]:
-    """Whether getrandom(2) answers here (False with the reason if not)."""
-    try:
-        os.getrandom(1, os.GRND_NONBLOCK)
-    except BlockingIOError:
-        return True, "works (the kernel's pool is not initialised yet: it would block)"
-    except OSError as e:
-        return False, f"fails: {os.strerror(e.errno or 0)}"
-    return True, "works"
-
-
 def enter_jail(jail: str, uid: int | None, gid: int | None, groups: tuple[int, ...]) -> None:
     """chroot, chdir("/"), drop to uid/gid (None: keep), then no_new_privs."""
     os.chroot(jail)
