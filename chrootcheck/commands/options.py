@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
@@ -86,9 +86,3 @@ def parse_user_option(value: str | None) -> ServiceUser | None:
     except UserSpecError as e:
         raise click.BadParameter(str(e), param_hint="--user") from None
 
-
-def stream_is_tty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

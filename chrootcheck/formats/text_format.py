@@ -6,6 +6,7 @@ path like ``/jail/[red]x`` or one with an escape sequence prints literally.
 
 from __future__ import annotations
 
+import os
 from typing import TextIO
 
 from rich import box
@@ -26,7 +27,15 @@ SEVERITY_STYLE = {
 STATUS_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold magenta"}
 
 
+# Off a terminal (a CI log, a file) rich would wrap at 80 columns; paths and messages read
+# better wider. COLUMNS still wins.
+PIPE_WIDTH = 120
+
+
 def make_console(stream: TextIO, options: RenderOptions) -> Console:
+    width = options.width
+    if width is None and "COLUMNS" not in os.environ and not _isatty(stream):
+        width = PIPE_WIDTH
     return Console(
         file=stream,
         markup=False,
@@ -34,9 +43,16 @@ def make_console(stream: TextIO, options: RenderOptions) -> Console:
         emoji=False,
         # None lets rich decide from the stream (a terminal or not, NO_COLOR, TERM=dumb).
         force_terminal=True if options.color else None,
-        width=options.width,
+        width=width,
         soft_wrap=False,
     )
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
