@@ -6,6 +6,12 @@ import click
 
 from chrootcheck.exitcodes import ExitCode
 
+# info loads the library in this process: there is no unprivileged child to leave it to.
+REFUSAL_HINT = (
+    "info runs the library in this process; copy it to a folder only root can write, or run "
+    "chrootcheck info as an unprivileged user"
+)
+
 
 @click.command("info")
 @click.option(
@@ -32,7 +38,9 @@ def command(libcrypto: str | None, fmt: str) -> int:
     from chrootcheck.openssl.info import gather_info
     from chrootcheck.openssl.library import load
 
-    info = gather_info(load(libcrypto))
+    # A named library is checked first (chrootcheck.trust): one writable by another user is
+    # refused before anything loads it.
+    info = gather_info(load(libcrypto, refusal_hint=REFUSAL_HINT))
     if fmt == "json":
         import json
 

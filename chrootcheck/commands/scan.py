@@ -62,7 +62,8 @@ if TYPE_CHECKING:
 @click.option(
     "--allow-jail-libcrypto",
     is_flag=True,
-    help="Consent to load a --libcrypto that lies inside the jail (its code runs as root).",
+    help="Consent to probe a --libcrypto inside the jail or writable by another user; only "
+    "the probe's children load it, after dropping root.",
 )
 @click.option(
     "--cycles",
@@ -141,8 +142,6 @@ def command(
         raise click.UsageError("give at least one JAIL, or --discover")
     outputs = parse_outputs(formats, output)
     user = parse_user_option(user_spec)
-    if libcrypto is not None and not os.path.exists(libcrypto):
-        raise ToolError(f"--libcrypto {libcrypto}: no such file")
     targets: list[str | Target] = list(jails)
     if discover:
         targets += _discovered(discover_root, user_spec)
@@ -151,20 +150,17 @@ def command(
     probe = (
         None
         if no_probe
-        else ProbeOptions(
-            libcrypto=libcrypto,
-            cycles=cycles,
-            timeout=probe_timeout,
-            scenarios=scenarios or None,
-            allow_jail_libcrypto=allow_jail_libcrypto,
-        )
+        else ProbeOptions(cycles=cycles, timeout=probe_timeout, scenarios=scenarios or None)
     )
+    # The library is checked against every jail, refused or loaded once, before any stage
+    # (scanner.scan): one cause gives one error line, and jail code never runs as root.
     request = ScanRequest(
         inspect=ScanOptions(user=user, cross_mounts=cross_mounts),
         fail_on=Severity(fail_on.lower()),
         probe=probe,
         late_loads=not no_late_loads,
         libcrypto=libcrypto,
+        allow_jail_libcrypto=allow_jail_libcrypto,
     )
     report = scan(targets, request, progress=walk_progress)
     write_outputs(
