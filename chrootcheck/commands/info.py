@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from chrootcheck.commands.options import nonempty
 from chrootcheck.exitcodes import ExitCode
 
 # info loads the library in this process: there is no unprivileged child to leave it to.
@@ -18,6 +19,7 @@ REFUSAL_HINT = (
     "--libcrypto",
     "libcrypto",
     metavar="PATH",
+    callback=nonempty,
     help="The libcrypto to describe (default: the one Python's ssl module uses).",
 )
 @click.option(
