@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from chrootcheck.errors import ToolError
+from chrootcheck.lateload import check_jail
 from chrootcheck.openssl import library
 from chrootcheck.probe import ProbeOptions, Verdict, run_probe
 from chrootcheck.trust import check_library, jail_roots
@@ -278,6 +279,8 @@ def test_the_loader_never_loads_an_untrusted_library_as_root(planted: Path, mark
         library.load(lib, jails=[str(planted)], consent=True)
     with pytest.raises(ToolError, match="inside the jail"):
         run_probe(str(planted), [], ProbeOptions(libcrypto=lib))
+    with pytest.raises(ToolError, match="inside the jail"):
+        check_jail(str(planted), libcrypto=lib)  # the late-load checks' own entry point
     assert ran(marker) == []
 
 
