@@ -89,7 +89,6 @@ def parse_user_option(value: str | None) -> ServiceUser | None:
         raise click.BadParameter(str(e), param_hint="--user") from None
 
 
-
 # -- parse-time validation: a bad value the user typed is one line and exit 2, before any work
 
 
