@@ -18,7 +18,7 @@ import glob
 import os
 import shlex
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chrootcheck import checks, jailfs
@@ -106,10 +106,11 @@ class OpenSSLPaths:
     modulesdir: str | None = None
 
 
-def default_paths(libcrypto: str | None = None) -> OpenSSLPaths:
+def default_paths(libcrypto: str | None = None, jails: Sequence[str] = ()) -> OpenSSLPaths:
     """The directories of the libcrypto the scan is about, from chrootcheck.openssl.info.
 
-    ``libcrypto``: a path (as ``scan --libcrypto``); default: the one Python's ssl module
+    ``libcrypto``: a path (as ``scan --libcrypto``), checked first against ``jails`` and its
+    owners (chrootcheck.trust), never loaded if it fails; default: the one Python's ssl module
     uses. Raises ToolError when no libcrypto can be loaded. Imported lazily: cffi is heavy.
     """
     from chrootcheck.openssl.info import library_dirs
@@ -117,7 +118,7 @@ def default_paths(libcrypto: str | None = None) -> OpenSSLPaths:
 
     # Only the folders: gather_info would seed a DRBG in this (parent) process, and every
     # probe child forked afterwards would inherit it.
-    openssldir, enginesdir, modulesdir = library_dirs(load(libcrypto))
+    openssldir, enginesdir, modulesdir = library_dirs(load(libcrypto, jails=jails))
     return OpenSSLPaths(openssldir, enginesdir or None, modulesdir)
 
 
@@ -237,7 +238,7 @@ def check_jail(jail_path: str, paths: OpenSSLPaths | None = None,
     """
     fd = jailfs.open_jail(jail_path)
     try:
-        return check_late_loads(fd, jail_path, paths or default_paths(libcrypto), env,
+        return check_late_loads(fd, jail_path, paths or default_paths(libcrypto, (jail_path,)), env,
                                 appname=appname)
     finally:
         os.close(fd)

@@ -18,6 +18,7 @@ from chrootcheck import __version__
 from chrootcheck.errors import ToolError
 from chrootcheck.inspector import ScanOptions, inspect_jail
 from chrootcheck.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
+from chrootcheck.trust import PreparedLibrary, prepare_library
 from chrootcheck.users import ServiceUser
 
 if TYPE_CHECKING:
@@ -46,7 +47,11 @@ class ScanRequest:
     fail_on: Severity = Severity.ERROR
     probe: ProbeOptions | None = None  # None: no probe (--no-probe, or fix's quick re-scan)
     late_loads: bool = False
-    libcrypto: str | None = None  # the library whose config/dirs the late-load checks follow
+    # The library whose config/dirs the late-load checks follow and the probe runs: a path,
+    # checked and loaded once before any stage (``library``), or already prepared.
+    libcrypto: str | None = None
+    allow_jail_libcrypto: bool = False  # consent to a libcrypto that fails the trust check
+    library: PreparedLibrary | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -54,6 +59,24 @@ def scan(
     jails: Sequence[str | Target], request: ScanRequest, progress: ProgressFactory | None = None
 ) -> Report:
     targets = [j if isinstance(j, Target) else Target(j, request.inspect.user) for j in jails]
+    own = None
+    if request.library is None and request.libcrypto is not None:
+        # Once, before any stage, against every jail of the scan: one cause, one error.
+        own = prepare_library(
+            request.libcrypto, [t.path for t in targets], request.allow_jail_libcrypto
+        )
+        request = replace(request, library=own)
+    try:
+        reports = _scan_targets(targets, request, progress)
+    finally:
+        if own is not None:
+            own.close()
+    return Report(jails=reports, fail_on=request.fail_on, tool_version=__version__)
+
+
+def _scan_targets(
+    targets: list[Target], request: ScanRequest, progress: ProgressFactory | None
+) -> list[JailReport]:
     paths: OpenSSLPaths | None = None
     reports: list[JailReport] = []
     for target in targets:
@@ -70,23 +93,29 @@ def scan(
         if request.late_loads:
             paths = _late_loads(report, request, paths)
         if request.probe is not None:
-            _probe(report, target, request.probe)
+            options = request.probe
+            if request.library is not None:
+                options = replace(options, library=request.library)
+            _probe(report, target, options)
         if target.provides_devices:
             _devices_provided(report)
-    return Report(jails=reports, fail_on=request.fail_on, tool_version=__version__)
+    return reports
 
 
 def _late_loads(
     report: JailReport, request: ScanRequest, paths: OpenSSLPaths | None
 ) -> OpenSSLPaths | None:
-    from chrootcheck.lateload import check_jail, default_paths
+    from chrootcheck.lateload import OpenSSLPaths, check_jail, default_paths
 
     try:
-        if paths is None:  # once per scan: it loads the library to ask for its folders
-            paths = default_paths(request.libcrypto)
+        if paths is None and request.library is not None:
+            openssldir, enginesdir, modulesdir = request.library.dirs
+            paths = OpenSSLPaths(openssldir, enginesdir or None, modulesdir)
+        elif paths is None:  # once per scan: it loads the library to ask for its folders
+            paths = default_paths(None)
         late = check_jail(report.jail, paths, request.env)
     except ToolError as e:
-        kind = NoticeKind.ERROR if request.libcrypto else NoticeKind.SKIPPED
+        kind = NoticeKind.ERROR if request.library else NoticeKind.SKIPPED
         report.notices.append(Notice(kind, "late-loads", f"not checked: {e.message}"))
         return paths
     report.findings.extend(late.findings)
@@ -140,7 +169,7 @@ def _probe(report: JailReport, target: Target, options: ProbeOptions) -> None:
     except ToolError as e:
         # A library the user named that cannot be used is an error; otherwise the probe is
         # skipped with its reason, and the static findings still stand.
-        kind = NoticeKind.ERROR if options.libcrypto else NoticeKind.SKIPPED
+        kind = NoticeKind.ERROR if options.libcrypto or options.library else NoticeKind.SKIPPED
         report.notices.append(Notice(kind, "probe", e.message + (f" ({e.hint})" if e.hint else "")))
         return
     report.probe = probe

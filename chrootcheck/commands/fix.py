@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from chrootcheck.commands.options import severity_option
+from chrootcheck.commands.options import nonempty, severity_option
 from chrootcheck.errors import ToolError
 
 
@@ -23,7 +23,7 @@ def _parse_mode(value: str) -> int:
 
 
 @click.command("fix")
-@click.argument("jail", metavar="JAIL")
+@click.argument("jail", metavar="JAIL", callback=nonempty)
 @click.option("--mknod", is_flag=True,
               help="Create the device nodes with mknod (needs CAP_MKNOD, not on nodev).")
 @click.option("--bind", is_flag=True,

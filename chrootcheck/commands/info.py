@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
+from chrootcheck.commands.options import nonempty
 from chrootcheck.exitcodes import ExitCode
+
+# info loads the library in this process: there is no unprivileged child to leave it to.
+REFUSAL_HINT = (
+    "info runs the library in this process; copy it to a folder only root can write, or run "
+    "chrootcheck info as an unprivileged user"
+)
 
 
 @click.command("info")
@@ -12,6 +19,7 @@ from chrootcheck.exitcodes import ExitCode
     "--libcrypto",
     "libcrypto",
     metavar="PATH",
+    callback=nonempty,
     help="The libcrypto to describe (default: the one Python's ssl module uses).",
 )
 @click.option(
@@ -32,7 +40,9 @@ def command(libcrypto: str | None, fmt: str) -> int:
     from chrootcheck.openssl.info import gather_info
     from chrootcheck.openssl.library import load
 
-    info = gather_info(load(libcrypto))
+    # A named library is checked first (chrootcheck.trust): one writable by another user is
+    # refused before anything loads it.
+    info = gather_info(load(libcrypto, refusal_hint=REFUSAL_HINT))
     if fmt == "json":
         import json
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -86,3 +88,36 @@ def parse_user_option(value: str | None) -> ServiceUser | None:
     except UserSpecError as e:
         raise click.BadParameter(str(e), param_hint="--user") from None
 
+
+# -- parse-time validation: a bad value the user typed is one line and exit 2, before any work
+
+
+def nonempty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback: an empty path ("") is an error, never "the current folder"."""
+    values = value if isinstance(value, tuple) else (value,)
+    if any(v is not None and not v for v in values):
+        raise click.BadParameter("an empty path names nothing; give a path", ctx, param)
+    return value
+
+
+def _source_note(param: click.Parameter | None, value: Any) -> str:
+    # click records where a value came from only after converting it: compare with the
+    # environment instead (a value typed on the command line that equals it reads the same).
+    envvar = getattr(param, "envvar", None)
+    if isinstance(envvar, str) and isinstance(value, str) and os.environ.get(envvar) == value:
+        return f" (from ${envvar})"
+    return ""
+
+
+class FiniteFloatRange(click.FloatRange):
+    """FloatRange that also refuses nan (which compares false with both bounds, so click lets
+    it through) and says when the value came from an environment variable."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            rv = super().convert(value, param, ctx)
+        except click.BadParameter as e:
+            raise click.BadParameter(e.message + _source_note(param, value), ctx, param) from None
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a number{_source_note(param, value)}", param, ctx)
+        return rv

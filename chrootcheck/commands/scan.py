@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 from chrootcheck.commands.options import (
+    FiniteFloatRange,
+    nonempty,
     parse_outputs,
     parse_user_option,
     severity_option,
@@ -22,8 +24,20 @@ if TYPE_CHECKING:
     from chrootcheck.scanner import Target
 
 
+def _known_scenarios(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    from chrootcheck.probe.scenarios import BY_NAME
+
+    for name in value:
+        if name not in BY_NAME:
+            known = ", ".join(repr(n) for n in BY_NAME)
+            raise click.BadParameter(f"unknown scenario {name!r}; choose from {known}", ctx, param)
+    return value
+
+
 @click.command("scan")
-@click.argument("jails", nargs=-1, metavar="JAIL...")
+@click.argument("jails", nargs=-1, metavar="JAIL...", callback=nonempty)
 @click.option(
     "--format",
     "-f",
@@ -33,7 +47,13 @@ if TYPE_CHECKING:
     help="text (default), json, sarif, github, gitlab or junit; repeat for several "
     "outputs, FORMAT=FILE writes a file.",
 )
-@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    callback=nonempty,
+    help="Write the report to FILE instead of stdout.",
+)
 @severity_option
 @click.option(
     "--user",
@@ -47,6 +67,7 @@ if TYPE_CHECKING:
 @click.option(
     "--sarif-anchor",
     metavar="FILE",
+    callback=nonempty,
     help="A regular file that SARIF results point at (devices never are).",
 )
 @click.option(
@@ -57,12 +78,14 @@ if TYPE_CHECKING:
 @click.option(
     "--libcrypto",
     metavar="PATH",
+    callback=nonempty,
     help="The libcrypto to probe and whose config to follow (default: Python's).",
 )
 @click.option(
     "--allow-jail-libcrypto",
     is_flag=True,
-    help="Consent to load a --libcrypto that lies inside the jail (its code runs as root).",
+    help="Consent to probe a --libcrypto inside the jail or writable by another user; only "
+    "the probe's children load it, after dropping root.",
 )
 @click.option(
     "--cycles",
@@ -73,7 +96,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--probe-timeout",
-    type=click.FloatRange(0.1, 600),
+    type=FiniteFloatRange(0.1, 600),
     default=3.0,
     show_default=True,
     metavar="SECONDS",
@@ -86,6 +109,7 @@ if TYPE_CHECKING:
     "scenarios",
     multiple=True,
     metavar="NAME",
+    callback=_known_scenarios,
     help="Run only these probe scenarios (as-is, no-getrandom, old-kernel, "
     "'old-kernel, devices closed').",
 )
@@ -141,8 +165,6 @@ def command(
         raise click.UsageError("give at least one JAIL, or --discover")
     outputs = parse_outputs(formats, output)
     user = parse_user_option(user_spec)
-    if libcrypto is not None and not os.path.exists(libcrypto):
-        raise ToolError(f"--libcrypto {libcrypto}: no such file")
     targets: list[str | Target] = list(jails)
     if discover:
         targets += _discovered(discover_root, user_spec)
@@ -151,20 +173,17 @@ def command(
     probe = (
         None
         if no_probe
-        else ProbeOptions(
-            libcrypto=libcrypto,
-            cycles=cycles,
-            timeout=probe_timeout,
-            scenarios=scenarios or None,
-            allow_jail_libcrypto=allow_jail_libcrypto,
-        )
+        else ProbeOptions(cycles=cycles, timeout=probe_timeout, scenarios=scenarios or None)
     )
+    # The library is checked against every jail, refused or loaded once, before any stage
+    # (scanner.scan): one cause gives one error line, and jail code never runs as root.
     request = ScanRequest(
         inspect=ScanOptions(user=user, cross_mounts=cross_mounts),
         fail_on=Severity(fail_on.lower()),
         probe=probe,
         late_loads=not no_late_loads,
         libcrypto=libcrypto,
+        allow_jail_libcrypto=allow_jail_libcrypto,
     )
     report = scan(targets, request, progress=walk_progress)
     write_outputs(

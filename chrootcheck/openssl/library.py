@@ -2,19 +2,35 @@
 
 Default: the libcrypto this Python's ``ssl`` module runs on (read from /proc/self/maps after
 importing ``_ssl``). ``--libcrypto PATH`` names another build, typically the application's
-own. Every candidate that fails is reported in the one-line error.
+own: it is checked first (chrootcheck.trust) and loaded through the descriptor that was checked
+(``/proc/self/fd/N``), so the file checked is the file loaded. Every candidate that fails is
+reported in the one-line error.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chrootcheck.errors import ToolError
 from chrootcheck.openssl.cdefs import ffi
 from chrootcheck.openssl.errcodes import Packing, version_packing
+from chrootcheck.trust import (
+    CONSENT_HINT,
+    CheckedLibrary,
+    CheckError,
+    JailRoot,
+    check_library,
+    jail_roots,
+    refuse_untrusted,
+)
+
+if TYPE_CHECKING:
+    from chrootcheck.probe.model import LibcryptoSummary
 
 # Optional symbols probed once at load: capability name -> symbols that must all exist.
 _OPTIONAL: dict[str, tuple[str, ...]] = {
@@ -112,7 +128,11 @@ class Libcrypto:
         return "1.0.2"
 
 
-_CACHE: dict[str, Libcrypto] = {}
+# Loaded libraries: by (st_dev, st_ino) for files, by name for a soname the linker chose.
+_CACHE: dict[object, Libcrypto] = {}
+# dlopen() names a checked library /proc/self/fd/N. glibc matches a new dlopen against the names
+# already loaded, so a name is never used twice: each load gets an fd above every one used.
+_FD_NAMES: list[int] = [63]
 
 
 def ssl_module_libcrypto() -> str | None:
@@ -148,27 +168,98 @@ def candidates(path: str | None) -> list[str]:
     return ["libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.so.1.0.0", "libcrypto.so"]
 
 
-def load(path: str | None = None) -> Libcrypto:
-    """Load a libcrypto (cached per resolved path). Raises ToolError listing every failure."""
+def load(
+    path: str | None = None,
+    *,
+    jails: Sequence[str] = (),
+    consent: bool = False,
+    refusal_hint: str = CONSENT_HINT,
+) -> Libcrypto:
+    """Load a libcrypto (cached). ``path``: a file the user named; it is checked first
+    (chrootcheck.trust: not inside one of ``jails``, not writable by another user) and refused
+    unless trusted or ``consent``; as root an untrusted one is refused even then. Default:
+    the ssl module's libcrypto. Raises ToolError listing every failure, in one line."""
+    if path is not None:
+        checked = _check(path, jails)
+        try:
+            refuse_untrusted(checked, consent, refusal_hint)
+            return load_checked(checked)
+        finally:
+            os.close(checked.fd)
     failures: list[str] = []
-    for candidate in candidates(path):
-        key = os.path.realpath(candidate) if os.sep in candidate else candidate
+    for candidate in candidates(None):
+        key: object = candidate
+        if os.sep in candidate:
+            try:
+                st = os.stat(candidate)
+                key = (st.st_dev, st.st_ino)
+            except OSError as e:
+                failures.append(f"{candidate}: {e.strerror}")
+                continue
         if key in _CACHE:
             return _CACHE[key]
-        if os.sep in candidate and not os.path.exists(candidate):
-            failures.append(f"{candidate}: no such file")
-            continue
-        if os.sep in candidate and os.path.isdir(candidate):
-            failures.append(f"{candidate}: is a directory")
-            continue
         try:
-            loaded = _open(candidate)
+            loaded = _open(candidate, candidate, None)
         except _LoadError as e:
             failures.append(f"{candidate}: {e}")
             continue
         _CACHE[key] = loaded
         return loaded
     raise ToolError("cannot load libcrypto: " + "; ".join(failures))
+
+
+def load_checked(checked: CheckedLibrary) -> Libcrypto:
+    """Load the very file ``checked`` holds open (cached by its identity)."""
+    key = (checked.dev, checked.ino)
+    if key in _CACHE:
+        return _CACHE[key]
+    try:
+        loaded = _open(checked.real, _proc_name(checked), checked)
+    except _LoadError as e:
+        raise ToolError(f"cannot load libcrypto: {checked.path}: {e}") from None
+    _CACHE[key] = loaded
+    return loaded
+
+
+def describe_loaded(lc: Libcrypto) -> LibcryptoSummary:
+    """What the report says about a library (also sent back by an unprivileged child)."""
+    from chrootcheck.probe.model import LibcryptoSummary
+
+    caps = lc.capabilities
+    return LibcryptoSummary(
+        path=lc.path,
+        version=lc.version_text,
+        version_number=lc.version_number,
+        series=lc.series,
+        rand_api=caps.rand_api,
+        has_drbg_1_1_1=caps.has_drbg_1_1_1,
+        has_evp_rand=caps.has_evp_rand,
+        has_keep_devices_open=caps.has_keep_devices_open,
+        has_err_get_error_all=caps.has_err_get_error_all,
+        has_openssl_info=caps.has_openssl_info,
+    )
+
+
+def _check(path: str, jails: Sequence[str] | tuple[JailRoot, ...]) -> CheckedLibrary:
+    roots = tuple(j for j in jails if isinstance(j, JailRoot))
+    roots += jail_roots(j for j in jails if isinstance(j, str))
+    try:
+        return check_library(path, roots)
+    except CheckError as e:
+        raise ToolError(f"cannot load libcrypto: {path}: {e}") from None
+
+
+def _proc_name(checked: CheckedLibrary) -> str:
+    """A fresh /proc/self/fd/N name for ``checked``, after the one invariant: a library that
+    failed the trust check is never loaded by root, consent or not."""
+    if checked.concern is not None and os.geteuid() == 0:
+        raise ToolError(
+            f"refusing to load {checked.path} as root: {checked.concern}",
+            "only the probe's unprivileged children may load it",
+        )
+    fd = fcntl.fcntl(checked.fd, fcntl.F_DUPFD_CLOEXEC, max(_FD_NAMES) + 1)
+    _FD_NAMES.append(fd)
+    return f"/proc/self/fd/{fd}"
 
 
 class _LoadError(Exception):
@@ -178,27 +269,59 @@ class _LoadError(Exception):
 _MISSING = re.compile(r"([^\s:/'\"]+\.so[^\s:'\"]*): cannot open shared object file")
 
 
-def _dlopen_with_siblings(path: str) -> tuple[Any, tuple[str, ...]]:
-    """dlopen; if a DT_NEEDED library is missing but lies beside ``path`` (a wheel's bundled
-    libz, an application's private libs), load it RTLD_GLOBAL first and retry."""
-    siblings: list[str] = []
-    for _ in range(8):
+def _dlopen_with_siblings(
+    target: str | CheckedLibrary, name: str | None = None
+) -> tuple[Any, tuple[str, ...]]:
+    """dlopen; if a DT_NEEDED library is missing but lies beside the file (a wheel's bundled
+    libz, an application's private libs), load it RTLD_GLOBAL first and retry. A sibling is
+    checked like the library; a trusted library never pulls in an untrusted one.
+
+    ``target``: a checked library (``name`` is its /proc/self/fd name), or a path to check."""
+    if isinstance(target, str):
+        checked = _check(target, ())
+        refuse_untrusted(checked, consent=False)
         try:
-            return ffi.dlopen(path), tuple(siblings)
-        except OSError as e:
-            message = " ".join(str(e).split())
-            m = _MISSING.search(message)
-            if m is None or os.sep not in path:
-                raise _LoadError(_short(message, path)) from None
-            sibling = os.path.join(os.path.dirname(path), m.group(1))
-            if sibling in siblings or not os.path.exists(sibling):
-                raise _LoadError(_short(message, path)) from None
+            return _dlopen_with_siblings(checked, _proc_name(checked))
+        finally:
+            os.close(checked.fd)
+    assert name is not None
+    siblings: list[str] = []
+    try:
+        for _ in range(8):
             try:
-                ffi.dlopen(sibling, ffi.RTLD_NOW | ffi.RTLD_GLOBAL)
-            except OSError as e2:
-                raise _LoadError(f"needs {m.group(1)}: {_short(str(e2), sibling)}") from None
-            siblings.append(sibling)
-    raise _LoadError("too many missing dependencies")
+                return ffi.dlopen(name), tuple(siblings)
+            except OSError as e:
+                message = " ".join(str(e).split())
+                m = _MISSING.search(message)
+                if m is None:
+                    raise _LoadError(_short(message, name)) from None
+                sibling = os.path.join(os.path.dirname(target.real), m.group(1))
+                if sibling in siblings or not os.path.exists(sibling):
+                    raise _LoadError(_short(message, name)) from None
+                _load_sibling(target, sibling, m.group(1))
+                siblings.append(sibling)
+        raise _LoadError("too many missing dependencies")
+    finally:
+        os.close(int(name.rsplit("/", 1)[1]))
+
+
+def _load_sibling(lib: CheckedLibrary, sibling: str, needed: str) -> None:
+    try:
+        checked = check_library(sibling, lib.jails)
+    except CheckError as e:
+        raise _LoadError(f"needs {needed}: {e}") from None
+    try:
+        if checked.concern is not None and lib.concern is None:
+            raise _LoadError(f"needs {needed}, which is refused: {checked.concern}")
+        name = _proc_name(checked)
+        try:
+            ffi.dlopen(name, ffi.RTLD_NOW | ffi.RTLD_GLOBAL)
+        except OSError as e2:
+            raise _LoadError(f"needs {needed}: {_short(str(e2), name)}") from None
+        finally:
+            os.close(int(name.rsplit("/", 1)[1]))
+    finally:
+        os.close(checked.fd)
 
 
 def _short(message: str, path: str) -> str:
@@ -235,8 +358,15 @@ def _has(lib: Any, name: str) -> bool:
     return True
 
 
-def _open(path: str) -> Libcrypto:
-    lib, siblings = _dlopen_with_siblings(path)
+def _open(display: str, name: str, checked: CheckedLibrary | None) -> Libcrypto:
+    """``name``: what dlopen gets; ``display``: the path the report shows."""
+    if checked is not None:
+        lib, siblings = _dlopen_with_siblings(checked, name)
+    else:  # the default: the ssl module's (already in this process), or the linker's choice
+        try:
+            lib, siblings = ffi.dlopen(name), ()
+        except OSError as e:
+            raise _LoadError(_short(" ".join(str(e).split()), name)) from None
     caps = Capabilities(**{cap: all(_has(lib, s) for s in syms) for cap, syms in _OPTIONAL.items()})
     if caps.has_version_num:
         number = int(lib.OpenSSL_version_num())
@@ -249,18 +379,30 @@ def _open(path: str) -> Libcrypto:
     # dlsym also finds symbols in the library's dependencies: libssl, or a program linked
     # against libcrypto, would pass for one. Check which file defines RAND_bytes.
     owner = _defining_file(int(ffi.cast("uintptr_t", lib.RAND_bytes)))
-    if os.sep in path and owner and os.path.realpath(owner) != os.path.realpath(path):
+    if owner and not _same_file(owner, display, checked):
         raise _LoadError(f"not a libcrypto: its OpenSSL functions come from {owner}")
     missing = [s for s in _REQUIRED if not _has(lib, s)]
     if missing:
         raise _LoadError(f"{text or 'this library'} lacks {', '.join(missing)}")
     if number < 0x10002000:
         raise _LoadError(f"{text}: OpenSSL older than 1.0.2 is not supported")
-    if os.sep in path:
-        resolved = os.path.realpath(path)
+    if checked is not None:
+        resolved = checked.real
+    elif os.sep in display:
+        resolved = os.path.realpath(display)
     else:  # a bare soname: report the file the dynamic linker chose
-        resolved = os.path.realpath(owner) if owner else path
+        resolved = os.path.realpath(owner) if owner else display
     return Libcrypto(resolved, lib, number, text, caps, siblings)
+
+
+def _same_file(owner: str, display: str, checked: CheckedLibrary | None) -> bool:
+    if checked is not None:
+        try:
+            st = os.stat(owner)
+        except OSError:
+            return os.path.realpath(owner) == checked.real
+        return (st.st_dev, st.st_ino) == (checked.dev, checked.ino)
+    return os.sep not in display or os.path.realpath(owner) == os.path.realpath(display)
 
 
 def _string(ptr: Any) -> str:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         Verdict,
     )
     from chrootcheck.probe.scenarios import SCENARIOS, Scenario
+    from chrootcheck.trust import PreparedLibrary
 
 # The report's types load on first use (PEP 562): `scan --no-probe` and every CI step pay
 # start-up time, and each frozen dataclass costs about a millisecond to create.
@@ -65,7 +66,10 @@ class ProbeOptions:
     gid: int | None = None
     groups: tuple[int, ...] = ()
     scenarios: tuple[str, ...] | None = None  # None = all
-    allow_jail_libcrypto: bool = False  # the user explicitly named a libcrypto inside the jail
+    allow_jail_libcrypto: bool = False  # consent to a libcrypto that fails the trust check
+    # The CLI's --libcrypto, checked and described once for the whole scan (trust.py); when
+    # set, ``libcrypto`` and ``allow_jail_libcrypto`` are not looked at again.
+    library: PreparedLibrary | None = None
 
 
 def run_probe(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:

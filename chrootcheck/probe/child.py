@@ -4,7 +4,8 @@ Order, as a daemon does it: new namespaces; the scenario's changes to the system
 seccomp); initialise libcrypto and its config and draw random bytes (seeding happens here,
 outside the jail); one control cycle; chroot, chdir("/"), drop privileges, no_new_privs; then
 the reseed cycles inside the jail. Each stage is one JSON line on the pipe, so the parent
-knows how far a child got even when it crashes or hangs.
+knows how far a child got even when it crashes or hangs. A library that failed the trust check
+(loaded with consent) changes the start: drop root, load it, then a user namespace to chroot.
 
 After the chroot nothing may import a module (the jail has no Python): everything used there
 is imported at the top of this file.
@@ -19,11 +20,12 @@ import os
 import resource
 from typing import Any, NoReturn
 
-from chrootcheck.openssl.library import Libcrypto
+from chrootcheck.openssl.library import Libcrypto, load_checked
 from chrootcheck.openssl.rand import Rand, for_library, init_crypto
 from chrootcheck.openssl.results import Step
-from chrootcheck.probe import sandbox
+from chrootcheck.probe import isolated, sandbox
 from chrootcheck.probe.scenarios import Scenario
+from chrootcheck.trust import CheckedLibrary
 
 # What RAND_poll of 1.0.2/1.1.0 opens, in order (e_os.h DEVRANDOM).
 _LEGACY_DEVICES = ("/dev/urandom", "/dev/random", "/dev/srandom")
@@ -40,9 +42,12 @@ class ChildSpec:
     uid: int | None
     gid: int | None
     groups: tuple[int, ...]
+    # A library that failed the trust check (loaded with consent): the child drops to uid/gid
+    # first, loads it, then enters a user namespace to chroot. None: ``lc`` is loaded already.
+    library: CheckedLibrary | None = None
 
 
-def run_child(lc: Libcrypto, spec: ChildSpec, wfd: int) -> NoReturn:
+def run_child(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> NoReturn:
     """Entry point right after fork(); never returns, never raises."""
     code = EXIT_ERROR
     phase = "start"
@@ -58,7 +63,7 @@ def run_child(lc: Libcrypto, spec: ChildSpec, wfd: int) -> NoReturn:
         os._exit(code)
 
 
-def _run(lc: Libcrypto, spec: ChildSpec, wfd: int) -> str:
+def _run(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> str:
     scenario = spec.scenario
     # A crash must be reported by the parent, never dumped as a core file into the jail (our
     # cwd there) nor as a traceback on the user's terminal: everything goes through the pipe.
@@ -68,10 +73,23 @@ def _run(lc: Libcrypto, spec: ChildSpec, wfd: int) -> str:
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     os.close(devnull)
+    jail_fd = None
+    if spec.library is not None:
+        # Opened while we may still reach it: the unprivileged user may not search its parents.
+        jail_fd = os.open(spec.jail, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if spec.as_root:
+            assert spec.uid is not None and spec.gid is not None
+            isolated.drop_privileges(spec.uid, spec.gid, spec.groups)
+        else:
+            isolated.drop_privileges(os.geteuid(), os.getegid(), ())
+        lc = load_checked(spec.library)  # its constructors run here, never as root
+    assert lc is not None
     try:
-        sandbox.enter_namespaces(spec.as_root)
+        # After dropping root, a user namespace: root there over our own uid only, enough to
+        # chroot.
+        sandbox.enter_namespaces(spec.as_root and jail_fd is None)
     except OSError as e:
-        kind = "IPC and mount" if spec.as_root else "user, IPC and mount"
+        kind = "IPC and mount" if spec.as_root and jail_fd is None else "user, IPC and mount"
         _emit(wfd, event="skip", reason=f"cannot create {kind} namespaces: {e.strerror}")
         return "start"
     try:
@@ -103,7 +121,11 @@ def _run(lc: Libcrypto, spec: ChildSpec, wfd: int) -> str:
     _emit_cycle(wfd, rand, 0, False, steps)
 
     try:
-        sandbox.enter_jail(spec.jail, spec.uid, spec.gid, spec.groups)
+        if jail_fd is None:
+            sandbox.enter_jail(spec.jail, spec.uid, spec.gid, spec.groups)
+        else:
+            os.fchdir(jail_fd)
+            sandbox.enter_jail(".", None, None, ())  # the ids were dropped before the load
     except OSError as e:
         _emit(wfd, event="error", phase="seeded", message=f"cannot enter the jail: {e}")
         return "seeded"

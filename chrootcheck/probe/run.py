@@ -1,7 +1,9 @@
-"""run_probe's body: check the input, load the library, run the scenarios, judge them."""
+"""run_probe's body: check the input, load the library (or leave it to the children), run
+the scenarios, judge them."""
 
 from __future__ import annotations
 
+import math
 import os
 import pwd
 import time
@@ -9,14 +11,16 @@ from collections.abc import Sequence
 
 from chrootcheck.errors import ToolError
 from chrootcheck.model import Finding
-from chrootcheck.openssl.library import Libcrypto, load
+from chrootcheck.openssl.library import Libcrypto, describe_loaded, load
 from chrootcheck.probe import ProbeOptions
 from chrootcheck.probe.analysis import new_findings, prediction, scenario_result, settings_from
 from chrootcheck.probe.child import ChildSpec
-from chrootcheck.probe.model import LibcryptoSummary, ProbeReport, ScenarioResult, Verdict
+from chrootcheck.probe.isolated import unprivileged
+from chrootcheck.probe.model import ProbeReport, ScenarioResult, Verdict
 from chrootcheck.probe.runner import run_children
 from chrootcheck.probe.sandbox import NOBODY
 from chrootcheck.probe.scenarios import BY_NAME, SCENARIOS, Scenario
+from chrootcheck.trust import PreparedLibrary, prepare_library
 
 
 def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:
@@ -24,25 +28,70 @@ def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeR
     scenarios = _scenarios(options)
     if options.cycles < 1:
         raise ToolError(f"--cycles must be at least 1, not {options.cycles}")
-    if not options.timeout > 0:
-        raise ToolError(f"the probe timeout must be positive, not {options.timeout}")
+    if not options.timeout > 0 or not math.isfinite(options.timeout):
+        raise ToolError(f"the probe timeout must be a positive number, not {options.timeout}")
     if not os.path.isdir(jail):
         raise ToolError(f"{jail}: not a folder")
     jail = os.path.abspath(jail)
-    _refuse_jail_library(jail, options)
-    lc = load(options.libcrypto)
-    summary = _summary(lc)
+    prepared, own = options.library, None
+    if prepared is None and options.libcrypto is not None:
+        # Called without a prepared library (the API, not the CLI): check it here, against
+        # this jail, before anything loads it.
+        prepared = own = prepare_library(options.libcrypto, [jail], options.allow_jail_libcrypto)
+    try:
+        return _run(jail, findings, options, scenarios, prepared, started)
+    finally:
+        if own is not None:
+            own.close()
 
+
+def _run(
+    jail: str,
+    findings: Sequence[Finding],
+    options: ProbeOptions,
+    scenarios: list[Scenario],
+    prepared: PreparedLibrary | None,
+    started: float,
+) -> ProbeReport:
+    lc: Libcrypto | None
+    if prepared is None:
+        lc = load(None)
+        summary = describe_loaded(lc)
+    else:
+        lc, summary = prepared.loaded, prepared.summary
     as_root = os.geteuid() == 0
     notes: list[str] = []
     uid, gid, groups = _user(options, as_root, notes)
-    specs = [ChildSpec(jail, s, options.cycles, as_root, uid, gid, groups) for s in scenarios]
+    isolated = prepared is not None and prepared.isolated
+    mode = "root" if as_root else "user namespace"
+    if isolated:
+        assert prepared is not None
+        if as_root:
+            uid, gid, groups = _isolated_user(uid, gid, groups, notes)
+            mode = "root, dropped before loading the library, then a user namespace"
+        notes.append(
+            f"{prepared.checked.path} failed the trust check ({prepared.checked.concern}): "
+            "with your consent, only the probe's children loaded it, after dropping root"
+        )
+    specs = [
+        ChildSpec(
+            jail,
+            s,
+            options.cycles,
+            as_root,
+            uid,
+            gid,
+            groups,
+            library=prepared.checked if isolated and prepared is not None else None,
+        )
+        for s in scenarios
+    ]
     try:
         outcomes = run_children(lc, specs, options.timeout)
     except OSError as e:  # fork or pipe failed: the probe could not run at all
         raise ToolError(f"cannot start the probe: {e}") from None
 
-    legacy = not (lc.capabilities.has_evp_rand or lc.capabilities.has_drbg_1_1_1)
+    legacy = not (summary.has_evp_rand or summary.has_drbg_1_1_1)
     results = tuple(scenario_result(o, findings, options.timeout, legacy) for o in outcomes)
     skipped_reason = _skipped_reason(results, as_root)
     settings = next(
@@ -57,7 +106,7 @@ def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeR
         jail=jail,
         libcrypto=summary,
         skipped_reason=skipped_reason,
-        mode="root" if as_root else "user namespace",
+        mode=mode,
         uid=uid if as_root else os.geteuid(),
         gid=gid if as_root else os.getegid(),
         cycles=options.cycles,
@@ -70,6 +119,18 @@ def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeR
     )
 
 
+def _isolated_user(
+    uid: int | None, gid: int | None, groups: tuple[int, ...], notes: list[str]
+) -> tuple[int, int, tuple[int, ...]]:
+    new_uid, new_gid, new_groups = unprivileged(uid, gid, groups)
+    if (new_uid, new_gid, new_groups) != (uid, gid, groups):
+        notes.append(
+            f"a library that failed the trust check never runs as root: the probe ran as "
+            f"uid {new_uid}, gid {new_gid} instead of root's ids"
+        )
+    return new_uid, new_gid, new_groups
+
+
 def _scenarios(options: ProbeOptions) -> list[Scenario]:
     if options.scenarios is None:
         return list(SCENARIOS)
@@ -78,20 +139,6 @@ def _scenarios(options: ProbeOptions) -> list[Scenario]:
         known = ", ".join(repr(s.name) for s in SCENARIOS)
         raise ToolError(f"unknown probe scenario {unknown[0]!r} (known: {known})")
     return [s for s in SCENARIOS if s.name in options.scenarios]
-
-
-def _refuse_jail_library(jail: str, options: ProbeOptions) -> None:
-    # A libcrypto inside the jail is code the jail's owner controls: never run it as root
-    # unless the user named it and said so explicitly.
-    if options.libcrypto is None or options.allow_jail_libcrypto:
-        return
-    real_lib = os.path.realpath(options.libcrypto)
-    real_jail = os.path.realpath(jail)
-    if os.path.commonpath([real_lib, real_jail]) == real_jail:
-        raise ToolError(
-            f"refusing to load {options.libcrypto}: it lies inside the jail",
-            "loading code from the jail needs explicit consent (--allow-jail-libcrypto)",
-        )
 
 
 def _user(
@@ -121,19 +168,3 @@ def _skipped_reason(results: tuple[ScenarioResult, ...], as_root: bool) -> str |
     if not as_root:
         return f"not root, and no unprivileged user namespace here ({reason})"
     return reason
-
-
-def _summary(lc: Libcrypto) -> LibcryptoSummary:
-    caps = lc.capabilities
-    return LibcryptoSummary(
-        path=lc.path,
-        version=lc.version_text,
-        version_number=lc.version_number,
-        series=lc.series,
-        rand_api=caps.rand_api,
-        has_drbg_1_1_1=caps.has_drbg_1_1_1,
-        has_evp_rand=caps.has_evp_rand,
-        has_keep_devices_open=caps.has_keep_devices_open,
-        has_err_get_error_all=caps.has_err_get_error_all,
-        has_openssl_info=caps.has_openssl_info,
-    )

@@ -40,7 +40,9 @@ class _Running:
     eof: bool = False
 
 
-def run_children(lc: Libcrypto, specs: list[ChildSpec], timeout: float) -> list[ChildOutcome]:
+def run_children(
+    lc: Libcrypto | None, specs: list[ChildSpec], timeout: float
+) -> list[ChildOutcome]:
     running: list[_Running] = []
     try:
         for spec in specs:
@@ -55,7 +57,7 @@ def run_children(lc: Libcrypto, specs: list[ChildSpec], timeout: float) -> list[
     return [r.outcome for r in running]
 
 
-def _start(lc: Libcrypto, spec: ChildSpec) -> _Running:
+def _start(lc: Libcrypto | None, spec: ChildSpec) -> _Running:
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
