@@ -37,6 +37,9 @@ _VERSION = re.compile(
     rb"[A-Z][a-z]{2} \d{4}"
 )
 _VERSION_OVERLAP = 128
+# A folder of the listing that is gone (ENOENT) or no longer a folder (ENOTDIR; ELOOP: a
+# symlink now) when it is opened: a live jail, not an unreadable folder.
+_CHANGED = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class _Walk:
                 try:
                     cfd = os.open(name, O_DIR, dir_fd=fd)
                 except OSError as e:
+                    if e.errno in _CHANGED:  # no longer a folder since the listing: skip
+                        continue
                     self.unreadable += 1
                     self.met.append(Met(child, "unreadable", detail=e.strerror or str(e)))
                     continue

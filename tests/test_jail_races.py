@@ -463,3 +463,21 @@ def test_resolve_retries_a_symlink_exchanged_with_a_folder(jail: Path) -> None:
     assert done[0] > 100, "the exchange loop did not run"
     assert set(errors) <= {None, errno.EAGAIN}, errors
     assert errors.get(errno.EAGAIN, 0) < n / 100, errors
+
+
+def test_walk_skips_a_folder_replaced_after_the_listing(jail: Path) -> None:
+    # sub/ flips between a folder and a symlink (exchanged atomically) during walks: a walk
+    # sees it as one or the other, never as an unreadable folder.
+    (jail / "sub").mkdir()
+    (jail / "sub" / "f").write_bytes(b"")
+    os.symlink("/etc", jail / "other")
+    root = jailfs.open_jail(str(jail))
+    kinds: set[str] = set()
+    try:
+        with churning(lambda: _exchange(jail / "sub", jail / "other")) as done:
+            for _ in range(3000):
+                kinds.update(m.kind for m in walker.walk(root, mounts={}).met)
+    finally:
+        os.close(root)
+    assert done[0] > 100, "the exchange loop did not run"
+    assert "unreadable" not in kinds
