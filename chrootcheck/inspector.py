@@ -498,6 +498,14 @@ def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
             )
         )
     elif met.kind == "too-deep":
+        names = met.detail.split("/")
+        more = f" and {met.size - len(names)} more" if met.size > len(names) else ""
         report.notices.append(
-            Notice(NoticeKind.NOTE, "walk", f"{met.path}: {met.detail}; not walked")
+            Notice(
+                NoticeKind.NOTE,
+                "walk",
+                f"the walk stopped at {walker.MAX_DEPTH} levels in {met.path}: its "
+                f"sub-folder(s) {', '.join(names)}{more} and everything below them were not "
+                "walked",
+            )
         )

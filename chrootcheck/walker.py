@@ -53,6 +53,8 @@ class Met:
     size: int = 0
     detail: str = ""
     note: str = ""  # libcrypto: why its version was not read
+    # too-deep: ``path`` is the folder where the walk stopped, ``size`` how many sub-folders
+    # it did not enter, ``detail`` the first few of their names joined by "/".
 
 
 @dataclass
@@ -168,7 +170,8 @@ class _Walk:
                     self.met.append(Met(child, "unreadable", detail=e.strerror or str(e)))
                     continue
                 self.directories += 1
-                stack.append((cfd, child, self.listing(cfd, child, len(stack))))
+                # The depth from the path, not the stack: a split walk's stack starts deep.
+                stack.append((cfd, child, self.listing(cfd, child, child.count("/"))))
         finally:
             for fd, _, _ in stack:
                 os.close(fd)
@@ -315,9 +318,8 @@ class _Walk:
                 # Gone between the listing and the look (a live jail changes): not a finding.
                 continue
         if depth + 1 >= MAX_DEPTH and subdirs:
-            met.extend(
-                Met(join(path, n), "too-deep", detail=f"deeper than {MAX_DEPTH} levels")
-                for n in subdirs
-            )
+            # One note per folder where the walk stops: how many sub-folders, the first few.
+            first = sorted(subdirs)[:3]
+            met.append(Met(path, "too-deep", size=len(subdirs), detail="/".join(first)))
             subdirs = []
         return subdirs
