@@ -32,6 +32,10 @@ O_PATH_ANY = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 # A lookup step whose node is swapped under us (fstatat said one thing, openat or readlinkat met
 # another) is retried this many times per resolve() before the path counts as changing.
 MAX_RETRIES = 16
+# Errors that contradict the fstatat just made (readlinkat: EINVAL "not a symlink"; opening a
+# folder: ENOTDIR, ELOOP "a symlink now"; ENOENT "gone"; EAGAIN: another inode): proof that the
+# node changed, even if a second swap has put the first one back by the time we look again.
+_CONTRADICTIONS = frozenset({errno.EINVAL, errno.ENOTDIR, errno.ELOOP, errno.ENOENT, errno.EAGAIN})
 READ_CHUNK = 1 << 20
 
 
@@ -186,7 +190,7 @@ def resolve(root_fd: int, path: str, *, follow: bool = True) -> Resolution:
                     os.close(fd)  # swapped under us between fstatat and openat
                     err = errno.EAGAIN
             assert err is not None
-            if err != errno.EAGAIN and not _changed(comp, cur, st):
+            if err not in _CONTRADICTIONS and not _changed(comp, cur, st):
                 return fail(where, err)
             retries += 1
             if retries > MAX_RETRIES:
