@@ -481,3 +481,17 @@ def test_walk_skips_a_folder_replaced_after_the_listing(jail: Path) -> None:
         os.close(root)
     assert done[0] > 100, "the exchange loop did not run"
     assert "unreadable" not in kinds
+
+
+def test_a_device_path_that_keeps_changing_is_a_finding_not_a_tool_error() -> None:
+    from chrootcheck import inspector
+    from chrootcheck.model import JailReport, Severity
+
+    # What resolve() returns once MAX_RETRIES looks all lost the race.
+    res = jailfs.Resolution("/dev/urandom", "/dev", errno.EAGAIN, "/dev")
+    report = JailReport(jail="/j")
+    assert inspector._unresolved(res, "/dev/urandom", "urandom", "ok", "", report) is None
+    (f,) = report.findings
+    assert (f.check, f.severity, f.path) == ("CC118", Severity.WARNING, "/dev/urandom")
+    assert "kept changing during the scan (at /dev" in f.message
+    assert not report.tool_error and not report.notices
