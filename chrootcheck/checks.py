@@ -162,6 +162,16 @@ _register(
         "Move the file aside, create the folder and the device nodes.",
     ),
     Check(
+        "CC118",
+        "node-changing",
+        Severity.WARNING,
+        "an entropy device kept changing while it was checked",
+        "Something in the jail replaced the node (or a folder or symlink on its way) again and "
+        "again during the scan, so chrootcheck could not see what a process would open: it is "
+        "not verified.",
+        "Scan again when nothing rewrites the jail; find what replaces the node.",
+    ),
+    Check(
         "CC120",
         "device-wrong-numbers",
         Severity.ERROR,

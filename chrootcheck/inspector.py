@@ -304,8 +304,14 @@ def _unresolved(
         )
         return None
     if res.error == errno.EAGAIN:
-        report.notices.append(
-            Notice(NoticeKind.ERROR, "inspect", f"{path} changed while it was checked; scan again")
+        # A live jail, not a tool error: resolve() already looked again MAX_RETRIES times.
+        add(
+            checks.get("CC118").finding(
+                path,
+                f"{path} kept changing during the scan (at {res.failed_at}, "
+                f"{jailfs.MAX_RETRIES + 1} looks): what a process would open is not verified.",
+                **details,
+            )
         )
         return None
     report.notices.append(
@@ -473,10 +479,11 @@ def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
         add(checks.get("CC162").finding(met.path, f"{met.path}: a FIFO (named pipe)."))
     elif met.kind == "libcrypto":
         report.libcrypto.append(LibcryptoCopy(met.path, met.detail or None, met.size))
-        version = met.detail or "no OpenSSL version string found"
+        version = met.detail or met.note or "no OpenSSL version string found"
+        extra: dict[str, Any] = {"not_read": met.note} if met.note else {}
         add(
             checks.get("CC170").finding(
-                met.path, f"{met.path}: {version}.", version=met.detail or None
+                met.path, f"{met.path}: {version}.", version=met.detail or None, **extra
             )
         )
     elif met.kind == "unreadable":
@@ -491,6 +498,14 @@ def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
             )
         )
     elif met.kind == "too-deep":
+        names = met.detail.split("/")
+        more = f" and {met.size - len(names)} more" if met.size > len(names) else ""
         report.notices.append(
-            Notice(NoticeKind.NOTE, "walk", f"{met.path}: {met.detail}; not walked")
+            Notice(
+                NoticeKind.NOTE,
+                "walk",
+                f"the walk stopped at {walker.MAX_DEPTH} levels in {met.path}: its "
+                f"sub-folder(s) {', '.join(names)}{more} and everything below them were not "
+                "walked",
+            )
         )

@@ -387,6 +387,8 @@ def _locate(root_fd: int, item: _Item) -> LateFile:
         if not res.found:
             presence = Presence.MISSING if res.error == errno.ENOENT else Presence.UNREACHABLE
             detail = f"{os.strerror(res.error or 0)} at {res.failed_at}"
+            if res.error == errno.EAGAIN:
+                detail = f"it kept changing during the scan at {res.failed_at}"
             if res.links:
                 detail += " (via symlink " + ", ".join(f"{a} -> {b}" for a, b in res.links) + ")"
             return LateFile(item.path, item.role, item.when, item.origin, item.required,

@@ -22,6 +22,8 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from chrootcheck.jailfs import read_regular
+
 DEFAULT_SECTION = "default"
 # crypto/conf/conf_def.c: MAX_CONF_VALUE_LENGTH, the cap on an expanded value.
 MAX_VALUE_LENGTH = 65536
@@ -109,23 +111,10 @@ Reader = Callable[[str], bytes]
 
 
 def read_host_file(path: str) -> bytes:
-    # Only regular files: a FIFO named as a config would block the scan forever.
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise IsADirectoryError(0, "not a regular file")
-        if st.st_size > MAX_FILE_SIZE:
-            raise OSError(0, "file too large for a configuration")
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                break
-            chunks.append(b)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    """A config file (or p11-kit .module) by its host path, through the one careful reader:
+    only a regular file of at most ``MAX_FILE_SIZE`` bytes, never a FIFO (it would block the
+    scan) or a device (its driver's open runs), never mapped. Raises OSError with the reason."""
+    return read_regular(path, follow=True, limit=MAX_FILE_SIZE)
 
 
 class _Parser:

@@ -16,6 +16,9 @@ def walk_progress(label: str) -> Iterator[Callable[[int], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
+    from chrootcheck.formats.common import printable
+
+    label = printable(label)  # the jail's path, on a terminal
     started = time.monotonic()
     status: Any = None
 
@@ -28,7 +31,10 @@ def walk_progress(label: str) -> Iterator[Callable[[int], None] | None]:
 
             status = Console(stderr=True, markup=False, highlight=False).status("")
             status.start()
-        status.update(f"{label}: {entries} entries")
+        from rich.text import Text
+
+        # A Text, not a str: rich's spinner parses a str as markup whatever the console says.
+        status.update(Text(f"{label}: {entries} entries"))
 
     try:
         yield update

@@ -3,14 +3,15 @@
 Mount points come from /proc/self/mountinfo (it also sees bind mounts of the same file
 system, which st_dev cannot). Regular files and folders are counted, not reported; device
 nodes, sockets and FIFOs are noted (never opened), copies of libcrypto get their version read
-as text (never loaded), unreadable folders and mount points are noted. Symlinks are never
+as text (never loaded, never mapped: ``jailfs.open_regular``), unreadable folders and mount
+points are noted. Symlinks are never
 followed. /proc and /sys at the jail's root are not walked. The walk stays on the jail's file
 system unless told.
 """
 
 from __future__ import annotations
 
-import mmap
+import errno
 import os
 import re
 import stat
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chrootcheck.jailfs import join
+from chrootcheck.jailfs import RefusedRead, join, open_regular, read_chunks
 from chrootcheck.model import WalkStats
 from chrootcheck.mounts import Mount
 
@@ -30,9 +31,15 @@ PROGRESS_EVERY = 4096
 # A jail this large is walked by two processes (the machines here have two cores or more).
 SPLIT_AFTER = 8192
 LIBCRYPTO_MAX_BYTES = 256 * 1024 * 1024
+# Bounded, so a version string cut by a chunk boundary is found in the overlap kept.
 _VERSION = re.compile(
-    rb"OpenSSL \d+\.\d+\.\d+[a-z]{0,2}(?:-[A-Za-z0-9.+~]+)? {1,2}\d{1,2} [A-Z][a-z]{2} \d{4}"
+    rb"OpenSSL \d{1,4}\.\d{1,4}\.\d{1,4}[a-z]{0,2}(?:-[A-Za-z0-9.+~]{1,64})? {1,2}\d{1,2} "
+    rb"[A-Z][a-z]{2} \d{4}"
 )
+_VERSION_OVERLAP = 128
+# A folder of the listing that is gone (ENOENT) or no longer a folder (ENOTDIR; ELOOP: a
+# symlink now) when it is opened: a live jail, not an unreadable folder.
+_CHANGED = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,9 @@ class Met:
     rdev: int = 0
     size: int = 0
     detail: str = ""
+    note: str = ""  # libcrypto: why its version was not read
+    # too-deep: ``path`` is the folder where the walk stopped, ``size`` how many sub-folders
+    # it did not enter, ``detail`` the first few of their names joined by "/".
 
 
 @dataclass
@@ -53,25 +63,33 @@ class WalkResult:
     stats: WalkStats = field(default_factory=WalkStats)
 
 
-def read_libcrypto_version(dir_fd: int, name: str) -> tuple[str | None, int]:
-    """The version string compiled into a libcrypto, read as bytes: the scan never loads code."""
+def read_libcrypto_version(dir_fd: int, name: str) -> tuple[str | None, int, str]:
+    """The version string compiled into a libcrypto, read as bytes (the scan never loads code)
+    in chunks: (version or None, size, why it was not read or "").
+
+    The jail's owner controls the file: it may be swapped for a FIFO or a device after the
+    listing (named, never opened), truncated while it is read (the read ends early), or huge
+    (not read past ``LIBCRYPTO_MAX_BYTES``). Raises FileNotFoundError when it is gone."""
     try:
-        fd = os.open(
-            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
-        )
-    except OSError:
-        return None, 0
+        fd, st = open_regular(name, dir_fd=dir_fd, limit=LIBCRYPTO_MAX_BYTES)
+    except RefusedRead as e:
+        if e.errno == errno.ENOENT:  # gone since the listing: the caller skips it
+            raise FileNotFoundError(e.errno, e.strerror) from None
+        why = e.strerror or str(e)
+        if e.mode and not stat.S_ISREG(e.mode):
+            why += " (it changed after the folder was listed)"
+        return None, e.size, f"not read: {why}"
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
-            return None, st.st_size
-        if st.st_size > LIBCRYPTO_MAX_BYTES:
-            return None, st.st_size
-        with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as m:
-            found = _VERSION.search(m)
-            return (found.group(0).decode("ascii") if found else None), st.st_size
-    except (OSError, ValueError):
-        return None, 0
+        tail = b""
+        for chunk in read_chunks(fd, LIBCRYPTO_MAX_BYTES):
+            buf = tail + chunk
+            found = _VERSION.search(buf)
+            if found:
+                return found.group(0).decode("ascii"), st.st_size, ""
+            tail = buf[-_VERSION_OVERLAP:]
+        return None, st.st_size, ""
+    except RefusedRead as e:
+        return None, st.st_size, f"not read to its end: {e.strerror or e}"
     finally:
         os.close(fd)
 
@@ -146,11 +164,14 @@ class _Walk:
                 try:
                     cfd = os.open(name, O_DIR, dir_fd=fd)
                 except OSError as e:
+                    if e.errno in _CHANGED:  # no longer a folder since the listing: skip
+                        continue
                     self.unreadable += 1
                     self.met.append(Met(child, "unreadable", detail=e.strerror or str(e)))
                     continue
                 self.directories += 1
-                stack.append((cfd, child, self.listing(cfd, child, len(stack))))
+                # The depth from the path, not the stack: a split walk's stack starts deep.
+                stack.append((cfd, child, self.listing(cfd, child, child.count("/"))))
         finally:
             for fd, _, _ in stack:
                 os.close(fd)
@@ -271,9 +292,15 @@ class _Walk:
                 elif entry.is_file(follow_symlinks=False):
                     name = entry.name
                     if name.startswith("libcrypto") and ".so" in name:
-                        version, size = read_libcrypto_version(fd, name)
+                        version, size, note = read_libcrypto_version(fd, name)
                         met.append(
-                            Met(join(path, name), "libcrypto", size=size, detail=version or "")
+                            Met(
+                                join(path, name),
+                                "libcrypto",
+                                size=size,
+                                detail=version or "",
+                                note=note,
+                            )
                         )
                 elif not entry.is_symlink():
                     st = entry.stat(follow_symlinks=False)
@@ -291,9 +318,8 @@ class _Walk:
                 # Gone between the listing and the look (a live jail changes): not a finding.
                 continue
         if depth + 1 >= MAX_DEPTH and subdirs:
-            met.extend(
-                Met(join(path, n), "too-deep", detail=f"deeper than {MAX_DEPTH} levels")
-                for n in subdirs
-            )
+            # One note per folder where the walk stops: how many sub-folders, the first few.
+            first = sorted(subdirs)[:3]
+            met.append(Met(path, "too-deep", size=len(subdirs), detail="/".join(first)))
             subdirs = []
         return subdirs

@@ -5,21 +5,68 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 from chrootcheck import checks
 from chrootcheck.model import SCHEMA_VERSION, Finding, JailReport, Report, sort_findings
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls; the Unicode bidirectional controls (embeddings and overrides U+202A-E,
+# isolates U+2066-9, the marks U+200E/F and U+061C), which reorder what a terminal or a web page
+# shows ("Trojan Source"); and the line and paragraph separators U+2028/9, which some viewers
+# break lines at.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def printable(s: str) -> str:
     """A file name as text that is safe anywhere: undecodable bytes (kept by the OS layer as
-    surrogates) become ``\\xNN``, control characters (newlines, ESC ...) become escapes too,
-    so a hostile name can neither crash an encoder nor drive the terminal."""
+    surrogates) become ``\\xNN``, control characters (newlines, ESC ...) and the bidirectional
+    controls become escapes too (``\\n``, ``\\x1b``, ``\\u202e``), so a hostile name can
+    neither crash an encoder nor drive the terminal nor reorder what is shown around it.
+    Every format prints names through this one function."""
     s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), s)
+
+
+T = TypeVar("T")
+
+# A text listing (the text report, GitHub's job summary) shows at most this many findings of
+# one check, and notices of one topic; JSON and the other machine formats keep them all.
+MAX_LISTED = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class More(Generic[T]):
+    """Stands, in a text listing, for the items of one group that are not shown."""
+
+    last_shown: T  # the group's last item shown (its check, severity, topic ...)
+    shown: int
+    total: int
+
+    @property
+    def left_out(self) -> int:
+        return self.total - self.shown
+
+
+def capped(
+    items: Iterable[T], key: Callable[[T], Hashable], most: int = MAX_LISTED
+) -> list[T | More[T]]:
+    """``items`` in their order, at most ``most`` per ``key``; right after the last one shown
+    of a group, a ``More`` that says how many of it were left out. 100,000 FIFOs make 100,000
+    findings: a terminal or a CI log gets the first few and the count, JSON gets them all."""
+    items = list(items)
+    totals = Counter(key(i) for i in items)
+    seen: Counter[Hashable] = Counter()
+    out: list[T | More[T]] = []
+    for item in items:
+        k = key(item)
+        seen[k] += 1
+        if seen[k] <= most:
+            out.append(item)
+            if seen[k] == most and totals[k] > most:
+                out.append(More(item, most, totals[k]))
+    return out
 
 
 def to_data(obj: Any) -> Any:

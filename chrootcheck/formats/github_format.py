@@ -2,8 +2,8 @@
 
 GitHub shows at most 10 errors and 10 warnings (and 10 notices) per step, so at most 10
 annotations per level are printed, worst first; a plain log line says how many were left out.
-When ``$GITHUB_STEP_SUMMARY`` is set, every finding goes there as a Markdown table (appended:
-other steps write to the same file).
+When ``$GITHUB_STEP_SUMMARY`` is set, the findings go there as a Markdown table (appended:
+other steps write to the same file), at most ``MAX_LISTED`` of one check and a count of the rest.
 
 Annotations carry ``file=`` only when it can be linked: the ``--sarif-anchor`` file, or the
 node's folder when the jail lies inside the checkout. Never a device (see formats.locations).
@@ -16,7 +16,7 @@ from typing import TextIO
 from chrootcheck import checks
 from chrootcheck.errors import ToolError
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.common import jail_status, printable
+from chrootcheck.formats.common import More, capped, jail_status, printable
 from chrootcheck.formats.locations import anchor_location, check_anchor, folder_location
 from chrootcheck.model import Finding, JailReport, NoticeKind, Report, Severity, sort_findings
 
@@ -102,14 +102,23 @@ def step_summary(report: Report) -> str:
         if findings:
             out.append("| severity | check | path | finding | fix |")
             out.append("|---|---|---|---|---|")
-            for f in findings:
+            for f in capped(findings, lambda f: f.check):
+                if isinstance(f, More):  # GitHub takes 1 MiB of summary per step
+                    out.append(f"| | {f.last_shown.check} | ... | {f.left_out} more not shown "
+                               f"({f.shown} of {f.total}); the JSON or SARIF output lists "
+                               "them all | |")
+                    continue
                 check = checks.CHECKS.get(f.check)
                 link = f"[{f.check}]({check.help_uri})" if check else f.check
                 out.append(f"| {f.severity.value} | {link} | `{_cell(f.path)}` | "
                            f"{_cell(f.message)} | {_cell(f.remediation)} |")
         else:
             out.append("No findings.")
-        for n in jail.notices:
+        for n in capped(jail.notices, lambda n: (n.kind, n.topic)):
+            if isinstance(n, More):
+                out.append(f"- {n.left_out} more {_cell(n.last_shown.topic)} notice(s) not "
+                           f"shown ({n.shown} of {n.total})")
+                continue
             out.append(f"- **{n.kind.value}** {_cell(n.topic)}: {_cell(n.message)}")
         out.append("")
     counts = report.counts()

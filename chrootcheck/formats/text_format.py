@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.common import jail_status, printable
+from chrootcheck.formats.common import More, capped, jail_status, printable
 from chrootcheck.model import JailReport, NoticeKind, Report, Severity, sort_findings
 
 SEVERITY_STYLE = {
@@ -81,7 +81,20 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
         table.add_column("check", no_wrap=True)
         table.add_column("path", overflow="fold")
         table.add_column("finding", overflow="fold", ratio=1)
-        for f in findings:
+        for f in capped(findings, lambda f: f.check):
+            if isinstance(f, More):
+                last = f.last_shown.severity
+                table.add_row(
+                    Text(last.value, SEVERITY_STYLE[last]),
+                    Text(f.last_shown.check),
+                    Text("..."),
+                    Text(
+                        f"{f.left_out} more {f.last_shown.check} finding(s) not shown here "
+                        f"({f.shown} of {f.total}); --format json lists them all",
+                        "italic",
+                    ),
+                )
+                continue
             body = Text(printable(f.message))
             if f.severity >= Severity.WARNING:
                 body.append("\nfix: ", style="bold")
@@ -95,16 +108,16 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
         console.print(table)
     elif not jail.tool_error:
         console.print(Text("  no findings: /dev/urandom and /dev/random are correct", "green"))
-    for notice in jail.notices:
-        style = {NoticeKind.ERROR: "bold magenta", NoticeKind.SKIPPED: "yellow"}.get(
-            notice.kind, "dim"
+    for notice in capped(jail.notices, lambda n: (n.kind, n.topic)):
+        n = notice.last_shown if isinstance(notice, More) else notice
+        style = {NoticeKind.ERROR: "bold magenta", NoticeKind.SKIPPED: "yellow"}.get(n.kind, "dim")
+        text = (
+            f"{notice.left_out} more {n.topic} notice(s) not shown here "
+            f"({notice.shown} of {notice.total}); --format json lists them all"
+            if isinstance(notice, More)
+            else f"{n.topic}: {n.message}"
         )
-        console.print(
-            Text.assemble(
-                ("  " + notice.kind.value + ": ", style),
-                (printable(f"{notice.topic}: {notice.message}"), ""),
-            )
-        )
+        console.print(Text.assemble(("  " + n.kind.value + ": ", style), (printable(text), "")))
     if jail.walk.entries:
         console.print(
             Text(
