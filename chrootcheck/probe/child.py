@@ -19,6 +19,7 @@ import os
 import resource
 from typing import Any, NoReturn
 
+from chrootcheck import procs
 from chrootcheck.openssl.library import Libcrypto
 from chrootcheck.openssl.rand import Rand, for_library, init_crypto
 from chrootcheck.openssl.results import Step
@@ -74,6 +75,7 @@ def _run(lc: Libcrypto, spec: ChildSpec, wfd: int) -> str:
         kind = "IPC and mount" if spec.as_root else "user, IPC and mount"
         _emit(wfd, event="skip", reason=f"cannot create {kind} namespaces: {e.strerror}")
         return "start"
+    procs.die_with_parent()  # a new user namespace is a credential change: re-arm
     try:
         if scenario.uname26:
             sandbox.set_uname26()
@@ -107,6 +109,9 @@ def _run(lc: Libcrypto, spec: ChildSpec, wfd: int) -> str:
     except OSError as e:
         _emit(wfd, event="error", phase="seeded", message=f"cannot enter the jail: {e}")
         return "seeded"
+    # setuid/setgid to the service's user cleared PR_SET_PDEATHSIG: without this, a child hung
+    # in the jail (a FIFO at /dev/urandom) would outlive a SIGKILLed chrootcheck, as nobody.
+    procs.die_with_parent()
     _emit(wfd, event="jailed", uid=os.getuid(), gid=os.getgid())
     for i in range(1, spec.cycles + 1):
         _emit_cycle(wfd, rand, i, True, _cycle_steps(rand, inside=True))
