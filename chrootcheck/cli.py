@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> None:
 def _interrupted(e: KeyboardInterrupt) -> NoReturn:
     # The clean-up already ran (finally blocks); exit as a shell expects: 128 + the signal.
     signum = getattr(e, "signum", signal.SIGINT)
-    click.echo(f"chrootcheck: interrupted ({signal.Signals(signum).name})", err=True)
+    try:
+        click.echo(f"chrootcheck: interrupted ({signal.Signals(signum).name})", err=True)
+    except OSError:
+        pass  # SIGHUP: the terminal may be gone; the exit status still tells
     sys.exit(for_signal(signum))
 
 

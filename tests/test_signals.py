@@ -453,3 +453,23 @@ def test_the_lock_is_on_the_jail_folder_and_names_its_holder(jail: Path) -> None
     finally:
         os.close(fd)
     assert list(jail.iterdir()) == []  # no lock file
+
+
+@pytest.mark.root
+def test_a_skipped_step_says_so_once(jail: Path, tmp_path: Path) -> None:
+    import io
+
+    from chrootcheck.fixer import FixOptions, FixRun, Method, Status, apply_fix, plan_fix
+    from chrootcheck.formats import RenderOptions
+    from chrootcheck.formats.fix_format import render_text
+
+    (jail / "dev").mkdir()
+    plan = plan_fix(str(jail), FixOptions(Method.MKNOD))
+    (jail / "dev").rmdir()
+    (jail / "dev").symlink_to(tmp_path)  # /dev fails, so the second node is skipped
+    result = apply_fix(plan)
+    assert [o.status for o in result.outcomes] == [Status.FAILED, Status.SKIPPED]
+    out = io.StringIO()
+    render_text(FixRun(plan=plan, dry_run=False, result=result), out, RenderOptions())
+    assert "skipped: an earlier step failed" in out.getvalue()
+    assert "skipped: skipped" not in out.getvalue()
