@@ -9,6 +9,9 @@ Safety rules (docs/fix.md):
   the plan and the change makes the step fail, it never reaches the host.
 - Every change is verified afterwards with fstat on a descriptor of what was made.
 - /dev being a symlink refuses the whole fix; so does the jail being the host's root.
+- One fix at a time per jail (``jail_lock``: flock on the jail folder's fd, no lock file), and
+  one mount per node (checked before and after mounting). Interrupted by Ctrl-C, SIGTERM or
+  SIGHUP, a fix undoes its own bind mounts and placeholders (``_undo``).
 
 Exit codes (the policy lives in ``exit_code``): 0 the jail is correct after the fix (or a dry
 run printed a plan that can be applied), 1 findings at or above --fail-on remain after applying
