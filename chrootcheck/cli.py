@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from chrootcheck import __version__
 from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import ExitCode
+from chrootcheck.exitcodes import ExitCode, for_signal
+from chrootcheck.procs import interrupt_on_signals
 
 # name -> (module, one-line help shown by `chrootcheck --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -75,11 +77,15 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI and map every way out to a documented exit code."""
     debug = bool(os.environ.get("CHROOTCHECK_DEBUG"))
     try:
-        rv: Any = cli.main(args=argv, prog_name="chrootcheck", standalone_mode=False)
+        # SIGTERM and SIGHUP clean up exactly as Ctrl-C does, for every command.
+        with interrupt_on_signals():
+            rv: Any = cli.main(args=argv, prog_name="chrootcheck", standalone_mode=False)
     except ToolError as e:
         _error(e.message, e.hint)
         sys.exit(ExitCode.TOOL_ERROR)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):  # click wraps Ctrl-C and our signals
+            _interrupted(e.__cause__)
         click.echo("chrootcheck: aborted", err=True)
         sys.exit(ExitCode.TOOL_ERROR)
     except click.UsageError as e:
@@ -95,9 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         # `chrootcheck scan ... | head`: not our failure, but the output is incomplete.
         _silence_stdout()
         sys.exit(ExitCode.TOOL_ERROR)
-    except KeyboardInterrupt:
-        click.echo("chrootcheck: interrupted", err=True)
-        sys.exit(ExitCode.TOOL_ERROR)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
     except Exception as e:  # the last line of defence: one line, exit 2
         if debug:
             raise
@@ -113,6 +118,16 @@ def main(argv: list[str] | None = None) -> None:
         _silence_stdout()
         sys.exit(ExitCode.TOOL_ERROR)
     sys.exit(int(code))
+
+
+def _interrupted(e: KeyboardInterrupt) -> NoReturn:
+    # The clean-up already ran (finally blocks); exit as a shell expects: 128 + the signal.
+    signum = getattr(e, "signum", signal.SIGINT)
+    try:
+        click.echo(f"chrootcheck: interrupted ({signal.Signals(signum).name})", err=True)
+    except OSError:
+        pass  # SIGHUP: the terminal may be gone; the exit status still tells
+    sys.exit(for_signal(signum))
 
 
 def _error(message: str, hint: str | None) -> None:

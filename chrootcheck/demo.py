@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 
-from chrootcheck import fixer, mounts
+from chrootcheck import fixer, mounts, procs
 from chrootcheck.errors import ToolError
 from chrootcheck.exitcodes import ExitCode
 from chrootcheck.fixer import FixOptions, FixPlan, FixRun, Method
@@ -70,6 +67,13 @@ DEMO_SCAN = ScanRequest(probe=ProbeOptions(scenarios=("as-is", "old-kernel, devi
 
 
 def run_demo(options: DemoOptions, emit: Emit) -> ExitCode:
+    # SIGTERM and SIGHUP clean up as Ctrl-C does, and a second signal cannot cut the clean-up
+    # short (the CLI sets this up for every command already; here for other callers too).
+    with procs.interrupt_on_signals():
+        return _run_demo(options, emit)
+
+
+def _run_demo(options: DemoOptions, emit: Emit) -> ExitCode:
     run = DemoRun()
     try:
         base = tempfile.mkdtemp(prefix="chrootcheck-demo-")
@@ -77,21 +81,20 @@ def run_demo(options: DemoOptions, emit: Emit) -> ExitCode:
         raise ToolError(f"cannot make a temporary folder for the demo: {e.strerror or e}",
                         "set TMPDIR to a writable folder") from None
     try:
-        with _signals_interrupt():
-            run.jail = build_jail(base)
-            emit("jail", run)
-            run.before = scan([run.jail], DEMO_SCAN)
-            emit("before", run)
-            run.plan = choose_plan(run.jail, options)
-            if run.plan.refusal is not None:
-                emit("needs-root", run)
-                code = ExitCode.OK  # the demo showed what it could; nothing is wrong with it
-            else:
-                result = fixer.apply_fix(run.plan)
-                after = scan([run.jail], DEMO_SCAN)
-                run.fix = FixRun(plan=run.plan, dry_run=False, result=result, scan=after)
-                emit("fix", run)
-                code = fixer.exit_code(run.fix)
+        run.jail = build_jail(base)
+        emit("jail", run)
+        run.before = scan([run.jail], DEMO_SCAN)
+        emit("before", run)
+        run.plan = choose_plan(run.jail, options)
+        if run.plan.refusal is not None:
+            emit("needs-root", run)
+            code = ExitCode.OK  # the demo showed what it could; nothing is wrong with it
+        else:
+            result = fixer.apply_fix(run.plan)
+            after = scan([run.jail], DEMO_SCAN)
+            run.fix = FixRun(plan=run.plan, dry_run=False, result=result, scan=after)
+            emit("fix", run)
+            code = fixer.exit_code(run.fix)
     finally:
         cleanup(base, run)
         emit("cleanup", run)
@@ -124,17 +127,3 @@ def cleanup(base: str, run: DemoRun) -> None:
     except OSError as e:
         run.cleanup_failed = True
         run.cleanup.append(f"could not remove {base}: {e.strerror}")
-
-
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    # SIGTERM and SIGHUP become KeyboardInterrupt, so the cleanup in run_demo's finally runs.
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)

@@ -9,6 +9,9 @@ Safety rules (docs/fix.md):
   the plan and the change makes the step fail, it never reaches the host.
 - Every change is verified afterwards with fstat on a descriptor of what was made.
 - /dev being a symlink refuses the whole fix; so does the jail being the host's root.
+- One fix at a time per jail (``jail_lock``: flock on the jail folder's fd, no lock file), and
+  one mount per node (checked before and after mounting). Interrupted by Ctrl-C, SIGTERM or
+  SIGHUP, a fix undoes its own bind mounts and placeholders (``_undo``).
 
 Exit codes (the policy lives in ``exit_code``): 0 the jail is correct after the fix (or a dry
 run printed a plan that can be applied), 1 findings at or above --fail-on remain after applying
@@ -21,6 +24,7 @@ import ctypes
 import ctypes.util
 import enum
 import errno
+import fcntl
 import os
 import stat
 import time
@@ -28,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from chrootcheck import jailfs
+from chrootcheck import jailfs, mounts, procs
 from chrootcheck.errors import ToolError
 from chrootcheck.exitcodes import ExitCode
 from chrootcheck.model import Report
@@ -41,6 +45,8 @@ PLACEHOLDER_MODE = 0o644
 
 CAP_SYS_ADMIN = 21
 CAP_MKNOD = 27
+# How long a fix waits for another one on the same jail (applying takes milliseconds).
+LOCK_WAIT = 60.0
 
 
 class Method(enum.StrEnum):
@@ -369,9 +375,26 @@ def _refusal(root_fd: int, dev_fd: int | None, dev_state: str, options: FixOptio
 
 
 def apply_fix(plan: FixPlan) -> FixResult:
-    """Carry out ``plan`` step by step; each step's outcome is recorded, none is retried."""
+    """Carry out ``plan`` step by step; each step's outcome is recorded, none is retried.
+
+    It runs under the jail's lock (``jail_lock``; taken here unless this process holds it
+    already). Interrupted (Ctrl-C, SIGTERM, SIGHUP), it undoes its bind mounts and removes the
+    placeholders it made before the interruption goes on: a killed fix leaves neither."""
     if plan.refusal is not None:
         raise ToolError(plan.refusal.message, plan.refusal.hint)
+    with procs.interrupt_on_signals(), jail_lock(plan.jail):
+        return _apply(plan)
+
+
+@dataclass
+class _Made:
+    """What this run made that an interruption must undo."""
+
+    placeholders: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # path -> id
+    mounts: list[tuple[str, int, int]] = field(default_factory=list)  # path, O_PATH fd, mnt_id
+
+
+def _apply(plan: FixPlan) -> FixResult:
     try:
         root_fd = jailfs.open_jail(plan.jail)
     except jailfs.JailOpenError as e:
@@ -379,49 +402,132 @@ def apply_fix(plan: FixPlan) -> FixResult:
     outcomes: list[Outcome] = []
     dev_fd: int | None = None
     broken: set[str] = set()  # in-jail paths whose earlier step failed
-    placeholders: dict[str, tuple[int, int, int]] = {}  # made by this run, by in-jail path
+    made = _Made()
     try:
         if _ident(os.fstat(root_fd))[:2] != plan.jail_identity:
             raise ToolError(f"jail {plan.jail!r} changed since the plan was made")
         for i, step in enumerate(plan.steps):
             blocked = step.path in broken or (step.path != "/dev" and "/dev" in broken)
             if blocked:
-                outcomes.append(Outcome(i, Status.SKIPPED, "skipped: an earlier step failed"))
+                outcomes.append(Outcome(i, Status.SKIPPED, "an earlier step failed"))
                 continue
             if not step.changes:
                 outcomes.append(Outcome(i, Status.UNCHANGED, _unchanged_text(step)))
                 continue
-            try:
-                if step.path == "/dev":
-                    message = _apply_dev_step(root_fd, step)
-                else:
-                    if dev_fd is None:
-                        try:
-                            dev_fd = _open_dev(root_fd)
-                        except OSError:
-                            broken.add("/dev")  # every later node step is skipped
-                            raise
-                    message = _apply_node_step(dev_fd, step)
-                    if step.action is Action.PLACEHOLDER:
-                        placeholders[step.path] = _ident(
-                            os.stat(step.path.rsplit("/", 1)[1], dir_fd=dev_fd,
-                                    follow_symlinks=False))
-                outcomes.append(Outcome(i, Status.DONE, message))
-            except (OSError, _StepError) as e:
-                broken.add(step.path)
-                text = _failure_text(e, step)
-                if step.action is Action.BIND and step.path in placeholders and dev_fd is not None:
-                    text += _undo_placeholder(dev_fd, step.path, placeholders[step.path])
-                outcomes.append(Outcome(i, Status.FAILED, text))
+            # A signal waits until the step is done and noted in ``made``: a placeholder is
+            # never made without being noted, a mount never made without its fd kept.
+            with procs.signals_deferred():
+                dev_fd = _apply_step(root_fd, dev_fd, i, step, made, broken, outcomes)
+    except KeyboardInterrupt:
+        if dev_fd is not None:
+            with procs.signals_deferred():
+                _undo(dev_fd, made)
+        raise
     finally:
+        for _, fd, _ in made.mounts:
+            os.close(fd)
         if dev_fd is not None:
             os.close(dev_fd)
         os.close(root_fd)
     return FixResult(plan=plan, outcomes=tuple(outcomes))
 
 
+def _apply_step(root_fd: int, dev_fd: int | None, i: int, step: Step, made: _Made,
+                broken: set[str], outcomes: list[Outcome]) -> int | None:
+    """Apply one step, note its outcome; returns the /dev fd (opened on first use)."""
+    try:
+        if step.path == "/dev":
+            message = _apply_dev_step(root_fd, step)
+        else:
+            if dev_fd is None:
+                try:
+                    dev_fd = _open_dev(root_fd)
+                except OSError:
+                    broken.add("/dev")  # every later node step is skipped
+                    raise
+            message = _apply_node_step(dev_fd, step, made)
+        outcomes.append(Outcome(i, Status.DONE, message))
+    except (OSError, _StepError) as e:
+        broken.add(step.path)
+        text = _failure_text(e, step)
+        if step.action is Action.BIND and step.path in made.placeholders and dev_fd is not None:
+            text += _undo_placeholder(dev_fd, step.path, made.placeholders.pop(step.path))
+        outcomes.append(Outcome(i, Status.FAILED, text))
+    return dev_fd
+
+
+def _undo(dev_fd: int, made: _Made) -> None:
+    """After an interruption: unmount this run's bind mounts, then remove its placeholders."""
+    for _, fd, mnt_id in reversed(made.mounts):
+        try:
+            _umount_own(fd, mnt_id)
+        except OSError:
+            pass  # still mounted: the placeholder under it stays too (it is not empty to see)
+    for path, ident in made.placeholders.items():
+        _undo_placeholder(dev_fd, path, ident)
+
+
 class _StepError(Exception):
     pass
+
+
+_locked: set[tuple[int, int]] = set()  # (st_dev, st_ino) of the jails this process has locked
+
+
+@contextmanager
+def jail_lock(jail: str, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """Hold the jail's fix lock: an exclusive ``flock`` on the jail's root folder, through a
+    descriptor (so nothing is created in the jail, nothing is left behind, and the kernel
+    drops the lock when the process dies, even of SIGKILL). The root rather than ``dev``:
+    ``dev`` may not exist yet, or be moved aside. Re-entrant within one process. Waits up to
+    ``wait`` seconds for another fix of the same jail, then raises ToolError."""
+    try:
+        root_fd = jailfs.open_jail(jail)
+    except jailfs.JailOpenError as e:
+        raise ToolError(str(e)) from None
+    try:
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
+    except OSError as e:
+        raise ToolError(f"cannot lock the jail {jail!r}: {e.strerror or e}") from None
+    finally:
+        os.close(root_fd)
+    try:
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        if key in _locked:
+            yield
+            return
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ToolError(f"another process holds the fix lock of {jail!r} (waited "
+                                    f"{wait:.0f} s)", _lock_holder(st)) from None
+                time.sleep(0.02)
+        _locked.add(key)
+        try:
+            yield
+        finally:
+            _locked.discard(key)
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _lock_holder(st: os.stat_result) -> str | None:
+    # /proc/locks: "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if "->" not in fields and len(fields) > 5 and fields[5] == want:
+                    return f"held by pid {fields[4]}"
+    except OSError:
+        pass
+    return None
 
 
 def _unchanged_text(step: Step) -> str:
@@ -481,7 +587,7 @@ def _apply_dev_step(root_fd: int, step: Step) -> str:
     raise _StepError(f"no such step for /dev: {step.action}")
 
 
-def _apply_node_step(dev_fd: int, step: Step) -> str:
+def _apply_node_step(dev_fd: int, step: Step, made: _Made) -> str:
     name = step.path.rsplit("/", 1)[1]
     if step.action is Action.RENAME_ASIDE:
         return _rename_aside(dev_fd, name, step)
@@ -504,13 +610,14 @@ def _apply_node_step(dev_fd: int, step: Step) -> str:
                          | os.O_CLOEXEC, step.mode, dir_fd=dev_fd)
         try:
             st = os.fstat(fd)
+            made.placeholders[step.path] = _ident(st)
             if not stat.S_ISREG(st.st_mode) or st.st_size:
                 raise _StepError(f"{step.path} is not the empty file that was made")
         finally:
             os.close(fd)
         return f"made the empty placeholder {step.path}"
     if step.action is Action.BIND:
-        return _bind(dev_fd, name, step)
+        return _bind(dev_fd, name, step, made)
     raise _StepError(f"no such step: {step.action}")
 
 
@@ -527,7 +634,7 @@ def _rename_aside(dir_fd: int, name: str, step: Step) -> str:
     return f"moved {step.path} aside to {step.new_path} (content kept)"
 
 
-def _bind(dev_fd: int, name: str, step: Step) -> str:
+def _bind(dev_fd: int, name: str, step: Step, made: _Made) -> str:
     assert step.source is not None and step.device is not None
     src = os.open(step.source, os.O_PATH | os.O_CLOEXEC)
     try:
@@ -540,6 +647,8 @@ def _bind(dev_fd: int, name: str, step: Step) -> str:
             empty = stat.S_ISREG(tst.st_mode) and tst.st_size == 0
             if not empty and not stat.S_ISCHR(tst.st_mode):
                 raise _StepError(f"{step.path} is {_describe(tst)}: not a placeholder")
+            if mount_id(target) != mount_id(dev_fd):
+                raise _StepError(f"something is mounted on {step.path} already; not touched")
             # Both ends named through /proc/self/fd: the kernel mounts onto exactly the inode
             # checked above, whatever happens to the path meanwhile.
             mount_bind(f"/proc/self/fd/{src}", f"/proc/self/fd/{target}")
@@ -547,12 +656,50 @@ def _bind(dev_fd: int, name: str, step: Step) -> str:
             os.close(target)
     finally:
         os.close(src)
+    # Our mount is the topmost at the point now (the lock keeps other fixes out); its fd is
+    # kept, so it can be undone exactly, whatever is mounted or renamed later.
     fd = os.open(name, jailfs.O_PATH_ANY, dir_fd=dev_fd)
+    ours = mount_id(fd)
+    made.mounts.append((step.path, fd, ours))
     try:
+        # Someone outside the lock (an admin, an older chrootcheck) mounted there between the
+        # check above and our mount: ours sits on theirs. One mount per node: undo ours.
+        if _stacked(ours):
+            raise _StepError(f"another mount appeared on {step.path} meanwhile; ours was "
+                             "undone")
         _verify_node(os.fstat(fd), step.device, step.path, None)
-    finally:
-        os.close(fd)
+    except _StepError:
+        made.mounts.pop()
+        try:
+            _umount_own(fd, ours)
+        finally:
+            os.close(fd)
+        raise
     return f"bind-mounted the host's {step.source} onto {step.path}"
+
+
+def mount_id(fd: int) -> int:
+    """The id of the mount ``fd`` is on (/proc/self/fdinfo), as /proc/self/mountinfo lists it."""
+    with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    raise OSError(errno.ENOTSUP, "no mnt_id in /proc/self/fdinfo")
+
+
+def _stacked(mnt_id: int) -> bool:
+    """Whether mount ``mnt_id`` sits on another mount at the very same point."""
+    tree = mounts.mount_tree()
+    me = tree.get(mnt_id)
+    parent = tree.get(me[0]) if me is not None else None
+    return me is not None and parent is not None and parent[1] == me[1]
+
+
+def _umount_own(fd: int, mnt_id: int) -> None:
+    """Unmount the mount that ``fd`` (opened on its root right after mounting) is on; only if
+    it is still mounted, so that nothing else is ever unmounted through a stale fd."""
+    if mnt_id in mounts.mount_tree():
+        umount_detach(f"/proc/self/fd/{fd}")
 
 
 def _verify_node(st: os.stat_result, numbers: tuple[int, int], what: str, mode: int | None) -> None:

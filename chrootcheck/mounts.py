@@ -56,3 +56,18 @@ def mounts_under(jail_host_path: str, mounts: list[Mount] | None = None) -> dict
         if m.point.startswith(root + b"/"):
             out[os.fsdecode(m.point[len(root) :])] = m
     return out
+
+
+def mount_tree(path: str = "/proc/self/mountinfo") -> dict[int, tuple[int, bytes]]:
+    """Mount id -> (parent mount id, mount point as raw bytes), from mountinfo."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return {}
+    tree: dict[int, tuple[int, bytes]] = {}
+    for line in data.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0].isdigit() and fields[1].isdigit():
+            tree[int(fields[0])] = (int(fields[1]), _unescape(fields[4]))
+    return tree

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import stat
 import time
 from collections.abc import Callable
@@ -113,8 +114,12 @@ def walk(
         w.met.append(Met("/", "unreadable", detail=e.strerror or str(e)))
         return WalkResult(w.met, WalkStats(unreadable=1))
     w.directories = 1
-    w.drain([(first, "/", w.listing(first, "/", 0))])
-    w.join()
+    try:
+        w.drain([(first, "/", w.listing(first, "/", 0))])
+        w.join()
+    except BaseException:
+        w.abandon()  # interrupted (Ctrl-C, SIGTERM): the helper must not walk on alone
+        raise
     stats = WalkStats(
         entries=w.entries,
         directories=w.directories,
@@ -180,6 +185,8 @@ class _Walk:
         import pickle
         import threading
 
+        from chrootcheck import procs
+
         # fork() in a threaded process (rich's progress thread) could inherit a held lock.
         if threading.active_count() > 1:
             return
@@ -194,7 +201,12 @@ class _Walk:
         reserve = [(os.dup(fd), path, list(give)) for fd, path, give in shares]
         r, wfd = os.pipe()
         try:
-            pid = os.fork()
+            # The helper dies with this process (PDEATHSIG); it is recorded before any signal
+            # can interrupt, so that ``abandon`` finds it.
+            with procs.signals_deferred():
+                pid = procs.fork_child()
+                if pid:
+                    self.child = (pid, r, reserve)
         except OSError:
             os.close(r)
             os.close(wfd)
@@ -225,7 +237,20 @@ class _Walk:
             finally:
                 os._exit(code)
         os.close(wfd)
-        self.child = (pid, r, reserve)
+
+    def abandon(self) -> None:
+        """Kill and reap the helper after an exception; its share is not needed any more."""
+        if self.child is None:
+            return
+        pid, r, reserve = self.child
+        self.child = None
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        for fd in (r, *(fd for fd, _, _ in reserve)):
+            os.close(fd)
 
     def join(self) -> None:
         if self.child is None:
@@ -233,13 +258,11 @@ class _Walk:
         import pickle
 
         pid, r, reserve = self.child
-        self.child = None
         chunks = []
-        try:
-            while chunk := os.read(r, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(r)
+        while chunk := os.read(r, 1 << 20):  # an exception here: walk() abandons the helper
+            chunks.append(chunk)
+        self.child = None
+        os.close(r)
         _, status = os.waitpid(pid, 0)
         try:
             if status != 0:

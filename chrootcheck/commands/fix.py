@@ -54,6 +54,7 @@ def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
         Method,
         apply_fix,
         exit_code,
+        jail_lock,
         plan_fix,
     )
     from chrootcheck.formats import RenderOptions
@@ -75,7 +76,13 @@ def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
     run = FixRun(plan=plan, dry_run=dry_run)
     render = render_json if fmt == "json" else render_text
     if not dry_run and plan.refusal is None:
-        run.result = apply_fix(plan)
+        # Another fix of this jail may be at work: wait for it, then plan again and apply under
+        # the lock, so that two runs never act on the same state (nor stack two mounts).
+        with jail_lock(jail):
+            plan = run.plan = plan_fix(jail, options)
+            if plan.refusal is None:
+                run.result = apply_fix(plan)
+    if run.result is not None:
         run.scan = scan([jail], ScanRequest(fail_on=Severity(fail_on.lower())))
     if plan.refusal is not None and not dry_run and fmt == "text":
         # A refusal outside --dry-run is a one-line error; the plan explains it in --dry-run.

@@ -20,6 +20,7 @@ import os
 import resource
 from typing import Any, NoReturn
 
+from chrootcheck import procs
 from chrootcheck.openssl.library import Libcrypto, load_checked
 from chrootcheck.openssl.rand import Rand, for_library, init_crypto
 from chrootcheck.openssl.results import Step
@@ -82,6 +83,7 @@ def _run(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> str:
             isolated.drop_privileges(spec.uid, spec.gid, spec.groups)
         else:
             isolated.drop_privileges(os.geteuid(), os.getegid(), ())
+        procs.die_with_parent()  # a credential change cleared it; the library's code runs next
         lc = load_checked(spec.library)  # its constructors run here, never as root
     assert lc is not None
     try:
@@ -92,6 +94,7 @@ def _run(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> str:
         kind = "IPC and mount" if spec.as_root and jail_fd is None else "user, IPC and mount"
         _emit(wfd, event="skip", reason=f"cannot create {kind} namespaces: {e.strerror}")
         return "start"
+    procs.die_with_parent()  # a new user namespace is a credential change: re-arm
     try:
         if scenario.uname26:
             sandbox.set_uname26()
@@ -129,6 +132,9 @@ def _run(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> str:
     except OSError as e:
         _emit(wfd, event="error", phase="seeded", message=f"cannot enter the jail: {e}")
         return "seeded"
+    # setuid/setgid to the service's user cleared PR_SET_PDEATHSIG: without this, a child hung
+    # in the jail (a FIFO at /dev/urandom) would outlive a SIGKILLed chrootcheck, as nobody.
+    procs.die_with_parent()
     _emit(wfd, event="jailed", uid=os.getuid(), gid=os.getgid())
     for i in range(1, spec.cycles + 1):
         _emit_cycle(wfd, rand, i, True, _cycle_steps(rand, inside=True))

@@ -20,6 +20,7 @@ import signal
 import time
 from typing import Any, NoReturn
 
+from chrootcheck import procs
 from chrootcheck.errors import ToolError
 from chrootcheck.openssl import cdefs
 from chrootcheck.openssl.info import library_dirs
@@ -64,7 +65,8 @@ def describe(
     """Load ``checked`` in an unprivileged child and return its summary and folders
     (OPENSSLDIR, ENGINESDIR, MODULESDIR). Raises ToolError when it cannot be used."""
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    with procs.signals_deferred():  # the pid is recorded before any clean-up can run
+        pid = procs.fork_child()
     if pid == 0:
         os.close(rfd)
         _child(checked, wfd)
@@ -119,6 +121,7 @@ def _child(checked: CheckedLibrary, wfd: int) -> NoReturn:
         os.dup2(devnull, 2)
         os.close(devnull)
         drop_privileges(*unprivileged(None, None, ()))
+        procs.die_with_parent()  # the credential change cleared it; the library runs next
         lc = load_checked(checked)
         answer = {
             "summary": dataclasses.asdict(describe_loaded(lc)),

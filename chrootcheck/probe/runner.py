@@ -1,6 +1,9 @@
 """Fork one child per scenario, collect their JSON lines, kill the ones that hang.
 
-The children run in parallel: the whole probe takes as long as the slowest scenario.
+The children run in parallel: the whole probe takes as long as the slowest scenario. None
+outlives the probe: an exception (Ctrl-C, SIGTERM, SIGHUP: ``procs.interrupt_on_signals``)
+kills and reaps them, and each dies with this process if it is killed outright
+(``procs.fork_child``: PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from chrootcheck import procs
 from chrootcheck.openssl.library import Libcrypto
 from chrootcheck.probe.child import ChildSpec, run_child
 
@@ -44,22 +48,25 @@ def run_children(
     lc: Libcrypto | None, specs: list[ChildSpec], timeout: float
 ) -> list[ChildOutcome]:
     running: list[_Running] = []
-    try:
-        for spec in specs:
-            running.append(_start(lc, spec))
-        _collect(running, timeout)
-    finally:
-        # Whatever happened above (even KeyboardInterrupt), no child outlives the probe.
-        for r in running:
-            if not r.eof:  # interrupted before it finished: do not wait for it
-                _kill(r.pid)
-            _reap(r)
+    # Forked, collected and reaped in this one call and thread (PDEATHSIG follows the thread).
+    with procs.interrupt_on_signals():
+        try:
+            for spec in specs:
+                with procs.signals_deferred():  # a child forked is a child recorded
+                    running.append(_start(lc, spec))
+            _collect(running, timeout)
+        finally:
+            # Whatever happened above (even an interruption), no child outlives the probe.
+            for r in running:
+                if not r.eof:  # interrupted before it finished: do not wait for it
+                    _kill(r.pid)
+                _reap(r)
     return [r.outcome for r in running]
 
 
 def _start(lc: Libcrypto | None, spec: ChildSpec) -> _Running:
     rfd, wfd = os.pipe()
-    pid = os.fork()
+    pid = procs.fork_child()
     if pid == 0:  # the child
         os.close(rfd)
         run_child(lc, spec, wfd)
