@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, ROOT, mounts_below, run_cli
+from tests import debian
+from tests.conftest import ROOT, mounts_below, run_cli
 
 CATCHABLE = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
 SIG_IDS = [s.name for s in CATCHABLE]
@@ -161,12 +162,7 @@ def fifo_jail(jail: Path) -> Path:
 
 
 def needs_strace() -> str:
-    path = shutil.which("strace")
-    if path is None:
-        if IN_CI:
-            pytest.fail("strace is needed to hold a system call at the right moment")
-        pytest.skip("strace is not installed")
-    return path
+    return debian.tool("strace")
 
 
 # ---------------------------------------------------------------------------- scan, fix, demo
