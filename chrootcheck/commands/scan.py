@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 
 import click
 
 from chrootcheck.commands.options import (
+    check_outputs,
     parse_outputs,
     parse_user_option,
     severity_option,
     write_outputs,
 )
+from chrootcheck.commands.plugin import PluginAwareCommand
 from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import for_report
-from chrootcheck.formats import RenderOptions
+from chrootcheck.exitcodes import for_plugin, for_report
+from chrootcheck.formats import Format, RenderOptions
 from chrootcheck.model import Report, Severity
 
 if TYPE_CHECKING:
     from chrootcheck.scanner import Target
 
 
-@click.command("scan")
+@click.command("scan", cls=PluginAwareCommand)
 @click.argument("jails", nargs=-1, metavar="JAIL...")
 @click.option(
     "--format",
@@ -30,8 +33,8 @@ if TYPE_CHECKING:
     "formats",
     multiple=True,
     metavar="FORMAT[=FILE]",
-    help="text (default), json, sarif, github, gitlab or junit; repeat for several "
-    "outputs, FORMAT=FILE writes a file.",
+    help="text (default), json, sarif, github, gitlab, junit, prometheus or nagios; repeat "
+    "for several outputs, FORMAT=FILE writes a file.",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
 @severity_option
@@ -137,9 +140,11 @@ def command(
     from chrootcheck.progress import walk_progress
     from chrootcheck.scanner import ScanRequest, scan
 
+    started = time.monotonic()
     if not jails and not discover:
         raise click.UsageError("give at least one JAIL, or --discover")
     outputs = parse_outputs(formats, output)
+    check_outputs(outputs)
     user = parse_user_option(user_spec)
     if libcrypto is not None and not os.path.exists(libcrypto):
         raise ToolError(f"--libcrypto {libcrypto}: no such file")
@@ -171,10 +176,16 @@ def command(
         report,
         outputs,
         RenderOptions(
-            sarif_anchor=sarif_anchor, step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None
+            sarif_anchor=sarif_anchor,
+            step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None,
+            scan_seconds=time.monotonic() - started,
+            finished_at=time.time(),
+            not_run=("CC2",) * no_probe + ("CC3",) * no_late_loads,
         ),
     )
     _echo_errors(report)
+    if any(o.fmt is Format.NAGIOS for o in outputs):
+        return for_plugin(report)  # the monitoring-plugin convention (commands/plugin.py)
     return for_report(report)
 
 
