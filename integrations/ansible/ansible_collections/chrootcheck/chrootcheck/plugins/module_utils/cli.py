@@ -58,4 +58,4 @@ def run(module, args):
 def fail_tool_error(module, rc, errors, stderr, **extra):
     """Exit 2 (or anything unexpected): fail with chrootcheck's own error line."""
     msg = "; ".join(errors) or stderr.strip() or f"chrootcheck exited with {rc}"
-    module.fail_json(msg=msg, rc=rc, stderr=stderr, **extra)
+    module.fail_json(msg=msg, exit_code=rc, stderr=stderr, **extra)

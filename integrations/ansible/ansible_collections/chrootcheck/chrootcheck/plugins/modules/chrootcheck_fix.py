@@ -117,8 +117,10 @@ failing:
   returned: always
   type: bool
   sample: false
-rc:
-  description: chrootcheck's exit code.
+exit_code:
+  description:
+    - chrootcheck's exit code (0 the jail is correct afterwards, 1 findings remain).
+    - Not called C(rc), which Ansible would read as a failure.
   returned: always
   type: int
   sample: 0
@@ -185,7 +187,7 @@ def main():
         fail_tool_error(module, rc, errors, stderr, fix=data)
     plan = data["plan"]
     steps = plan.get("steps") or []
-    result = {"plan": plan, "rc": rc, "failing": rc == 1}
+    result = {"plan": plan, "exit_code": rc, "failing": rc == 1}
     if module._diff:
         result["diff"] = {"prepared": plan_text(plan)}
     if module.check_mode:

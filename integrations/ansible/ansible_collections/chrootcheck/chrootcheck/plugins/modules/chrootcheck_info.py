@@ -116,8 +116,10 @@ failing:
   returned: always
   type: bool
   sample: true
-rc:
-  description: chrootcheck's exit code (0 clean, 1 findings at or above O(fail_on)).
+exit_code:
+  description:
+    - chrootcheck's exit code (0 clean, 1 findings at or above O(fail_on)).
+    - Not called C(rc), which Ansible would read as a failure.
   returned: always
   type: int
   sample: 1
@@ -156,7 +158,7 @@ def main():
     rc, data, errors, stderr = run(module, args)
     if rc not in (0, 1) or data is None:
         fail_tool_error(module, rc, errors, stderr, report=data)
-    module.exit_json(changed=False, report=data, failing=rc == 1, rc=rc)
+    module.exit_json(changed=False, report=data, failing=rc == 1, exit_code=rc)
 
 
 if __name__ == "__main__":
