@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 
-from chrootcheck.model import Report
+from chrootcheck.model import Report, Severity
 
 
 class ExitCode(enum.IntEnum):
@@ -34,3 +34,27 @@ def for_report(report: Report) -> ExitCode:
     if report.failing():
         return ExitCode.FINDINGS
     return ExitCode.OK
+
+
+class PluginState(enum.IntEnum):
+    """The Nagios/Icinga plugin convention, used instead of ExitCode when the scan writes
+    ``--format nagios`` (docs/fleet.md): monitoring reads 2 as CRITICAL, never as a tool error."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+def for_plugin(report: Report) -> PluginState:
+    # --fail-on still decides what counts: findings below it are OK. Among those that count,
+    # an error or critical one is CRITICAL, warnings and infos (--fail-on warning|info) WARNING.
+    # A tool error is UNKNOWN, whatever else was found: the check did not run in full.
+    if report.tool_error:
+        return PluginState.UNKNOWN
+    failing = [f.severity for _, f in report.failing()]
+    if any(s >= Severity.ERROR for s in failing):
+        return PluginState.CRITICAL
+    if failing:
+        return PluginState.WARNING
+    return PluginState.OK

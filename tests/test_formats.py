@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -27,6 +28,14 @@ def parse(fmt: Format, text: str) -> object:
         return json.loads(text)
     if fmt is Format.JUNIT:
         return ET.fromstring(text.encode())
+    if fmt is Format.PROMETHEUS:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return list(text_string_to_metric_families(text))
+    if fmt is Format.NAGIOS:
+        first = text.splitlines()[0]
+        assert re.match(r"CHROOTCHECK (OK|WARNING|CRITICAL|UNKNOWN) - [^|]+ \| \S+=", first), text
+        return first
     if fmt is Format.GITHUB:
         lines = text.splitlines()
         assert all(line.startswith(("::", "chrootcheck: ")) for line in lines), text
@@ -39,19 +48,19 @@ def parse(fmt: Format, text: str) -> object:
 def test_each_format_renders_a_real_scan(cli, bad_jail: Path, tmp_path: Path, fmt: Format) -> None:
     out = tmp_path / f"out.{fmt.value}"
     r = cli("scan", str(bad_jail), "--format", f"{fmt.value}={out}")
-    assert r.code == 1, r
+    assert r.code == (2 if fmt is Format.NAGIOS else 1), r  # nagios: CRITICAL
     assert r.stdout == "", r  # the report went to the file only
     text = out.read_text()
     parse(fmt, text)
-    # Every format names the critical FIFO finding and the node's in-jail path.
+    # Every format names the critical FIFO finding and (but metrics) the node's in-jail path.
     assert "CC111" in text
-    assert "/dev/urandom" in text
+    assert fmt is Format.PROMETHEUS or "/dev/urandom" in text
 
 
 @pytest.mark.parametrize("fmt", list(Format))
 def test_each_format_renders_an_empty_report(cli, tmp_path: Path, fmt: Format) -> None:
     r = cli("scan", str(tmp_path / "missing"), "--format", fmt.value)
-    assert r.code == 2, r
+    assert r.code == (3 if fmt is Format.NAGIOS else 2), r  # nagios: UNKNOWN
     parse(fmt, r.stdout)
     assert r.stderr.count("\n") == 1 and "does not exist" in r.stderr, r
 
@@ -60,7 +69,7 @@ def test_several_outputs_in_one_run(cli, bad_jail: Path, tmp_path: Path) -> None
     files = {f: tmp_path / f"report.{f.value}" for f in Format if f is not Format.TEXT}
     args = [a for f, p in files.items() for a in ("--format", f"{f.value}={p}")]
     r = cli("scan", str(bad_jail), *args, "--format", "text")
-    assert r.code == 1, r
+    assert r.code == 2, r  # a nagios output makes it the plugin's CRITICAL
     assert "CC111" in r.stdout and not r.stdout.lstrip().startswith("{")
     for fmt, path in files.items():
         parse(fmt, path.read_text())

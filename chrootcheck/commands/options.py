@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -47,27 +48,49 @@ def parse_outputs(specs: Iterable[str], default_output: str | None) -> list[Outp
     return outputs
 
 
-def write_outputs(report: Report, outputs: list[OutputSpec], options: RenderOptions) -> None:
+def check_outputs(outputs: list[OutputSpec]) -> None:
+    """Refuse an output file that cannot be written before the scan runs, not after it."""
+    from chrootcheck.atomicfile import check_folder
+    from chrootcheck.formats.common import printable
+
     for out in outputs:
-        render = renderer(out.fmt)
-        if out.path in (None, "-"):
-            render(report, sys.stdout, options)
-            continue
-        assert out.path is not None
+        if out.path not in (None, "-"):
+            assert out.path is not None
+            why = check_folder(out.path)
+            if why is not None:
+                raise ToolError(f"cannot write {printable(out.path)}: {printable(why)}")
+
+
+def write_outputs(report: Report, outputs: list[OutputSpec], options: RenderOptions) -> None:
+    """Render every output. Files are written atomically (chrootcheck.atomicfile): each to a
+    temporary file in its folder, all renamed into place only when every one rendered, so a
+    failure or a SIGTERM leaves the old files intact and no temporary file behind."""
+    from chrootcheck.atomicfile import AtomicFile, interruptible
+    from chrootcheck.formats.common import printable
+
+    file_options = dataclasses.replace(options, color=False, width=options.width or 120)
+    pending: list[AtomicFile] = []
+    current: str | None = None
+    with interruptible():
         try:
-            with open(out.path, "w", encoding="utf-8") as stream:
-                render(
-                    report,
-                    stream,
-                    RenderOptions(
-                        color=False,
-                        width=options.width or 120,
-                        sarif_anchor=options.sarif_anchor,
-                        step_summary=options.step_summary,
-                    ),
-                )
+            for out in outputs:
+                render = renderer(out.fmt)
+                current = out.path if out.path not in (None, "-") else None
+                if current is None:
+                    render(report, sys.stdout, options)
+                    continue
+                pending.append(AtomicFile(current))
+                render(report, pending[-1].stream, file_options)
+            for f in pending:
+                current = f.path
+                f.commit()
         except OSError as e:
-            raise ToolError(f"cannot write {out.path}: {e.strerror or e}") from None
+            if current is None:
+                raise
+            raise ToolError(f"cannot write {printable(current)}: {e.strerror or e}") from None
+        finally:
+            for f in pending:
+                f.discard()
 
 
 def severity_option(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 
 import click
 
 from chrootcheck.commands.options import (
     FiniteFloatRange,
+    check_outputs,
     nonempty,
     parse_outputs,
     parse_user_option,
     severity_option,
     write_outputs,
 )
+from chrootcheck.commands.plugin import PluginAwareCommand
 from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import for_report
-from chrootcheck.formats import RenderOptions
+from chrootcheck.exitcodes import for_plugin, for_report
+from chrootcheck.formats import Format, RenderOptions
 from chrootcheck.model import Report, Severity
 
 if TYPE_CHECKING:
@@ -36,7 +39,7 @@ def _known_scenarios(
     return value
 
 
-@click.command("scan")
+@click.command("scan", cls=PluginAwareCommand)
 @click.argument("jails", nargs=-1, metavar="JAIL...", callback=nonempty)
 @click.option(
     "--format",
@@ -44,8 +47,8 @@ def _known_scenarios(
     "formats",
     multiple=True,
     metavar="FORMAT[=FILE]",
-    help="text (default), json, sarif, github, gitlab or junit; repeat for several "
-    "outputs, FORMAT=FILE writes a file.",
+    help="text (default), json, sarif, github, gitlab, junit, prometheus or nagios; repeat "
+    "for several outputs, FORMAT=FILE writes a file.",
 )
 @click.option(
     "-o",
@@ -161,9 +164,11 @@ def command(
     from chrootcheck.progress import walk_progress
     from chrootcheck.scanner import ScanRequest, scan
 
+    started = time.monotonic()
     if not jails and not discover:
         raise click.UsageError("give at least one JAIL, or --discover")
     outputs = parse_outputs(formats, output)
+    check_outputs(outputs)
     user = parse_user_option(user_spec)
     targets: list[str | Target] = list(jails)
     if discover:
@@ -190,10 +195,16 @@ def command(
         report,
         outputs,
         RenderOptions(
-            sarif_anchor=sarif_anchor, step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None
+            sarif_anchor=sarif_anchor,
+            step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None,
+            scan_seconds=time.monotonic() - started,
+            finished_at=time.time(),
+            not_run=("CC2",) * no_probe + ("CC3",) * no_late_loads,
         ),
     )
     _echo_errors(report)
+    if any(o.fmt is Format.NAGIOS for o in outputs):
+        return for_plugin(report)  # the monitoring-plugin convention (commands/plugin.py)
     return for_report(report)
 
 

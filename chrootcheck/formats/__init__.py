@@ -22,6 +22,8 @@ class Format(enum.StrEnum):
     GITHUB = "github"
     GITLAB = "gitlab"
     JUNIT = "junit"
+    PROMETHEUS = "prometheus"  # node_exporter's textfile collector (docs/fleet.md)
+    NAGIOS = "nagios"  # a Nagios/Icinga plugin line; plugin exit codes (exitcodes.for_plugin)
 
 
 _MODULES: dict[Format, str] = {f: f"chrootcheck.formats.{f.value}_format" for f in Format}
@@ -33,6 +35,9 @@ class RenderOptions:
     width: int | None = None
     sarif_anchor: str | None = None  # a regular file that SARIF locations may point at
     step_summary: str | None = None  # $GITHUB_STEP_SUMMARY for --format github
+    scan_seconds: float | None = None  # how long the scan took (prometheus, nagios)
+    finished_at: float | None = None  # when it ended, seconds since the epoch (prometheus)
+    not_run: tuple[str, ...] = ()  # check-id prefixes of parts skipped on request ("CC2")
 
 
 Renderer = Callable[[Report, TextIO, RenderOptions], None]

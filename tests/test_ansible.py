@@ -1,0 +1,210 @@
+"""The Ansible collection under integrations/ansible, run by the real ansible-core against
+localhost: ansible-doc, ad-hoc module runs and the example playbooks (check mode, idempotence)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+COLLECTIONS = ROOT / "integrations" / "ansible"
+COLLECTION = COLLECTIONS / "ansible_collections" / "chrootcheck" / "chrootcheck"
+EXAMPLES = COLLECTION / "examples"
+INFO = "chrootcheck.chrootcheck.chrootcheck_info"
+FIX = "chrootcheck.chrootcheck.chrootcheck_fix"
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    assert os.path.exists(found), f"{name} missing: pip install -e '.[test]' installs ansible-core"
+    return found
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        # The modules find chrootcheck on PATH (or via the interpreter); this checkout's code.
+        "PYTHONPATH": str(ROOT),
+        "CHROOTCHECK_PROBE_TIMEOUT": "1",
+    }
+
+
+def adhoc(env: dict[str, str], module: str, args: dict[str, Any], *flags: str) -> dict[str, Any]:
+    r = subprocess.run(
+        [
+            tool("ansible"),
+            "localhost",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-m",
+            module,
+            "-a",
+            json.dumps(args),
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    m = re.search(r"^localhost \| (\w+)!? => (\{.*)", r.stdout, flags=re.S | re.M)
+    assert m, (r.stdout, r.stderr)
+    result: dict[str, Any] = json.loads(m.group(2))
+    result["_state"] = m.group(1)
+    return result
+
+
+def playbook(env: dict[str, str], name: str, extra: dict[str, Any], *flags: str) -> dict[str, int]:
+    r = subprocess.run(
+        [
+            tool("ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            "ansible_become=false",
+            "-e",
+            json.dumps(extra),
+            *flags,
+            str(EXAMPLES / name),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    m = re.search(r"^localhost\s*:\s*(.*)$", r.stdout, flags=re.M)
+    assert m, (r.stdout, r.stderr)
+    recap = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+    recap["rc"] = r.returncode
+    return recap
+
+
+@pytest.mark.parametrize(
+    ("module", "options"),
+    [
+        (INFO, {"jails", "discover", "user", "fail_on", "probe", "executable"}),
+        (FIX, {"jail", "method", "replace", "only", "mode", "fail_on", "executable"}),
+    ],
+)
+def test_ansible_doc_renders(env: dict[str, str], module: str, options: set[str]) -> None:
+    r = subprocess.run(
+        [tool("ansible-doc"), module], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert r.returncode == 0 and "WARNING" not in r.stderr and "ERROR" not in r.stderr, r
+    for heading in ("OPTIONS", "EXAMPLES", "RETURN VALUES"):
+        assert heading in r.stdout, r.stdout
+    r = subprocess.run(
+        [tool("ansible-doc"), "--json", module],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    doc = json.loads(r.stdout)[module]
+    assert set(doc["doc"]["options"]) == options
+    assert doc["return"] and doc["examples"].strip()
+
+
+def test_info_reports_and_never_changes(env: dict[str, str], jail: Path) -> None:
+    for flags in ((), ("--check",)):
+        result = adhoc(env, INFO, {"jails": [str(jail)], "probe": False}, *flags)
+        assert result["_state"] == "SUCCESS" and result["changed"] is False, result
+        assert result["failing"] is True and result["exit_code"] == 1
+        (j,) = result["report"]["jails"]
+        assert j["jail"] == str(jail) and j["status"] == "fail"
+        assert "CC100" in {f["check"] for f in j["findings"]}
+    result = adhoc(env, INFO, {"jails": [str(jail)], "probe": False, "fail_on": "critical"})
+    assert result["failing"] is False and result["exit_code"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"jails": ["{missing}"], "probe": False}, "chrootcheck: error: jail: jail '{missing}'"),
+        ({"jails": {"a": 1}}, "jails"),
+        ({"jails": ["{jail}"], "fail_on": "loud"}, "fail_on"),
+        ({"jails": ["{jail}"], "probe": "maybe"}, "probe"),
+        ({"discover": False}, "give jails"),
+    ],
+)
+def test_info_errors_fail_with_one_clear_message(
+    env: dict[str, str], jail: Path, tmp_path: Path, args: dict[str, Any], message: str
+) -> None:
+    names = {"missing": str(tmp_path / "missing"), "jail": str(jail)}
+    text = json.dumps(args)
+    for k, v in names.items():
+        text = text.replace("{" + k + "}", v)
+    result = adhoc(env, INFO, json.loads(text))
+    assert result["_state"] == "FAILED", result
+    expected = message.format(**names)
+    assert expected in result["msg"], result
+
+
+@pytest.mark.root
+def test_fix_check_mode_diff_then_apply_then_idempotent(env: dict[str, str], jail: Path) -> None:
+    planned = adhoc(env, FIX, {"jail": str(jail)}, "--check", "--diff")
+    assert planned["_state"] == "CHANGED" and planned["changed"] is True, planned
+    assert not (jail / "dev").exists()  # check mode changes nothing
+    assert "outcomes" not in planned
+    assert [s["action"] for s in planned["plan"]["steps"]] == ["mkdir", "mknod", "mknod"]
+    assert planned["made"] == ["/dev/urandom", "/dev/random"]
+    applied = adhoc(env, FIX, {"jail": str(jail)})
+    assert applied["changed"] is True and applied["failing"] is False, applied
+    assert applied["made"] == ["/dev/urandom", "/dev/random"]
+    assert {o["status"] for o in applied["outcomes"]} == {"done"}
+    assert os.major((jail / "dev" / "urandom").stat().st_rdev) == 1
+    assert applied["scan"]["jails"][0]["status"] == "pass"
+    again = adhoc(env, FIX, {"jail": str(jail)})
+    assert again["_state"] == "SUCCESS" and again["changed"] is False, again
+    assert again["made"] == [] and {o["status"] for o in again["outcomes"]} == {"unchanged"}
+    checked = adhoc(env, FIX, {"jail": str(jail)}, "--check")
+    assert checked["changed"] is False, checked
+
+
+@pytest.mark.root
+def test_fix_refusal_fails_with_the_error_line(
+    env: dict[str, str], jail: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (jail / "dev").symlink_to(tmp_path / "elsewhere")
+    result = adhoc(env, FIX, {"jail": str(jail)})
+    assert result["_state"] == "FAILED" and result["exit_code"] == 2, result
+    assert result["msg"].startswith("chrootcheck: error: "), result
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.root
+def test_example_playbooks(env: dict[str, str], jail: Path) -> None:
+    jails = {"chrootcheck_jails": [str(jail)]}
+    scan = {**jails, "chrootcheck_discover": False, "chrootcheck_probe": False}
+    assert playbook(env, "scan.yml", scan)["failed"] == 1  # the empty jail fails
+    recap = playbook(env, "fix.yml", jails, "--check", "--diff")
+    assert (recap["changed"], recap["failed"]) == (1, 0), recap
+    assert not (jail / "dev").exists()
+    recap = playbook(env, "fix.yml", jails)
+    assert (recap["changed"], recap["failed"], recap["rc"]) == (1, 0, 0), recap
+    recap = playbook(env, "fix.yml", jails)
+    assert (recap["changed"], recap["failed"], recap["rc"]) == (0, 0, 0), recap
+    recap = playbook(env, "scan.yml", scan, "--check")
+    assert (recap["ok"], recap["changed"], recap["failed"], recap["rc"]) == (2, 0, 0, 0), recap
