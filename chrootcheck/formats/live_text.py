@@ -8,6 +8,7 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from chrootcheck.formats.common import printable
+from chrootcheck.live.elfdeps import BinaryCrypto
 from chrootcheck.live.libversion import short
 from chrootcheck.live.model import LiveJail, LiveProcess, MappedLibrary, PsReport
 
@@ -150,4 +151,26 @@ def _dump(proc: LiveProcess, inner: str) -> list[RenderableType]:
         style = "green" if o.result == "allowed" else "red"
         lines.append(Text(f"{inner}  {o.call}: {o.detail}", style=style))
     lines.append(Text(f"{inner}  => {dump.verdict}", style="bold"))
+    return lines
+
+
+def binary_renderables(result: BinaryCrypto) -> list[RenderableType]:
+    lines: list[RenderableType] = []
+
+    def row(what: str, value: str) -> None:
+        line = Text(f"{what:<16}", style="bold")
+        line.append(printable(value))
+        lines.append(line)
+
+    row("binary", result.binary)
+    row("interpreter", result.interpreter or "none (static)")
+    row("OpenSSL", result.summary)
+    for lo in result.chain:
+        row(lo.name, f"{lo.path or 'not found'}  (via {lo.via}; needed by {lo.needed_by})")
+    if result.missing:
+        row("missing", ", ".join(result.missing))
+    for note in result.notes:
+        row("note", note)
+    if result.libcrypto:
+        row("describe it", f"chrootcheck info --libcrypto {result.libcrypto} (this loads it)")
     return lines
