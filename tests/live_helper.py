@@ -2,10 +2,10 @@
 
 Usage: python3 live_helper.py '{"jail": "/tmp/x/jail", ...}'
 
-In this order, as a daemon does: optionally enter its own mount namespace at the jail's root
-("container": unshare + pivot_root), load libcrypto (``libcrypto``: a path; else the system's),
+In this order, as a daemon does: load libcrypto (``libcrypto``: a path; else the system's),
 draw random bytes, optionally open /dev/urandom and keep it, optionally delete or replace the
-library file, chroot into ``jail``, fork ``workers`` (and a ``zombie`` child it never reaps),
+library file, chroot into ``jail`` (or, with ``container``, enter a new mount namespace whose
+root is the jail: unshare + pivot_root), fork ``workers`` (and a ``zombie`` child it never reaps),
 optionally install a seccomp filter on getrandom (``seccomp``: "ENOSYS", "EPERM" or "kill";
 libseccomp through cffi, as chrootcheck's probe does), then print one JSON line and wait until
 stdin closes. Every process dies after ``lifetime`` seconds whatever happens (SIGALRM).
@@ -72,9 +72,6 @@ def main() -> None:
     lifetime = int(cfg.get("lifetime", 60))
     signal.alarm(lifetime)
     jail = cfg.get("jail")
-    if cfg.get("container"):
-        enter_container(jail)
-        jail = None  # already at its root
     lib = load(cfg.get("libcrypto"))
     buf = ffi.new("unsigned char[]", 32)
     assert lib.lib.RAND_bytes(buf, 32) == 1
@@ -88,7 +85,9 @@ def main() -> None:
         os.replace(new, cfg["libcrypto"])
     # dlopen before the chroot: the jail has no libraries (nor ctypes, which cffi falls back on)
     seccomp = ffi.dlopen("libseccomp.so.2") if cfg.get("seccomp") else None
-    if jail:
+    if jail and cfg.get("container"):
+        enter_container(jail)  # its own mount namespace, at the jail as its root
+    elif jail:
         os.chroot(jail)
         os.chdir("/")
     workers = []
