@@ -7,7 +7,8 @@ draw random bytes, optionally open /dev/urandom and keep it, optionally delete o
 library file, chroot into ``jail`` (or, with ``container``, enter a new mount namespace whose
 root is the jail: unshare + pivot_root), fork ``workers`` (and a ``zombie`` child it never reaps),
 optionally install a seccomp filter on getrandom (``seccomp``: "ENOSYS", "EPERM" or "kill";
-libseccomp through cffi, as chrootcheck's probe does), then print one JSON line and wait until
+libseccomp through cffi, as chrootcheck's probe does; ``seccomp2``: "open" adds a second filter
+making open/openat fail with EACCES), then print one JSON line and wait until
 stdin closes. Every process dies after ``lifetime`` seconds whatever happens (SIGALRM).
 """
 
@@ -51,15 +52,20 @@ def enter_container(jail: str) -> None:
     os.chdir("/")
 
 
-def block_getrandom(seccomp: Any, how: str) -> None:
+def block(seccomp: Any, how: str, syscalls: tuple[bytes, ...] = (b"getrandom",)) -> None:
     ctx = seccomp.seccomp_init(cdefs.SCMP_ACT_ALLOW)
-    nr = seccomp.seccomp_syscall_resolve_name(b"getrandom")
-    action = 0x80000000 if how == "kill" else cdefs.scmp_act_errno(getattr(errno, how))
-    if seccomp.seccomp_rule_add_array(ctx, action, nr, 0, ffi.NULL) < 0:
-        raise OSError("seccomp_rule_add")
+    for name in syscalls:
+        _rule(seccomp, ctx, how, name)
     if seccomp.seccomp_load(ctx) < 0:
         raise OSError("seccomp_load")
     seccomp.seccomp_release(ctx)
+
+
+def _rule(seccomp: Any, ctx: Any, how: str, name: bytes) -> None:
+    nr = seccomp.seccomp_syscall_resolve_name(name)
+    action = 0x80000000 if how == "kill" else cdefs.scmp_act_errno(getattr(errno, how))
+    if seccomp.seccomp_rule_add_array(ctx, action, nr, 0, ffi.NULL) < 0:
+        raise OSError("seccomp_rule_add")
 
 
 def wait_stdin() -> None:
@@ -104,7 +110,9 @@ def main() -> None:
         if zombie == 0:
             os._exit(0)
     if cfg.get("seccomp"):
-        block_getrandom(seccomp, cfg["seccomp"])
+        block(seccomp, cfg["seccomp"])
+    if cfg.get("seccomp2") == "open":  # a second filter: open/openat fail with EACCES
+        block(seccomp, "EACCES", (b"open", b"openat"))
     info = {
         "pid": os.getpid(),
         "workers": workers,
