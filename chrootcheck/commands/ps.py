@@ -46,9 +46,9 @@ def command(pids: tuple[int, ...], read_seccomp: bool, fmt: str) -> int:
     if fmt == "json":
         import json
 
-        from chrootcheck.formats.common import to_data
+        from chrootcheck.formats.live_json import ps_data
 
-        click.echo(json.dumps(to_data(report), indent=2))
+        click.echo(json.dumps(ps_data(report), indent=2))
     else:
         import os
         import sys

@@ -94,14 +94,14 @@ def read_stat(pid: int | str) -> StatLine:
     )
 
 
+_STATUS_RE = re.compile(rb"^(Name|State|Uid|Seccomp|Seccomp_filters|NoNewPrivs):[ \t]*(.*)$", re.M)
+
+
 def read_status(pid: int | str) -> dict[str, str]:
-    out: dict[str, str] = {}
+    """The few /proc/PID/status fields we use (Name, State, Uid, Seccomp*, NoNewPrivs)."""
     with open(f"/proc/{pid}/status", "rb") as f:
-        for line in f:
-            key, sep, value = line.partition(b":")
-            if sep:
-                out[key.decode("ascii", "replace")] = value.strip().decode("utf-8", "replace")
-    return out
+        data = f.read()
+    return {k.decode(): v.strip().decode("utf-8", "replace") for k, v in _STATUS_RE.findall(data)}
 
 
 def read_cmdline(pid: int | str) -> str:
@@ -135,25 +135,29 @@ class Mapping:
 
 def crypto_mappings(pid: int | str) -> list[Mapping]:
     """One Mapping per libcrypto/libssl file mapped (its first segment)."""
-    seen: dict[tuple[int, int, str], Mapping] = {}
     with open(f"/proc/{pid}/maps", "rb") as f:
-        for raw in f:
-            parts = raw.rstrip(b"\n").split(None, 5)
-            if len(parts) < 6 or not parts[5].startswith(b"/"):
-                continue
-            path = parts[5].decode("utf-8", "surrogateescape")
-            deleted = path.endswith(" (deleted)")
-            if deleted:
-                path = path[: -len(" (deleted)")]
-            m = _LIB_RE.match(path.rsplit("/", 1)[-1])
-            if m is None:
-                continue
-            inode = int(parts[4])
-            major, _, minor = parts[3].decode().partition(":")
-            dev = os.makedev(int(major, 16), int(minor, 16))
-            key = (dev, inode, path)
-            if key in seen:
-                continue
+        data = f.read()
+    if b"/libcrypto" not in data and b"/libssl" not in data:
+        return []  # most processes: no need to parse a line
+    seen: dict[tuple[int, int, str], Mapping] = {}
+    for raw in data.splitlines():
+        if b"/libcrypto" not in raw and b"/libssl" not in raw:
+            continue
+        parts = raw.split(None, 5)
+        if len(parts) < 6 or not parts[5].startswith(b"/"):
+            continue
+        path = parts[5].decode("utf-8", "surrogateescape")
+        deleted = path.endswith(" (deleted)")
+        if deleted:
+            path = path[: -len(" (deleted)")]
+        m = _LIB_RE.match(path.rsplit("/", 1)[-1])
+        if m is None:
+            continue
+        major, _, minor = parts[3].decode().partition(":")
+        dev = os.makedev(int(major, 16), int(minor, 16))
+        inode = int(parts[4])
+        key = (dev, inode, path)
+        if key not in seen:
             start, _, end = parts[0].decode().partition("-")
             seen[key] = Mapping(
                 start=start,

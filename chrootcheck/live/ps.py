@@ -10,6 +10,7 @@ and is shown on its parent. Nothing here writes to, signals or ptraces a process
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import pwd
 import time
@@ -185,6 +186,7 @@ def _unrooted(
         skipped[f"unreadable: {reason(e)}"] += 1
 
 
+@functools.cache
 def _user(uid: int | None) -> str | None:
     if uid is None:
         return None
@@ -344,12 +346,15 @@ def _tree(
     stack = list(reversed(leaders))
     while stack:
         pid = stack.pop()
-        proc = replace(
-            procs[pid],
-            children=tuple(sorted(children.get(pid, []))),
-            zombies=tuple(sorted(zombies.get(pid, []))),
+        proc = procs[pid]
+        ordered.append(
+            replace(
+                proc,
+                children=tuple(sorted(children.get(pid, []))),
+                zombies=tuple(sorted(zombies.get(pid, []))),
+                verdict=old_kernel_verdict(proc, devices),
+            )
         )
-        ordered.append(replace(proc, verdict=old_kernel_verdict(proc, devices)))
         stack.extend(c for c in sorted(children.get(pid, []), reverse=True) if c in procs)
     return ordered
 
