@@ -147,7 +147,9 @@ def test_not_an_elf_file(tmp_path: Path) -> None:
         read_elf(str(tmp_path / "fifo"))
 
 
-def test_info_binary_cli(build: Callable[..., Path], cli: Callable[..., Result]) -> None:
+def test_info_binary_cli(
+    build: Callable[..., Path], cli: Callable[..., Result], tmp_path: Path
+) -> None:
     binary = build("plain", "-lcrypto")
     text = cli("info", "--binary", str(binary))
     assert text.code == 0, str(text)
@@ -155,5 +157,6 @@ def test_info_binary_cli(build: Callable[..., Path], cli: Callable[..., Result])
     data = json.loads(cli("info", "--binary", str(binary), "--format", "json").stdout)
     assert data["libcrypto"] == loader_says(binary, "libcrypto.so.3")
     assert data["version"] == system_version()
-    bad = cli("info", "--binary", "/etc/hostname")
+    (tmp_path / "notes.txt").write_text("not a program\n")
+    bad = cli("info", "--binary", str(tmp_path / "notes.txt"))
     assert bad.code == 2 and bad.stderr.count("\n") == 1 and "not an ELF file" in bad.stderr
