@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "chrootcheck.commands.discover",
         "List the chroot jails that this host's daemons use.",
     ),
+    "ps": (
+        "chrootcheck.commands.ps",
+        "List the processes running in jails: libraries, random devices, seccomp.",
+    ),
 }
 
 

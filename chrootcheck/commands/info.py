@@ -23,6 +23,13 @@ REFUSAL_HINT = (
     help="The libcrypto to describe (default: the one Python's ssl module uses).",
 )
 @click.option(
+    "--binary",
+    "binary",
+    metavar="PATH",
+    help="Instead: which libcrypto this program would load, by the dynamic loader's rules "
+    "(read from its ELF headers; it is neither run nor loaded).",
+)
+@click.option(
     "--format",
     "-f",
     "fmt",
@@ -31,12 +38,16 @@ REFUSAL_HINT = (
     show_default=True,
     help="Output format.",
 )
-def command(libcrypto: str | None, fmt: str) -> int:
+def command(libcrypto: str | None, binary: str | None, fmt: str) -> int:
     """Show what a libcrypto does for entropy, and what this host offers it.
 
     Version, seed source, OPENSSLDIR/ENGINESDIR/MODULESDIR, the DRBGs' reseed settings,
     keep-devices-open, whether getrandom(2) works here, the kernel and SysV shm key 0x72.
     """
+    if binary is not None:
+        from chrootcheck.live.binary_cmd import show_binary
+
+        return show_binary(binary, libcrypto, fmt)
     from chrootcheck.openssl.info import gather_info
     from chrootcheck.openssl.library import load
 
