@@ -15,9 +15,9 @@ from typing import Any, NoReturn
 import click
 
 from chrootcheck import __version__
-from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import ExitCode, for_signal
-from chrootcheck.procs import interrupt_on_signals
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.exitcodes import ExitCode, for_signal
+from chrootcheck.system.procs import interrupt_on_signals
 
 # name -> (module, one-line help shown by `chrootcheck --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {

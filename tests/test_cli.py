@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chrootcheck.cli import COMMANDS
-from chrootcheck.model import SCHEMA_VERSION
+from chrootcheck.report.model import SCHEMA_VERSION
 from tests.conftest import Result, good_jail
 
 Cli = Callable[..., Result]

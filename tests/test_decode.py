@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chrootcheck import knowledge
-from chrootcheck.decode import MAX_LINE, Chain, chains, lines_of, scan_line
+from chrootcheck.decode import knowledge
+from chrootcheck.decode.chains import MAX_LINE, Chain, chains, lines_of, scan_line
 from tests.conftest import ROOT
 
 ORIGIN = Path("/work/shared/reference/origin-story.txt")

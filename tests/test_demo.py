@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from chrootcheck.demo import DemoOptions, DemoRun, run_demo
-from chrootcheck.fixer import Method
+from chrootcheck.app.demo import DemoOptions, DemoRun, run_demo
+from chrootcheck.fix.fixer import Method
 from tests.conftest import ROOT, Result, mounts_below
 
 CLI = Callable[..., Result]
@@ -108,7 +108,7 @@ def test_demo_cleans_up_on_interruption(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_demo_unusable_temp_folder_is_a_tool_error(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from chrootcheck.errors import ToolError
+    from chrootcheck.report.errors import ToolError
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
     stages: list[str] = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 import re
 
-from chrootcheck import checks
-from chrootcheck.checks import DOCS_URL
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.catalogue import DOCS_URL
 from tests.conftest import ROOT
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from chrootcheck.errors import ToolError
-from chrootcheck.fixer import Action, FixOptions, Method, Status, apply_fix, plan_fix
+from chrootcheck.fix.fixer import Action, FixOptions, Method, Status, apply_fix, plan_fix
+from chrootcheck.report.errors import ToolError
 from tests.conftest import Result, good_jail, make_node
 
 Snapshot = dict[str, tuple[Any, ...]]
@@ -615,7 +615,7 @@ def test_apply_refuses_a_refused_plan(jail: Path, host: Path) -> None:
 ])
 def test_systemd_unit_names(path: str, unit: str) -> None:
     # The same names as `systemd-escape --path` gives (a unit for Where= must have it).
-    from chrootcheck.fixer import systemd_escape_path
+    from chrootcheck.fix.fixer import systemd_escape_path
 
     assert systemd_escape_path(path) == unit
     if shutil.which("systemd-escape"):

@@ -46,7 +46,7 @@ def test_docs_alert_rules_pass_promtool(promtool: str, tmp_path: Path) -> None: 
     # Every metric the rules use is one the format writes.
     from chrootcheck.formats import RenderOptions
     from chrootcheck.formats.prometheus_format import PREFIX, families
-    from chrootcheck.model import Report
+    from chrootcheck.report.model import Report
 
     names = {PREFIX + f.name for f in families(Report(jails=[]), RenderOptions())}
     assert set(re.findall(r"chrootcheck_\w+", rules)) <= names

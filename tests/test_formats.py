@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from chrootcheck import checks
 from chrootcheck.formats import Format, RenderOptions, renderer
 from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.github_format import MAX_PER_LEVEL, command, escape_property
-from chrootcheck.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
 from tests.conftest import good_jail, make_node
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from chrootcheck.inspector import ScanOptions, inspect_jail
-from chrootcheck.model import JailReport, Severity
-from chrootcheck.users import parse_user
+from chrootcheck.jail.inspector import ScanOptions, inspect_jail
+from chrootcheck.jail.users import parse_user
+from chrootcheck.report.model import JailReport, Severity
 from tests.conftest import good_jail, make_node
 
 SYSTEM_LIBCRYPTO = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3"
@@ -421,7 +421,7 @@ def test_unreadable_folder_is_reported_not_fatal(
             # root reads everything: scan as nobody to meet a folder it cannot read
             # import first: nobody cannot read root's Python installation
             code = (
-                "import os,json,sys; from chrootcheck.inspector import inspect_jail;"
+                "import os,json,sys; from chrootcheck.jail.inspector import inspect_jail;"
                 "os.setgroups([]); os.setgid(65534); os.setuid(65534);"
                 f"r=inspect_jail({str(base)!r});"
                 "print(json.dumps([[f.check,f.path] for f in r.findings]))"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from chrootcheck import jailfs, walker
+from chrootcheck.jail import fs as jailfs
+from chrootcheck.jail import walker
 from tests.conftest import ROOT, Result, make_node
 
 VERSION = b"OpenSSL 3.0.13 30 Jan 2024"
@@ -139,7 +140,8 @@ def _read_in_child(folder: Path, name: str) -> subprocess.CompletedProcess[str]:
     return run_py(
         f"""
         import os
-        from chrootcheck import jailfs, walker
+        from chrootcheck.jail import fs as jailfs
+        from chrootcheck.jail import walker
         dfd = os.open({str(folder)!r}, os.O_RDONLY | os.O_DIRECTORY)
         try:
             jailfs.read_regular({name!r}, dir_fd=dfd, limit=1 << 20)
@@ -225,7 +227,7 @@ def test_walker_survives_a_libcrypto_truncated_while_read(big_libcrypto: Path) -
     proc = run_py(
         f"""
         import os, threading, time
-        from chrootcheck import walker
+        from chrootcheck.jail import walker
         lib = {str(big_libcrypto)!r}
         size = os.stat(lib).st_size
         stop = False
@@ -484,8 +486,8 @@ def test_walk_skips_a_folder_replaced_after_the_listing(jail: Path) -> None:
 
 
 def test_a_device_path_that_keeps_changing_is_a_finding_not_a_tool_error() -> None:
-    from chrootcheck import inspector
-    from chrootcheck.model import JailReport, Severity
+    from chrootcheck.jail import inspector
+    from chrootcheck.report.model import JailReport, Severity
 
     # What resolve() returns once MAX_RETRIES looks all lost the race.
     res = jailfs.Resolution("/dev/urandom", "/dev", errno.EAGAIN, "/dev")

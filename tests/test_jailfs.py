@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chrootcheck import jailfs
+from chrootcheck.jail import fs as jailfs
 
 # ---------------------------------------------------------------- fixed cases
 

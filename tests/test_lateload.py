@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from chrootcheck import jailfs
-from chrootcheck.lateload import (
+from chrootcheck.jail import fs as jailfs
+from chrootcheck.lateload.check import (
     LateLoadResult,
     LoadTime,
     OpenSSLPaths,
     Presence,
     check_late_loads,
 )
-from chrootcheck.model import Severity
+from chrootcheck.report.model import Severity
 
 ENGINE_C = r"""
 #include <stdio.h>
@@ -383,7 +383,8 @@ def test_default_paths_match_the_openssl_cli() -> None:
                              check=True).stdout
         return out.split('"')[1]
 
-    code = ("import json; from chrootcheck.lateload import default_paths; p = default_paths(); "
+    code = ("import json; from chrootcheck.lateload.check import default_paths; "
+            "p = default_paths(); "
             "print(json.dumps([p.openssldir, p.enginesdir, p.modulesdir]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parent.parent).stdout
@@ -391,7 +392,7 @@ def test_default_paths_match_the_openssl_cli() -> None:
 
 
 def test_check_jail_by_path(host: Path, jail: Path, engine_so: Path) -> None:
-    from chrootcheck.lateload import check_jail
+    from chrootcheck.lateload.check import check_jail
 
     cnf = engine_cnf(host, engine_so)
     res = check_jail(str(jail), OpenSSLPaths(str(host)), {"OPENSSL_CONF": str(cnf)})
@@ -401,7 +402,7 @@ def test_check_jail_by_path(host: Path, jail: Path, engine_so: Path) -> None:
 
 def test_p11kit_module_configs(tmp_path: Path) -> None:
     # p11-kit-proxy's module configs, as Debian's softhsm2 package ships its .module file.
-    from chrootcheck.lateload import _p11kit_items
+    from chrootcheck.lateload.check import _p11kit_items
 
     proxy = tmp_path / "usr/lib/x86_64-linux-gnu/p11-kit-proxy.so"
     proxy.parent.mkdir(parents=True)

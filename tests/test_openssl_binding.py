@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from chrootcheck.errors import ToolError
 from chrootcheck.openssl import errcodes, library, rand
 from chrootcheck.openssl.cdefs import ffi
 from chrootcheck.openssl.errors import drain, queue_is_empty
+from chrootcheck.report.errors import ToolError
 from tests.openssl_builds import Build
 
 pytestmark = pytest.mark.usefixtures("error_queue_guard")
@@ -108,7 +108,7 @@ def _text_file(p: Path) -> str:
 
 _LOAD_SCRIPT = """
 import sys
-from chrootcheck.errors import ToolError
+from chrootcheck.report.errors import ToolError
 from chrootcheck.openssl import library
 try:
     print(library._dlopen_with_siblings(sys.argv[1])[1])

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chrootcheck.opensslcnf import load_modules, parse_file, parse_text
+from chrootcheck.lateload.opensslcnf import load_modules, parse_file, parse_text
 
 # Debian 12's /usr/lib/ssl/openssl.cnf, the parts that matter (comments as shipped).
 DEBIAN_CNF = """\

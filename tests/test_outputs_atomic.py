@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chrootcheck.atomicfile import AtomicFile, interruptible
 from chrootcheck.formats import Format
+from chrootcheck.system.atomicfile import AtomicFile, interruptible
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from chrootcheck import checks
-from chrootcheck.errors import ToolError
 from chrootcheck.formats.common import to_data
 from chrootcheck.formats.probe_text import probe_renderables
-from chrootcheck.model import Finding
 from chrootcheck.openssl import library, rand
 from chrootcheck.openssl.results import Step
 from chrootcheck.probe import ProbeOptions, ProbeReport, Verdict, run_probe
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.model import Finding
 from tests.openssl_builds import Build
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +167,7 @@ def test_a_fake_node_that_reseeds_is_not_a_pass(
 ) -> None:
     """OpenSSL reads a regular file of fixed bytes, or /dev/zero, as if it were entropy: the
     reseed succeeds, silently predictable. The probe must say fail and name the node."""
-    from chrootcheck.inspector import inspect_jail
+    from chrootcheck.jail.inspector import inspect_jail
 
     if content is None:
         _node(empty_jail / "dev" / "urandom", 1, 5)  # /dev/zero in urandom's place
@@ -446,7 +446,7 @@ def test_scan_leaves_the_parent_unseeded_for_the_probe(tmp_path: Path) -> None:
     jail.mkdir()
     code = (
         "import json\n"
-        "from chrootcheck.lateload import default_paths\n"
+        "from chrootcheck.lateload.check import default_paths\n"
         "from chrootcheck.probe import ProbeOptions, run_probe\n"
         "default_paths(None)\n"
         f"r = run_probe({str(jail)!r}, [], ProbeOptions(scenarios=('no-getrandom',)))\n"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from chrootcheck import progress
+from chrootcheck.commands import progress
 
 
 def read_all(fd: int) -> str:

@@ -17,7 +17,7 @@ from chrootcheck.formats import Format, RenderOptions, renderer
 from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.common import printable
 from chrootcheck.formats.prometheus_format import escape_label
-from chrootcheck.model import JailReport, Notice, NoticeKind, Report
+from chrootcheck.report.model import JailReport, Notice, NoticeKind, Report
 from tests.conftest import IN_CI, good_jail
 
 

@@ -27,7 +27,7 @@ def test_readme_names_the_main_job_first() -> None:
 
 
 def test_readme_documents_every_exit_code() -> None:
-    from chrootcheck.exitcodes import ExitCode
+    from chrootcheck.report.exitcodes import ExitCode
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]

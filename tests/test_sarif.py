@@ -11,11 +11,11 @@ from urllib.parse import unquote_to_bytes
 
 import pytest
 
-from chrootcheck import checks
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.sarif_format import sarif_log
-from chrootcheck.model import JailReport, Report
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.model import JailReport, Report
 from tests.conftest import IN_CI, make_node
 
 _HERE = Path(__file__).resolve()
@@ -156,7 +156,7 @@ def test_tool_error_is_a_notification_not_a_result(cli, tmp_path: Path,
 
 
 def test_skip_notice_goes_to_notifications(sarif_schema: dict[str, Any]) -> None:
-    from chrootcheck.model import Notice, NoticeKind
+    from chrootcheck.report.model import Notice, NoticeKind
 
     jail = JailReport(jail="/nonexistent/jail",
                       notices=[Notice(NoticeKind.SKIPPED, "probe", "needs root")])
@@ -195,8 +195,8 @@ def test_anchor_must_be_a_regular_file(cli, bad_jail: Path, kind: str) -> None:
 
 def test_jail_inside_the_checkout_is_linked_relative_to_it(
         bad_jail: Path, monkeypatch: pytest.MonkeyPatch, sarif_schema: dict[str, Any]) -> None:
-    from chrootcheck.inspector import ScanOptions
-    from chrootcheck.scanner import ScanRequest, scan
+    from chrootcheck.app.scan import ScanRequest, scan
+    from chrootcheck.jail.inspector import ScanOptions
 
     checkout = bad_jail.parent
     monkeypatch.chdir(checkout)

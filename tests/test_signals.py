@@ -239,7 +239,8 @@ def test_demo_signalled_leaves_no_process_in_its_jail(
 WALK_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
-    from chrootcheck import procs, walker
+    from chrootcheck.system import procs
+    from chrootcheck.jail import walker
 
     parent = os.getpid()
     listing = walker._Walk.listing
@@ -431,8 +432,8 @@ def test_a_mount_appearing_before_ours_makes_ours_undone(
 def test_the_lock_is_on_the_jail_folder_and_names_its_holder(jail: Path) -> None:
     import fcntl
 
-    from chrootcheck.errors import ToolError
-    from chrootcheck.fixer import jail_lock
+    from chrootcheck.fix.fixer import jail_lock
+    from chrootcheck.report.errors import ToolError
 
     fd = os.open(jail, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -455,7 +456,7 @@ def test_the_lock_is_on_the_jail_folder_and_names_its_holder(jail: Path) -> None
 def test_a_skipped_step_says_so_once(jail: Path, tmp_path: Path) -> None:
     import io
 
-    from chrootcheck.fixer import FixOptions, FixRun, Method, Status, apply_fix, plan_fix
+    from chrootcheck.fix.fixer import FixOptions, FixRun, Method, Status, apply_fix, plan_fix
     from chrootcheck.formats import RenderOptions
     from chrootcheck.formats.fix_format import render_text
 

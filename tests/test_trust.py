@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from chrootcheck.errors import ToolError
-from chrootcheck.lateload import check_jail
+from chrootcheck.lateload.check import check_jail
 from chrootcheck.openssl import library
+from chrootcheck.openssl.trust import check_library, jail_roots
 from chrootcheck.probe import ProbeOptions, Verdict, run_probe
-from chrootcheck.trust import check_library, jail_roots
+from chrootcheck.report.errors import ToolError
 from tests.conftest import Result, good_jail, run_cli
 from tests.openssl_builds import Build
 

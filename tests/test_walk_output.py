@@ -15,11 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chrootcheck import jailfs, walker
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import MAX_LISTED, capped, printable
 from chrootcheck.formats.text_format import render
-from chrootcheck.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
+from chrootcheck.jail import fs as jailfs
+from chrootcheck.jail import walker
+from chrootcheck.report.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
 from tests.conftest import Result
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
@@ -239,7 +240,7 @@ def test_progress_label_is_escaped_and_not_markup(monkeypatch: pytest.MonkeyPatc
     import pty
     import time
 
-    from chrootcheck import progress
+    from chrootcheck.commands import progress
 
     master, slave = pty.openpty()
     tty = os.fdopen(slave, "w", buffering=1)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from chrootcheck import jailfs, walker
+from chrootcheck.jail import fs as jailfs
+from chrootcheck.jail import walker
 
 
 def build_tree(root: Path, seed: int, folders: int = 60) -> None:

@@ -13,8 +13,8 @@ from typing import BinaryIO
 
 import click
 
-from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import ExitCode
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.exitcodes import ExitCode
 
 
 @click.command("decode")
@@ -29,7 +29,7 @@ def command(source: str, fmt: str) -> int:
     Exit 0: no entropy/DRBG error; 1: entropy/DRBG errors found; 2: chrootcheck failed.
     """
     from chrootcheck import __version__
-    from chrootcheck.decode import Chain, chains, lines_of
+    from chrootcheck.decode.chains import Chain, chains, lines_of
     from chrootcheck.formats.common import printable
     from chrootcheck.formats.decode_render import render_chain_text, render_json
 

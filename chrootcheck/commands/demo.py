@@ -19,8 +19,8 @@ def command(mknod: bool, bind: bool) -> int:
     """
     from rich.text import Text
 
-    from chrootcheck.demo import DemoOptions, DemoRun, run_demo
-    from chrootcheck.fixer import Method, needs_text
+    from chrootcheck.app.demo import DemoOptions, DemoRun, run_demo
+    from chrootcheck.fix.fixer import Method, needs_text
     from chrootcheck.formats import RenderOptions, text_format
     from chrootcheck.formats.common import printable
     from chrootcheck.formats.fix_format import render_text

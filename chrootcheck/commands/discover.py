@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import ExitCode
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from chrootcheck.discover import DiscoveredJail

@@ -7,7 +7,7 @@ import sys
 import click
 
 from chrootcheck.commands.options import nonempty, severity_option
-from chrootcheck.errors import ToolError
+from chrootcheck.report.errors import ToolError
 
 
 def _parse_mode(value: str) -> int:
@@ -47,7 +47,8 @@ def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
     Exit 0 when the jail is correct afterwards (or the dry-run plan can be applied),
     1 when findings at or above --fail-on remain, 2 on a refusal or error.
     """
-    from chrootcheck.fixer import (
+    from chrootcheck.app.scan import ScanRequest, scan
+    from chrootcheck.fix.fixer import (
         DEFAULT_MODE,
         FixOptions,
         FixRun,
@@ -59,8 +60,7 @@ def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
     )
     from chrootcheck.formats import RenderOptions
     from chrootcheck.formats.fix_format import render_json, render_text
-    from chrootcheck.model import Severity
-    from chrootcheck.scanner import ScanRequest, scan
+    from chrootcheck.report.model import Severity
 
     if mknod == bind:
         raise click.UsageError("choose one way to fix: --mknod (create device nodes) or --bind "

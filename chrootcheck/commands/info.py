@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from chrootcheck.commands.options import nonempty
-from chrootcheck.exitcodes import ExitCode
+from chrootcheck.report.exitcodes import ExitCode
 
 # info loads the library in this process: there is no unprivileged child to leave it to.
 REFUSAL_HINT = (
@@ -51,7 +51,7 @@ def command(libcrypto: str | None, binary: str | None, fmt: str) -> int:
     from chrootcheck.openssl.info import gather_info
     from chrootcheck.openssl.library import load
 
-    # A named library is checked first (chrootcheck.trust): one writable by another user is
+    # A named library is checked first (chrootcheck.openssl.trust): one writable by another user is
     # refused before anything loads it.
     info = gather_info(load(libcrypto, refusal_hint=REFUSAL_HINT))
     if fmt == "json":

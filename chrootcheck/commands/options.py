@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
-from chrootcheck.errors import ToolError
 from chrootcheck.formats import Format, RenderOptions, renderer
-from chrootcheck.model import Report, Severity
-from chrootcheck.users import ServiceUser, UserSpecError, parse_user
+from chrootcheck.jail.users import ServiceUser, UserSpecError, parse_user
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.model import Report, Severity
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ def parse_outputs(specs: Iterable[str], default_output: str | None) -> list[Outp
 
 def check_outputs(outputs: list[OutputSpec]) -> None:
     """Refuse an output file that cannot be written before the scan runs, not after it."""
-    from chrootcheck.atomicfile import check_folder
     from chrootcheck.formats.common import printable
+    from chrootcheck.system.atomicfile import check_folder
 
     for out in outputs:
         if out.path not in (None, "-"):
@@ -62,11 +62,11 @@ def check_outputs(outputs: list[OutputSpec]) -> None:
 
 
 def write_outputs(report: Report, outputs: list[OutputSpec], options: RenderOptions) -> None:
-    """Render every output. Files are written atomically (chrootcheck.atomicfile): each to a
+    """Render every output. Files are written atomically (chrootcheck.system.atomicfile): each to a
     temporary file in its folder, all renamed into place only when every one rendered, so a
     failure or a SIGTERM leaves the old files intact and no temporary file behind."""
-    from chrootcheck.atomicfile import AtomicFile, interruptible
     from chrootcheck.formats.common import printable
+    from chrootcheck.system.atomicfile import AtomicFile, interruptible
 
     file_options = dataclasses.replace(options, color=False, width=options.width or 120)
     pending: list[AtomicFile] = []

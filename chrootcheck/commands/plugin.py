@@ -21,8 +21,8 @@ from typing import Any
 
 import click
 
-from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import PluginState
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.exitcodes import PluginState
 
 _META_KEY = "chrootcheck.plugin"
 

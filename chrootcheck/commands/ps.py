@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from chrootcheck.exitcodes import ExitCode
+from chrootcheck.report.exitcodes import ExitCode
 
 
 @click.command("ps")

@@ -18,13 +18,13 @@ from chrootcheck.commands.options import (
     write_outputs,
 )
 from chrootcheck.commands.plugin import PluginAwareCommand
-from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import for_plugin, for_report
 from chrootcheck.formats import Format, RenderOptions
-from chrootcheck.model import Report, Severity
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.exitcodes import for_plugin, for_report
+from chrootcheck.report.model import Report, Severity
 
 if TYPE_CHECKING:
-    from chrootcheck.scanner import Target
+    from chrootcheck.app.scan import Target
 
 
 def _known_scenarios(
@@ -159,10 +159,10 @@ def command(
     the jail. The probe forks children that load the real libcrypto, chroot into the jail
     and force reseeds under four scenarios (as-is, no getrandom, old kernel, devices closed).
     """
-    from chrootcheck.inspector import ScanOptions
+    from chrootcheck.app.scan import ScanRequest, scan
+    from chrootcheck.commands.progress import walk_progress
+    from chrootcheck.jail.inspector import ScanOptions
     from chrootcheck.probe import ProbeOptions
-    from chrootcheck.progress import walk_progress
-    from chrootcheck.scanner import ScanRequest, scan
 
     started = time.monotonic()
     if not jails and not discover:
@@ -210,9 +210,9 @@ def command(
 
 def _discovered(root: str, user_spec: str | None) -> list[Target]:
     """The configured jails as scan targets, each with the user its daemon runs as."""
+    from chrootcheck.app.scan import Target
     from chrootcheck.discover import scan_targets
-    from chrootcheck.scanner import Target
-    from chrootcheck.users import UserSpecError, parse_user
+    from chrootcheck.jail.users import UserSpecError, parse_user
 
     if not os.path.isdir(root):
         raise ToolError(f"--discover-root {root}: not a folder")
@@ -238,7 +238,7 @@ def _discovered(root: str, user_spec: str | None) -> list[Target]:
 def _echo_errors(report: Report) -> None:
     # Tool errors also go to stderr as one line each, whatever the format on stdout.
     from chrootcheck.formats.common import printable
-    from chrootcheck.model import NoticeKind
+    from chrootcheck.report.model import NoticeKind
 
     for jail in report.jails:
         for n in jail.notices:

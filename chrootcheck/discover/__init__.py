@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from chrootcheck.discover._common import DiscoveredJail, Notes, under
-from chrootcheck.model import Notice, NoticeKind
+from chrootcheck.report.model import Notice, NoticeKind
 
 __all__ = ["DiscoveredJail", "ScanTarget", "discover", "discover_with_notes", "scan_targets"]
 

@@ -8,7 +8,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from chrootcheck.model import Notice, NoticeKind
+from chrootcheck.report.model import Notice, NoticeKind
 
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from chrootcheck.model import Report
+from chrootcheck.report.model import Report
 
 
 class Format(enum.StrEnum):

@@ -1,7 +1,7 @@
 """The whole check catalogue, for the formats that list every check (SARIF rules, JUnit cases)
 and for docs/checks.md.
 
-``chrootcheck.checks`` holds the static checks; other modules add theirs with
+``chrootcheck.report.catalogue`` holds the static checks; other modules add theirs with
 ``checks.register()`` when imported (the probe's CC2xx). A scan that did not run the probe
 never imports it, yet SARIF must still declare CC200 so that code scanning can close its
 alerts: so these modules are imported here, when they exist.
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import importlib
 
-from chrootcheck import checks
+from chrootcheck.report import catalogue as checks
 
 # Modules that register checks when imported.
-REGISTRARS = ("chrootcheck.probe.analysis", "chrootcheck.lateload")
+REGISTRARS = ("chrootcheck.probe.analysis", "chrootcheck.lateload.check")
 
 
 def all_checks() -> dict[str, checks.Check]:

@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from chrootcheck import checks
-from chrootcheck.model import SCHEMA_VERSION, Finding, JailReport, Report, sort_findings
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.model import SCHEMA_VERSION, Finding, JailReport, Report, sort_findings
 
 # C0 and C1 controls; the Unicode bidirectional controls (embeddings and overrides U+202A-E,
 # isolates U+2066-9, the marks U+200E/F and U+061C), which reorder what a terminal or a web page

@@ -6,11 +6,11 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from chrootcheck.decode import Chain, Decoded
+from chrootcheck.decode.chains import Chain, Decoded
+from chrootcheck.decode.knowledge import CONSEQUENCE, Entry
 from chrootcheck.formats.common import printable
-from chrootcheck.knowledge import CONSEQUENCE, Entry
-from chrootcheck.model import SCHEMA_VERSION
 from chrootcheck.openssl.errcodes import ErrorRecord
+from chrootcheck.report.model import SCHEMA_VERSION
 
 
 def _reading_text(r: ErrorRecord, function: str = "", reason: str = "") -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from chrootcheck.fixer import Action, FixPlan, FixRun, Outcome, Status, Step
+from chrootcheck.fix.fixer import Action, FixPlan, FixRun, Outcome, Status, Step
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import printable, report_data, to_data
-from chrootcheck.model import SCHEMA_VERSION
+from chrootcheck.report.model import SCHEMA_VERSION
 
 REBOOT_NOTE = ("A bind mount does not survive a reboot. To make it last, add these lines to "
                "/etc/fstab, or install the systemd mount units below and enable them "
@@ -53,7 +53,7 @@ def plan_data(plan: FixPlan) -> dict[str, Any]:
 
 
 def run_data(run: FixRun) -> dict[str, Any]:
-    from chrootcheck.fixer import exit_code
+    from chrootcheck.fix.fixer import exit_code
 
     return {
         "schema_version": SCHEMA_VERSION,

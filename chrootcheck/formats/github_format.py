@@ -13,12 +13,19 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from chrootcheck import checks
-from chrootcheck.errors import ToolError
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import More, capped, jail_status, printable
 from chrootcheck.formats.locations import anchor_location, check_anchor, folder_location
-from chrootcheck.model import Finding, JailReport, NoticeKind, Report, Severity, sort_findings
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.model import (
+    Finding,
+    JailReport,
+    NoticeKind,
+    Report,
+    Severity,
+    sort_findings,
+)
 
 MAX_PER_LEVEL = 10
 LEVEL = {Severity.CRITICAL: "error", Severity.ERROR: "error", Severity.WARNING: "warning",

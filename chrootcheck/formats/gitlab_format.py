@@ -11,11 +11,11 @@ import hashlib
 import json
 from typing import Any, TextIO
 
-from chrootcheck import checks
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import printable
 from chrootcheck.formats.locations import anchor_location, check_anchor, folder_location
-from chrootcheck.model import Report, Severity, sort_findings
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.model import Report, Severity, sort_findings
 
 SEVERITY = {Severity.CRITICAL: "critical", Severity.ERROR: "major", Severity.WARNING: "minor",
             Severity.INFO: "info"}

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import report_data
-from chrootcheck.model import Report
+from chrootcheck.report.model import Report
 
 
 def render(report: Report, stream: TextIO, options: RenderOptions) -> None:

@@ -15,7 +15,7 @@ from typing import TextIO
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.common import printable
-from chrootcheck.model import JailReport, Notice, NoticeKind, Report, sort_findings
+from chrootcheck.report.model import JailReport, Notice, NoticeKind, Report, sort_findings
 
 # Which check ids a skip notice's topic stands for (prefixes of the ids).
 TOPIC_CHECKS: dict[str, tuple[str, ...]] = {

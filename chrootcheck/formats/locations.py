@@ -21,8 +21,8 @@ import stat
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from chrootcheck.errors import ToolError
 from chrootcheck.formats.common import printable
+from chrootcheck.report.errors import ToolError
 
 JAIL_BASE_ID = "JAILROOT"
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from chrootcheck.exitcodes import PluginState, for_plugin
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import printable
-from chrootcheck.model import JailReport, NoticeKind, Report, Severity, sort_findings
+from chrootcheck.report.exitcodes import PluginState, for_plugin
+from chrootcheck.report.model import JailReport, NoticeKind, Report, Severity, sort_findings
 
 SERVICE = "CHROOTCHECK"
 MAX_IN_SUMMARY = 3  # jails named on the status line

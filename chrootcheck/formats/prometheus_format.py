@@ -27,7 +27,7 @@ from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.common import printable
 from chrootcheck.formats.junit_format import TOPIC_CHECKS
-from chrootcheck.model import JailReport, NoticeKind, Report
+from chrootcheck.report.model import JailReport, NoticeKind, Report
 
 PREFIX = "chrootcheck_"
 # The probe's verdicts (chrootcheck.probe.model.Verdict), listed here so that the

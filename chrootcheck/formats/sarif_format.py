@@ -16,7 +16,6 @@ import json
 import re
 from typing import Any, TextIO
 
-from chrootcheck import checks
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.common import printable, to_data
@@ -28,7 +27,15 @@ from chrootcheck.formats.locations import (
     folder_location,
     jail_base_uri,
 )
-from chrootcheck.model import Finding, JailReport, NoticeKind, Report, Severity, sort_findings
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.model import (
+    Finding,
+    JailReport,
+    NoticeKind,
+    Report,
+    Severity,
+    sort_findings,
+)
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/chrootcheck/chrootcheck"

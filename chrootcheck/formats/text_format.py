@@ -16,7 +16,7 @@ from rich.text import Text
 
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import More, capped, jail_status, printable
-from chrootcheck.model import JailReport, NoticeKind, Report, Severity, sort_findings
+from chrootcheck.report.model import JailReport, NoticeKind, Report, Severity, sort_findings
 
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold white on red",

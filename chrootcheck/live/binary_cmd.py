@@ -6,8 +6,8 @@ import json
 
 import click
 
-from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import ExitCode
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.exitcodes import ExitCode
 
 
 def show_binary(binary: str, libcrypto: str | None, fmt: str) -> int:

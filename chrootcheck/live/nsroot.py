@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chrootcheck import jailfs
+from chrootcheck.jail import fs as jailfs
 from chrootcheck.live import libversion
 from chrootcheck.live.cdefs import CLONE_NEWNS, libc
 

@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass, replace
 from typing import Any
 
-from chrootcheck import jailfs
+from chrootcheck.jail import fs as jailfs
 from chrootcheck.live import libversion
 from chrootcheck.live.model import JailDevice, MappedLibrary, RandomDevice, SeccompState
 

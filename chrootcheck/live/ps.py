@@ -18,7 +18,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from chrootcheck.errors import ToolError
 from chrootcheck.live import procfs
 from chrootcheck.live.model import (
     JailDevice,
@@ -29,6 +28,7 @@ from chrootcheck.live.model import (
     SeccompDump,
 )
 from chrootcheck.live.procfs import Identity, ProcessGone, reason
+from chrootcheck.report.errors import ToolError
 
 
 @dataclass(frozen=True)

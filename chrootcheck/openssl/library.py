@@ -2,7 +2,7 @@
 
 Default: the libcrypto this Python's ``ssl`` module runs on (read from /proc/self/maps after
 importing ``_ssl``). ``--libcrypto PATH`` names another build, typically the application's
-own: it is checked first (chrootcheck.trust) and loaded through the descriptor that was checked
+own: it is checked first (openssl.trust) and loaded through the descriptor that was checked
 (``/proc/self/fd/N``), so the file checked is the file loaded. Every candidate that fails is
 reported in the one-line error.
 """
@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from chrootcheck.errors import ToolError
 from chrootcheck.openssl.cdefs import ffi
 from chrootcheck.openssl.errcodes import Packing, version_packing
-from chrootcheck.trust import (
+from chrootcheck.openssl.trust import (
     CONSENT_HINT,
     CheckedLibrary,
     CheckError,
@@ -28,6 +27,7 @@ from chrootcheck.trust import (
     jail_roots,
     refuse_untrusted,
 )
+from chrootcheck.report.errors import ToolError
 
 if TYPE_CHECKING:
     from chrootcheck.probe.model import LibcryptoSummary
@@ -176,7 +176,7 @@ def load(
     refusal_hint: str = CONSENT_HINT,
 ) -> Libcrypto:
     """Load a libcrypto (cached). ``path``: a file the user named; it is checked first
-    (chrootcheck.trust: not inside one of ``jails``, not writable by another user) and refused
+    (openssl.trust: not inside one of ``jails``, not writable by another user) and refused
     unless trusted or ``consent``; as root an untrusted one is refused even then. Default:
     the ssl module's libcrypto. Raises ToolError listing every failure, in one line."""
     if path is not None:

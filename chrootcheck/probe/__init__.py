@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chrootcheck.model import Finding
+from chrootcheck.report.model import Finding
 
 if TYPE_CHECKING:
+    from chrootcheck.openssl.trust import PreparedLibrary
     from chrootcheck.probe.model import (
         Cycle,
         LibcryptoSummary,
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
         Verdict,
     )
     from chrootcheck.probe.scenarios import SCENARIOS, Scenario
-    from chrootcheck.trust import PreparedLibrary
 
 # The report's types load on first use (PEP 562): `scan --no-probe` and every CI step pay
 # start-up time, and each frozen dataclass costs about a millisecond to create.

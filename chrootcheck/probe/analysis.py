@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from chrootcheck.checks import Check, register
-from chrootcheck.model import Finding, Severity
 from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.openssl.results import ReseedSettings, Step
 from chrootcheck.probe.model import Cycle, ScenarioResult, Verdict
+from chrootcheck.report.catalogue import Check, register
+from chrootcheck.report.model import Finding, Severity
 
 if TYPE_CHECKING:  # the runner loads cffi; the catalogue imports this module without it
     from chrootcheck.probe.runner import ChildOutcome

@@ -20,13 +20,13 @@ import os
 import resource
 from typing import Any, NoReturn
 
-from chrootcheck import procs
 from chrootcheck.openssl.library import Libcrypto, load_checked
 from chrootcheck.openssl.rand import Rand, for_library, init_crypto
 from chrootcheck.openssl.results import Step
+from chrootcheck.openssl.trust import CheckedLibrary
 from chrootcheck.probe import isolated, sandbox
 from chrootcheck.probe.scenarios import Scenario
-from chrootcheck.trust import CheckedLibrary
+from chrootcheck.system import procs
 
 # What RAND_poll of 1.0.2/1.1.0 opens, in order (e_os.h DEVRANDOM).
 _LEGACY_DEVICES = ("/dev/urandom", "/dev/random", "/dev/srandom")

@@ -20,14 +20,14 @@ import signal
 import time
 from typing import Any, NoReturn
 
-from chrootcheck import procs
-from chrootcheck.errors import ToolError
 from chrootcheck.openssl import cdefs
 from chrootcheck.openssl.info import library_dirs
 from chrootcheck.openssl.library import describe_loaded, load_checked
+from chrootcheck.openssl.trust import CheckedLibrary
 from chrootcheck.probe import sandbox
 from chrootcheck.probe.model import LibcryptoSummary
-from chrootcheck.trust import CheckedLibrary
+from chrootcheck.report.errors import ToolError
+from chrootcheck.system import procs
 
 DESCRIBE_TIMEOUT = 10.0  # loading and asking a library takes milliseconds
 

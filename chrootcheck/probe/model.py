@@ -6,9 +6,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from chrootcheck.model import Finding
 from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.openssl.results import ReseedSettings, Step
+from chrootcheck.report.model import Finding
 
 
 class Verdict(enum.StrEnum):

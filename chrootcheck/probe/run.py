@@ -9,9 +9,8 @@ import pwd
 import time
 from collections.abc import Sequence
 
-from chrootcheck.errors import ToolError
-from chrootcheck.model import Finding
 from chrootcheck.openssl.library import Libcrypto, describe_loaded, load
+from chrootcheck.openssl.trust import PreparedLibrary, prepare_library
 from chrootcheck.probe import ProbeOptions
 from chrootcheck.probe.analysis import new_findings, prediction, scenario_result, settings_from
 from chrootcheck.probe.child import ChildSpec
@@ -20,7 +19,8 @@ from chrootcheck.probe.model import ProbeReport, ScenarioResult, Verdict
 from chrootcheck.probe.runner import run_children
 from chrootcheck.probe.sandbox import NOBODY
 from chrootcheck.probe.scenarios import BY_NAME, SCENARIOS, Scenario
-from chrootcheck.trust import PreparedLibrary, prepare_library
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.model import Finding
 
 
 def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:

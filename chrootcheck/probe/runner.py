@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chrootcheck import procs
 from chrootcheck.openssl.library import Libcrypto
 from chrootcheck.probe.child import ChildSpec, run_child
+from chrootcheck.system import procs
 
 
 @dataclass

@@ -32,10 +32,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from chrootcheck import jailfs, mounts, procs
-from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import ExitCode
-from chrootcheck.model import Report
+from chrootcheck.jail import fs as jailfs
+from chrootcheck.jail import mounts
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.exitcodes import ExitCode
+from chrootcheck.report.model import Report
+from chrootcheck.system import procs
 
 # Linux's numbers (Documentation/admin-guide/devices.txt), in the order they are fixed.
 DEVICES: dict[str, tuple[int, int]] = {"urandom": (1, 9), "random": (1, 8)}

@@ -22,7 +22,7 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from chrootcheck.jailfs import read_regular
+from chrootcheck.jail.fs import read_regular
 
 DEFAULT_SECTION = "default"
 # crypto/conf/conf_def.c: MAX_CONF_VALUE_LENGTH, the cap on an expanded value.

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chrootcheck.errors import ToolError
+from chrootcheck.report.errors import ToolError
 
 if TYPE_CHECKING:
     from chrootcheck.probe.model import LibcryptoSummary

@@ -14,8 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chrootcheck import checks, egd, jailfs, mounts, walker
-from chrootcheck.model import (
+from chrootcheck.jail import egd, mounts, walker
+from chrootcheck.jail import fs as jailfs
+from chrootcheck.jail.users import ServiceUser, may, others_may
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.model import (
     Finding,
     JailReport,
     LibcryptoCopy,
@@ -23,7 +26,6 @@ from chrootcheck.model import (
     NoticeKind,
     Severity,
 )
-from chrootcheck.users import ServiceUser, may, others_may
 
 # Linux device numbers (Documentation/admin-guide/devices.txt: major 1 is "memory devices").
 ENTROPY_DEVICES: dict[str, tuple[int, int]] = {"/dev/urandom": (1, 9), "/dev/random": (1, 8)}

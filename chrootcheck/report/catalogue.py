@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chrootcheck.model import Finding, Severity, frozen_map
+from chrootcheck.report.model import Finding, Severity, frozen_map
 
 DOCS_URL = "https://github.com/chrootcheck/chrootcheck/blob/main/docs/checks.md"
 

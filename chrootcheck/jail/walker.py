@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chrootcheck.jailfs import RefusedRead, join, open_regular, read_chunks
-from chrootcheck.model import WalkStats
-from chrootcheck.mounts import Mount
+from chrootcheck.jail.fs import RefusedRead, join, open_regular, read_chunks
+from chrootcheck.jail.mounts import Mount
+from chrootcheck.report.model import WalkStats
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 SKIP_AT_ROOT = frozenset({"proc", "sys"})
@@ -185,7 +185,7 @@ class _Walk:
         import pickle
         import threading
 
-        from chrootcheck import procs
+        from chrootcheck.system import procs
 
         # fork() in a threaded process (rich's progress thread) could inherit a held lock.
         if threading.active_count() > 1:

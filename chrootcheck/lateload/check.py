@@ -21,10 +21,8 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from chrootcheck import checks, jailfs
-from chrootcheck.checks import Check
-from chrootcheck.model import Finding, Notice, NoticeKind, Severity
-from chrootcheck.opensslcnf import (
+from chrootcheck.jail import fs as jailfs
+from chrootcheck.lateload.opensslcnf import (
     BUILTIN_ENGINES,
     BUILTIN_PROVIDERS,
     Config,
@@ -35,6 +33,9 @@ from chrootcheck.opensslcnf import (
     parse_file,
     read_host_file,
 )
+from chrootcheck.report import catalogue as checks
+from chrootcheck.report.catalogue import Check
+from chrootcheck.report.model import Finding, Notice, NoticeKind, Severity
 
 _COPY = "Copy it into the jail at the same path (or bind-mount it read-only); see the finding."
 
@@ -110,8 +111,8 @@ def default_paths(libcrypto: str | None = None, jails: Sequence[str] = ()) -> Op
     """The directories of the libcrypto the scan is about, from chrootcheck.openssl.info.
 
     ``libcrypto``: a path (as ``scan --libcrypto``), checked first against ``jails`` and its
-    owners (chrootcheck.trust), never loaded if it fails; default: the one Python's ssl module
-    uses. Raises ToolError when no libcrypto can be loaded. Imported lazily: cffi is heavy.
+    owners (chrootcheck.openssl.trust), never loaded if it fails; default: the one Python's ssl
+    module uses. Raises ToolError when no libcrypto can be loaded. Imported lazily: cffi is heavy.
     """
     from chrootcheck.openssl.info import library_dirs
     from chrootcheck.openssl.library import load

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 
-from chrootcheck.model import Report, Severity
+from chrootcheck.report.model import Report, Severity
 
 
 class ExitCode(enum.IntEnum):

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from chrootcheck import __version__
-from chrootcheck.errors import ToolError
-from chrootcheck.inspector import ScanOptions, inspect_jail
-from chrootcheck.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
-from chrootcheck.trust import PreparedLibrary, prepare_library
-from chrootcheck.users import ServiceUser
+from chrootcheck.jail.inspector import ScanOptions, inspect_jail
+from chrootcheck.jail.users import ServiceUser
+from chrootcheck.openssl.trust import PreparedLibrary, prepare_library
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
 
 if TYPE_CHECKING:
-    from chrootcheck.lateload import EntropyPolicy, OpenSSLPaths
+    from chrootcheck.lateload.check import EntropyPolicy, OpenSSLPaths
     from chrootcheck.probe import ProbeOptions
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int], None] | None]]
@@ -105,7 +105,7 @@ def _scan_targets(
 def _late_loads(
     report: JailReport, request: ScanRequest, paths: OpenSSLPaths | None
 ) -> OpenSSLPaths | None:
-    from chrootcheck.lateload import OpenSSLPaths, check_jail, default_paths
+    from chrootcheck.lateload.check import OpenSSLPaths, check_jail, default_paths
 
     try:
         if paths is None and request.library is not None:

@@ -72,6 +72,16 @@ class Finding:
     details: Mapping[str, Any] = field(default_factory=frozen_map)
 
 
+class Stage(enum.StrEnum):
+    """The parts of a scan. Each check belongs to one; a stage that did not run makes its
+    checks skipped (never passed) in every format."""
+
+    INSPECT = "inspect"
+    LATE_LOADS = "late-loads"
+    PROBE = "probe"
+    DISCOVER = "discover"
+
+
 class NoticeKind(enum.StrEnum):
     SKIPPED = "skipped"  # a part of the job did not run (no privileges, --no-probe, ...)
     ERROR = "error"  # the tool could not do a part of its job: this makes the exit code 2

@@ -29,8 +29,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from chrootcheck import knowledge
-from chrootcheck.knowledge import Entry, Role
+from chrootcheck.decode import knowledge
+from chrootcheck.decode.knowledge import Entry, Role
 from chrootcheck.openssl.errcodes import (
     ERR_LIB_MASK,
     ERR_LIB_OFFSET,

@@ -15,13 +15,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chrootcheck import fixer, mounts, procs
-from chrootcheck.errors import ToolError
-from chrootcheck.exitcodes import ExitCode
-from chrootcheck.fixer import FixOptions, FixPlan, FixRun, Method
-from chrootcheck.model import Report
+from chrootcheck.app.scan import ScanRequest, scan
+from chrootcheck.fix import fixer
+from chrootcheck.fix.fixer import FixOptions, FixPlan, FixRun, Method
+from chrootcheck.jail import mounts
 from chrootcheck.probe import ProbeOptions
-from chrootcheck.scanner import ScanRequest, scan
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.exitcodes import ExitCode
+from chrootcheck.report.model import Report
+from chrootcheck.system import procs
 
 FAKE_RANDOM = b"chosen by fair dice roll, guaranteed to be random\n"
 

@@ -1,0 +1,1 @@
+"""Find OpenSSL error chains in logs and explain them."""

@@ -1,0 +1,1 @@
+"""Plan and apply the repair of a jail's entropy devices."""

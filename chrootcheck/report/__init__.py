@@ -1,0 +1,1 @@
+"""The report model: findings, notices, the check catalogue, exit codes, tool errors."""
