@@ -130,7 +130,7 @@ def _check_entropy_device(
     with jailfs.resolve(root_fd, path) as res:
         chain = _chain(res.links)
         if not res.found:
-            return _unresolved(res, device, dev_state, chain, report)
+            return _unresolved(res, path, device.name, dev_state, chain, report)
         st = res.stat
         assert st is not None and res.fd is not None
         mode = st.st_mode
@@ -222,10 +222,10 @@ def _check_entropy_device(
 
 
 def _unresolved(
-    res: jailfs.Resolution, device: Device, dev_state: str, chain: str, report: JailReport
+    res: jailfs.Resolution, path: str, name: str, dev_state: str, chain: str, report: JailReport
 ) -> str | None:
     add = report.findings.append
-    path = device.path
+    device = next(d for d in ENTROPY_DEVICES if d.path == path)
     details: dict[str, Any] = {
         "errno": errno.errorcode.get(res.error or 0, str(res.error)),
         "failed_at": res.failed_at,
