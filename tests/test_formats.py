@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from chrootcheck.formats import Format, RenderOptions, renderer
-from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.github_format import MAX_PER_LEVEL, command, escape_property
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
@@ -167,7 +166,7 @@ def test_junit_one_case_per_check(cli, bad_jail: Path) -> None:
     suite = root.find("testsuite")
     assert suite is not None
     cases = {c.get("classname"): c for c in suite.iter("testcase")}
-    for check_id in all_checks():
+    for check_id in checks.CHECKS:
         assert f"chrootcheck.{check_id}" in cases
     assert cases["chrootcheck.CC111"].find("failure") is not None
     assert cases["chrootcheck.CC110"].find("failure") is not None
@@ -190,9 +189,9 @@ def test_junit_skips_and_errors() -> None:
     first, second = root.findall("testsuite")
     # The probe's skip covers its CC2xx checks; without them it gets a case of its own.
     skipped = [c.get("classname") for c in first.iter("testcase") if c.find("skipped") is not None]
-    probe_ids = [f"chrootcheck.{i}" for i in all_checks() if i.startswith("CC2")]
+    probe_ids = [f"chrootcheck.{i}" for i in checks.CHECKS if i.startswith("CC2")]
     assert skipped == (probe_ids or ["chrootcheck.run"])
-    assert second.get("errors") == str(len(all_checks()))
+    assert second.get("errors") == str(len(checks.CHECKS))
     assert root.get("skipped") == str(len(skipped)) and root.get("failures") == "1"
 
 

@@ -12,7 +12,6 @@ from urllib.parse import unquote_to_bytes
 import pytest
 
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.sarif_format import sarif_log
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import JailReport, Report
@@ -112,7 +111,7 @@ def test_bad_jail(cli, bad_jail: Path, sarif_schema: dict[str, Any]) -> None:
 def test_every_check_is_a_rule_with_help(cli, bad_jail: Path) -> None:
     _, log, _ = scan_sarif(cli, str(bad_jail))
     rules = {r["id"]: r for r in log["runs"][0]["tool"]["driver"]["rules"]}
-    catalogue = all_checks()
+    catalogue = checks.CHECKS
     assert set(rules) == set(catalogue)
     for check in catalogue.values():
         rule = rules[check.id]

@@ -18,6 +18,7 @@ from chrootcheck import __version__
 from chrootcheck.jail.inspector import ScanOptions, inspect_jail
 from chrootcheck.jail.users import ServiceUser
 from chrootcheck.openssl.trust import PreparedLibrary, prepare_library
+from chrootcheck.report import catalogue
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
 
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from chrootcheck.probe import ProbeOptions
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int], None] | None]]
-
-# The findings that say "OpenSSL's OS seed source is missing in the jail".
-DEVICE_CHECKS = frozenset({"CC100", "CC101", "CC102"})
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,7 @@ def _apply_policy(report: JailReport, policy: EntropyPolicy) -> None:
     why = policy.reason + (f" ({policy.condition})" if policy.condition else "")
     report.findings[:] = [
         _soften(f, Severity.WARNING, f"Not fatal here: {why}.")
-        if f.check in DEVICE_CHECKS and f.severity > Severity.WARNING
+        if f.check in catalogue.SEED_SOURCE_MISSING and f.severity > Severity.WARNING
         else f
         for f in report.findings
     ]
@@ -144,7 +142,8 @@ def _devices_provided(report: JailReport) -> None:
         "service its own /dev with urandom and random."
     )
     report.findings[:] = [
-        _soften(f, Severity.INFO, note) if f.check in DEVICE_CHECKS else f for f in report.findings
+        _soften(f, Severity.INFO, note) if f.check in catalogue.SEED_SOURCE_MISSING else f
+        for f in report.findings
     ]
 
 

@@ -21,6 +21,7 @@ from chrootcheck.openssl.errcodes import (
     ErrorRecord,
     Packing,
 )
+from chrootcheck.report.devices import ENTROPY_DEVICES, mknod_command
 
 
 class Role(enum.StrEnum):
@@ -44,10 +45,9 @@ class Entry:
         return self.role in (Role.ENTROPY, Role.DRBG)
 
 
-_FIX_NODES = ("Create the devices in the jail: mkdir -p JAIL/dev && mknod -m 0666 "
-              "JAIL/dev/urandom c 1 9 && mknod -m 0666 JAIL/dev/random c 1 8 (or chrootcheck "
-              "fix JAIL; --bind on nodev mounts); or keep the devices open from before the "
-              "chroot.")
+_FIX_NODES = (f"Create the devices in the jail: {mknod_command(*ENTROPY_DEVICES, mkdir=True)} "
+              "(or chrootcheck fix JAIL; --bind on nodev mounts); or keep the devices open "
+              "from before the chroot.")
 _CONFIRM = "chrootcheck scan JAIL (with the probe: as root, --user SERVICE_USER)"
 
 ENTROPY = Entry(

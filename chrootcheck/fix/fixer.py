@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail import mounts
+from chrootcheck.report.devices import ENTROPY_DEVICES
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.exitcodes import ExitCode
 from chrootcheck.report.model import Report
 from chrootcheck.system import procs
 
-# Linux's numbers (Documentation/admin-guide/devices.txt), in the order they are fixed.
-DEVICES: dict[str, tuple[int, int]] = {"urandom": (1, 9), "random": (1, 8)}
+# By name ("urandom"), in the order they are fixed.
+DEVICES: dict[str, tuple[int, int]] = {d.name: d.numbers for d in ENTROPY_DEVICES}
 DEV_MODE = 0o755
 DEFAULT_MODE = 0o666
 PLACEHOLDER_MODE = 0o644

@@ -13,8 +13,8 @@ import xml.etree.ElementTree as ET
 from typing import TextIO
 
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.common import printable
+from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import JailReport, Notice, NoticeKind, Report, sort_findings
 
 # Which check ids a skip notice's topic stands for (prefixes of the ids).
@@ -50,7 +50,7 @@ def _suite(report: Report, jail: JailReport) -> ET.Element:
     suite = ET.Element("testsuite", name=name)
     errors = [n for n in jail.notices if n.kind is NoticeKind.ERROR]
     skips = [n for n in jail.notices if n.kind is NoticeKind.SKIPPED]
-    catalogue = all_checks()
+    catalogue = checks.CHECKS
     ids = list(catalogue) + sorted({f.check for f in jail.findings} - set(catalogue))
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for check_id in ids:

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.common import printable
 from chrootcheck.formats.junit_format import TOPIC_CHECKS
+from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import JailReport, NoticeKind, Report
 
 PREFIX = "chrootcheck_"
@@ -135,7 +135,7 @@ def families(report: Report, options: RenderOptions) -> list[Family]:
     last.add(options.finished_at if options.finished_at is not None else time.time())
     if options.scan_seconds is not None:
         duration.add(options.scan_seconds)
-    catalogue = all_checks()
+    catalogue = checks.CHECKS
     seen: set[str] = set()
     for jail in report.jails:
         name = printable(jail.jail)

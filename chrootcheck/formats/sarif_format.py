@@ -17,7 +17,6 @@ import re
 from typing import Any, TextIO
 
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.catalogue import all_checks
 from chrootcheck.formats.common import printable, to_data
 from chrootcheck.formats.locations import (
     JAIL_BASE_ID,
@@ -112,7 +111,7 @@ def fingerprint(check_id: str, in_jail_path: str) -> str:
 
 def _run(report: Report, jail: JailReport, automation_id: str,
          anchor: str | None) -> dict[str, Any]:
-    catalogue = all_checks()
+    catalogue = checks.CHECKS
     findings = sort_findings(jail.findings)
     rule_ids = list(catalogue)
     rules = [rule(c) for c in catalogue.values()]

@@ -18,6 +18,7 @@ from chrootcheck.jail import egd, mounts, walker
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail.users import ServiceUser, may, others_may
 from chrootcheck.report import catalogue as checks
+from chrootcheck.report.devices import ENTROPY_DEVICES, NULL, ZERO, Device, known_device
 from chrootcheck.report.model import (
     Finding,
     JailReport,
@@ -26,20 +27,6 @@ from chrootcheck.report.model import (
     NoticeKind,
     Severity,
 )
-
-# Linux device numbers (Documentation/admin-guide/devices.txt: major 1 is "memory devices").
-ENTROPY_DEVICES: dict[str, tuple[int, int]] = {"/dev/urandom": (1, 9), "/dev/random": (1, 8)}
-MISSING_CHECK = {"/dev/urandom": "CC101", "/dev/random": "CC102"}
-KNOWN_MEM_DEVICES = {
-    (1, 3): "/dev/null",
-    (1, 5): "/dev/zero",
-    (1, 7): "/dev/full",
-    (1, 8): "/dev/random",
-    (1, 9): "/dev/urandom",
-    (1, 1): "/dev/mem",
-    (1, 4): "/dev/port",
-    (1, 11): "/dev/kmsg",
-}
 
 
 @dataclass(frozen=True)
@@ -69,8 +56,8 @@ def _inspect(root_fd: int, report: JailReport, options: ScanOptions) -> None:
     add = report.findings.append
     dev_state = _check_dev(root_fd, add)
     entropy_paths: set[str] = set()
-    for path, numbers in ENTROPY_DEVICES.items():
-        final = _check_entropy_device(root_fd, path, numbers, dev_state, options, report)
+    for device in ENTROPY_DEVICES:
+        final = _check_entropy_device(root_fd, device, dev_state, options, report)
         if final:
             entropy_paths.add(final)
     egd_paths = _check_egd(root_fd, add)
@@ -94,7 +81,7 @@ def _check_dev(root_fd: int, add: Callable[[Finding], None]) -> str:
             assert res.fd is not None
             if os.fstatvfs(res.fd).f_flag & os.ST_RDONLY:
                 add(
-                    checks.get("CC141").finding(
+                    checks.READONLY_MOUNT.finding(
                         "/dev",
                         "/dev lies on a read-only file system: device nodes cannot be "
                         "created there (a bind mount still can).",
@@ -104,7 +91,7 @@ def _check_dev(root_fd: int, add: Callable[[Finding], None]) -> str:
             return "ok"
         if res.error == errno.ENOENT and not res.links:
             add(
-                checks.get("CC100").finding(
+                checks.DEV_MISSING.finding(
                     "/dev",
                     "/dev does not exist in the jail, so neither /dev/urandom nor "
                     "/dev/random can be opened after the chroot.",
@@ -112,7 +99,7 @@ def _check_dev(root_fd: int, add: Callable[[Finding], None]) -> str:
             )
             if os.fstatvfs(root_fd).f_flag & os.ST_RDONLY:
                 add(
-                    checks.get("CC141").finding(
+                    checks.READONLY_MOUNT.finding(
                         "/",
                         "the jail's root lies on a read-only file system: /dev cannot be "
                         "created there.",
@@ -120,14 +107,6 @@ def _check_dev(root_fd: int, add: Callable[[Finding], None]) -> str:
                 )
             return "missing"
         return "blocked"
-
-
-def _node_fix(path: str, numbers: tuple[int, int], first: str) -> str:
-    """The remediation for one wrong node, naming that node and its numbers."""
-    return (
-        f"{first} then create it: mknod -m 0666 JAIL{path} c {numbers[0]} {numbers[1]} "
-        f"(or: chrootcheck fix JAIL --mknod --replace)"
-    )
 
 
 def _chain(links: list[tuple[str, str]], most: int = 4) -> str:
@@ -140,19 +119,18 @@ def _chain(links: list[tuple[str, str]], most: int = 4) -> str:
 
 def _check_entropy_device(
     root_fd: int,
-    path: str,
-    numbers: tuple[int, int],
+    device: Device,
     dev_state: str,
     options: ScanOptions,
     report: JailReport,
 ) -> str | None:
     """Check one entropy device; returns its canonical in-jail path when something is there."""
     add = report.findings.append
-    name = path.rsplit("/", 1)[1]
+    path = device.path
     with jailfs.resolve(root_fd, path) as res:
         chain = _chain(res.links)
         if not res.found:
-            return _unresolved(res, path, name, dev_state, chain, report)
+            return _unresolved(res, path, device.name, dev_state, chain, report)
         st = res.stat
         assert st is not None and res.fd is not None
         mode = st.st_mode
@@ -167,7 +145,7 @@ def _check_entropy_device(
         if chain:
             common["symlinks"] = chain
         aside = "Move it aside (keep a copy if it matters)," if not chain else "Remove the symlink,"
-        fix = _node_fix(path, numbers, aside)
+        fix = checks.replace_fix(device, aside)
         if stat.S_ISREG(mode):
             if st.st_size == 0:
                 what = "an empty regular file: OpenSSL reads 0 bytes from it, no entropy at all"
@@ -177,14 +155,14 @@ def _check_entropy_device(
                     "gets the same 'random' bytes, so keys and nonces are predictable"
                 )
             add(
-                checks.get("CC110").finding(
+                checks.NODE_REGULAR_FILE.finding(
                     path, f"{path} is {what}{via}.", remediation=fix, size=st.st_size, **common
                 )
             )
             return res.path
         if stat.S_ISFIFO(mode):
             add(
-                checks.get("CC111").finding(
+                checks.NODE_FIFO.finding(
                     path,
                     f"{path} is a FIFO{via}: opening it blocks until someone writes, and the "
                     "writer chooses the bytes.",
@@ -195,7 +173,7 @@ def _check_entropy_device(
             return res.path
         if stat.S_ISSOCK(mode):
             add(
-                checks.get("CC112").finding(
+                checks.NODE_SOCKET.finding(
                     path,
                     f"{path} is a socket{via}: open(2) fails with ENXIO.",
                     remediation=fix,
@@ -205,7 +183,7 @@ def _check_entropy_device(
             return res.path
         if stat.S_ISDIR(mode):
             add(
-                checks.get("CC113").finding(
+                checks.NODE_DIRECTORY.finding(
                     path, f"{path} is a folder{via}, not a device.", remediation=fix, **common
                 )
             )
@@ -213,7 +191,7 @@ def _check_entropy_device(
         if stat.S_ISBLK(mode):
             major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
             add(
-                checks.get("CC116").finding(
+                checks.NODE_BLOCK_DEVICE.finding(
                     path,
                     f"{path} is the block device {major}:{minor}{via}: it reads a disk, not "
                     "the kernel's random number generator.",
@@ -228,11 +206,11 @@ def _check_entropy_device(
             return res.path
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
         common.update(major=major, minor=minor)
-        if (major, minor) != numbers:
-            _wrong_numbers(path, name, numbers, (major, minor), via, common, fix, add)
+        if (major, minor) != device.numbers:
+            _wrong_numbers(device, (major, minor), via, common, fix, add)
         if os.fstatvfs(res.fd).f_flag & os.ST_NODEV:
             add(
-                checks.get("CC140").finding(
+                checks.NODEV_MOUNT.finding(
                     path,
                     f"{path} is a correct-looking node on a file system mounted nodev: "
                     "open(2) fails with EACCES.",
@@ -247,9 +225,7 @@ def _unresolved(
     res: jailfs.Resolution, path: str, name: str, dev_state: str, chain: str, report: JailReport
 ) -> str | None:
     add = report.findings.append
-    missing = checks.get(MISSING_CHECK[path])
-    numbers = ENTROPY_DEVICES[path]
-    mk = f"mkdir -p JAIL/dev && mknod -m 0666 JAIL{path} c {numbers[0]} {numbers[1]}"
+    device = next(d for d in ENTROPY_DEVICES if d.path == path)
     details: dict[str, Any] = {
         "errno": errno.errorcode.get(res.error or 0, str(res.error)),
         "failed_at": res.failed_at,
@@ -258,23 +234,22 @@ def _unresolved(
         details["symlinks"] = chain
     if res.error == errno.ELOOP:
         add(
-            checks.get("CC115").finding(
+            checks.NODE_SYMLINK_LOOP.finding(
                 path,
                 f"{path} is a symlink loop inside the jail ({chain}): open(2) fails with ELOOP.",
-                remediation=_node_fix(path, numbers, "Remove the symlink,"),
+                remediation=checks.replace_fix(device, "Remove the symlink,"),
                 **details,
             )
         )
         return None
     if res.error == errno.ENOENT and chain:
         add(
-            checks.get("CC114").finding(
+            checks.NODE_SYMLINK_DANGLING.finding(
                 path,
                 f"{path} is a symlink that dangles inside the jail: {chain}; after the "
                 f"chroot {res.failed_at} does not exist.",
-                remediation=_node_fix(
-                    path,
-                    numbers,
+                remediation=checks.replace_fix(
+                    device,
                     "Symlinks to host paths never work after chroot: remove the symlink,",
                 ),
                 **details,
@@ -287,18 +262,14 @@ def _unresolved(
         else:
             msg = f"{path} is missing in the jail."
         add(
-            missing.finding(
-                path,
-                msg,
-                remediation=f"{mk} (or: chrootcheck fix JAIL --mknod; "
-                "--bind on nodev file systems)",
-                **details,
+            checks.DEVICE_MISSING[device].finding(
+                path, msg, remediation=checks.create_fix(device), **details
             )
         )
         return None
     if res.error == errno.ENOTDIR:
         add(
-            checks.get("CC117").finding(
+            checks.NODE_PATH_BLOCKED.finding(
                 path,
                 f"{path} cannot exist in the jail: {res.failed_at} is not a folder.",
                 **details,
@@ -308,7 +279,7 @@ def _unresolved(
     if res.error == errno.EAGAIN:
         # A live jail, not a tool error: resolve() already looked again MAX_RETRIES times.
         add(
-            checks.get("CC118").finding(
+            checks.NODE_CHANGING.finding(
                 path,
                 f"{path} kept changing during the scan (at {res.failed_at}, "
                 f"{jailfs.MAX_RETRIES + 1} looks): what a process would open is not verified.",
@@ -327,24 +298,24 @@ def _unresolved(
 
 
 def _wrong_numbers(
-    path: str,
-    name: str,
-    want: tuple[int, int],
+    device: Device,
     got: tuple[int, int],
     via: str,
     common: dict[str, Any],
     fix: str,
     add: Callable[[Finding], None],
 ) -> None:
-    known = KNOWN_MEM_DEVICES.get(got)
-    if got in ((1, 3), (1, 5)):
+    path = device.path
+    mem = known_device(*got)
+    known = mem.path if mem else None
+    if mem in (NULL, ZERO):
         add(
-            checks.get("CC121").finding(
+            checks.DEVICE_NULL_OR_ZERO.finding(
                 path,
                 f"{path} is {known} (c {got[0]}:{got[1]}){via}: "
                 + (
                     "it reads 0 bytes, no entropy."
-                    if got == (1, 3)
+                    if mem == NULL
                     else "it reads only zeros: predictable keys."
                 ),
                 remediation=fix,
@@ -353,11 +324,11 @@ def _wrong_numbers(
         )
         return
     other = f" ({known})" if known else ""
-    swapped = got in ((1, 8), (1, 9))
+    swapped = mem in ENTROPY_DEVICES
     add(
-        checks.get("CC120").finding(
+        checks.DEVICE_WRONG_NUMBERS.finding(
             path,
-            f"{path} is c {got[0]}:{got[1]}{other}{via}; Linux's {name} is c {want[0]}:{want[1]}"
+            f"{path} is c {got[0]}:{got[1]}{other}{via}; Linux's {device.name} is {device.spec}"
             + (
                 ": both are the kernel's generator, but /dev/random may block on old kernels."
                 if swapped
@@ -392,7 +363,7 @@ def _check_access(
                 "gives it no read permission"
             )
             add(
-                checks.get("CC130").finding(
+                checks.NOT_READABLE_BY_USER.finding(
                     path,
                     f"{path} cannot be opened by {user.label}: {why}.",
                     user=user.label,
@@ -409,7 +380,7 @@ def _check_access(
             else f"mode {common['mode']} gives others no read permission"
         )
         add(
-            checks.get("CC131").finding(
+            checks.NOT_READABLE_BY_OTHERS.finding(
                 path,
                 f"{path}: {why}; a service that drops root cannot open it.",
                 blocked_folders=blocked,
@@ -428,7 +399,7 @@ def _check_egd(root_fd: int, add: Callable[[Finding], None]) -> set[str]:
             mode = res.stat.st_mode
             if not stat.S_ISSOCK(mode):
                 add(
-                    checks.get("CC152").finding(
+                    checks.EGD_PATH_NOT_SOCKET.finding(
                         path,
                         f"{path} is a {jailfs.kind_of(mode)}, not a socket: an EGD build of "
                         "OpenSSL gets no entropy from it.",
@@ -439,7 +410,7 @@ def _check_egd(root_fd: int, add: Callable[[Finding], None]) -> set[str]:
             answer = egd.query(res.fd)
             if answer.alive:
                 add(
-                    checks.get("CC150").finding(
+                    checks.EGD_SOCKET_LIVE.finding(
                         path,
                         f"an EGD daemon answers at {path}: it holds {answer.entropy_bits} bits "
                         "of entropy.",
@@ -448,7 +419,7 @@ def _check_egd(root_fd: int, add: Callable[[Finding], None]) -> set[str]:
                 )
             else:
                 add(
-                    checks.get("CC151").finding(
+                    checks.EGD_SOCKET_DEAD.finding(
                         path,
                         f"{path} is a socket but no EGD daemon answers: {answer.reason}.",
                         reason=answer.reason,
@@ -464,9 +435,10 @@ def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
     if met.kind == "device":
         major, minor = os.major(met.rdev), os.minor(met.rdev)
         kind = "c" if stat.S_ISCHR(met.mode) else "b"
-        known = KNOWN_MEM_DEVICES.get((major, minor)) if kind == "c" else None
+        mem = known_device(major, minor) if kind == "c" else None
+        known = mem.path if mem else None
         add(
-            checks.get("CC160").finding(
+            checks.OTHER_DEVICE.finding(
                 met.path,
                 f"{met.path}: {'character' if kind == 'c' else 'block'} device "
                 f"{kind} {major}:{minor}" + (f" ({known})" if known else "") + ".",
@@ -476,20 +448,24 @@ def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
             )
         )
     elif met.kind == "socket":
-        add(checks.get("CC161").finding(met.path, f"{met.path}: a Unix socket."))
+        add(checks.OTHER_SOCKET.finding(met.path, f"{met.path}: a Unix socket."))
     elif met.kind == "fifo":
-        add(checks.get("CC162").finding(met.path, f"{met.path}: a FIFO (named pipe)."))
+        add(checks.OTHER_FIFO.finding(met.path, f"{met.path}: a FIFO (named pipe)."))
     elif met.kind == "libcrypto":
         report.libcrypto.append(LibcryptoCopy(met.path, met.detail or None, met.size))
         version = met.detail or met.note or "no OpenSSL version string found"
         extra: dict[str, Any] = {"not_read": met.note} if met.note else {}
         add(
-            checks.get("CC170").finding(
+            checks.LIBCRYPTO_COPY.finding(
                 met.path, f"{met.path}: {version}.", version=met.detail or None, **extra
             )
         )
     elif met.kind == "unreadable":
-        add(checks.get("CC180").finding(met.path, f"{met.path} could not be read: {met.detail}."))
+        add(
+            checks.UNREADABLE_FOLDER.finding(
+                met.path, f"{met.path} could not be read: {met.detail}."
+            )
+        )
     elif met.kind == "mount":
         report.notices.append(
             Notice(

@@ -34,68 +34,7 @@ from chrootcheck.lateload.opensslcnf import (
     read_host_file,
 )
 from chrootcheck.report import catalogue as checks
-from chrootcheck.report.catalogue import Check
 from chrootcheck.report.model import Finding, Notice, NoticeKind, Severity
-
-_COPY = "Copy it into the jail at the same path (or bind-mount it read-only); see the finding."
-
-checks.register(
-    Check("CC300", "config-missing-in-jail", Severity.WARNING,
-          "openssl.cnf is not in the jail",
-          "OpenSSL 3 loads its config lazily, at the first algorithm fetch: an application that "
-          "first uses OpenSSL after its chroot reads the jail's copy, and silently runs without "
-          "it (no engines, providers or [random] settings) when it is missing.", _COPY),
-    Check("CC301", "include-missing-in-jail", Severity.WARNING,
-          "a file that openssl.cnf includes is not in the jail",
-          "A missing .include is skipped silently: its settings do not apply after the chroot.",
-          _COPY),
-    Check("CC302", "engine-missing-in-jail", Severity.ERROR,
-          "an engine the config loads is not in the jail",
-          "The engine is dlopen()ed when the config is loaded; after the chroot that fails, "
-          "silently, and the first ENGINE_by_id() or key operation that needs it fails.", _COPY),
-    Check("CC303", "provider-missing-in-jail", Severity.ERROR,
-          "a provider module the config activates is not in the jail",
-          "Activation fails and, because the config names its providers, the default provider "
-          "is not loaded either: RAND fails with 'unable to fetch drbg' and every TLS "
-          "handshake with it.", _COPY),
-    Check("CC304", "pkcs11-module-missing-in-jail", Severity.ERROR,
-          "a PKCS#11 module the config names is not in the jail",
-          "libp11's engine and pkcs11-provider load the PKCS#11 module at the first key "
-          "operation, usually after the chroot even when the config was read before it: the "
-          "HSM key cannot be used.", _COPY),
-    Check("CC305", "p11kit-module-missing-in-jail", Severity.ERROR,
-          "a p11-kit module (or its .module config) is not in the jail",
-          "p11-kit-proxy reads its module configs and loads the modules they name at the first "
-          "key operation: after the chroot it finds no token.", _COPY),
-    Check("CC306", "enginesdir-missing-in-jail", Severity.INFO,
-          "OpenSSL's ENGINESDIR is not in the jail",
-          "ENGINE_by_id() for an engine that is not built in loads ENGINESDIR/<id>.so: after "
-          "the chroot it fails. Only matters if the application loads engines by name late.",
-          _COPY),
-    Check("CC307", "modulesdir-missing-in-jail", Severity.INFO,
-          "OpenSSL's MODULESDIR is not in the jail",
-          "OSSL_PROVIDER_load() for legacy, fips or another provider loads MODULESDIR/<name>.so: "
-          "after the chroot it fails. Only matters if the application loads providers late.",
-          _COPY),
-    Check("CC308", "config-invalid", Severity.WARNING, "OpenSSL would reject openssl.cnf",
-          "A syntax error makes OpenSSL refuse the whole file, silently by default "
-          "(config_diagnostics = 1 makes it fatal): nothing in it takes effect.",
-          "Fix the reported lines; check with: openssl req -config FILE -help >/dev/null"),
-    Check("CC309", "config-module-missing-in-jail", Severity.ERROR,
-          "a configuration module's library is not in the jail",
-          "A module name libcrypto does not know is loaded as a shared library (its 'path'); "
-          "after the chroot that fails.", _COPY),
-    Check("CC310", "random-settings", Severity.INFO,
-          "openssl.cnf changes how OpenSSL seeds its DRBG",
-          "The [random] section (seed, random_provider) or a RAND engine decides whether the "
-          "jail needs /dev/urandom at all.",
-          "Nothing to do; read the finding: it says whether /dev/urandom is still needed."),
-    Check("CC311", "named-file-missing-on-host", Severity.WARNING,
-          "a file openssl.cnf names does not exist on the host either",
-          "The config is broken before any chroot: the engine, provider or module it names "
-          "cannot be loaded anywhere.",
-          "Fix the path in openssl.cnf or install the package that ships the file."),
-)
 
 
 @dataclass(frozen=True)
@@ -213,16 +152,16 @@ def check_late_loads(
         if finding is not None:
             out.findings.append(finding)
     for p in cfg.problems:
-        out.findings.append(checks.get("CC308").finding(
+        out.findings.append(checks.CONFIG_INVALID.finding(
             p.where.file, f"{p}: OpenSSL rejects the whole file, so nothing in it takes effect",
             line=p.where.line))
     for p in mods.problems:
-        out.findings.append(checks.get("CC308").finding(
+        out.findings.append(checks.CONFIG_INVALID.finding(
             p.where.file, f"{p}: that module fails to load (silently by default)",
             line=p.where.line))
     out.policy = entropy_policy(mods)
     if mods.random is not None or out.policy.urandom_needed is not True:
-        out.findings.append(checks.get("CC310").finding(
+        out.findings.append(checks.RANDOM_SETTINGS.finding(
             cnf, _policy_text(out.policy), where=out.policy.where or "",
             urandom_needed=out.policy.urandom_needed))
     out.notices.extend(_timing_notices(out.files, cnf))
@@ -403,10 +342,15 @@ def _locate(root_fd: int, item: _Item) -> LateFile:
 
 
 _ROLE_CHECK = {
-    "config": "CC300", "include": "CC301", "include-dir": "CC301", "engine": "CC302",
-    "provider": "CC303", "pkcs11-module": "CC304", "p11-kit-module": "CC305",
-    "p11-kit-config": "CC305", "enginesdir": "CC306", "modulesdir": "CC307",
-    "config-module": "CC309",
+    "config": checks.CONFIG_MISSING_IN_JAIL, "include": checks.INCLUDE_MISSING_IN_JAIL,
+    "include-dir": checks.INCLUDE_MISSING_IN_JAIL, "engine": checks.ENGINE_MISSING_IN_JAIL,
+    "provider": checks.PROVIDER_MISSING_IN_JAIL,
+    "pkcs11-module": checks.PKCS11_MODULE_MISSING_IN_JAIL,
+    "p11-kit-module": checks.P11KIT_MODULE_MISSING_IN_JAIL,
+    "p11-kit-config": checks.P11KIT_MODULE_MISSING_IN_JAIL,
+    "enginesdir": checks.ENGINESDIR_MISSING_IN_JAIL,
+    "modulesdir": checks.MODULESDIR_MISSING_IN_JAIL,
+    "config-module": checks.CONFIG_MODULE_MISSING_IN_JAIL,
 }
 _ROLE_WORD = {
     "config": "the OpenSSL config", "include": "included config file",
@@ -425,10 +369,10 @@ def _finding(f: LateFile, jail: str, mods: Modules) -> Finding | None:
         if f.role in ("config", "include", "include-dir", "p11-kit-config", "enginesdir",
                       "modulesdir"):
             return None  # absent everywhere: nothing is lost by the chroot
-        return checks.get("CC311").finding(
+        return checks.NAMED_FILE_MISSING_ON_HOST.finding(
             f.path, f"{what} {f.path} (named at {f.origin}) does not exist on the host",
             role=f.role, origin=f.origin)
-    check = checks.get(_ROLE_CHECK[f.role])
+    check = _ROLE_CHECK[f.role]
     severity = check.severity
     if f.role == "config" and not mods.effective:
         severity = Severity.INFO  # no engine, provider or [random]: little is lost

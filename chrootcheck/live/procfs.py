@@ -18,9 +18,10 @@ from typing import Any
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.live import libversion
 from chrootcheck.live.model import JailDevice, MappedLibrary, RandomDevice, SeccompState
+from chrootcheck.report.devices import ENTROPY_DEVICES, URANDOM
 
 PF_KTHREAD = 0x00200000
-RANDOM_DEVICES = {os.makedev(1, 8): "random", os.makedev(1, 9): "urandom"}
+RANDOM_DEVICES = {d.rdev: d.name for d in ENTROPY_DEVICES}
 _LIB_RE = re.compile(r"^lib(crypto|ssl)(?:[-.].*)?\.so(?:\..*)?$")
 _GONE = (errno.ENOENT, errno.ESRCH)
 
@@ -360,10 +361,10 @@ def jail_devices(pid: int | str) -> tuple[JailDevice, ...]:
     try:
         root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
-        return (JailDevice("/dev/urandom", "unknown", reason(e)),)
+        return (JailDevice(URANDOM.path, "unknown", reason(e)),)
     out: list[JailDevice] = []
     try:
-        for path, want in (("/dev/urandom", (1, 9)), ("/dev/random", (1, 8))):
+        for path, want in ((d.path, d.numbers) for d in ENTROPY_DEVICES):
             with jailfs.resolve(root_fd, path) as res:
                 if not res.found or res.stat is None:
                     out.append(JailDevice(path, "missing", f"{os.strerror(res.error or 2)}"))

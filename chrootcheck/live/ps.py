@@ -28,6 +28,7 @@ from chrootcheck.live.model import (
     SeccompDump,
 )
 from chrootcheck.live.procfs import Identity, ProcessGone, reason
+from chrootcheck.report.devices import URANDOM
 from chrootcheck.report.errors import ToolError
 
 
@@ -385,9 +386,9 @@ def old_kernel_verdict(proc: LiveProcess, devices: tuple[JailDevice, ...]) -> st
     if held:
         d = held[0]
         return f"ok without getrandom: holds /dev/{d.which} open (fd {d.fd}), OpenSSL reuses it"
-    urandom = next((d for d in devices if d.path == "/dev/urandom"), None)
+    urandom = next((d for d in devices if d.path == URANDOM.path), None)
     if urandom is not None and urandom.status == "ok":
-        return "ok without getrandom: the jail has /dev/urandom (c 1:9)"
+        return f"ok without getrandom: the jail has /dev/urandom ({URANDOM.spec})"
     what = "missing" if urandom is None else f"{urandom.status} ({urandom.detail})"
     return (
         "at risk without getrandom (a kernel older than 3.17, a seccomp filter): no random "

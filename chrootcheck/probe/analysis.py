@@ -1,7 +1,7 @@
 """From the children's events to verdicts, explanations, causes, findings and a prediction.
 
-Also registers the probe's checks (CC200, CC201): the SARIF/JUnit catalogue imports this
-module to declare them, so it must stay free of cffi.
+Which static findings explain a failure (``catalogue.EXPLAINS_RESEED_FAILURE``) or make a pass
+a failure (``catalogue.FAKE_NODE``) is decided in the check catalogue.
 """
 
 from __future__ import annotations
@@ -12,69 +12,21 @@ from typing import TYPE_CHECKING, Any
 from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.openssl.results import ReseedSettings, Step
 from chrootcheck.probe.model import Cycle, ScenarioResult, Verdict
-from chrootcheck.report.catalogue import Check, register
+from chrootcheck.report import catalogue
+from chrootcheck.report.devices import ENTROPY_DEVICES
 from chrootcheck.report.model import Finding, Severity
 
-if TYPE_CHECKING:  # the runner loads cffi; the catalogue imports this module without it
+if TYPE_CHECKING:  # the runner loads cffi
     from chrootcheck.probe.runner import ChildOutcome
-
-PROBE_RESEED_FAILS = Check(
-    "CC200",
-    "probe-reseed-fails",
-    Severity.ERROR,
-    "OpenSSL cannot reseed inside the jail",
-    "The probe seeded a real libcrypto before the chroot, as a daemon does, and its reseeds "
-    "failed inside the jail although they worked outside: TLS would stop at the first "
-    "reseed (an hour at the latest, at once in a process forked after the chroot).",
-    "Give the jail working /dev/urandom and /dev/random nodes readable by the service's user "
-    "(chrootcheck fix JAIL), then run chrootcheck scan again.",
-)
-PROBE_HANGS = Check(
-    "CC201",
-    "probe-hangs",
-    Severity.ERROR,
-    "OpenSSL hangs inside the jail",
-    "A probe child blocked inside the jail (an open or read that never returns, such as a "
-    "FIFO in place of a device) and was killed at the timeout: the service would hang there.",
-    "Replace whatever stands at /dev/random and /dev/urandom with the real device nodes.",
-)
-register(PROBE_RESEED_FAILS, PROBE_HANGS)
-
-# Static findings that explain a reseed failing inside the jail.
-DEVICE_CHECKS = frozenset(
-    {
-        "CC100",
-        "CC101",
-        "CC102",
-        "CC110",
-        "CC111",
-        "CC112",
-        "CC113",
-        "CC114",
-        "CC115",
-        "CC116",
-        "CC117",
-        "CC120",
-        "CC121",
-        "CC130",
-        "CC131",
-        "CC140",
-    }
-)
-
-
-# Static findings that say "a node is there, but it gives fixed or no bytes": a reseed that
-# reads it succeeds, with predictable "entropy". A pass through such a node is a failure.
-FAKE_NODE_CHECKS = frozenset({"CC110", "CC120", "CC121"})
 
 
 def _fake_nodes(findings: Sequence[Finding]) -> list[Finding]:
     return [
         f
         for f in findings
-        if f.check in FAKE_NODE_CHECKS
+        if f.check in catalogue.FAKE_NODE
         and f.severity >= Severity.ERROR  # a swapped random/urandom (warning) is still the CSPRNG
-        and f.path in ("/dev/urandom", "/dev/random")
+        and f.path in {d.path for d in ENTROPY_DEVICES}
     ]
 
 
@@ -216,7 +168,7 @@ def _first_failing_chain(cycles: tuple[Cycle, ...]) -> tuple[ErrorRecord, ...]:
 def _causes(findings: Sequence[Finding]) -> tuple[str, ...]:
     seen: list[str] = []
     for f in findings:
-        if f.check in DEVICE_CHECKS and f.check not in seen:
+        if f.check in catalogue.EXPLAINS_RESEED_FAILURE and f.check not in seen:
             seen.append(f.check)
     return tuple(seen)
 
@@ -296,7 +248,7 @@ def new_findings(results: Sequence[ScenarioResult]) -> tuple[Finding, ...]:
         codes = [f"{e.code:08X}" for e in r.chain]
         if r.verdict is Verdict.FAIL:
             out.append(
-                PROBE_RESEED_FAILS.finding(
+                catalogue.PROBE_RESEED_FAILS.finding(
                     "/dev/urandom",
                     f"scenario '{r.name}': {r.explanation}",
                     scenario=r.name,
@@ -305,7 +257,7 @@ def new_findings(results: Sequence[ScenarioResult]) -> tuple[Finding, ...]:
             )
         elif r.verdict is Verdict.TIMEOUT and r.phase in ("jailed", "done"):
             out.append(
-                PROBE_HANGS.finding(
+                catalogue.PROBE_HANGS.finding(
                     "/dev/random",
                     f"scenario '{r.name}': {r.explanation}",
                     scenario=r.name,
