@@ -6,7 +6,7 @@ import click
 
 from chrootcheck.commands.options import nonempty
 from chrootcheck.report.errors import ToolError
-from chrootcheck.report.exitcodes import ExitCode
+from chrootcheck.report.exitcodes import for_listing
 
 # info loads the library in this process: there is no unprivileged child to leave it to.
 REFUSAL_HINT = (
@@ -67,7 +67,7 @@ def command(libcrypto: str | None, binary: str | None, fmt: str) -> int:
         console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
         for renderable in info_renderables(info):
             console.print(renderable)
-    return ExitCode.OK
+    return for_listing()
 
 
 def _show_binary(binary: str, libcrypto: str | None, fmt: str) -> int:
@@ -88,7 +88,7 @@ def _show_binary(binary: str, libcrypto: str | None, fmt: str) -> int:
         data = to_data(result)
         data["summary"] = result.summary
         click.echo(json.dumps(data, indent=2))
-        return ExitCode.OK
+        return for_listing()
     from rich.console import Console
 
     from chrootcheck.formats.live_text import binary_renderables
@@ -96,4 +96,4 @@ def _show_binary(binary: str, libcrypto: str | None, fmt: str) -> int:
     console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
     for renderable in binary_renderables(result):
         console.print(renderable)
-    return ExitCode.OK
+    return for_listing()
