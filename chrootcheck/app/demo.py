@@ -81,8 +81,10 @@ def _run_demo(options: DemoOptions, emit: Emit) -> ExitCode:
     try:
         base = tempfile.mkdtemp(prefix="chrootcheck-demo-")
     except OSError as e:
-        raise ToolError(f"cannot make a temporary folder for the demo: {e.strerror or e}",
-                        "set TMPDIR to a writable folder") from None
+        raise ToolError(
+            f"cannot make a temporary folder for the demo: {e.strerror or e}",
+            "set TMPDIR to a writable folder",
+        ) from None
     try:
         run.jail = build_jail(base)
         emit("jail", run)

@@ -105,9 +105,7 @@ class Probe:
 
         options = replace(self.options, library=ctx.library)
         if ctx.user is not None:
-            options = replace(
-                options, uid=ctx.user.uid, gid=ctx.user.gid, groups=ctx.user.groups
-            )
+            options = replace(options, uid=ctx.user.uid, gid=ctx.user.gid, groups=ctx.user.groups)
         try:
             probe = run_probe(ctx.path, prior, options)
         except ToolError as e:
