@@ -234,3 +234,29 @@ def test_a_bad_anchor_is_refused_before_the_scan(cli, jail: Path) -> None:
     # A format that points at nothing does not look at it.
     r = cli("scan", *NOT_RUN, "--sarif-anchor", str(jail), str(jail))
     assert r.code == ExitCode.OK, r
+
+
+# -- one context per jail ---------------------------------------------------------------------
+
+
+def test_each_jail_is_opened_once_per_scan(
+    jail: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chrootcheck.app.scan import ScanRequest, scan
+    from chrootcheck.jail import fs as jailfs
+
+    opened: list[str] = []
+    real = jailfs.open_jail
+
+    def counting(path: str) -> int:
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(jailfs, "open_jail", counting)
+    other = tmp_path / "other"
+    other.mkdir()
+    report = scan([str(jail), str(other)], ScanRequest(late_loads=True))
+    assert opened == [str(jail), str(other)]
+    for j in report.jails:
+        assert not j.tool_error, j.notices
+        assert [n.label for n in j.notices if n.skips_stage] == ["probe"]
