@@ -135,10 +135,11 @@ def _interrupted(e: KeyboardInterrupt) -> NoReturn:
 
 
 def _error(message: str, hint: str | None) -> None:
-    line = f"chrootcheck: error: {message}"
-    if hint:
-        line += f" ({hint})"
-    click.echo(line.replace("\n", " "), err=True)
+    # The one ``chrootcheck: error:`` line (formats.common.error_line: safe text, one line);
+    # commands that go on after an error (fix, scan's tool errors, nagios) print the same.
+    from chrootcheck.formats.common import error_line
+
+    click.echo(error_line(" ".join(message.split("\n")), hint), err=True)
 
 
 def _silence_stdout() -> None:

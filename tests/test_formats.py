@@ -10,9 +10,22 @@ from pathlib import Path
 import pytest
 
 from chrootcheck.formats import Format, RenderOptions, renderer
-from chrootcheck.formats.github_format import MAX_PER_LEVEL, command, escape_property
+from chrootcheck.formats.github_format import (
+    MAX_PER_LEVEL,
+    command,
+    escape_property,
+    render_summary,
+)
 from chrootcheck.report import catalogue as checks
-from chrootcheck.report.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
+from chrootcheck.report.model import (
+    Finding,
+    JailReport,
+    Notice,
+    NoticeKind,
+    Report,
+    Severity,
+    Stage,
+)
 from tests.conftest import good_jail, make_node
 
 
@@ -104,7 +117,10 @@ def test_github_caps_each_level_and_writes_the_full_table(tmp_path: Path) -> Non
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
     out = io.StringIO()
-    renderer(Format.GITHUB)(_report(13, 4), out, RenderOptions(step_summary=str(summary)))
+    options = RenderOptions(step_summary=True)
+    renderer(Format.GITHUB)(_report(13, 4), out, options)
+    with summary.open("a") as stream:  # the command opens $GITHUB_STEP_SUMMARY, not the renderer
+        render_summary(_report(13, 4), stream, options)
     lines = out.getvalue().splitlines()
     errors = [x for x in lines if x.startswith("::error")]
     warnings = [x for x in lines if x.startswith("::warning")]
@@ -181,7 +197,8 @@ def test_junit_skips_and_errors() -> None:
     import io
 
     rep = _report(1, 0)
-    broken = JailReport(jail="/srv/gone", notices=[Notice(NoticeKind.ERROR, "jail", "gone")])
+    gone = Notice(NoticeKind.ERROR, Stage.INSPECT, "gone", part="jail")
+    broken = JailReport(jail="/srv/gone", notices=[gone])
     rep.jails.append(broken)
     out = io.StringIO()
     renderer(Format.JUNIT)(rep, out, RenderOptions())

@@ -20,7 +20,15 @@ from chrootcheck.formats.common import MAX_LISTED, capped, printable
 from chrootcheck.formats.text_format import render
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail import walker
-from chrootcheck.report.model import Finding, JailReport, Notice, NoticeKind, Report, Severity
+from chrootcheck.report.model import (
+    Finding,
+    JailReport,
+    Notice,
+    NoticeKind,
+    Report,
+    Severity,
+    Stage,
+)
 from tests.conftest import Result
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
@@ -69,7 +77,9 @@ def test_no_unsafe_character_survives_the_text_report(name: str) -> None:
             JailReport(
                 jail="/srv/" + name,
                 findings=[Finding("CC162", Severity.INFO, path, f"{path}: a FIFO.", "none")],
-                notices=[Notice(NoticeKind.NOTE, "walk", f"{path} is a mount point")],
+                notices=[
+                    Notice(NoticeKind.NOTE, Stage.INSPECT, f"{path} is a mount point", part="walk")
+                ],
             )
         ]
     )
@@ -155,7 +165,10 @@ def test_many_fifos_are_summarised_in_text_and_complete_in_json(
 
 
 def test_many_notices_of_one_topic_are_summarised_in_text() -> None:
-    notes = [Notice(NoticeKind.NOTE, "walk", f"/m{i} is a mount point") for i in range(50)]
+    notes = [
+        Notice(NoticeKind.NOTE, Stage.INSPECT, f"/m{i} is a mount point", part="walk")
+        for i in range(50)
+    ]
     report = Report(
         [JailReport(jail="/j", notices=[*notes, Notice(NoticeKind.SKIPPED, "probe", "x")])]
     )

@@ -3,8 +3,9 @@
 The jail is shaped like Debian's haproxy jail (/var/lib/haproxy: an empty dev/), plus a fake
 /dev/random that is a regular file, to show a critical finding and --replace at work. It is
 scanned with the same pipeline as ``chrootcheck scan`` (so the probe shows up once it is part
-of it), fixed with ``fixer`` (--mknod, or --bind where mknod cannot work), scanned again, and
-removed, bind mounts first, whatever happens (an error, Ctrl-C, SIGTERM).
+of it), fixed and scanned again by the same pipeline as ``chrootcheck fix`` (app.fix: --mknod,
+or --bind where mknod cannot work), and removed, bind mounts first, whatever happens (an error,
+Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chrootcheck.app.fix import first_workable, fix_jail
 from chrootcheck.app.scan import ScanRequest, scan
 from chrootcheck.fix import fixer
 from chrootcheck.fix.fixer import FixOptions, FixPlan, FixRun, Method
 from chrootcheck.jail import mounts
 from chrootcheck.probe import ProbeOptions
 from chrootcheck.report.errors import ToolError
-from chrootcheck.report.exitcodes import ExitCode
+from chrootcheck.report.exitcodes import ExitCode, for_fix
 from chrootcheck.report.model import Report
 from chrootcheck.system import procs
 
@@ -56,11 +58,10 @@ def build_jail(base: str) -> str:
     return jail
 
 
-def choose_plan(jail: str, options: DemoOptions) -> FixPlan:
+def choose_plan(jail: str, options: DemoOptions) -> tuple[FixPlan, FixOptions]:
     methods = [options.method] if options.method else [Method.MKNOD, Method.BIND]
-    plans = [fixer.plan_fix(jail, FixOptions(method=m, replace=True)) for m in methods]
     # Without root none works: then the first plan's refusal and steps say what needs root.
-    return next((p for p in plans if p.refusal is None), plans[0])
+    return first_workable(jail, [FixOptions(method=m, replace=True) for m in methods])
 
 
 # The probe's two telling scenarios: today's (passes) and the origin story's (fails, then
@@ -80,23 +81,24 @@ def _run_demo(options: DemoOptions, emit: Emit) -> ExitCode:
     try:
         base = tempfile.mkdtemp(prefix="chrootcheck-demo-")
     except OSError as e:
-        raise ToolError(f"cannot make a temporary folder for the demo: {e.strerror or e}",
-                        "set TMPDIR to a writable folder") from None
+        raise ToolError(
+            f"cannot make a temporary folder for the demo: {e.strerror or e}",
+            "set TMPDIR to a writable folder",
+        ) from None
     try:
         run.jail = build_jail(base)
         emit("jail", run)
         run.before = scan([run.jail], DEMO_SCAN)
         emit("before", run)
-        run.plan = choose_plan(run.jail, options)
+        run.plan, fix_options = choose_plan(run.jail, options)
         if run.plan.refusal is not None:
             emit("needs-root", run)
             code = ExitCode.OK  # the demo showed what it could; nothing is wrong with it
         else:
-            result = fixer.apply_fix(run.plan)
-            after = scan([run.jail], DEMO_SCAN)
-            run.fix = FixRun(plan=run.plan, dry_run=False, result=result, scan=after)
+            run.fix = fix_jail(run.jail, fix_options, DEMO_SCAN)
+            run.plan = run.fix.plan
             emit("fix", run)
-            code = fixer.exit_code(run.fix)
+            code = for_fix(run.fix)
     finally:
         cleanup(base, run)
         emit("cleanup", run)

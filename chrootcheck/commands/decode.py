@@ -1,8 +1,9 @@
 """``chrootcheck decode [FILE|-]``: find and explain the OpenSSL errors in log lines.
 
-Exit codes (docs/decode.md), the same policy as scan's: 0 no entropy or DRBG error found
-(other OpenSSL errors may be listed), 1 entropy or DRBG errors found, 2 the tool could not do
-its job (unreadable file, bad option). So ``chrootcheck decode haproxy.log`` can gate a job.
+Exit codes (docs/decode.md; report.exitcodes.for_decode), the same policy as scan's: 0 no
+entropy or DRBG error found (other OpenSSL errors may be listed), 1 entropy or DRBG errors
+found, 2 the tool could not do its job (unreadable file, bad option). So ``chrootcheck decode
+haproxy.log`` can gate a job.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import BinaryIO
 import click
 
 from chrootcheck.report.errors import ToolError
-from chrootcheck.report.exitcodes import ExitCode
+from chrootcheck.report.exitcodes import for_decode
 
 
 @click.command("decode")
@@ -59,7 +60,7 @@ def command(source: str, fmt: str) -> int:
             stream.close()
     stats = {"lines": counter[0], "errors": n_errors, "chains": n_chains,
              "entropy_chains": n_entropy}
-    code = ExitCode.FINDINGS if n_entropy else ExitCode.OK
+    code = for_decode(n_entropy)
     if fmt == "json":
         render_json(found, stats, __version__, sys.stdout)
     click.echo(f"chrootcheck decode: {counter[0]} line(s), {n_errors} OpenSSL error(s) in "

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from chrootcheck.report.errors import ToolError
-from chrootcheck.report.exitcodes import ExitCode
+from chrootcheck.report.exitcodes import for_discover
 
 if TYPE_CHECKING:
     from chrootcheck.discover import DiscoveredJail
@@ -31,14 +31,14 @@ def command(root: str, fmt: str) -> int:
     chrootcheck scan --discover.
     """
     from chrootcheck.discover import discover_with_notes
-    from chrootcheck.formats.common import printable, to_data
+    from chrootcheck.formats.common import notice_data, printable, to_data
 
     if not os.path.isdir(root):
         raise ToolError(f"--root {root!r} is not a folder")
     jails, notices = discover_with_notes(root)
     if fmt == "json":
         data = {"schema_version": DISCOVER_SCHEMA_VERSION, "root": root,
-                "jails": to_data(jails), "notices": to_data(notices)}
+                "jails": to_data(jails), "notices": [notice_data(n) for n in notices]}
         json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
@@ -46,7 +46,7 @@ def command(root: str, fmt: str) -> int:
     # Notes (unreadable files ...) go to stderr: stdout carries only the data.
     for n in notices:
         click.echo(f"chrootcheck: {n.kind.value}: {printable(n.message)}", err=True)
-    return ExitCode.TOOL_ERROR if any(n.kind.value == "error" for n in notices) else ExitCode.OK
+    return for_discover(sum(1 for n in notices if n.kind.value == "error"))
 
 
 def _table(jails: list[DiscoveredJail]) -> None:

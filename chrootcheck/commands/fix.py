@@ -47,19 +47,13 @@ def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
     Exit 0 when the jail is correct afterwards (or the dry-run plan can be applied),
     1 when findings at or above --fail-on remain, 2 on a refusal or error.
     """
-    from chrootcheck.app.scan import ScanRequest, scan
-    from chrootcheck.fix.fixer import (
-        DEFAULT_MODE,
-        FixOptions,
-        FixRun,
-        Method,
-        apply_fix,
-        exit_code,
-        jail_lock,
-        plan_fix,
-    )
+    from chrootcheck.app.fix import fix_jail
+    from chrootcheck.app.scan import ScanRequest
+    from chrootcheck.fix.fixer import DEFAULT_MODE, FixOptions, Method
     from chrootcheck.formats import RenderOptions
+    from chrootcheck.formats.common import error_line
     from chrootcheck.formats.fix_format import render_json, render_text
+    from chrootcheck.report.exitcodes import for_fix
     from chrootcheck.report.model import Severity
 
     if mknod == bind:
@@ -72,33 +66,19 @@ def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
     options = FixOptions(method=Method(method), only=(only,) if only else ("urandom", "random"),
                          mode=_parse_mode(mode_text) if mode_text else DEFAULT_MODE,
                          replace=replace)
-    plan = plan_fix(jail, options)
-    run = FixRun(plan=plan, dry_run=dry_run)
+    # Plan, apply under the jail's lock (planning again under it), scan again: app.fix.
+    rescan = ScanRequest(fail_on=Severity(fail_on.lower()))
+    run = fix_jail(jail, options, rescan, dry_run=dry_run)
+    plan = run.plan
     render = render_json if fmt == "json" else render_text
-    if not dry_run and plan.refusal is None:
-        # Another fix of this jail may be at work: wait for it, then plan again and apply under
-        # the lock, so that two runs never act on the same state (nor stack two mounts).
-        with jail_lock(jail):
-            plan = run.plan = plan_fix(jail, options)
-            if plan.refusal is None:
-                run.result = apply_fix(plan)
-    if run.result is not None:
-        run.scan = scan([jail], ScanRequest(fail_on=Severity(fail_on.lower())))
     if plan.refusal is not None and not dry_run and fmt == "text":
         # A refusal outside --dry-run is a one-line error; the plan explains it in --dry-run.
         raise ToolError(plan.refusal.message, plan.refusal.hint)
     render(run, sys.stdout, RenderOptions())
     if plan.refusal is not None:
-        _error(plan.refusal.message, plan.refusal.hint)
+        click.echo(error_line(plan.refusal.message, plan.refusal.hint), err=True)
     if run.result is not None and run.result.failed:
         failed = [f"{plan.steps[o.step].action.value} {plan.steps[o.step].path}: {o.message}"
                   for o in run.result.outcomes if o.status.value == "failed"]
-        _error(f"{len(failed)} step(s) failed: " + "; ".join(failed), None)
-    return exit_code(run)
-
-
-def _error(message: str, hint: str | None) -> None:
-    from chrootcheck.formats.common import printable
-
-    line = f"chrootcheck: error: {printable(message)}" + (f" ({hint})" if hint else "")
-    click.echo(line, err=True)
+        click.echo(error_line(f"{len(failed)} step(s) failed: " + "; ".join(failed)), err=True)
+    return for_fix(run)

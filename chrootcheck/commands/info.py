@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from chrootcheck.commands.options import nonempty
-from chrootcheck.report.exitcodes import ExitCode
+from chrootcheck.report.errors import ToolError
+from chrootcheck.report.exitcodes import for_listing
 
 # info loads the library in this process: there is no unprivileged child to leave it to.
 REFUSAL_HINT = (
@@ -45,9 +46,7 @@ def command(libcrypto: str | None, binary: str | None, fmt: str) -> int:
     keep-devices-open, whether getrandom(2) works here, the kernel and SysV shm key 0x72.
     """
     if binary is not None:
-        from chrootcheck.live.binary_cmd import show_binary
-
-        return show_binary(binary, libcrypto, fmt)
+        return _show_binary(binary, libcrypto, fmt)
     from chrootcheck.openssl.info import gather_info
     from chrootcheck.openssl.library import load
 
@@ -68,4 +67,33 @@ def command(libcrypto: str | None, binary: str | None, fmt: str) -> int:
         console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
         for renderable in info_renderables(info):
             console.print(renderable)
-    return ExitCode.OK
+    return for_listing()
+
+
+def _show_binary(binary: str, libcrypto: str | None, fmt: str) -> int:
+    """``info --binary PATH``: which libcrypto a program would load (read, never run)."""
+    from chrootcheck.live.elfdeps import ElfError, resolve_binary
+
+    if libcrypto is not None:
+        raise ToolError("--binary and --libcrypto exclude each other")
+    try:
+        result = resolve_binary(binary)
+    except ElfError as e:
+        raise ToolError(str(e)) from None
+    if fmt == "json":
+        import json
+
+        from chrootcheck.formats.common import to_data
+
+        data = to_data(result)
+        data["summary"] = result.summary
+        click.echo(json.dumps(data, indent=2))
+        return for_listing()
+    from rich.console import Console
+
+    from chrootcheck.formats.live_text import binary_renderables
+
+    console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
+    for renderable in binary_renderables(result):
+        console.print(renderable)
+    return for_listing()

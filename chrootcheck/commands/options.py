@@ -61,13 +61,44 @@ def check_outputs(outputs: list[OutputSpec]) -> None:
                 raise ToolError(f"cannot write {printable(out.path)}: {printable(why)}")
 
 
-def write_outputs(report: Report, outputs: list[OutputSpec], options: RenderOptions) -> None:
+def check_anchor(anchor: str) -> str:
+    """``--sarif-anchor``, checked before the scan: it must be a regular file (code scanning
+    reads it to the end). Returned relative to the current directory, or absolute when it
+    lies outside it: the value the renderers take (``RenderOptions.sarif_anchor``)."""
+    import stat
+
+    from chrootcheck.formats.common import printable
+    from chrootcheck.formats.locations import relative_to_cwd
+
+    try:
+        st = os.stat(anchor)
+    except OSError as e:
+        raise ToolError(f"--sarif-anchor {printable(anchor)}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ToolError(
+            f"--sarif-anchor {printable(anchor)} is not a regular file "
+            "(code scanning reads it to the end)"
+        )
+    return relative_to_cwd(os.path.abspath(anchor)) or os.path.abspath(anchor)
+
+
+def write_outputs(
+    report: Report,
+    outputs: list[OutputSpec],
+    options: RenderOptions,
+    step_summary: str | None = None,
+) -> None:
     """Render every output. Files are written atomically (chrootcheck.system.atomicfile): each to a
     temporary file in its folder, all renamed into place only when every one rendered, so a
-    failure or a SIGTERM leaves the old files intact and no temporary file behind."""
+    failure or a SIGTERM leaves the old files intact and no temporary file behind.
+
+    ``step_summary`` ($GITHUB_STEP_SUMMARY): with ``--format github``, the job summary is
+    appended to it, once the outputs are in place (renderers only write to their stream)."""
     from chrootcheck.formats.common import printable
     from chrootcheck.system.atomicfile import AtomicFile, interruptible
 
+    github = any(o.fmt is Format.GITHUB for o in outputs)
+    options = dataclasses.replace(options, step_summary=bool(github and step_summary))
     file_options = dataclasses.replace(options, color=False, width=options.width or 120)
     pending: list[AtomicFile] = []
     current: str | None = None
@@ -91,6 +122,21 @@ def write_outputs(report: Report, outputs: list[OutputSpec], options: RenderOpti
         finally:
             for f in pending:
                 f.discard()
+    if github and step_summary:
+        _append_step_summary(report, step_summary, options)
+
+
+def _append_step_summary(report: Report, path: str, options: RenderOptions) -> None:
+    from chrootcheck.formats.common import printable
+    from chrootcheck.formats.github_format import render_summary
+
+    try:
+        with open(path, "a", encoding="utf-8") as summary:
+            render_summary(report, summary, options)
+    except OSError as e:
+        raise ToolError(
+            f"cannot write $GITHUB_STEP_SUMMARY {printable(path)}: {e.strerror or e}"
+        ) from None
 
 
 def severity_option(f: Callable[..., Any]) -> Callable[..., Any]:

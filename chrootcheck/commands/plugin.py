@@ -46,14 +46,12 @@ def wants_plugin(args: Sequence[str]) -> bool:
 
 
 def _unknown(message: str, hint: str | None) -> click.exceptions.Exit:
-    from chrootcheck.formats.common import printable
+    from chrootcheck.formats.common import error_line
     from chrootcheck.formats.nagios_format import status_line, text
 
     message = " ".join(message.split("\n"))
     click.echo(status_line(PluginState.UNKNOWN, text(message)))
-    click.echo(
-        f"chrootcheck: error: {printable(message)}" + (f" ({hint})" if hint else ""), err=True
-    )
+    click.echo(error_line(message, hint), err=True)
     return click.exceptions.Exit(int(PluginState.UNKNOWN))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from chrootcheck.report.exitcodes import ExitCode
+from chrootcheck.report.exitcodes import for_listing
 
 
 @click.command("ps")
@@ -64,4 +64,4 @@ def command(pids: tuple[int, ...], read_seccomp: bool, fmt: str) -> int:
         )
         for renderable in ps_renderables(report):
             console.print(renderable)
-    return ExitCode.OK
+    return for_listing()

@@ -10,6 +10,7 @@ import click
 
 from chrootcheck.commands.options import (
     FiniteFloatRange,
+    check_anchor,
     check_outputs,
     nonempty,
     parse_outputs,
@@ -163,12 +164,16 @@ def command(
     from chrootcheck.commands.progress import walk_progress
     from chrootcheck.jail.inspector import ScanOptions
     from chrootcheck.probe import ProbeOptions
+    from chrootcheck.report.model import Stage
 
     started = time.monotonic()
     if not jails and not discover:
         raise click.UsageError("give at least one JAIL, or --discover")
     outputs = parse_outputs(formats, output)
     check_outputs(outputs)
+    # Checked before the scan, and only for the formats that point at it.
+    located = {Format.SARIF, Format.GITHUB, Format.GITLAB} & {o.fmt for o in outputs}
+    anchor = check_anchor(sarif_anchor) if sarif_anchor is not None and located else None
     user = parse_user_option(user_spec)
     targets: list[str | Target] = list(jails)
     if discover:
@@ -187,6 +192,7 @@ def command(
         fail_on=Severity(fail_on.lower()),
         probe=probe,
         late_loads=not no_late_loads,
+        not_asked={Stage.PROBE: "--no-probe", Stage.LATE_LOADS: "--no-late-loads"},
         libcrypto=libcrypto,
         allow_jail_libcrypto=allow_jail_libcrypto,
     )
@@ -195,12 +201,11 @@ def command(
         report,
         outputs,
         RenderOptions(
-            sarif_anchor=sarif_anchor,
-            step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None,
+            sarif_anchor=anchor,
             scan_seconds=time.monotonic() - started,
             finished_at=time.time(),
-            not_run=("CC2",) * no_probe + ("CC3",) * no_late_loads,
         ),
+        step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None,
     )
     _echo_errors(report)
     if any(o.fmt is Format.NAGIOS for o in outputs):
@@ -237,10 +242,10 @@ def _discovered(root: str, user_spec: str | None) -> list[Target]:
 
 def _echo_errors(report: Report) -> None:
     # Tool errors also go to stderr as one line each, whatever the format on stdout.
-    from chrootcheck.formats.common import printable
+    from chrootcheck.formats.common import error_line
     from chrootcheck.report.model import NoticeKind
 
     for jail in report.jails:
         for n in jail.notices:
             if n.kind is NoticeKind.ERROR:
-                click.echo(f"chrootcheck: error: {printable(f'{n.topic}: {n.message}')}", err=True)
+                click.echo(error_line(f"{n.label}: {n.message}"), err=True)

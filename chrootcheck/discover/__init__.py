@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from chrootcheck.discover._common import DiscoveredJail, Notes, under
-from chrootcheck.report.model import Notice, NoticeKind
+from chrootcheck.report.model import Notice, NoticeKind, Stage
 
 __all__ = ["DiscoveredJail", "ScanTarget", "discover", "discover_with_notes", "scan_targets"]
 
@@ -69,7 +69,7 @@ def scan_targets(root: str = "/") -> tuple[list[ScanTarget], list[Notice]]:
     for j in jails:
         if not j.exists:
             why = "has unexpanded tokens" if "%" in j.path else "does not exist"
-            notices.append(Notice(NoticeKind.SKIPPED, "discover",
+            notices.append(Notice(NoticeKind.SKIPPED, Stage.DISCOVER,
                                   f"{j.daemon}: jail {j.path} ({j.source_file}:{j.line}) {why}"))
             continue
         grouped.setdefault(os.path.normpath(j.path), []).append(j)

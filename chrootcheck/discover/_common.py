@@ -8,7 +8,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from chrootcheck.report.model import Notice, NoticeKind
+from chrootcheck.report.model import Notice, NoticeKind, Stage
 
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
 
@@ -34,7 +34,7 @@ class Notes:
         self.items: list[Notice] = []
 
     def add(self, message: str, kind: NoticeKind = NoticeKind.NOTE) -> None:
-        self.items.append(Notice(kind, "discover", message))
+        self.items.append(Notice(kind, Stage.DISCOVER, message))
 
 
 def under(root: str, path: str) -> str:

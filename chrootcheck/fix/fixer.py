@@ -36,7 +36,6 @@ from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail import mounts
 from chrootcheck.report.devices import ENTROPY_DEVICES
 from chrootcheck.report.errors import ToolError
-from chrootcheck.report.exitcodes import ExitCode
 from chrootcheck.report.model import Report
 from chrootcheck.system import procs
 
@@ -168,16 +167,13 @@ class FixRun:
     scan: Report | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def refused(self) -> bool:
+        return self.plan.refusal is not None
 
-def exit_code(run: FixRun) -> ExitCode:
-    if run.plan.refusal is not None or (run.result is not None and run.result.failed):
-        return ExitCode.TOOL_ERROR
-    if run.scan is not None:
-        if run.scan.tool_error:
-            return ExitCode.TOOL_ERROR
-        if run.scan.failing():
-            return ExitCode.FINDINGS
-    return ExitCode.OK
+    @property
+    def steps_failed(self) -> bool:
+        return self.result is not None and self.result.failed
 
 
 # ---------------------------------------------------------------------------- planning

@@ -1,5 +1,9 @@
 """Output formats: one module per format, each with ``render(report, stream, options)``.
 
+A renderer writes to the stream it is given and nowhere else, and raises no ToolError: the
+command checks what the user gave (``--sarif-anchor``) and opens every file (outputs,
+``$GITHUB_STEP_SUMMARY``). Which checks did not run comes from the report's skip notices.
+
 Chosen through the ``Format`` enum; modules are imported only when used (rich is heavy).
 Every format renders the same ``model.Report``; a test loops over the enum so none is forgotten.
 """
@@ -33,11 +37,12 @@ _MODULES: dict[Format, str] = {f: f"chrootcheck.formats.{f.value}_format" for f 
 class RenderOptions:
     color: bool = False  # only the text format uses colour, and only on a terminal
     width: int | None = None
-    sarif_anchor: str | None = None  # a regular file that SARIF locations may point at
-    step_summary: str | None = None  # $GITHUB_STEP_SUMMARY for --format github
+    # A regular file that SARIF, GitHub and GitLab locations point at, already checked by the
+    # command (commands.options.check_anchor): relative to the current directory, or absolute.
+    sarif_anchor: str | None = None
+    step_summary: bool = False  # --format github: the command writes $GITHUB_STEP_SUMMARY too
     scan_seconds: float | None = None  # how long the scan took (prometheus, nagios)
     finished_at: float | None = None  # when it ended, seconds since the epoch (prometheus)
-    not_run: tuple[str, ...] = ()  # check-id prefixes of parts skipped on request ("CC2")
 
 
 Renderer = Callable[[Report, TextIO, RenderOptions], None]

@@ -10,7 +10,15 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from chrootcheck.report import catalogue as checks
-from chrootcheck.report.model import SCHEMA_VERSION, Finding, JailReport, Report, sort_findings
+from chrootcheck.report.model import (
+    SCHEMA_VERSION,
+    Finding,
+    JailReport,
+    Notice,
+    Report,
+    Stage,
+    sort_findings,
+)
 
 # C0 and C1 controls; the Unicode bidirectional controls (embeddings and overrides U+202A-E,
 # isolates U+2066-9, the marks U+200E/F and U+061C), which reorder what a terminal or a web page
@@ -27,6 +35,38 @@ def printable(s: str) -> str:
     Every format prints names through this one function."""
     s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), s)
+
+
+def error_line(message: str, hint: str | None = None) -> str:
+    """The one ``chrootcheck: error: ...`` line, whoever prints it: one line, safe text."""
+    return f"chrootcheck: error: {printable(message)}" + (f" ({printable(hint)})" if hint else "")
+
+
+def check_stage(check_id: str) -> Stage | None:
+    """The stage whose run a check needs (``None``: not a catalogue check, never skipped)."""
+    check = checks.CHECKS.get(check_id)
+    return check.stage if check is not None else None
+
+
+def skipped_stages(jail: JailReport) -> dict[Stage, Notice]:
+    """The stages that did not run for this jail, each with the notice that says why."""
+    out: dict[Stage, Notice] = {}
+    for n in jail.notices:
+        if n.skips_stage:
+            out.setdefault(n.topic, n)
+    return out
+
+
+def skipped_checks(jail: JailReport, ids: Iterable[str]) -> dict[str, Notice]:
+    """Of ``ids``, the checks whose stage did not run and that found nothing, with the why."""
+    stages = skipped_stages(jail)
+    found = {f.check for f in jail.findings}
+    out: dict[str, Notice] = {}
+    for check_id in ids:
+        stage = check_stage(check_id)
+        if stage in stages and check_id not in found:
+            out[check_id] = stages[stage]
+    return out
 
 
 T = TypeVar("T")
@@ -99,12 +139,16 @@ def finding_data(f: Finding) -> dict[str, Any]:
     }
 
 
+def notice_data(n: Notice) -> dict[str, Any]:
+    return {"kind": n.kind.value, "topic": printable(n.label), "message": printable(n.message)}
+
+
 def jail_data(j: JailReport, report: Report) -> dict[str, Any]:
     return {
         "jail": printable(j.jail),
         "status": jail_status(j, report),
         "findings": [finding_data(f) for f in sort_findings(j.findings)],
-        "notices": to_data(j.notices),
+        "notices": [notice_data(n) for n in j.notices],
         "libcrypto": to_data(j.libcrypto),
         "walk": to_data(j.walk),
         "probe": to_data(j.probe) if j.probe is not None else None,

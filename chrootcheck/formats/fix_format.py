@@ -53,7 +53,7 @@ def plan_data(plan: FixPlan) -> dict[str, Any]:
 
 
 def run_data(run: FixRun) -> dict[str, Any]:
-    from chrootcheck.fix.fixer import exit_code
+    from chrootcheck.report.exitcodes import for_fix
 
     return {
         "schema_version": SCHEMA_VERSION,
@@ -65,7 +65,7 @@ def run_data(run: FixRun) -> dict[str, Any]:
             for o in run.result.outcomes],
         "changed": bool(run.result and run.result.changed),
         "scan": report_data(run.scan) if run.scan is not None else None,
-        "exit_code": int(exit_code(run)),
+        "exit_code": int(for_fix(run)),
     }
 
 

@@ -2,8 +2,11 @@
 
 GitHub shows at most 10 errors and 10 warnings (and 10 notices) per step, so at most 10
 annotations per level are printed, worst first; a plain log line says how many were left out.
-When ``$GITHUB_STEP_SUMMARY`` is set, the findings go there as a Markdown table (appended:
-other steps write to the same file), at most ``MAX_LISTED`` of one check and a count of the rest.
+When ``$GITHUB_STEP_SUMMARY`` is set, the command (commands.options.write_outputs) appends
+``render_summary``'s Markdown to it (other steps write to the same file): the findings as a
+table, at most ``MAX_LISTED`` of one check and a count of the rest, the notices, and the checks
+that did not run. A stage that did not run is a ``::notice`` annotation; the renderers write
+only to the stream they are given.
 
 Annotations carry ``file=`` only when it can be linked: the ``--sarif-anchor`` file, or the
 node's folder when the jail lies inside the checkout. Never a device (see formats.locations).
@@ -14,10 +17,9 @@ from __future__ import annotations
 from typing import TextIO
 
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.common import More, capped, jail_status, printable
-from chrootcheck.formats.locations import anchor_location, check_anchor, folder_location
+from chrootcheck.formats.common import More, capped, jail_status, printable, skipped_checks
+from chrootcheck.formats.locations import anchor_location, folder_location
 from chrootcheck.report import catalogue as checks
-from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import (
     Finding,
     JailReport,
@@ -58,12 +60,12 @@ def command(level: str, message: str, *, title: str | None = None, file: str | N
 
 
 def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
-    anchor = check_anchor(options.sarif_anchor) if options.sarif_anchor else None
+    anchor = options.sarif_anchor
     lines: dict[str, list[str]] = {"error": [], "warning": [], "notice": []}
     for jail in report.jails:
         for n in jail.notices:
             lines[NOTICE_LEVEL[n.kind]].append(command(
-                NOTICE_LEVEL[n.kind], printable(f"{jail.jail}: {n.topic}: {n.message}"),
+                NOTICE_LEVEL[n.kind], printable(f"{jail.jail}: {n.label}: {n.message}"),
                 title=f"chrootcheck {n.kind.value}"))
         for f in sort_findings(jail.findings):
             lines[LEVEL[f.severity]].append(_annotation(jail, f, anchor))
@@ -74,13 +76,11 @@ def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
             where = "the job summary" if options.step_summary else "the text or SARIF output"
             stream.write(f"chrootcheck: {len(cmds) - MAX_PER_LEVEL} more {level} annotation(s) "
                          f"not shown (GitHub shows {MAX_PER_LEVEL} per level); see {where}.\n")
-    if options.step_summary:
-        try:
-            with open(options.step_summary, "a", encoding="utf-8") as summary:
-                summary.write(step_summary(report))
-        except OSError as e:
-            raise ToolError(f"cannot write $GITHUB_STEP_SUMMARY {printable(options.step_summary)}: "
-                            f"{e.strerror or e}") from None
+
+
+def render_summary(report: Report, stream: TextIO, options: RenderOptions) -> None:
+    """The job summary: the command opens ``$GITHUB_STEP_SUMMARY`` (to append) and passes it."""
+    stream.write(step_summary(report))
 
 
 def _annotation(jail: JailReport, f: Finding, anchor: str | None) -> str:
@@ -121,12 +121,15 @@ def step_summary(report: Report) -> str:
                            f"{_cell(f.message)} | {_cell(f.remediation)} |")
         else:
             out.append("No findings.")
-        for n in capped(jail.notices, lambda n: (n.kind, n.topic)):
+        for n in capped(jail.notices, lambda n: (n.kind, n.label)):
             if isinstance(n, More):
-                out.append(f"- {n.left_out} more {_cell(n.last_shown.topic)} notice(s) not "
+                out.append(f"- {n.left_out} more {_cell(n.last_shown.label)} notice(s) not "
                            f"shown ({n.shown} of {n.total})")
                 continue
-            out.append(f"- **{n.kind.value}** {_cell(n.topic)}: {_cell(n.message)}")
+            out.append(f"- **{n.kind.value}** {_cell(n.label)}: {_cell(n.message)}")
+        not_run = skipped_checks(jail, checks.CHECKS)
+        if not_run:
+            out.append(f"- **skipped checks** (their stage did not run): {', '.join(not_run)}")
         out.append("")
     counts = report.counts()
     parts = ", ".join(f"{counts[s.value]} {s.value}" for s in reversed(list(Severity))

@@ -1,10 +1,11 @@
 """``--format junit``: JUnit XML, a test suite per jail and a test case per check.
 
 A check fails (``<failure>``) when it has findings at or above ``--fail-on``; findings below
-the threshold pass and are listed in ``<system-out>``. A check is ``<skipped>`` when a skip
-notice covers it (the probe did not run: the CC2xx checks); when the jail could not be checked
-at all, every case is an ``<error>``. Skips whose topic covers no check get a case of their own,
-so a skip is never silent.
+the threshold pass and are listed in ``<system-out>``. A check is ``<skipped>`` when its stage
+did not run (``--no-probe``, ``--no-late-loads``, the probe not possible here: the stage's
+skip notice, ``formats.common.skipped_checks``); when the jail could not be checked at all,
+every case is an ``<error>``. Skips that cover no check (a part of a stage) get a case of their
+own, so a skip is never silent.
 """
 
 from __future__ import annotations
@@ -13,16 +14,9 @@ import xml.etree.ElementTree as ET
 from typing import TextIO
 
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.common import printable
+from chrootcheck.formats.common import printable, skipped_checks
 from chrootcheck.report import catalogue as checks
-from chrootcheck.report.model import JailReport, Notice, NoticeKind, Report, sort_findings
-
-# Which check ids a skip notice's topic stands for (prefixes of the ids).
-TOPIC_CHECKS: dict[str, tuple[str, ...]] = {
-    "probe": ("CC2",),
-    "late-load": ("CC3",),
-    "walk": ("CC16", "CC17", "CC18"),
-}
+from chrootcheck.report.model import JailReport, NoticeKind, Report, sort_findings
 
 
 def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
@@ -41,10 +35,6 @@ def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
     stream.write("\n")
 
 
-def _covers(notice: Notice, check_id: str) -> bool:
-    return check_id.startswith(TOPIC_CHECKS.get(notice.topic, (notice.topic,)))
-
-
 def _suite(report: Report, jail: JailReport) -> ET.Element:
     name = printable(jail.jail)
     suite = ET.Element("testsuite", name=name)
@@ -52,6 +42,7 @@ def _suite(report: Report, jail: JailReport) -> ET.Element:
     skips = [n for n in jail.notices if n.kind is NoticeKind.SKIPPED]
     catalogue = checks.CHECKS
     ids = list(catalogue) + sorted({f.check for f in jail.findings} - set(catalogue))
+    skipped = skipped_checks(jail, ids)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for check_id in ids:
         check = catalogue.get(check_id)
@@ -60,7 +51,7 @@ def _suite(report: Report, jail: JailReport) -> ET.Element:
         counts["tests"] += 1
         findings = sort_findings(f for f in jail.findings if f.check == check_id)
         failing = [f for f in findings if f.severity >= report.fail_on]
-        skip = next((n for n in skips if _covers(n, check_id)), None)
+        skip = skipped.get(check_id)
         if failing:
             counts["failures"] += 1
             failure = ET.SubElement(case, "failure", type=failing[0].severity.value,
@@ -72,17 +63,18 @@ def _suite(report: Report, jail: JailReport) -> ET.Element:
             counts["errors"] += 1
             error = ET.SubElement(case, "error", type="tool-error",
                                   message=printable(errors[0].message))
-            error.text = "\n".join(printable(f"{n.topic}: {n.message}") for n in errors)
+            error.text = "\n".join(printable(f"{n.label}: {n.message}") for n in errors)
         elif skip is not None and not findings:
             counts["skipped"] += 1
-            ET.SubElement(case, "skipped", message=printable(f"{skip.topic}: {skip.message}"))
+            ET.SubElement(case, "skipped", message=printable(f"{skip.label}: {skip.message}"))
         if findings and not failing:
             ET.SubElement(case, "system-out").text = "\n".join(
                 printable(f"[{f.severity.value}] {f.path}: {f.message}") for f in findings)
+    covering = set(skipped.values())
     for n in skips:
-        if not any(_covers(n, i) for i in ids):
+        if n not in covering:
             case = ET.SubElement(suite, "testcase", classname="chrootcheck.run",
-                                 name=printable(f"{n.topic}: {name}"))
+                                 name=printable(f"{n.label}: {name}"))
             ET.SubElement(case, "skipped", message=printable(n.message))
             counts["tests"] += 1
             counts["skipped"] += 1

@@ -3,7 +3,9 @@
 GitHub's SARIF uploader opens every located file and reads it to the end to fingerprint it:
 ``jail/dev/urandom`` would never end and a FIFO would block. So a location is
 
-* the ``--sarif-anchor FILE`` when given (a regular file the user chose, line 1), else
+* the ``--sarif-anchor FILE`` when given (a regular file the user chose, line 1; the command
+  checks it before the scan and hands the renderers its path relative to the current
+  directory, ``relative_to_cwd``), else
 * the deepest real folder on the way to the node's parent folder (uploaders skip folders).
   The folder is checked component by component with ``lstat`` so a symlink is never
   followed: a ``dev`` that is a symlink or a FIFO makes the location its parent instead.
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from chrootcheck.formats.common import printable
-from chrootcheck.report.errors import ToolError
 
 JAIL_BASE_ID = "JAILROOT"
 
@@ -35,21 +36,9 @@ class Location:
     is_anchor: bool = False
 
 
-def check_anchor(anchor: str) -> str:
-    """The anchor as a path relative to the current directory; it must be a regular file."""
-    try:
-        st = os.stat(anchor)
-    except OSError as e:
-        raise ToolError(f"--sarif-anchor {printable(anchor)}: {e.strerror or e}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ToolError(f"--sarif-anchor {printable(anchor)} is not a regular file "
-                        "(code scanning reads it to the end)")
-    return _relative_to_cwd(os.path.abspath(anchor)) or os.path.abspath(anchor)
-
-
 def anchor_location(anchor: str) -> Location:
-    """``anchor`` as ``check_anchor`` returned it: relative to the current directory, or
-    absolute (outside it), which becomes a ``file://`` URI."""
+    """``anchor`` as the command checked it (``commands.options.check_anchor``): relative to
+    the current directory, or absolute (outside it), which becomes a ``file://`` URI."""
     uri = "file://" + _quote(anchor) if anchor.startswith("/") else _quote(anchor)
     return Location(uri=uri, path=printable(anchor), base_id=None, is_anchor=True)
 
@@ -69,7 +58,7 @@ def folder_location(jail: str, in_jail_path: str) -> Location:
             break
         kept.append(part)
         current = candidate
-    in_cwd = _relative_to_cwd(current)
+    in_cwd = relative_to_cwd(current)
     if in_cwd is not None:
         return Location(uri=_folder_uri(in_cwd), path=printable(in_cwd), base_id=None)
     rel = "/".join(kept) or "."
@@ -85,7 +74,7 @@ def jail_base_uri(jail: str) -> str:
     return "file://" + _quote(os.path.abspath(jail).rstrip("/") + "/")
 
 
-def _relative_to_cwd(path: str) -> str | None:
+def relative_to_cwd(path: str) -> str | None:
     cwd = os.getcwd()
     try:
         rel = os.path.relpath(path, cwd)

@@ -81,7 +81,7 @@ def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
     for j in errored:
         for n in j.notices:
             if n.kind is NoticeKind.ERROR:
-                lines.append(f"{text(j.jail)}: could not check: {text(n.topic)}: {text(n.message)}")
+                lines.append(f"{text(j.jail)}: could not check: {text(n.label)}: {text(n.message)}")
     for j in failing:
         for f in sort_findings(j.at_or_above(report.fail_on)):
             lines.append(

@@ -10,9 +10,10 @@ exported once.
 
 Absent versus zero: a jail that was checked gets a zero-valued ``chrootcheck_findings`` series
 for every check of the catalogue that ran and found nothing, so ``== 0`` means "checked,
-clean". A check that did not run (the probe skipped or ``--no-probe``, ``--no-late-loads``, a
-part skipped with a notice) has no series, and a jail chrootcheck could not check
-(``chrootcheck_jail_scan_ok 0``) has only the series of what it did find.
+clean". A check whose stage did not run (``--no-probe``, ``--no-late-loads``, the probe not
+possible here: the stage's skip notice, ``formats.common.skipped_checks``) has no series, and
+a jail chrootcheck could not check (``chrootcheck_jail_scan_ok 0``) has only the series of
+what it did find.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.common import printable
-from chrootcheck.formats.junit_format import TOPIC_CHECKS
+from chrootcheck.formats.common import printable, skipped_checks
 from chrootcheck.report import catalogue as checks
-from chrootcheck.report.model import JailReport, NoticeKind, Report
+from chrootcheck.report.model import JailReport, Report
 
 PREFIX = "chrootcheck_"
 # The probe's verdicts (chrootcheck.probe.model.Verdict), listed here so that the
@@ -152,8 +152,9 @@ def families(report: Report, options: RenderOptions) -> list[Family]:
             counts[key] = counts.get(key, 0) + 1
         if ok:
             found = {check for check, _ in counts}
+            not_run = skipped_checks(jail, catalogue)
             for check_id, check in catalogue.items():
-                if check_id not in found and _ran(jail, check_id, options):
+                if check_id not in found and check_id not in not_run:
                     counts[(check_id, check.severity.value)] = 0
         for (check_id, severity), n in sorted(counts.items()):
             findings.add(n, jail=name, check=check_id, severity=severity)
@@ -183,18 +184,6 @@ def families(report: Report, options: RenderOptions) -> list[Family]:
         probe,
         ttf,
     ]
-
-
-def _ran(jail: JailReport, check_id: str, options: RenderOptions) -> bool:
-    """Whether the part of the scan that owns this check ran for this jail."""
-    if check_id.startswith(options.not_run):
-        return False
-    if check_id.startswith("CC2") and (jail.probe is None or jail.probe.skipped_reason):
-        return False
-    return not any(
-        n.kind is NoticeKind.SKIPPED and check_id.startswith(TOPIC_CHECKS.get(n.topic, (n.topic,)))
-        for n in jail.notices
-    )
 
 
 def time_to_failure(jail: JailReport) -> list[tuple[int, str, float]]:

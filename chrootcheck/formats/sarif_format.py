@@ -4,7 +4,10 @@ One run per jail, told apart by ``runAutomationDetails.id`` (``chrootcheck/<jail
 code scanning keeps one category per jail. Every check of the catalogue is a rule with its help
 text and ``helpUri``. Locations never point at a device, FIFO or socket (see
 ``formats.locations``); the node's path is in the message and in ``properties``. Skips and tool
-errors are ``invocations[0].toolExecutionNotifications``, never results.
+errors are ``invocations[0].toolExecutionNotifications``, never results; a stage that did not
+run is a notification (its descriptor id is the stage), and the invocation lists the rules
+it skipped (``properties.skippedChecks``: stage -> rule ids), so that no rule reads as passed
+when it never ran.
 
 Plain dicts, no SARIF object model: the tests validate the output against the official schema.
 """
@@ -17,12 +20,11 @@ import re
 from typing import Any, TextIO
 
 from chrootcheck.formats import RenderOptions
-from chrootcheck.formats.common import printable, to_data
+from chrootcheck.formats.common import printable, skipped_checks, to_data
 from chrootcheck.formats.locations import (
     JAIL_BASE_ID,
     Location,
     anchor_location,
-    check_anchor,
     folder_location,
     jail_base_uri,
 )
@@ -55,7 +57,7 @@ def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
 
 
 def sarif_log(report: Report, options: RenderOptions) -> dict[str, Any]:
-    anchor = check_anchor(options.sarif_anchor) if options.sarif_anchor else None
+    anchor = options.sarif_anchor
     ids = automation_ids([j.jail for j in report.jails])
     return {
         "$schema": SCHEMA_URI,
@@ -136,7 +138,7 @@ def _run(report: Report, jail: JailReport, automation_id: str,
             "uri": jail_base_uri(jail.jail),
             "description": {"text": "the jail's root folder"},
         }},
-        "invocations": [_invocation(jail)],
+        "invocations": [_invocation(jail, rule_ids)],
         "results": [_result(jail, f, index[f.check], report.fail_on, anchor) for f in findings],
         "properties": {
             "jail": printable(jail.jail),
@@ -148,17 +150,28 @@ def _run(report: Report, jail: JailReport, automation_id: str,
     return run
 
 
-def _invocation(jail: JailReport) -> dict[str, Any]:
+def _invocation(jail: JailReport, rule_ids: list[str]) -> dict[str, Any]:
     notes = [
         {
             "level": NOTIFICATION_LEVEL[n.kind],
-            "message": {"text": printable(f"{n.topic}: {n.message}")},
-            "descriptor": {"id": printable(n.topic)},
+            "message": {"text": printable(f"{n.label}: {n.message}")},
+            "descriptor": {"id": printable(n.label)},
             "properties": {"kind": n.kind.value},
         }
         for n in jail.notices
     ]
-    return {"executionSuccessful": not jail.tool_error, "toolExecutionNotifications": notes}
+    invocation: dict[str, Any] = {
+        "executionSuccessful": not jail.tool_error,
+        "toolExecutionNotifications": notes,
+    }
+    # The rules whose stage did not run, by stage (the notification's descriptor id): they
+    # have no result because they were skipped, not because they passed.
+    not_run: dict[str, list[str]] = {}
+    for check_id, n in skipped_checks(jail, rule_ids).items():
+        not_run.setdefault(n.label, []).append(check_id)
+    if not_run:
+        invocation["properties"] = {"skippedChecks": not_run}
+    return invocation
 
 
 def _result(jail: JailReport, f: Finding, rule_index: int, fail_on: Severity,

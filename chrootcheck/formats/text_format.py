@@ -108,14 +108,14 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
         console.print(table)
     elif not jail.tool_error:
         console.print(Text("  no findings: /dev/urandom and /dev/random are correct", "green"))
-    for notice in capped(jail.notices, lambda n: (n.kind, n.topic)):
+    for notice in capped(jail.notices, lambda n: (n.kind, n.label)):
         n = notice.last_shown if isinstance(notice, More) else notice
         style = {NoticeKind.ERROR: "bold magenta", NoticeKind.SKIPPED: "yellow"}.get(n.kind, "dim")
         text = (
-            f"{notice.left_out} more {n.topic} notice(s) not shown here "
+            f"{notice.left_out} more {n.label} notice(s) not shown here "
             f"({notice.shown} of {notice.total}); --format json lists them all"
             if isinstance(notice, More)
-            else f"{n.topic}: {n.message}"
+            else f"{n.label}: {n.message}"
         )
         console.print(Text.assemble(("  " + n.kind.value + ": ", style), (printable(text), "")))
     if jail.walk.entries:

@@ -26,6 +26,7 @@ from chrootcheck.report.model import (
     Notice,
     NoticeKind,
     Severity,
+    Stage,
 )
 
 
@@ -38,17 +39,24 @@ class ScanOptions:
 
 
 def inspect_jail(jail: str, options: ScanOptions | None = None) -> JailReport:
-    options = options or ScanOptions()
-    report = JailReport(jail=jail)
+    """Open ``jail`` and inspect it (the scan pipeline opens it once and calls inspect_root)."""
     try:
         root_fd = jailfs.open_jail(jail)
     except jailfs.JailOpenError as e:
-        report.notices.append(Notice(NoticeKind.ERROR, "jail", str(e)))
+        report = JailReport(jail=jail)
+        report.notices.append(Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail"))
         return report
     try:
-        _inspect(root_fd, report, options)
+        return inspect_root(root_fd, jail, options)
     finally:
         os.close(root_fd)
+
+
+def inspect_root(root_fd: int, jail: str, options: ScanOptions | None = None) -> JailReport:
+    """Inspect the jail whose root ``root_fd`` is (from ``jail.fs.open_jail``); ``jail`` is its
+    host path, for the report and the mount table."""
+    report = JailReport(jail=jail)
+    _inspect(root_fd, report, options or ScanOptions())
     return report
 
 
@@ -290,7 +298,7 @@ def _unresolved(
     report.notices.append(
         Notice(
             NoticeKind.ERROR,
-            "inspect",
+            Stage.INSPECT,
             f"{path} could not be checked: {os.strerror(res.error or 0)} at {res.failed_at}",
         )
     )
@@ -470,9 +478,10 @@ def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
         report.notices.append(
             Notice(
                 NoticeKind.NOTE,
-                "walk",
+                Stage.INSPECT,
                 f"{met.path} is a mount point ({met.detail}); not walked "
                 "(pass --cross-mounts to walk it)",
+                part="walk",
             )
         )
     elif met.kind == "too-deep":
@@ -481,9 +490,10 @@ def _report_met(met: walker.Met, already: set[str], report: JailReport) -> None:
         report.notices.append(
             Notice(
                 NoticeKind.NOTE,
-                "walk",
+                Stage.INSPECT,
                 f"the walk stopped at {walker.MAX_DEPTH} levels in {met.path}: its "
                 f"sub-folder(s) {', '.join(names)}{more} and everything below them were not "
                 "walked",
+                part="walk",
             )
         )

@@ -34,7 +34,7 @@ from chrootcheck.lateload.opensslcnf import (
     read_host_file,
 )
 from chrootcheck.report import catalogue as checks
-from chrootcheck.report.model import Finding, Notice, NoticeKind, Severity
+from chrootcheck.report.model import Finding, Notice, NoticeKind, Severity, Stage
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ def _collect(cfg: Config, mods: Modules, paths: OpenSSLPaths, env: Mapping[str, 
         items.append(_Item(src.path, src.kind, LoadTime.WITH_CONFIG, origin,
                            required=src.kind == "config", is_dir=src.kind == "include-dir"))
         if src.error:
-            out.notices.append(Notice(NoticeKind.NOTE, "late-load",
+            out.notices.append(Notice(NoticeKind.NOTE, Stage.LATE_LOADS,
                                       f"cannot read {src.path}: {src.error}"))
     enginesdir = env.get("OPENSSL_ENGINES") or paths.enginesdir
     modulesdir = env.get("OPENSSL_MODULES") or paths.modulesdir
@@ -223,9 +223,9 @@ def _collect(cfg: Config, mods: Modules, paths: OpenSSLPaths, env: Mapping[str, 
                 items.append(_Item(os.path.join(enginesdir, e.engine_id + ".so"), "engine",
                                    LoadTime.WITH_CONFIG, origin, True))
             else:
-                out.notices.append(Notice(NoticeKind.SKIPPED, "late-load",
+                out.notices.append(Notice(NoticeKind.SKIPPED, Stage.LATE_LOADS,
                                           f"engine {e.engine_id!r}: ENGINESDIR unknown, its "
-                                          "file was not checked"))
+                                          "file was not checked", part="engine"))
         module = e.module_path
         if module:
             items.append(_Item(module, "pkcs11-module", LoadTime.FIRST_USE,
@@ -244,9 +244,9 @@ def _collect(cfg: Config, mods: Modules, paths: OpenSSLPaths, env: Mapping[str, 
             if modulesdir:
                 path = os.path.join(modulesdir, name)
             else:
-                out.notices.append(Notice(NoticeKind.SKIPPED, "late-load",
+                out.notices.append(Notice(NoticeKind.SKIPPED, Stage.LATE_LOADS,
                                           f"provider {p.identity!r}: MODULESDIR unknown, its "
-                                          "module was not checked"))
+                                          "module was not checked", part="provider"))
         if path:
             items.append(_Item(path, "provider", LoadTime.WITH_CONFIG if p.activate
                                else LoadTime.FIRST_USE, origin, p.activate))
@@ -462,12 +462,12 @@ def _policy_text(p: EntropyPolicy) -> str:
 def _timing_notices(files: list[LateFile], cnf: str) -> list[Notice]:
     with_config = [f.path for f in files if f.when is LoadTime.WITH_CONFIG]
     first_use = [f.path for f in files if f.when is LoadTime.FIRST_USE and f.required]
-    out = [Notice(NoticeKind.NOTE, "late-load",
+    out = [Notice(NoticeKind.NOTE, Stage.LATE_LOADS,
                   f"the probe loads {cnf} before its chroot on purpose; an application that "
                   "first uses OpenSSL after its chroot reads these inside the jail: "
                   + ", ".join(with_config))] if with_config else []
     if first_use:
-        out.append(Notice(NoticeKind.NOTE, "late-load",
+        out.append(Notice(NoticeKind.NOTE, Stage.LATE_LOADS,
                           "loaded at first use, after the chroot even when the config is read "
                           "before it: " + ", ".join(first_use)))
     return out

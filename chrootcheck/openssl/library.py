@@ -30,7 +30,7 @@ from chrootcheck.openssl.trust import (
 from chrootcheck.report.errors import ToolError
 
 if TYPE_CHECKING:
-    from chrootcheck.probe.model import LibcryptoSummary
+    from chrootcheck.openssl.results import LibcryptoSummary
 
 # Optional symbols probed once at load: capability name -> symbols that must all exist.
 _OPTIONAL: dict[str, tuple[str, ...]] = {
@@ -223,7 +223,7 @@ def load_checked(checked: CheckedLibrary) -> Libcrypto:
 
 def describe_loaded(lc: Libcrypto) -> LibcryptoSummary:
     """What the report says about a library (also sent back by an unprivileged child)."""
-    from chrootcheck.probe.model import LibcryptoSummary
+    from chrootcheck.openssl.results import LibcryptoSummary
 
     caps = lc.capabilities
     return LibcryptoSummary(

@@ -32,3 +32,19 @@ class ReseedSettings:
     public_seconds: int | None = None
     private_requests: int | None = None
     private_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class LibcryptoSummary:
+    """What a loaded libcrypto is: its version and which APIs it has (openssl.library)."""
+
+    path: str
+    version: str  # "OpenSSL 3.0.19 27 Jan 2026"
+    version_number: int
+    series: str  # 3.x, 1.1.1, 1.1.0, 1.0.2
+    rand_api: str
+    has_drbg_1_1_1: bool
+    has_evp_rand: bool
+    has_keep_devices_open: bool
+    has_err_get_error_all: bool
+    has_openssl_info: bool

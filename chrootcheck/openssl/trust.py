@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from chrootcheck.report.errors import ToolError
 
 if TYPE_CHECKING:
-    from chrootcheck.probe.model import LibcryptoSummary
+    from chrootcheck.openssl.results import LibcryptoSummary
 
 MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 _O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

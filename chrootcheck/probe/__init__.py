@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from chrootcheck.report.model import Finding
 
 if TYPE_CHECKING:
+    from chrootcheck.openssl.results import LibcryptoSummary
     from chrootcheck.openssl.trust import PreparedLibrary
     from chrootcheck.probe.model import (
         Cycle,
-        LibcryptoSummary,
         ProbeReport,
         ScenarioResult,
         Verdict,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # start-up time, and each frozen dataclass costs about a millisecond to create.
 _LAZY = {
     "Cycle": "chrootcheck.probe.model",
-    "LibcryptoSummary": "chrootcheck.probe.model",
+    "LibcryptoSummary": "chrootcheck.openssl.results",
     "ProbeReport": "chrootcheck.probe.model",
     "ScenarioResult": "chrootcheck.probe.model",
     "Verdict": "chrootcheck.probe.model",

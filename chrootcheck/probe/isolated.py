@@ -20,12 +20,13 @@ import signal
 import time
 from typing import Any, NoReturn
 
+from chrootcheck.jail.users import NOBODY
 from chrootcheck.openssl import cdefs
 from chrootcheck.openssl.info import library_dirs
 from chrootcheck.openssl.library import describe_loaded, load_checked
+from chrootcheck.openssl.results import LibcryptoSummary
 from chrootcheck.openssl.trust import CheckedLibrary
 from chrootcheck.probe import sandbox
-from chrootcheck.probe.model import LibcryptoSummary
 from chrootcheck.report.errors import ToolError
 from chrootcheck.system import procs
 
@@ -37,9 +38,9 @@ def unprivileged(
 ) -> tuple[int, int, tuple[int, ...]]:
     """The ids a consented library runs as: the service's, with root's replaced by nobody."""
     if not uid:
-        uid = sandbox.NOBODY
+        uid = NOBODY
     if not gid:
-        gid = sandbox.NOBODY
+        gid = NOBODY
     return uid, gid, tuple(g for g in groups if g != 0)
 
 

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 
 from chrootcheck.openssl.errcodes import ErrorRecord
-from chrootcheck.openssl.results import ReseedSettings, Step
+from chrootcheck.openssl.results import LibcryptoSummary, ReseedSettings, Step
 from chrootcheck.report.model import Finding
 
 
@@ -44,20 +44,6 @@ class ScenarioResult:
     exit_status: int | None = None
     phase: str = ""  # how far the child got: start, seeded, jailed, done
     seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class LibcryptoSummary:
-    path: str
-    version: str  # "OpenSSL 3.0.19 27 Jan 2026"
-    version_number: int
-    series: str  # 3.x, 1.1.1, 1.1.0, 1.0.2
-    rand_api: str
-    has_drbg_1_1_1: bool
-    has_evp_rand: bool
-    has_keep_devices_open: bool
-    has_err_get_error_all: bool
-    has_openssl_info: bool
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import pwd
 import time
 from collections.abc import Sequence
 
+from chrootcheck.jail.users import NOBODY
 from chrootcheck.openssl.library import Libcrypto, describe_loaded, load
 from chrootcheck.openssl.trust import PreparedLibrary, prepare_library
 from chrootcheck.probe import ProbeOptions
@@ -17,7 +18,6 @@ from chrootcheck.probe.child import ChildSpec
 from chrootcheck.probe.isolated import unprivileged
 from chrootcheck.probe.model import ProbeReport, ScenarioResult, Verdict
 from chrootcheck.probe.runner import run_children
-from chrootcheck.probe.sandbox import NOBODY
 from chrootcheck.probe.scenarios import BY_NAME, SCENARIOS, Scenario
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding

@@ -14,7 +14,6 @@ from typing import Any
 from chrootcheck.openssl import cdefs
 from chrootcheck.openssl.cdefs import ffi
 
-NOBODY = 65534
 PR_SET_DUMPABLE = 4
 
 

@@ -1,4 +1,5 @@
-"""Exit codes, the one place that defines them (documented in README.md and docs/exit-codes.md).
+"""Exit codes, the one place that defines them and decides them for every command
+(documented in README.md, docs/fix.md, docs/decode.md and docs/fleet.md).
 
 0  no finding at or above --fail-on
 1  findings at or above --fail-on
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Protocol
 
 from chrootcheck.report.model import Report, Severity
 
@@ -28,11 +30,47 @@ def for_signal(signum: int) -> int:
 
 
 def for_report(report: Report) -> ExitCode:
+    """``scan``, and the scan after ``fix`` and ``demo``."""
     # A tool error wins over findings: a half-done scan must not look like a verdict.
     if report.tool_error:
         return ExitCode.TOOL_ERROR
     if report.failing():
         return ExitCode.FINDINGS
+    return ExitCode.OK
+
+
+class FixOutcome(Protocol):
+    """What ``fix`` and ``demo`` decide on (``fix.fixer.FixRun`` has it)."""
+
+    @property
+    def refused(self) -> bool: ...
+    @property
+    def steps_failed(self) -> bool: ...
+    @property
+    def scan(self) -> Report | None: ...
+
+
+def for_fix(run: FixOutcome) -> ExitCode:
+    """``fix`` and ``demo``: a refusal or a failed step is a tool error; otherwise the scan
+    after the fix decides (no scan: a dry run whose plan can be applied, 0)."""
+    if run.refused or run.steps_failed:
+        return ExitCode.TOOL_ERROR
+    return for_report(run.scan) if run.scan is not None else ExitCode.OK
+
+
+def for_decode(entropy_chains: int) -> ExitCode:
+    """``decode``: 1 when an entropy or DRBG error chain was found (docs/decode.md)."""
+    return ExitCode.FINDINGS if entropy_chains else ExitCode.OK
+
+
+def for_discover(errors: int) -> ExitCode:
+    """``discover``: a config that could not be read is a tool error; no jail found is not."""
+    return ExitCode.TOOL_ERROR if errors else ExitCode.OK
+
+
+def for_listing() -> ExitCode:
+    """``info`` and ``ps`` report, they never judge: 0 whenever they could do their job (a
+    failure raises a ToolError, which ``cli`` turns into 2)."""
     return ExitCode.OK
 
 

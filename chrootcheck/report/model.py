@@ -90,11 +90,36 @@ class NoticeKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Notice:
-    """A message about the run itself, not about the jail (SARIF: a tool notification)."""
+    """A message about the run itself, not about the jail (SARIF: a tool notification).
+
+    ``topic`` is the stage the notice is about. ``part`` narrows it to one part of the stage
+    ("walk", "jail", "engine" ...); JSON and every format show ``part`` as the topic when set.
+    A SKIPPED notice without a part says the whole stage did not run: every format then shows
+    the stage's checks as skipped, never as passed (``skips_stage``).
+    """
 
     kind: NoticeKind
-    topic: str  # "probe", "walk", "jail", ...
+    topic: Stage
     message: str
+    part: str = ""
+
+    def __post_init__(self) -> None:
+        # A plain string is accepted for a stage's value, and refused for anything else: a
+        # topic spelt two ways made skipped checks look passed once (issue 10).
+        object.__setattr__(self, "topic", Stage(self.topic))
+
+    @property
+    def label(self) -> str:
+        return self.part or self.topic.value
+
+    @property
+    def skips_stage(self) -> bool:
+        return self.kind is NoticeKind.SKIPPED and not self.part
+
+
+def stage_skipped(stage: Stage, why: str) -> Notice:
+    """The notice of a stage that did not run (--no-probe, not root, no library ...)."""
+    return Notice(NoticeKind.SKIPPED, stage, why)
 
 
 @dataclass(frozen=True)
