@@ -403,3 +403,24 @@ def test_a_seccomp_filter_through_the_binding() -> None:
     assert o.exit_status == errno.ENOSYS
     with pytest.raises(OSError, match="does not know"):
         libc.load_seccomp_filter({"no_such_call": libc.SCMP_ACT_ALLOW})
+
+
+def test_the_probe_reads_unreadable_output_as_a_crash_at_the_stage_reached() -> None:
+    from chrootcheck.probe.analysis import scenario_result
+    from chrootcheck.probe.child import ChildSpec
+    from chrootcheck.probe.model import Verdict
+    from chrootcheck.probe.runner import ChildOutcome
+    from chrootcheck.probe.scenarios import BY_NAME
+
+    spec = ChildSpec("/j", BY_NAME["as-is"], 1, True, 0, 0, ())
+    seeded = (
+        probe_protocol.Settings(ReseedSettings("none")),
+        probe_protocol.CycleRun(0, False, "ready", (Step("RAND_bytes", True),)),
+    )
+    bad = ChildOutcome(spec, seeded, signal="SIGKILL", error="not a JSON line: x")
+    r = scenario_result(bad, [], 10.0)
+    assert r.verdict is Verdict.CRASHED and r.phase == "seeded"
+    assert "unreadable output (not a JSON line: x)" in r.explanation
+    done = (*seeded, probe_protocol.Jailed(0, 0), probe_protocol.Done())
+    good = ChildOutcome(spec, done, exit_status=0)
+    assert scenario_result(good, [], 10.0).verdict is Verdict.PASS
