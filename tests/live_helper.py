@@ -7,8 +7,8 @@ draw random bytes, optionally open /dev/urandom and keep it, optionally delete o
 library file, chroot into ``jail`` (or, with ``container``, enter a new mount namespace whose
 root is the jail: unshare + pivot_root), fork ``workers`` (and a ``zombie`` child it never reaps),
 optionally install a seccomp filter on getrandom (``seccomp``: "ENOSYS", "EPERM" or "kill";
-libseccomp through cffi, as chrootcheck's probe does; ``seccomp2``: "open" adds a second filter
-making open/openat fail with EACCES), then print one JSON line and wait until
+libseccomp through chrootcheck's binding, as its probe does; ``seccomp2``: "open" adds a
+second filter making open/openat fail with EACCES), then print one JSON line and wait until
 stdin closes. Every process dies after ``lifetime`` seconds whatever happens (SIGALRM).
 """
 
@@ -19,53 +19,30 @@ import json
 import os
 import signal
 import sys
-from typing import Any
 
-from cffi import FFI
-
-from chrootcheck.openssl import cdefs
 from chrootcheck.openssl.cdefs import ffi
 from chrootcheck.openssl.library import load
+from chrootcheck.system import libc
 
-_sys = FFI()
-_sys.cdef("long syscall(long number, ...); int umount2(const char *target, int flags);")
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[os.uname().machine]
-MNT_DETACH = 2
-MS_BIND = 4096
 
 
 def enter_container(jail: str) -> None:
-    libc = ffi.dlopen("libc.so.6")
-    sysc = _sys.dlopen("libc.so.6")
-    if libc.unshare(cdefs.CLONE_NEWNS) != 0:
-        raise OSError(ffi.errno, "unshare")
-    if libc.mount(b"none", b"/", ffi.NULL, cdefs.MS_REC | cdefs.MS_PRIVATE, ffi.NULL) != 0:
-        raise OSError(ffi.errno, "mount private")
-    if libc.mount(jail.encode(), jail.encode(), ffi.NULL, MS_BIND, ffi.NULL) != 0:
-        raise OSError(ffi.errno, "bind")
+    libc.unshare(libc.CLONE_NEWNS)
+    libc.mount("none", "/", libc.MS_REC | libc.MS_PRIVATE, what="mount private")
+    libc.mount(jail, jail, libc.MS_BIND, what="bind")
     os.chdir(jail)
-    dot = _sys.new("char[]", b".")
-    if sysc.syscall(_sys.cast("long", SYS_PIVOT_ROOT), dot, dot) != 0:
-        raise OSError(_sys.errno, "pivot_root")
-    if sysc.umount2(b".", MNT_DETACH) != 0:
-        raise OSError(_sys.errno, "umount old root")
+    f = libc.ffi()
+    dot = f.new("char[]", b".")
+    libc.check(int(libc.libc().syscall(f.cast("long", SYS_PIVOT_ROOT), dot, dot)), "pivot_root")
+    libc.umount2(".", libc.MNT_DETACH, what="umount old root")
     os.chdir("/")
 
 
-def block(seccomp: Any, how: str, syscalls: tuple[bytes, ...] = (b"getrandom",)) -> None:
-    ctx = seccomp.seccomp_init(cdefs.SCMP_ACT_ALLOW)
-    for name in syscalls:
-        _rule(seccomp, ctx, how, name)
-    if seccomp.seccomp_load(ctx) < 0:
-        raise OSError("seccomp_load")
-    seccomp.seccomp_release(ctx)
-
-
-def _rule(seccomp: Any, ctx: Any, how: str, name: bytes) -> None:
-    nr = seccomp.seccomp_syscall_resolve_name(name)
-    action = 0x80000000 if how == "kill" else cdefs.scmp_act_errno(getattr(errno, how))
-    if seccomp.seccomp_rule_add_array(ctx, action, nr, 0, ffi.NULL) < 0:
-        raise OSError("seccomp_rule_add")
+def block(how: str, syscalls: tuple[str, ...] = ("getrandom",)) -> None:
+    kill = how == "kill"
+    action = libc.SCMP_ACT_KILL_PROCESS if kill else libc.scmp_act_errno(getattr(errno, how))
+    libc.load_seccomp_filter(dict.fromkeys(syscalls, action))
 
 
 def wait_stdin() -> None:
@@ -90,7 +67,7 @@ def main() -> None:
             f.write(b"\0" * 100 + cfg["replace_library"].encode() + b"\0" * 100)
         os.replace(new, cfg["libcrypto"])
     # dlopen before the chroot: the jail has no libraries (nor ctypes, which cffi falls back on)
-    seccomp = ffi.dlopen("libseccomp.so.2") if cfg.get("seccomp") else None
+    libc.load(with_seccomp=bool(cfg.get("seccomp")))
     if jail and cfg.get("container"):
         enter_container(jail)  # its own mount namespace, at the jail as its root
     elif jail:
@@ -110,9 +87,9 @@ def main() -> None:
         if zombie == 0:
             os._exit(0)
     if cfg.get("seccomp"):
-        block(seccomp, cfg["seccomp"])
+        block(cfg["seccomp"])
     if cfg.get("seccomp2") == "open":  # a second filter: open/openat fail with EACCES
-        block(seccomp, "EACCES", (b"open", b"openat"))
+        block("EACCES", ("open", "openat"))
     info = {
         "pid": os.getpid(),
         "workers": workers,

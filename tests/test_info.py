@@ -51,8 +51,8 @@ def test_kernel_version_comparison() -> None:
 
 def test_shm_key_status_sees_a_real_segment() -> None:
     # Made in a child inside a new IPC namespace, so nothing lands on the host.
-    from chrootcheck.openssl.cdefs import CLONE_NEWIPC
     from chrootcheck.probe.sandbox import unshare
+    from chrootcheck.system.libc import CLONE_NEWIPC
 
     host_before = shm_key_status(0x72)
     r, w = os.pipe()

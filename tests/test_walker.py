@@ -98,13 +98,13 @@ def test_split_walk_survives_a_failing_child(
     build_tree(tmp_path, 11, folders=80)
     serial = walk(tmp_path, None)
 
-    def broken(*args: object, **kwargs: object) -> bytes:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the child cannot answer")
 
     # The forked child inherits the patch: it dies without sending, the parent walks its share.
-    import pickle
+    from chrootcheck.system import worker
 
-    monkeypatch.setattr(pickle, "dumps", broken)
+    monkeypatch.setattr(worker.Channel, "send", broken)
     split = walk(tmp_path, 0)
     assert len(forks) == 1
     assert split.stats.entries == serial.stats.entries

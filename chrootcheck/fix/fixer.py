@@ -20,8 +20,6 @@ run printed a plan that can be applied), 1 findings at or above --fail-on remain
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import enum
 import errno
 import fcntl
@@ -37,7 +35,7 @@ from chrootcheck.jail import mounts
 from chrootcheck.report.devices import ENTROPY_DEVICES
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Report
-from chrootcheck.system import procs
+from chrootcheck.system import libc, procs
 
 # By name ("urandom"), in the order they are fixed.
 DEVICES: dict[str, tuple[int, int]] = {d.name: d.numbers for d in ENTROPY_DEVICES}
@@ -792,38 +790,19 @@ def needs_text(step: Step) -> str:
 
 # ---------------------------------------------------------------------------- syscalls
 
-_libc: ctypes.CDLL | None = None
-MS_BIND = 0x1000
-MNT_DETACH = 0x2
-RENAME_NOREPLACE = 0x1
-AT_FDCWD = -100
-
-
-def _lib() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _libc
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+# Through the one libc binding (``system.libc``): cffi, loaded on the first mount or rename.
 
 
 def mount_bind(source: str, target: str) -> None:
-    _check(_lib().mount(os.fsencode(source), os.fsencode(target), None,
-                        ctypes.c_ulong(MS_BIND), None), "mount --bind")
+    libc.mount(source, target, libc.MS_BIND, what="mount --bind")
 
 
 def umount_detach(target: str) -> None:
-    _check(_lib().umount2(os.fsencode(target), MNT_DETACH), "umount")
+    libc.umount2(target, libc.MNT_DETACH, what="umount")
 
 
 def renameat2_noreplace(src_dir: int, src: str, dst_dir: int, dst: str) -> None:
-    _check(_lib().renameat2(src_dir, os.fsencode(src), dst_dir, os.fsencode(dst),
-                            ctypes.c_uint(RENAME_NOREPLACE)), "rename")
+    libc.renameat2(src_dir, src, dst_dir, dst, libc.RENAME_NOREPLACE, what="rename")
 
 
 # ---------------------------------------------------------------------------- persistence

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import signal
 import stat
 import time
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from chrootcheck.jail.fs import RefusedRead, join, open_regular, read_chunks
 from chrootcheck.jail.mounts import Mount
 from chrootcheck.report.model import WalkStats
+from chrootcheck.system import procs
+from chrootcheck.system.worker import Channel, Protocol, Worker
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 SKIP_AT_ROOT = frozenset({"proc", "sys"})
@@ -56,6 +57,21 @@ class Met:
     note: str = ""  # libcrypto: why its version was not read
     # too-deep: ``path`` is the folder where the walk stopped, ``size`` how many sub-folders
     # it did not enter, ``detail`` the first few of their names joined by "/".
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The split walk's helper, last message: what it counted (``Met`` messages come first)."""
+
+    entries: int
+    directories: int
+    unreadable: int
+    mounts_skipped: int
+
+
+# The helper runs only our code (it reads names the jail's owner chose, nothing more); past
+# these bounds the parent walks the helper's share itself.
+_SPLIT = Protocol(Met, Counts, max_line=1 << 20, max_bytes=256 << 20, max_messages=4_000_000)
 
 
 @dataclass
@@ -148,9 +164,9 @@ class _Walk:
         self.split_after = split_after
         self.met: list[Met] = []
         self.entries = self.directories = self.unreadable = self.mounts_skipped = 0
-        # After a split: the child's pid, the pipe it answers on, and its share kept in
-        # reserve (dup'ed folder fds), walked here if the child fails.
-        self.child: tuple[int, int, list[Frame]] | None = None
+        # After a split: the helper, and its share kept in reserve (dup'ed folder fds), walked
+        # here if the helper fails.
+        self.child: tuple[Worker, list[Frame]] | None = None
 
     def drain(self, stack: list[Frame]) -> None:
         """Depth-first, one open fd per level; closes every fd of ``stack``."""
@@ -182,10 +198,7 @@ class _Walk:
                 os.close(fd)
 
     def split(self, stack: list[Frame]) -> None:
-        import pickle
         import threading
-
-        from chrootcheck.system import procs
 
         # fork() in a threaded process (rich's progress thread) could inherit a held lock.
         if threading.active_count() > 1:
@@ -199,86 +212,60 @@ class _Walk:
         if not shares:
             return
         reserve = [(os.dup(fd), path, list(give)) for fd, path, give in shares]
-        r, wfd = os.pipe()
+
+        def helper(out: Channel) -> None:  # in the forked helper
+            for fd, _, _ in reserve:
+                os.close(fd)
+            own = {fd for fd, _, _ in shares}
+            for fd, _, _ in stack:  # the parent's frames: not ours to walk
+                if fd not in own:
+                    os.close(fd)
+            self.met, self.progress = [], None
+            self.entries = self.directories = self.unreadable = self.mounts_skipped = 0
+            self.drain([(fd, path, give) for fd, path, give in shares])
+            for met in self.met:
+                out.send(met)
+            out.send(Counts(self.entries, self.directories, self.unreadable, self.mounts_skipped))
+
         try:
             # The helper dies with this process (PDEATHSIG); it is recorded before any signal
             # can interrupt, so that ``abandon`` finds it.
             with procs.signals_deferred():
-                pid = procs.fork_child()
-                if pid:
-                    self.child = (pid, r, reserve)
+                self.child = (Worker.start(helper, _SPLIT), reserve)
         except OSError:
-            os.close(r)
-            os.close(wfd)
             self.child = None
             for fd, path, give in reserve:  # no fork: walk it all here
                 self.drain([(fd, path, give)])
-            return
-        if pid == 0:  # pragma: no cover - the child; measured through the results it sends
-            code = 1
-            try:
-                os.close(r)
-                for fd, _, _ in reserve:
-                    os.close(fd)
-                own = {fd for fd, _, _ in shares}
-                for fd, _, _ in stack:  # the parent's frames: not ours to walk
-                    if fd not in own:
-                        os.close(fd)
-                self.met, self.progress = [], None
-                self.entries = self.directories = self.unreadable = self.mounts_skipped = 0
-                self.drain([(fd, path, give) for fd, path, give in shares])
-                data = pickle.dumps(
-                    (self.met, self.entries, self.directories, self.unreadable, self.mounts_skipped)
-                )
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(wfd, view) :]
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(wfd)
 
     def abandon(self) -> None:
         """Kill and reap the helper after an exception; its share is not needed any more."""
         if self.child is None:
             return
-        pid, r, reserve = self.child
+        helper, reserve = self.child
         self.child = None
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
-        for fd in (r, *(fd for fd, _, _ in reserve)):
+        helper.kill()
+        helper.reap()
+        for fd, _, _ in reserve:
             os.close(fd)
 
     def join(self) -> None:
         if self.child is None:
             return
-        import pickle
-
-        pid, r, reserve = self.child
-        chunks = []
-        while chunk := os.read(r, 1 << 20):  # an exception here: walk() abandons the helper
-            chunks.append(chunk)
+        helper, reserve = self.child
+        outcome = helper.finish()  # an exception here: walk() abandons the helper
         self.child = None
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-        try:
-            if status != 0:
-                raise ValueError(f"walk child ended with status {status}")
-            met, entries, directories, unreadable, mounts_skipped = pickle.loads(b"".join(chunks))
-        except Exception:  # any failure of the child: walk its share here
+        counts = outcome.first(Counts)
+        if not outcome.ok or counts is None:  # any failure of the helper: walk its share here
             for fd, path, give in reserve:
                 self.drain([(fd, path, give)])
             return
         for fd, _, _ in reserve:
             os.close(fd)
-        self.met.extend(met)
-        self.entries += entries
-        self.directories += directories
-        self.unreadable += unreadable
-        self.mounts_skipped += mounts_skipped
+        self.met.extend(outcome.all(Met))
+        self.entries += counts.entries
+        self.directories += counts.directories
+        self.unreadable += counts.unreadable
+        self.mounts_skipped += counts.mounts_skipped
 
     def listing(self, fd: int, path: str, depth: int) -> list[str]:
         """List one folder: note what matters, return the sub-folders to visit."""

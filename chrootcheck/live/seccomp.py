@@ -11,63 +11,52 @@ The replay: one forked child per system call. It enters a new IPC namespace (so 
 segment it creates dies with it), sets no_new_privs, installs the filters oldest first with
 prctl(PR_SET_SECCOMP) exactly as the process had them, makes one call through libc as OpenSSL
 does, and reports by its exit status alone (a filter may block write(2)): 0 allowed, an errno,
-or death by a signal (SIGSYS: the filter kills). Filters that look at arguments, the
-instruction pointer or the architecture are replayed faithfully only for this architecture and
-for the arguments used here.
+or death by a signal (SIGSYS: the filter kills); ``system.worker`` forks, times and reaps it.
+Filters that look at arguments, the instruction pointer or the architecture are replayed
+faithfully only for this architecture and for the arguments used here.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import select
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
-from chrootcheck.live import cdefs
-from chrootcheck.live.cdefs import ffi, libc, pid_t, ptr, ulong
 from chrootcheck.live.model import SeccompDump, SeccompState, SyscallOutcome
+from chrootcheck.system import libc, worker
+from chrootcheck.system.libc import ffi, ulong
 
 MAX_FILTERS = 512  # the kernel caps the total instructions at 32768 anyway
 _STOP_TIMEOUT = 2.0
 
 
-def _check(rc: int, what: str) -> int:
-    if rc < 0:
-        err = ffi.errno
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return rc
-
-
-def _ptrace(request: int, pid: int, addr: int | Any = 0, data: Any = 0) -> int:
-    rc = int(libc().ptrace(request, pid_t(pid), ptr(addr), ptr(data)))
-    return _check(rc, f"ptrace({request:#x})")
+_ptrace = libc.ptrace
 
 
 def read_filters(pid: int) -> tuple[list[bytes], float]:
     """The filters as raw BPF (struct sock_filter arrays), oldest first, and the stop in ms."""
-    _ptrace(cdefs.PTRACE_SEIZE, pid)
+    _ptrace(libc.PTRACE_SEIZE, pid)
     t0 = time.monotonic()
     deliver = 0
     try:
-        _ptrace(cdefs.PTRACE_INTERRUPT, pid)
+        _ptrace(libc.PTRACE_INTERRUPT, pid)
         deliver = _wait_stop(pid)
         filters: list[bytes] = []
         for index in range(MAX_FILTERS):
             try:
-                count = _ptrace(cdefs.PTRACE_SECCOMP_GET_FILTER, pid, index, ffi.NULL)
+                count = _ptrace(libc.PTRACE_SECCOMP_GET_FILTER, pid, index, ffi().NULL)
             except OSError as e:
                 if e.errno == errno.ENOENT:  # past the oldest filter
                     break
                 raise
-            buf = ffi.new("struct sock_filter[]", count)
-            _ptrace(cdefs.PTRACE_SECCOMP_GET_FILTER, pid, index, buf)
-            filters.append(bytes(ffi.buffer(buf)))
+            buf = ffi().new("struct sock_filter[]", count)
+            _ptrace(libc.PTRACE_SECCOMP_GET_FILTER, pid, index, buf)
+            filters.append(bytes(ffi().buffer(buf)))
     finally:
         try:
-            _ptrace(cdefs.PTRACE_DETACH, pid, 0, deliver)
+            _ptrace(libc.PTRACE_DETACH, pid, 0, deliver)
         except OSError as e:
             if e.errno != errno.ESRCH:  # ESRCH: it died meanwhile, nothing to detach
                 raise
@@ -80,11 +69,11 @@ def _wait_stop(pid: int) -> int:
     """Wait for the ptrace stop; the signal to hand back on detach (0 for our interrupt)."""
     deadline = time.monotonic() + _STOP_TIMEOUT
     while True:
-        got, status = os.waitpid(pid, os.WNOHANG | cdefs.WALL)
+        got, status = os.waitpid(pid, os.WNOHANG | libc.WALL)
         if got == pid:
             if not os.WIFSTOPPED(status):
                 raise OSError(errno.ESRCH, "the process exited")
-            if status >> 16 == cdefs.PTRACE_EVENT_STOP:
+            if status >> 16 == libc.PTRACE_EVENT_STOP:
                 return 0
             return os.WSTOPSIG(status)  # a signal-delivery stop: give that signal back
         now = time.monotonic()
@@ -101,19 +90,19 @@ _INSTALL_FAILED = 251
 
 
 def _install(filters: list[bytes], keep: list[Any]) -> None:
-    lc = libc()
-    if int(lc.prctl(cdefs.PR_SET_NO_NEW_PRIVS, ulong(1), ulong(0), ulong(0), ulong(0))) != 0:
+    lc, f = libc.libc(), ffi()
+    if int(lc.prctl(libc.PR_SET_NO_NEW_PRIVS, ulong(1), ulong(0), ulong(0), ulong(0))) != 0:
         os._exit(_INSTALL_FAILED)
     for raw in filters:
-        insns = ffi.new("struct sock_filter[]", len(raw) // 8)
-        ffi.memmove(insns, raw, len(raw))
-        prog = ffi.new("struct sock_fprog *", {"len": len(raw) // 8, "filter": insns})
+        insns = f.new("struct sock_filter[]", len(raw) // 8)
+        f.memmove(insns, raw, len(raw))
+        prog = f.new("struct sock_fprog *", {"len": len(raw) // 8, "filter": insns})
         keep.extend((insns, prog))
         rc = int(
             lc.prctl(
-                cdefs.PR_SET_SECCOMP,
-                ulong(cdefs.SECCOMP_MODE_FILTER),
-                ffi.cast("unsigned long", prog),
+                libc.PR_SET_SECCOMP,
+                ulong(libc.SECCOMP_MODE_FILTER),
+                f.cast("unsigned long", prog),
                 ulong(0),
                 ulong(0),
             )
@@ -123,32 +112,32 @@ def _install(filters: list[bytes], keep: list[Any]) -> None:
 
 
 def _call_getrandom() -> Callable[[], int]:
-    buf = ffi.new("unsigned char[]", 16)
-    return lambda: int(libc().getrandom(buf, 16, 0))
+    buf = ffi().new("unsigned char[]", 16)
+    return lambda: int(libc.libc().getrandom(buf, 16, 0))
 
 
 def _call_shmget() -> Callable[[], int]:
     # OpenSSL 1.1.1d+ marks "/dev/random was ready" with SysV shm key 0x72 (here in a new IPC
     # namespace: the segment dies with the child).
-    return lambda: int(libc().shmget(0x72, 1, cdefs.IPC_CREAT | 0o444))
+    return lambda: int(libc.libc().shmget(0x72, 1, libc.IPC_CREAT | 0o444))
 
 
 def _call_shmat() -> Callable[[], int]:
-    shmid = int(libc().shmget(0x72, 1, cdefs.IPC_CREAT | 0o444))
+    shmid = int(libc.libc().shmget(0x72, 1, libc.IPC_CREAT | 0o444))
     if shmid < 0:
         os._exit(_SETUP_FAILED)
 
     def call() -> int:
-        addr = libc().shmat(shmid, ffi.NULL, cdefs.SHM_RDONLY)
-        return -1 if int(ffi.cast("intptr_t", addr)) == -1 else 0
+        addr = libc.libc().shmat(shmid, ffi().NULL, libc.SHM_RDONLY)
+        return -1 if int(ffi().cast("intptr_t", addr)) == -1 else 0
 
     return call
 
 
 def _call_open() -> Callable[[], int]:
-    path = ffi.new("char[]", b"/dev/urandom")
+    path = ffi().new("char[]", b"/dev/urandom")
     flags = os.O_RDONLY | os.O_CLOEXEC
-    return lambda: int(libc().open(path, flags))
+    return lambda: int(libc.libc().open(path, flags))
 
 
 def _preopened() -> int:
@@ -158,13 +147,13 @@ def _preopened() -> int:
 
 def _call_read() -> Callable[[], int]:
     fd = _preopened()
-    buf = ffi.new("unsigned char[]", 16)
-    return lambda: int(libc().read(fd, buf, 16))
+    buf = ffi().new("unsigned char[]", 16)
+    return lambda: int(libc.libc().read(fd, buf, 16))
 
 
 def _call_lseek() -> Callable[[], int]:
     fd = _preopened()
-    return lambda: int(libc().lseek(fd, 0, os.SEEK_CUR))
+    return lambda: int(libc.libc().lseek(fd, 0, os.SEEK_CUR))
 
 
 # name, the call as shown, how to prepare it (before the filters are installed)
@@ -182,6 +171,10 @@ def replay(filters: list[bytes], timeout: float = 2.0) -> tuple[SyscallOutcome, 
     return tuple(_replay_one(filters, name, shown, prep, timeout) for name, shown, prep in CALLS)
 
 
+# The replay child tells its result by its exit status alone: it sends no message.
+_BY_EXIT_STATUS = worker.Protocol(max_line=1 << 10, max_bytes=1 << 10, max_messages=1)
+
+
 def _replay_one(
     filters: list[bytes],
     name: str,
@@ -189,46 +182,35 @@ def _replay_one(
     prepare: Callable[[], Callable[[], int]],
     timeout: float,
 ) -> SyscallOutcome:
-    pid = os.fork()
-    if pid == 0:  # the child: never returns, never runs the parent's cleanup
-        code = _SETUP_FAILED
+    libc.load()  # before the fork: the child opens no library
+
+    def child(_: worker.Channel) -> int:
+        # Never raises: past the filters even an error message may be what kills it.
         try:
-            if int(libc().unshare(cdefs.CLONE_NEWIPC)) != 0:
-                os._exit(_SETUP_FAILED)
+            libc.unshare(libc.CLONE_NEWIPC)
             call = prepare()
             keep: list[Any] = []
             _install(filters, keep)
             rc = call()
-            code = 0 if rc >= 0 else min(int(ffi.errno), 199)
-        finally:
-            os._exit(code)
-    status = _wait_child(pid, timeout)
-    if status is None:
+            return 0 if rc >= 0 else min(libc.errno(), 199)
+        except BaseException:
+            return _SETUP_FAILED
+
+    out = worker.run(child, _BY_EXIT_STATUS, timeout)
+    if out.timed_out:
         return SyscallOutcome(name, shown, "error", detail=f"no answer within {timeout} s")
-    if os.WIFSIGNALED(status):
-        sig = signal.Signals(os.WTERMSIG(status)).name
+    if out.signal is not None:
+        sig = out.signal
         return SyscallOutcome(name, shown, "killed", signal=sig, detail=f"killed by {sig}")
-    code = os.WEXITSTATUS(status)
+    code = out.exit_status
     if code == 0:
         return SyscallOutcome(name, shown, "allowed", detail="allowed")
-    if code == _SETUP_FAILED:
+    if code == _SETUP_FAILED or code is None or out.messages or out.error:
         return SyscallOutcome(name, shown, "error", detail="the replay could not be prepared")
     if code == _INSTALL_FAILED:
         return SyscallOutcome(name, shown, "error", detail="the filters could not be installed")
     err = errno.errorcode.get(code, str(code))
     return SyscallOutcome(name, shown, "errno", errno=err, detail=f"fails with {err}")
-
-
-def _wait_child(pid: int, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got, status = os.waitpid(pid, os.WNOHANG)
-        if got == pid:
-            return status
-        select.select([], [], [], 0.001)
-    os.kill(pid, signal.SIGKILL)  # our own child
-    os.waitpid(pid, 0)
-    return None
 
 
 def verdict(outcomes: tuple[SyscallOutcome, ...]) -> str:

@@ -1,4 +1,4 @@
-"""Every C declaration chrootcheck uses, in one place, grouped by the header that declares it.
+"""The libcrypto declarations chrootcheck uses, grouped by the header that declares them.
 
 cffi ABI mode: these strings are parsed at import and resolved by ``dlopen``; nothing is
 compiled. A symbol a library lacks fails only when first used, so ``library.py`` probes the
@@ -124,32 +124,6 @@ int EVP_RAND_CTX_get_params(EVP_RAND_CTX *ctx, OSSL_PARAM params[]);
 int EVP_RAND_CTX_set_params(EVP_RAND_CTX *ctx, const OSSL_PARAM params[]);
 """
 
-# --- libc (sched.h, sys/personality.h, sys/prctl.h) --------------------------------------
-LIBC_H = """
-/* os.unshare only exists from Python 3.12. */
-int unshare(int flags);
-int personality(unsigned long persona);
-int mount(const char *source, const char *target, const char *filesystemtype,
-          unsigned long mountflags, const void *data);
-/* prctl is variadic in glibc; declared with its five long-sized arguments, which is how the
-   kernel reads them and passes correctly on x86-64 and aarch64 alike. */
-int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
-          unsigned long arg5);
-"""
-
-# --- libseccomp (seccomp.h; no headers installed, hence ABI mode) ------------------------
-SECCOMP_H = """
-typedef void *scmp_filter_ctx;
-scmp_filter_ctx seccomp_init(uint32_t def_action);
-/* The _array form rather than the variadic seccomp_rule_add: no varargs through libffi. The
-   last argument is a struct scmp_arg_cmp *; we pass no comparisons, so void * suffices. */
-int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
-                           unsigned int arg_cnt, const void *arg_array);
-int seccomp_load(scmp_filter_ctx ctx);
-void seccomp_release(scmp_filter_ctx ctx);
-int seccomp_syscall_resolve_name(const char *name);
-"""
-
 # Constants (macros in the headers, so not visible to cffi's ABI mode).
 OPENSSL_INIT_LOAD_CRYPTO_STRINGS = 0x00000002
 OPENSSL_INIT_LOAD_CONFIG = 0x00000040
@@ -178,29 +152,14 @@ EVP_RAND_STATE_ERROR = 2
 ERR_TXT_MALLOCED = 0x01
 ERR_TXT_STRING = 0x02
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-UNAME26 = 0x0020000  # sys/personality.h: uname() reports 2.6.(40+x)
-PR_SET_NO_NEW_PRIVS = 38
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
-
-SCMP_ACT_ALLOW = 0x7FFF0000
-
-
-def scmp_act_errno(errno: int) -> int:
-    """SCMP_ACT_ERRNO(x): the syscall returns -1 with errno x."""
-    return 0x00050000 | (errno & 0x0000FFFF)
-
 
 def _build() -> FFI:
     ffi = FFI()
-    for part in (CRYPTO_H, ERR_H, RAND_H, RAND_DRBG_H, PARAMS_H, EVP_H, LIBC_H, SECCOMP_H):
+    for part in (CRYPTO_H, ERR_H, RAND_H, RAND_DRBG_H, PARAMS_H, EVP_H):
         ffi.cdef(part)
     return ffi
 
 
-# One FFI for every library: types are shared and declared once; each dlopen'ed library
-# resolves only the symbols it has.
+# One FFI for every libcrypto (and its libssl siblings): each dlopen'ed library resolves only
+# the symbols it has. libc and libseccomp have their own (``chrootcheck.system.libc``).
 ffi = _build()

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from chrootcheck.openssl.errcodes import ErrorRecord
-from chrootcheck.openssl.results import ReseedSettings, Step
+from chrootcheck.openssl.results import ReseedSettings
 from chrootcheck.probe.model import Cycle, ScenarioResult, Verdict
+from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings, Skip
 from chrootcheck.report import catalogue
 from chrootcheck.report.devices import ENTROPY_DEVICES
 from chrootcheck.report.model import Finding, Severity
@@ -36,7 +37,7 @@ def scenario_result(
     """``legacy``: a library without DRBG (1.1.0, 1.0.2), whose failures are silent."""
     sc = outcome.spec.scenario
     events = outcome.events
-    cycles = tuple(_cycle(e) for e in events if e.get("event") == "cycle")
+    cycles = tuple(_cycle(e) for e in events if isinstance(e, CycleRun))
     phase = _phase(events)
     base: dict[str, Any] = {
         "name": sc.name,
@@ -47,9 +48,9 @@ def scenario_result(
         "phase": phase,
         "seconds": round(outcome.seconds, 4),
     }
-    skip = next((e for e in events if e.get("event") == "skip"), None)
+    skip = next((e for e in events if isinstance(e, Skip)), None)
     if skip is not None:
-        return ScenarioResult(verdict=Verdict.SKIPPED, explanation=str(skip.get("reason")), **base)
+        return ScenarioResult(verdict=Verdict.SKIPPED, explanation=skip.reason, **base)
     chain = _first_failing_chain(cycles)
     if outcome.timed_out:
         where = "inside the jail" if phase in ("jailed", "done") else "before the chroot"
@@ -60,7 +61,7 @@ def scenario_result(
             explanation=f"the child hung {where} for more than {timeout:g} s and was killed",
             **base,
         )
-    if outcome.signal is not None:
+    if outcome.signal is not None and outcome.error is None:
         return ScenarioResult(
             verdict=Verdict.CRASHED,
             chain=chain,
@@ -68,11 +69,11 @@ def scenario_result(
             "a wrong ABI or a NULL DRBG in the library",
             **base,
         )
-    error = next((e for e in events if e.get("event") == "error"), None)
-    if error is not None or phase != "done":
-        message = str(error.get("message")) if error else f"exit status {outcome.exit_status}"
-        if outcome.garbage:
-            message += " (and unreadable output)"
+    error = next((e for e in events if isinstance(e, Failed)), None)
+    if error is not None or phase != "done" or outcome.error is not None:
+        message = error.message if error else f"exit status {outcome.exit_status}"
+        if outcome.error is not None:
+            message = f"unreadable output ({outcome.error}); the child was killed"
         return ScenarioResult(
             verdict=Verdict.CRASHED,
             chain=chain,
@@ -116,45 +117,32 @@ def scenario_result(
     )
 
 
-def _phase(events: list[dict[str, Any]]) -> str:
+def _phase(events: Sequence[object]) -> str:
     phase = "start"
     for e in events:
-        kind = e.get("event")
-        if kind == "cycle" and not e.get("inside_jail"):
+        if isinstance(e, CycleRun) and not e.inside_jail:
             phase = "seeded"
-        elif kind == "jailed":
+        elif isinstance(e, Jailed):
             phase = "jailed"
-        elif kind == "done":
+        elif isinstance(e, Done):
             phase = "done"
     return phase
 
 
-def _cycle(event: dict[str, Any]) -> Cycle:
-    steps = tuple(_step(s) for s in event.get("steps", []))
+def _cycle(run: CycleRun) -> Cycle:
     return Cycle(
-        index=int(event.get("index", 0)),
-        inside_jail=bool(event.get("inside_jail")),
-        ok=all(s.ok is not False for s in steps),
-        state=str(event.get("state", "")),
-        steps=steps,
-    )
-
-
-def _step(data: dict[str, Any]) -> Step:
-    errors = tuple(ErrorRecord(**e) for e in data.get("errors", []))
-    ok = data.get("ok")
-    return Step(
-        str(data.get("action", "")),
-        None if ok is None else bool(ok),
-        errors,
-        str(data.get("detail", "")),
+        index=run.index,
+        inside_jail=run.inside_jail,
+        ok=all(s.ok is not False for s in run.steps),
+        state=run.state,
+        steps=run.steps,
     )
 
 
 def settings_from(outcome: ChildOutcome) -> ReseedSettings | None:
     for e in outcome.events:
-        if e.get("event") == "settings" and isinstance(e.get("settings"), dict):
-            return ReseedSettings(**e["settings"])
+        if isinstance(e, Settings):
+            return e.settings
     return None
 
 

@@ -4,8 +4,11 @@ Order, as a daemon does it: new namespaces; the scenario's changes to the system
 seccomp); initialise libcrypto and its config and draw random bytes (seeding happens here,
 outside the jail); one control cycle; chroot, chdir("/"), drop privileges, no_new_privs; then
 the reseed cycles inside the jail. Each stage is one JSON line on the pipe, so the parent
-knows how far a child got even when it crashes or hangs. A library that failed the trust check
-(loaded with consent) changes the start: drop root, load it, then a user namespace to chroot.
+knows how far a child got even when it crashes or hangs. Each stage is one typed message
+(``probe.protocol``) sent through ``system.worker``, which forks the child, silences it (no
+core file in the jail, no traceback on the terminal) and turns an exception into a ``Failed``.
+A library that failed the trust check (loaded with consent) changes the start: drop root, load
+it, then a user namespace to chroot.
 
 After the chroot nothing may import a module (the jail has no Python): everything used there
 is imported at the top of this file.
@@ -14,24 +17,20 @@ is imported at the top of this file.
 from __future__ import annotations
 
 import dataclasses
-import faulthandler
-import json
 import os
-import resource
-from typing import Any, NoReturn
 
 from chrootcheck.openssl.library import Libcrypto, load_checked
 from chrootcheck.openssl.rand import Rand, for_library, init_crypto
 from chrootcheck.openssl.results import Step
 from chrootcheck.openssl.trust import CheckedLibrary
 from chrootcheck.probe import isolated, sandbox
+from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings, Skip
 from chrootcheck.probe.scenarios import Scenario
 from chrootcheck.system import procs
+from chrootcheck.system.worker import Channel
 
 # What RAND_poll of 1.0.2/1.1.0 opens, in order (e_os.h DEVRANDOM).
 _LEGACY_DEVICES = ("/dev/urandom", "/dev/random", "/dev/srandom")
-EXIT_OK = 0
-EXIT_ERROR = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,32 +47,9 @@ class ChildSpec:
     library: CheckedLibrary | None = None
 
 
-def run_child(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> NoReturn:
-    """Entry point right after fork(); never returns, never raises."""
-    code = EXIT_ERROR
-    phase = "start"
-    try:
-        phase = _run(lc, spec, wfd)
-        code = EXIT_OK
-    except BaseException as e:
-        try:
-            _emit(wfd, event="error", phase=phase, message=f"{type(e).__name__}: {e}")
-        except BaseException:
-            pass
-    finally:
-        os._exit(code)
-
-
-def _run(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> str:
+def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
+    """The worker's target, right after fork(): the stages, each told on ``out``."""
     scenario = spec.scenario
-    # A crash must be reported by the parent, never dumped as a core file into the jail (our
-    # cwd there) nor as a traceback on the user's terminal: everything goes through the pipe.
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    faulthandler.disable()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os.close(devnull)
     jail_fd = None
     if spec.library is not None:
         # Opened while we may still reach it: the unprivileged user may not search its parents.
@@ -92,8 +68,8 @@ def _run(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> str:
         sandbox.enter_namespaces(spec.as_root and jail_fd is None)
     except OSError as e:
         kind = "IPC and mount" if spec.as_root and jail_fd is None else "user, IPC and mount"
-        _emit(wfd, event="skip", reason=f"cannot create {kind} namespaces: {e.strerror}")
-        return "start"
+        out.send(Skip(f"cannot create {kind} namespaces: {e.strerror}"))
+        return
     procs.die_with_parent()  # a new user namespace is a credential change: re-arm
     try:
         if scenario.uname26:
@@ -101,8 +77,8 @@ def _run(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> str:
         if scenario.block_getrandom:
             sandbox.block_getrandom()
     except OSError as e:
-        _emit(wfd, event="skip", reason=f"cannot set up the scenario: {e.strerror}")
-        return "start"
+        out.send(Skip(f"cannot set up the scenario: {e.strerror}"))
+        return
 
     rand = for_library(lc)
     steps = [init_crypto(lc)]
@@ -119,9 +95,9 @@ def _run(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> str:
                 )
             )
     steps.append(_named(rand.draw(32), "RAND_bytes(32) at start-up, before the chroot"))
-    _emit(wfd, event="settings", settings=dataclasses.asdict(rand.reseed_settings()))
+    out.send(Settings(rand.reseed_settings()))
     steps.extend(_cycle_steps(rand, inside=False))
-    _emit_cycle(wfd, rand, 0, False, steps)
+    out.send(CycleRun(0, False, rand.state(), tuple(steps)))
 
     try:
         if jail_fd is None:
@@ -130,16 +106,16 @@ def _run(lc: Libcrypto | None, spec: ChildSpec, wfd: int) -> str:
             os.fchdir(jail_fd)
             sandbox.enter_jail(".", None, None, ())  # the ids were dropped before the load
     except OSError as e:
-        _emit(wfd, event="error", phase="seeded", message=f"cannot enter the jail: {e}")
-        return "seeded"
+        out.send(Failed(f"cannot enter the jail: {e}"))
+        return
     # setuid/setgid to the service's user cleared PR_SET_PDEATHSIG: without this, a child hung
     # in the jail (a FIFO at /dev/urandom) would outlive a SIGKILLed chrootcheck, as nobody.
     procs.die_with_parent()
-    _emit(wfd, event="jailed", uid=os.getuid(), gid=os.getgid())
+    out.send(Jailed(os.getuid(), os.getgid()))
     for i in range(1, spec.cycles + 1):
-        _emit_cycle(wfd, rand, i, True, _cycle_steps(rand, inside=True))
-    _emit(wfd, event="done")
-    return "done"
+        steps = _cycle_steps(rand, inside=True)
+        out.send(CycleRun(i, True, rand.state(), tuple(steps)))
+    out.send(Done())
 
 
 def _cycle_steps(rand: Rand, inside: bool) -> list[Step]:
@@ -175,20 +151,3 @@ def _legacy_devices() -> Step:
 
 def _named(step: Step, action: str) -> Step:
     return dataclasses.replace(step, action=action)
-
-
-def _emit_cycle(wfd: int, rand: Rand, index: int, inside: bool, steps: list[Step]) -> None:
-    _emit(
-        wfd,
-        event="cycle",
-        index=index,
-        inside_jail=inside,
-        state=rand.state(),
-        steps=[dataclasses.asdict(s) for s in steps],
-    )
-
-
-def _emit(wfd: int, **event: Any) -> None:
-    data = (json.dumps(event, separators=(",", ":")) + "\n").encode()
-    while data:
-        data = data[os.write(wfd, data) :]

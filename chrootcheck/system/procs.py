@@ -22,16 +22,15 @@ Importing this module does not load cffi (``chrootcheck --version`` stays fast).
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
 
-PR_SET_PDEATHSIG = 1  # sys/prctl.h
+from chrootcheck.system import libc
+
 CLEANUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # A worker whose parent is already gone exits with this status; nobody is left to read it.
 EXIT_ORPHANED = 125
@@ -47,13 +46,6 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-@functools.cache
-def _libc() -> Any:
-    from chrootcheck.openssl.cdefs import ffi  # cffi only when a worker is forked
-
-    return ffi.dlopen("libc.so.6")
-
-
 def fork_child() -> int:
     """``os.fork()`` for a worker that must not outlive this process (see the module doc).
 
@@ -61,7 +53,7 @@ def fork_child() -> int:
     already set to die with its parent when this returns, with SIGINT, SIGTERM and SIGHUP at
     their defaults. A caller that must record the pid before any interruption wraps the call
     and the record in ``signals_deferred``."""
-    _libc()  # resolved before the fork: the child makes no dlopen
+    libc.load()  # cffi only when a worker is forked; before the fork: the child opens nothing
     parent = os.getpid()
     # Blocked across the fork: until its own handlers are reset, a signal in the child would
     # raise our Interrupted there and run the parent's clean-up code in the wrong process.
@@ -90,7 +82,9 @@ def die_with_parent() -> None:
     after a chroot (libc is already loaded). Does nothing in a process not made that way."""
     if _parent is None:
         return
-    if int(_libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)) != 0:
+    try:
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
         os._exit(EXIT_ORPHANED)  # cannot be tied to the parent: do not run at all
     if os.getppid() != _parent:
         os._exit(EXIT_ORPHANED)  # the parent died before the prctl: it would never fire

@@ -1,0 +1,61 @@
+"""What a probe child tells its parent, one message per stage (``system.worker`` carries them).
+
+The order: ``Settings`` and the control ``CycleRun`` (index 0) before the chroot, ``Jailed``
+once inside, one ``CycleRun`` per reseed cycle there, then ``Done``. ``Skip`` instead when the
+scenario cannot run here; ``worker.Failed`` when the child stops on an error. The parent learns
+how far a child got from the messages it has, even when the child crashed or hung. No cffi
+here: the analysis reads these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chrootcheck.openssl.results import ReseedSettings, Step
+from chrootcheck.system.worker import Failed, Protocol
+
+__all__ = ["CycleRun", "Done", "Failed", "Jailed", "Settings", "Skip", "protocol"]
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The scenario cannot run here (no namespaces, no libseccomp ...)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The library's reseed settings, read before the chroot."""
+
+    settings: ReseedSettings
+
+
+@dataclass(frozen=True)
+class CycleRun:
+    """One reseed cycle: 0 is the control cycle before the chroot."""
+
+    index: int
+    inside_jail: bool
+    state: str
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Jailed:
+    """Inside the jail, as this user."""
+
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Done:
+    """Every cycle ran."""
+
+
+def protocol(cycles: int) -> Protocol:
+    """The probe's messages; at most one per cycle and a few more, 64 KiB each on average (a
+    cycle's error chain is a few KiB): a child that loaded jail code cannot flood the parent."""
+    most = cycles + 8
+    return Protocol(Skip, Settings, CycleRun, Jailed, Done, max_messages=most, max_bytes=most << 16)

@@ -1,0 +1,286 @@
+"""The one binding for the C library and libseccomp: cffi in ABI mode, loaded on first use.
+
+Every libc and libseccomp function chrootcheck calls is declared here, grouped by the header
+that declares it; libcrypto has its own FFI (``chrootcheck.openssl.cdefs``): the two share no
+type, so they share no FFI. ABI mode: nothing is compiled, the declarations are parsed and the
+symbols resolved with ``dlopen`` (libseccomp ships no headers on most systems). Parsing costs
+milliseconds, so nothing happens at import: ``ffi()`` parses on first use and ``libc()`` /
+``seccomp()`` dlopen on first use (``chrootcheck --version`` never imports cffi). A process
+that will chroot calls ``load()`` first: after the chroot there is no library to open.
+
+The wrappers raise ``OSError`` with the exact errno (cffi's ``ffi.errno``, read right after
+the call in the same thread) and "what: strerror" as the message. Code that wants the raw
+return value and errno (the seccomp replay, which must call libc exactly as OpenSSL does)
+calls ``libc()`` directly.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import functools
+import os
+from collections.abc import Mapping
+from typing import Any
+
+# --- sched.h -------------------------------------------------------------------------------
+SCHED_H = """
+/* os.unshare and os.setns only exist from Python 3.12. */
+int unshare(int flags);
+int setns(int fd, int nstype);
+"""
+
+# --- sys/personality.h ---------------------------------------------------------------------
+PERSONALITY_H = """
+/* persona is an unsigned long; 0xffffffff only queries. */
+int personality(unsigned long persona);
+"""
+
+# --- sys/prctl.h, sys/ptrace.h, unistd.h (syscall): variadic in glibc ----------------------
+VARIADIC_H = """
+/* Declared variadic, as glibc does: every argument after the first must be passed as typed
+   cdata (``ulong``, ``ptr``, ``pid``), or libffi could not know its size. The kernel reads
+   prctl's four optional arguments as unsigned longs and ptrace's as pid_t, void *, void *. */
+int prctl(int option, ...);
+long ptrace(int request, ...);
+long syscall(long number, ...);
+"""
+
+# --- sys/mount.h ---------------------------------------------------------------------------
+MOUNT_H = """
+int mount(const char *source, const char *target, const char *filesystemtype,
+          unsigned long mountflags, const void *data);
+int umount2(const char *target, int flags);
+"""
+
+# --- stdio.h (renameat2: glibc 2.28+) ------------------------------------------------------
+STDIO_H = """
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags);
+"""
+
+# --- fcntl.h, unistd.h, sys/random.h, sys/shm.h: the calls the seccomp replay makes --------
+REPLAY_H = """
+/* open is variadic (the mode, only read with O_CREAT): called with two arguments, as
+   OpenSSL's RAND_poll does. off_t and ssize_t are longs on every Linux ABI we run on. */
+int open(const char *pathname, int flags, ...);
+int close(int fd);
+long read(int fd, void *buf, size_t count);
+long lseek(int fd, long offset, int whence);
+long getrandom(void *buf, size_t buflen, unsigned int flags);
+/* key_t is an int. */
+int shmget(int key, size_t size, int shmflg);
+void *shmat(int shmid, const void *shmaddr, int shmflg);
+"""
+
+# --- linux/filter.h: a BPF program, as PTRACE_SECCOMP_GET_FILTER and PR_SET_SECCOMP see it ---
+FILTER_H = """
+struct sock_filter {
+    uint16_t code;
+    uint8_t jt;
+    uint8_t jf;
+    uint32_t k;
+};
+struct sock_fprog {
+    unsigned short len;
+    struct sock_filter *filter;
+};
+"""
+
+# --- seccomp.h (libseccomp.so.2) -----------------------------------------------------------
+SECCOMP_H = """
+typedef void *scmp_filter_ctx;
+scmp_filter_ctx seccomp_init(uint32_t def_action);
+/* The _array form rather than the variadic seccomp_rule_add: no varargs through libffi. The
+   last argument is a struct scmp_arg_cmp *; we pass no comparisons, so void * suffices. */
+int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
+                           unsigned int arg_cnt, const void *arg_array);
+int seccomp_load(scmp_filter_ctx ctx);
+void seccomp_release(scmp_filter_ctx ctx);
+int seccomp_syscall_resolve_name(const char *name);
+"""
+
+# Constants: macros in the headers, so invisible to ABI mode.
+CLONE_NEWNS = 0x00020000  # sched.h
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+UNAME26 = 0x0020000  # sys/personality.h: uname() reports 2.6.(40+x)
+
+PR_SET_PDEATHSIG = 1  # sys/prctl.h
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_MODE_FILTER = 2  # linux/seccomp.h
+
+PTRACE_DETACH = 17  # sys/ptrace.h
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_SECCOMP_GET_FILTER = 0x420C
+PTRACE_EVENT_STOP = 128
+WALL = 0x40000000  # __WALL: waitpid for any child or tracee, clone or not
+
+MS_BIND = 0x1000  # sys/mount.h
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MNT_DETACH = 0x2
+RENAME_NOREPLACE = 0x1  # stdio.h
+RENAME_EXCHANGE = 0x2
+
+IPC_CREAT = 0o1000  # sys/ipc.h, sys/shm.h
+SHM_RDONLY = 0o10000
+
+SCMP_ACT_KILL_PROCESS = 0x80000000  # seccomp.h
+SCMP_ACT_ALLOW = 0x7FFF0000
+
+
+def scmp_act_errno(errno: int) -> int:
+    """SCMP_ACT_ERRNO(x): the syscall returns -1 with errno x."""
+    return 0x00050000 | (errno & 0x0000FFFF)
+
+
+@functools.cache
+def ffi() -> Any:
+    """The FFI with every declaration above (parsed once, on first use)."""
+    from cffi import FFI  # type: ignore[import-untyped, unused-ignore]
+
+    f = FFI()
+    for part in (
+        SCHED_H,
+        PERSONALITY_H,
+        VARIADIC_H,
+        MOUNT_H,
+        STDIO_H,
+        REPLAY_H,
+        FILTER_H,
+        SECCOMP_H,
+    ):
+        f.cdef(part)
+    return f
+
+
+@functools.cache
+def libc() -> Any:
+    return ffi().dlopen("libc.so.6")
+
+
+@functools.cache
+def seccomp() -> Any | None:
+    """libseccomp, or None where it is not installed."""
+    try:
+        return ffi().dlopen("libseccomp.so.2")
+    except OSError:
+        return None
+
+
+def load(with_seccomp: bool = False) -> None:
+    """Parse and open now (before a fork or a chroot, after which no library can be opened)."""
+    libc()
+    if with_seccomp:
+        seccomp()
+
+
+# Typed arguments for the variadic functions.
+def ulong(value: int) -> Any:
+    return ffi().cast("unsigned long", value)
+
+
+def ptr(value: Any) -> Any:
+    return ffi().cast("void *", value)
+
+
+def pid(value: int) -> Any:
+    return ffi().cast("int", value)
+
+
+def errno() -> int:
+    """errno as the last call of this thread through the binding left it."""
+    return int(ffi().errno)
+
+
+def check(rc: int, what: str) -> int:
+    """``rc`` if it is not negative; else OSError(errno, "what: strerror")."""
+    if rc < 0:
+        err = errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return rc
+
+
+# --- wrappers: OSError on failure ------------------------------------------------------------
+
+
+def unshare(flags: int) -> None:
+    check(int(libc().unshare(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    check(int(libc().setns(fd, nstype)), "setns")
+
+
+def personality(persona: int) -> int:
+    """Set the persona (0xffffffff: only read it); returns the previous one."""
+    return check(int(libc().personality(persona)), "personality")
+
+
+def prctl(
+    option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0, what: str = ""
+) -> int:
+    rc = libc().prctl(option, ulong(arg2), ulong(arg3), ulong(arg4), ulong(arg5))
+    return check(int(rc), what or f"prctl({option})")
+
+
+def ptrace(request: int, target: int, addr: Any = 0, data: Any = 0) -> int:
+    """``addr``/``data``: an int or a cdata pointer."""
+    rc = libc().ptrace(request, pid(target), ptr(addr), ptr(data))
+    return check(int(rc), f"ptrace({request:#x})")
+
+
+def mount(
+    source: str | bytes,
+    target: str | bytes,
+    flags: int,
+    fstype: str | None = None,
+    what: str = "mount",
+) -> None:
+    f = ffi()
+    fs = f.NULL if fstype is None else os.fsencode(fstype)
+    rc = libc().mount(os.fsencode(source), os.fsencode(target), fs, flags, f.NULL)
+    check(int(rc), what)
+
+
+def umount2(target: str | bytes, flags: int, what: str = "umount") -> None:
+    check(int(libc().umount2(os.fsencode(target), flags)), what)
+
+
+def renameat2(
+    src_dir: int, src: str | bytes, dst_dir: int, dst: str | bytes, flags: int, what: str = "rename"
+) -> None:
+    rc = libc().renameat2(src_dir, os.fsencode(src), dst_dir, os.fsencode(dst), flags)
+    check(int(rc), what)
+
+
+def load_seccomp_filter(rules: Mapping[str, int], default: int = SCMP_ACT_ALLOW) -> None:
+    """Install a seccomp filter through libseccomp: ``default`` for every system call but the
+    ones named in ``rules`` (name -> action, e.g. ``scmp_act_errno(ENOSYS)``). It also sets
+    no_new_privs (libseccomp's default). OSError(ENOSYS) without libseccomp or for a name it
+    does not know; libseccomp's own failures carry its negative errno."""
+    lib = seccomp()
+    if lib is None:
+        raise OSError(errno_mod.ENOSYS, "libseccomp.so.2 cannot be loaded")
+    f = ffi()
+    ctx = lib.seccomp_init(default)
+    if ctx == f.NULL:
+        raise OSError(errno_mod.ENOMEM, "seccomp_init failed")
+    try:
+        for name, action in rules.items():
+            nr = int(lib.seccomp_syscall_resolve_name(name.encode()))
+            # -1 is __NR_SCMP_ERROR; other negative numbers are libseccomp's pseudo-syscalls
+            # for calls this architecture lacks (open on aarch64), which it accepts in rules.
+            if nr == -1:
+                raise OSError(errno_mod.ENOSYS, f"libseccomp does not know {name}")
+            rc = int(lib.seccomp_rule_add_array(ctx, action, nr, 0, f.NULL))
+            if rc < 0:
+                raise OSError(-rc, f"seccomp_rule_add: {os.strerror(-rc)}")
+        rc = int(lib.seccomp_load(ctx))
+        if rc < 0:
+            raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
+    finally:
+        lib.seccomp_release(ctx)
