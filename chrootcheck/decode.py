@@ -55,7 +55,8 @@ _ERROR = re.compile(
     rf"(?::(?P<file>[^:\s]*):(?P<line>\d+):(?P<data>[^\n]*?)(?={_NEXT}|$))?"
 )
 _BARE = re.compile(
-    r"(?<![0-9A-Za-z_:.-])(?P<prefix>0[xX])?(?P<code>[0-9A-Fa-f]{8})(?![0-9A-Za-z_.-])")
+    r"(?<![0-9A-Za-z_:.-])(?P<prefix>0[xX])?(?P<code>[0-9A-Fa-f]{8})(?![0-9A-Za-z_.-])"
+)
 _CONTEXT = re.compile(r"openssl|ssl|tls|error|rand|entropy|drbg|crypto", re.IGNORECASE)
 _FALLBACK = re.compile(r"^(?:lib|func|reason)\((\d+)\)$")
 
@@ -135,34 +136,38 @@ class Chain:
         if entry is None or entry.role is not Role.WRAPPER:
             return False
         index = self.errors.index(error)
-        return any(e.entry is not None and e.entry.is_entropy_problem
-                   for e in self.errors[:index])
+        return any(e.entry is not None and e.entry.is_entropy_problem for e in self.errors[:index])
 
     def verdict(self) -> str:
         if not self.entropy_problem:
             return "no entropy or DRBG error in this chain"
         roots = [e for e in self.errors if e.entry and e.entry.role is Role.ENTROPY]
         wrapper = any(self.consequence(e) for e in self.errors)
-        text = ("OpenSSL could not get entropy: the seed source gave nothing"
-                if roots else "a DRBG failed (an earlier entropy failure left it unusable)")
+        text = (
+            "OpenSSL could not get entropy: the seed source gave nothing"
+            if roots
+            else "a DRBG failed (an earlier entropy failure left it unusable)"
+        )
         if wrapper:
             text += ", and the TLS layer reported it as 'malloc failure', which it is not"
-        return text + (". If the process runs in a chroot jail, /dev/urandom is likely missing or "
-                       "unusable inside it (check with chrootcheck scan JAIL).")
+        return text + (
+            ". If the process runs in a chroot jail, /dev/urandom is likely missing or "
+            "unusable inside it (check with chrootcheck scan JAIL)."
+        )
 
 
 def _agrees(record: ErrorRecord, lib: str, reason: str) -> bool:
     """Does a reading match what the log printed? Library and reason decide; function names
     differ between releases (1.0.2 SSLEAY_RAND_BYTES and 1.1.x RAND_bytes share code 100).
     Fallbacks such as ``lib(36)`` compare by number."""
+
     def same(printed: str, known: str, number: int) -> bool:
         m = _FALLBACK.match(printed.strip())
         if m:
             return int(m.group(1)) == number
         return bool(known) and printed.strip().lower() == known.lower()
 
-    return same(lib, record.library, record.lib) and same(reason, record.reason,
-                                                          record.reason_code)
+    return same(lib, record.library, record.lib) and same(reason, record.reason, record.reason_code)
 
 
 def _readings(code: int, lib: str = "", reason: str = "") -> tuple[ErrorRecord, ...]:
@@ -225,15 +230,32 @@ def scan_line(line: str, line_no: int) -> list[Decoded]:
         readings = _readings(code, lib, reason)
         if m.group("file") is not None and tid is not None:
             # ERR_print_errors: 1.x prints a decimal tid, 3.x a hex one and a C function name.
-            form = "print-1.x" if readings[0].packing == "1.x" and len(readings) == 1 else (
-                "print-3.x" if len(readings) == 1 else "print")
+            form = (
+                "print-1.x"
+                if readings[0].packing == "1.x" and len(readings) == 1
+                else ("print-3.x" if len(readings) == 1 else "print")
+            )
         else:
             form = "error-string"
-        found.append((m.start("code"), Decoded(
-            line_no=line_no, form=form, code=code, thread=tid, readings=readings,
-            printed_library=lib.strip(), printed_function=func.strip(),
-            printed_reason=reason.strip(), file=m.group("file") or "",
-            line=int(m.group("line") or 0), data=(m.group("data") or "").strip(), text=line)))
+        found.append(
+            (
+                m.start("code"),
+                Decoded(
+                    line_no=line_no,
+                    form=form,
+                    code=code,
+                    thread=tid,
+                    readings=readings,
+                    printed_library=lib.strip(),
+                    printed_function=func.strip(),
+                    printed_reason=reason.strip(),
+                    file=m.group("file") or "",
+                    line=int(m.group("line") or 0),
+                    data=(m.group("data") or "").strip(),
+                    text=line,
+                ),
+            )
+        )
     for m in _BARE.finditer(line):
         start, end = m.span()
         if any(a <= start < b or a < end <= b for a, b in covered):
@@ -241,8 +263,19 @@ def scan_line(line: str, line_no: int) -> list[Decoded]:
         code = int(m.group("code"), 16)
         if not _bare_ok(code, m.group("prefix") is not None, line):
             continue
-        found.append((start, Decoded(line_no=line_no, form="bare", code=code, thread=None,
-                                     readings=_readings(code), text=line)))
+        found.append(
+            (
+                start,
+                Decoded(
+                    line_no=line_no,
+                    form="bare",
+                    code=code,
+                    thread=None,
+                    readings=_readings(code),
+                    text=line,
+                ),
+            )
+        )
     found.sort(key=lambda pair: pair[0])
     return [d for _, d in found]
 

@@ -34,8 +34,10 @@ Nov 30 03:00:01 host app[812]: 7F3A9C1E2740:error:1200006C:random number generat
 Nov 30 03:00:01 host app[812]: 7F3A9C1E2740:error:0A0C0100:SSL routines:SSL_CTX_new_ex:malloc failure:../ssl/ssl_lib.c:3330:
 """  # noqa: E501
 # What haproxy 2.6 on OpenSSL 3.0.19 logged in the ground-truth runs (failure-modes.md).
-HAPROXY_3X = ("haproxy[1234]: 127.0.0.1:40312 [30/Nov/2026:03:00:01.123] fe/1: SSL handshake "
-              "failure (error:1C8000BD:Provider routines::error retrieving entropy)")
+HAPROXY_3X = (
+    "haproxy[1234]: 127.0.0.1:40312 [30/Nov/2026:03:00:01.123] fe/1: SSL handshake "
+    "failure (error:1C8000BD:Provider routines::error retrieving entropy)"
+)
 
 
 def all_chains(text: str) -> list[Chain]:
@@ -46,7 +48,13 @@ def test_origin_story_is_one_chain_and_the_malloc_failure_is_explained() -> None
     [chain] = all_chains(ORIGIN_CHAIN)
     assert chain.thread == "140135125062464"
     assert [f"{e.code:08X}" for e in chain.errors] == [
-        "2406C06E", "2406B072", "2406C06E", "2406B072", "2406C06E", "140BA041"]
+        "2406C06E",
+        "2406B072",
+        "2406C06E",
+        "2406B072",
+        "2406C06E",
+        "140BA041",
+    ]
     assert all(e.form == "print-1.x" and e.packing == "1.x" for e in chain.errors)
     first, last = chain.errors[0], chain.errors[-1]
     assert (first.function, first.reason) == ("RAND_DRBG_instantiate", "error retrieving entropy")
@@ -84,9 +92,15 @@ def test_3x_print_chain() -> None:
     assert [e.packing for e in chain.errors] == ["3.x"] * 3
     assert [e.form for e in chain.errors] == ["print-3.x"] * 3
     assert [e.function for e in chain.errors] == [
-        "ossl_prov_drbg_instantiate", "rand_new_drbg", "SSL_CTX_new_ex"]
+        "ossl_prov_drbg_instantiate",
+        "rand_new_drbg",
+        "SSL_CTX_new_ex",
+    ]
     assert [e.entry for e in chain.errors] == [
-        knowledge.ENTROPY, knowledge.INSTANTIATING, knowledge.SSL_WRAPPER]
+        knowledge.ENTROPY,
+        knowledge.INSTANTIATING,
+        knowledge.SSL_WRAPPER,
+    ]
     assert chain.errors[0].file == "../providers/implementations/rands/drbg.c"
     assert chain.consequence(chain.errors[2])
 
@@ -100,8 +114,10 @@ def test_3x_error_string_inside_a_log_line() -> None:
 
 
 def test_s_client_line_is_not_an_entropy_problem() -> None:
-    line = ("40F7E1B8E37F0000:error:0A000126:SSL routines:ssl3_read_n:unexpected eof while "
-            "reading:../ssl/record/rec_layer_s3.c:308:")
+    line = (
+        "40F7E1B8E37F0000:error:0A000126:SSL routines:ssl3_read_n:unexpected eof while "
+        "reading:../ssl/record/rec_layer_s3.c:308:"
+    )
     [chain] = all_chains(line)
     [e] = chain.errors
     assert (e.form, e.packing, e.thread) == ("print-3.x", "3.x", "40F7E1B8E37F0000")
@@ -110,15 +126,19 @@ def test_s_client_line_is_not_an_entropy_problem() -> None:
 
 
 def test_issue_example_3x_with_file_and_line() -> None:
-    line = ("error:1C8000BD:Provider routines::error retrieving entropy:"
-            "../providers/implementations/rands/drbg.c:586:")
+    line = (
+        "error:1C8000BD:Provider routines::error retrieving entropy:"
+        "../providers/implementations/rands/drbg.c:586:"
+    )
     [e] = scan_line(line, 1)
     assert (e.packing, e.file, e.line) == ("3.x", "../providers/implementations/rands/drbg.c", 586)
 
 
 def test_several_errors_on_one_line_keep_their_order() -> None:
-    line = ("nginx: SSL_do_handshake() failed (SSL: error:1C8000BD:Provider routines::error "
-            "retrieving entropy error:1C8000C0:Provider routines::in error state)")
+    line = (
+        "nginx: SSL_do_handshake() failed (SSL: error:1C8000BD:Provider routines::error "
+        "retrieving entropy error:1C8000C0:Provider routines::in error state)"
+    )
     found = scan_line(line, 7)
     assert [f"{e.code:08X}" for e in found] == ["1C8000BD", "1C8000C0"]
     assert found[1].entry is knowledge.IN_ERROR_STATE
@@ -126,20 +146,23 @@ def test_several_errors_on_one_line_keep_their_order() -> None:
     assert len(chain.errors) == 2
 
 
-@pytest.mark.parametrize(("code", "packing", "key"), [
-    ("24078085", "1.x", None),  # rand_drbg_get_entropy: prediction resistance not supported
-    ("2406E06E", "1.x", "error-retrieving-entropy"),
-    ("2406C06E", "1.x", "error-retrieving-entropy"),
-    ("2406B076", "1.x", "reseed-error"),
-    ("2406B072", "1.x", "in-error-state"),
-    ("24064064", "1.x", "prng-not-seeded"),
-    ("1C8000BD", "3.x", "error-retrieving-entropy"),
-    ("1C8000C0", "3.x", "in-error-state"),
-    ("1C8000C5", "3.x", "reseed-error"),
-    ("1C8000BF", "3.x", "generate-error"),
-    ("1C8000BA", "3.x", "entropy-source-strength-too-weak"),
-    ("1200006C", "3.x", "error-instantiating-drbg"),
-])
+@pytest.mark.parametrize(
+    ("code", "packing", "key"),
+    [
+        ("24078085", "1.x", None),  # rand_drbg_get_entropy: prediction resistance not supported
+        ("2406E06E", "1.x", "error-retrieving-entropy"),
+        ("2406C06E", "1.x", "error-retrieving-entropy"),
+        ("2406B076", "1.x", "reseed-error"),
+        ("2406B072", "1.x", "in-error-state"),
+        ("24064064", "1.x", "prng-not-seeded"),
+        ("1C8000BD", "3.x", "error-retrieving-entropy"),
+        ("1C8000C0", "3.x", "in-error-state"),
+        ("1C8000C5", "3.x", "reseed-error"),
+        ("1C8000BF", "3.x", "generate-error"),
+        ("1C8000BA", "3.x", "entropy-source-strength-too-weak"),
+        ("1200006C", "3.x", "error-instantiating-drbg"),
+    ],
+)
 def test_bare_codes_by_both_packings(code: str, packing: str, key: str | None) -> None:
     # The reference's worked values: each reads as a known error under exactly one packing.
     # All-decimal codes (24064064) need an OpenSSL word on the line unless written 0x...
@@ -149,16 +172,19 @@ def test_bare_codes_by_both_packings(code: str, packing: str, key: str | None) -
         assert (e.entry.key if e.entry else None) == key
 
 
-@pytest.mark.parametrize("line", [
-    "deadbeef cafebabe 0123abcd",  # hex that decodes to nothing known
-    "build 20231130 pid 12000065 ok",  # decimal tokens need an OpenSSL word nearby
-    "commit 2406c06e5f1a in the tree",  # part of a longer token
-    "sha=x2406C06E",
-    "uuid 2406c06e-0000-4000-8000-000000000000",
-    "the value 1C8000BDA is too long",
-    "libssl.so.3 1C8000BD.so",  # part of a file name
-    "errno 0x8000DEAD",  # the 3.x system flag: only real errnos count
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "deadbeef cafebabe 0123abcd",  # hex that decodes to nothing known
+        "build 20231130 pid 12000065 ok",  # decimal tokens need an OpenSSL word nearby
+        "commit 2406c06e5f1a in the tree",  # part of a longer token
+        "sha=x2406C06E",
+        "uuid 2406c06e-0000-4000-8000-000000000000",
+        "the value 1C8000BDA is too long",
+        "libssl.so.3 1C8000BD.so",  # part of a file name
+        "errno 0x8000DEAD",  # the 3.x system flag: only real errnos count
+    ],
+)
 def test_no_false_positives_on_bare_hex(line: str) -> None:
     assert scan_line(line, 1) == []
 
@@ -176,8 +202,10 @@ def test_printed_text_decides_the_packing() -> None:
     [e] = scan_line("error:24064064:lib(36):func(100):reason(100)", 1)
     assert e.packing == "1.x" and e.entry is knowledge.NOT_SEEDED
     # 1.0.2 names function 100 SSLEAY_RAND_BYTES, 1.1.x RAND_bytes: still 1.x.
-    [e] = scan_line("4:error:24064064:random number generator:SSLEAY_RAND_BYTES:PRNG not seeded:"
-                    "md_rand.c:549:", 1)
+    [e] = scan_line(
+        "4:error:24064064:random number generator:SSLEAY_RAND_BYTES:PRNG not seeded:md_rand.c:549:",
+        1,
+    )
     assert (e.packing, e.function, e.form) == ("1.x", "SSLEAY_RAND_BYTES", "print-1.x")
 
 
@@ -190,18 +218,20 @@ def test_unknown_code_shows_both_readings(cli) -> None:
 
 
 def test_chains_split_by_thread_and_gaps() -> None:
-    text = "\n".join([
-        "11:error:2406C06E:random number generator:RAND_DRBG_instantiate:error retrieving "
-        "entropy:crypto/rand/drbg_lib.c:221:",
-        "22:error:2406C06E:random number generator:RAND_DRBG_instantiate:error retrieving "
-        "entropy:crypto/rand/drbg_lib.c:221:",
-        "11:error:140BA041:SSL routines:SSL_new:malloc failure:ssl/ssl_lib.c:839:",
-        "plain log line",
-        HAPROXY_3X,
-        "another",
-        "",
-        HAPROXY_3X,
-    ])
+    text = "\n".join(
+        [
+            "11:error:2406C06E:random number generator:RAND_DRBG_instantiate:error retrieving "
+            "entropy:crypto/rand/drbg_lib.c:221:",
+            "22:error:2406C06E:random number generator:RAND_DRBG_instantiate:error retrieving "
+            "entropy:crypto/rand/drbg_lib.c:221:",
+            "11:error:140BA041:SSL routines:SSL_new:malloc failure:ssl/ssl_lib.c:839:",
+            "plain log line",
+            HAPROXY_3X,
+            "another",
+            "",
+            HAPROXY_3X,
+        ]
+    )
     got = [(c.thread, c.first_line, c.last_line) for c in all_chains(text)]
     assert got == [("11", 1, 1), ("22", 2, 2), ("11", 3, 3), (None, 5, 5), (None, 8, 8)]
 
@@ -250,9 +280,13 @@ def test_tool_errors_exit_2_with_one_line(cli, args: tuple[str, ...]) -> None:
 
 def test_invalid_utf8_and_binary_through_the_cli(cli) -> None:
     garbage = bytes(range(256)) * 4 + b"\xff\xfe\n" + ORIGIN_CHAIN.encode() + b"\x00\x9b[31m\n"
-    proc = subprocess.run([sys.executable, "-m", "chrootcheck", "decode"], input=garbage,
-                          capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "chrootcheck", "decode"],
+        input=garbage,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
     assert proc.returncode == 1, proc
     assert b"140BA041" in proc.stdout and b"Traceback" not in proc.stderr
     assert b"\x1b" not in proc.stdout  # escape sequences from the log are not replayed
@@ -268,9 +302,13 @@ def test_long_lines_are_read_in_pieces() -> None:
 
 def test_output_streams_before_the_input_ends() -> None:
     # A chain is printed as soon as it is complete, while stdin is still open.
-    proc = subprocess.Popen([sys.executable, "-m", "chrootcheck", "decode"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chrootcheck", "decode"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write((HAPROXY_3X + "\n" + "filler\n" * 10).encode())
@@ -309,8 +347,7 @@ def test_fuzz_garbage_never_crashes(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=500).map(lambda b: b.replace(b"\n", b"")),
-       st.binary(max_size=500))
+@given(st.binary(max_size=500).map(lambda b: b.replace(b"\n", b"")), st.binary(max_size=500))
 def test_fuzz_a_real_chain_is_found_among_garbage(before: bytes, after: bytes) -> None:
     data = before + b"\n" + ORIGIN_CHAIN.encode() + after
     codes = [e.code for c in chains(lines_of(io.BytesIO(data))) for e in c.errors]

@@ -80,6 +80,7 @@ def by_daemon(jails: list[DiscoveredJail], daemon: str) -> list[DiscoveredJail]:
 
 # -- haproxy -----------------------------------------------------------------------------------
 
+
 def test_haproxy_debian(tmp_path: Path) -> None:
     write(tmp_path, "/etc/haproxy/haproxy.cfg", DEBIAN_HAPROXY)
     (tmp_path / "var/lib/haproxy/dev").mkdir(parents=True)  # Debian's empty dev/
@@ -98,8 +99,11 @@ def test_haproxy_master_worker_from_unit(tmp_path: Path) -> None:
 
 
 def test_haproxy_chroot_outside_global_ignored(tmp_path: Path) -> None:
-    write(tmp_path, "/etc/haproxy/haproxy.cfg",
-          "global\n\tdaemon\n#\tchroot /commented\ndefaults\n\tchroot /not/global\n")
+    write(
+        tmp_path,
+        "/etc/haproxy/haproxy.cfg",
+        "global\n\tdaemon\n#\tchroot /commented\ndefaults\n\tchroot /not/global\n",
+    )
     assert discover(str(tmp_path)) == []
 
 
@@ -121,17 +125,23 @@ include-toplevel: "/etc/unbound/unbound.conf.d/*.conf"
 
 def test_unbound_debian_without_chroot(tmp_path: Path) -> None:
     write(tmp_path, "/etc/unbound/unbound.conf", DEBIAN_UNBOUND)
-    write(tmp_path, "/etc/unbound/unbound.conf.d/root-auto-trust-anchor-file.conf",
-          "server:\n    # The following line will configure unbound to perform "
-          "cryptographic\n    auto-trust-anchor-file: \"/var/lib/unbound/root.key\"\n")
+    write(
+        tmp_path,
+        "/etc/unbound/unbound.conf.d/root-auto-trust-anchor-file.conf",
+        "server:\n    # The following line will configure unbound to perform "
+        'cryptographic\n    auto-trust-anchor-file: "/var/lib/unbound/root.key"\n',
+    )
     assert discover(str(tmp_path)) == []
 
 
 def test_unbound_chroot_in_conf_d(tmp_path: Path) -> None:
     write(tmp_path, "/etc/unbound/unbound.conf", DEBIAN_UNBOUND)
-    write(tmp_path, "/etc/unbound/unbound.conf.d/chroot.conf",
-          'server:\n\tverbosity: 1\n\tchroot: "/etc/unbound"\n\tusername: "unbound"\n'
-          'remote-control:\n\tcontrol-enable: yes\n')
+    write(
+        tmp_path,
+        "/etc/unbound/unbound.conf.d/chroot.conf",
+        'server:\n\tverbosity: 1\n\tchroot: "/etc/unbound"\n\tusername: "unbound"\n'
+        "remote-control:\n\tcontrol-enable: yes\n",
+    )
     [j] = discover(str(tmp_path))
     assert (j.path, j.daemon, j.user, j.line) == ("/etc/unbound", "unbound", "unbound", 3)
     assert j.source_file == "/etc/unbound/unbound.conf.d/chroot.conf"
@@ -150,10 +160,14 @@ def test_unbound_default_user(tmp_path: Path) -> None:
 
 # -- BIND --------------------------------------------------------------------------------------
 
+
 def test_bind_debian_defaults(tmp_path: Path) -> None:
-    write(tmp_path, "/etc/default/named",
-          "#\n# run resolvconf?\nRESOLVCONF=no\n\n# startup options for the server\n"
-          'OPTIONS="-u bind -t /var/bind9/chroot"\n')
+    write(
+        tmp_path,
+        "/etc/default/named",
+        "#\n# run resolvconf?\nRESOLVCONF=no\n\n# startup options for the server\n"
+        'OPTIONS="-u bind -t /var/bind9/chroot"\n',
+    )
     [j] = discover(str(tmp_path))
     assert (j.path, j.daemon, j.user, j.line) == ("/var/bind9/chroot", "named", "bind", 6)
 
@@ -170,7 +184,10 @@ def test_bind_old_bind9_defaults_attached_flag(tmp_path: Path) -> None:
 
 
 def test_bind_redhat_chroot_unit(tmp_path: Path) -> None:
-    write(tmp_path, "/usr/lib/systemd/system/named-chroot.service", """\
+    write(
+        tmp_path,
+        "/usr/lib/systemd/system/named-chroot.service",
+        """\
 [Unit]
 Description=Berkeley Internet Name Domain (DNS)
 Wants=nss-lookup.target
@@ -187,7 +204,8 @@ PIDFile=/var/named/chroot/run/named/named.pid
 ExecStartPre=/bin/bash -c 'if [ ! "$DISABLE_ZONE_CHECKING" == "yes" ]; then \
 /usr/sbin/named-checkconf -t /var/named/chroot -z "$NAMEDCONF"; fi'
 ExecStart=/usr/sbin/named -u named -c ${NAMEDCONF} -t /var/named/chroot $OPTIONS
-""")
+""",
+    )
     [j] = by_daemon(discover(str(tmp_path)), "named")
     assert (j.path, j.user, j.line) == ("/var/named/chroot", "named", 15)
 
@@ -229,9 +247,12 @@ local     unix  -       n       n       -       -       local
 
 def test_postfix_debian(tmp_path: Path) -> None:
     write(tmp_path, "/etc/postfix/master.cf", DEBIAN_MASTER_CF)
-    write(tmp_path, "/etc/postfix/main.cf",
-          "smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)\nbiff = no\n"
-          "readme_directory = no\ncompatibility_level = 3.6\n")
+    write(
+        tmp_path,
+        "/etc/postfix/main.cf",
+        "smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)\nbiff = no\n"
+        "readme_directory = no\ncompatibility_level = 3.6\n",
+    )
     [j] = discover(str(tmp_path))
     assert (j.path, j.daemon, j.user, j.line) == ("/var/spool/postfix", "postfix", "postfix", 12)
     assert j.note and "smtp" in j.note and "tlsmgr" in j.note and "qmgr" not in j.note
@@ -239,8 +260,11 @@ def test_postfix_debian(tmp_path: Path) -> None:
 
 def test_postfix_dash_means_y_only_on_debian(tmp_path: Path) -> None:
     write(tmp_path, "/etc/postfix/master.cf", UPSTREAM_MASTER_CF)
-    write(tmp_path, "/etc/postfix/main.cf",
-          "spool = /srv/spool\nqueue_directory = ${spool}/postfix\nmail_owner = pfx\n")
+    write(
+        tmp_path,
+        "/etc/postfix/main.cf",
+        "spool = /srv/spool\nqueue_directory = ${spool}/postfix\nmail_owner = pfx\n",
+    )
     assert discover(str(tmp_path)) == []  # upstream: '-' is n
     write(tmp_path, "/etc/debian_version", "12.8\n")
     [j] = discover(str(tmp_path))
@@ -305,8 +329,10 @@ def sshd_root(tmp_path: Path) -> Path:
 def test_sshd_match_group_expands_members(sshd_root: Path) -> None:
     jails = [j for j in discover(str(sshd_root)) if j.line == 24]
     # sftponly: alice is a listed member, bob has it as his primary group.
-    assert [(j.path, j.user) for j in jails] == [("/srv/sftp/alice", "alice"),
-                                                 ("/srv/sftp/bob", "bob")]
+    assert [(j.path, j.user) for j in jails] == [
+        ("/srv/sftp/alice", "alice"),
+        ("/srv/sftp/bob", "bob"),
+    ]
 
 
 def test_sshd_match_user_home(sshd_root: Path) -> None:
@@ -316,8 +342,10 @@ def test_sshd_match_user_home(sshd_root: Path) -> None:
 
 def test_sshd_percent_and_uid_with_extra_criteria(sshd_root: Path) -> None:
     jails = [j for j in discover(str(sshd_root)) if j.line == 30]
-    assert [(j.path, j.user) for j in jails] == [("/srv/100%/1001", "alice"),
-                                                 ("/srv/100%/1003", "carol")]
+    assert [(j.path, j.user) for j in jails] == [
+        ("/srv/100%/1001", "alice"),
+        ("/srv/100%/1003", "carol"),
+    ]
     assert all(j.note and "address 10.0.0.0/8" in j.note for j in jails)
 
 
@@ -334,15 +362,22 @@ def test_sshd_none_is_not_a_jail(sshd_root: Path) -> None:
 
 # -- systemd -----------------------------------------------------------------------------------
 
+
 def test_systemd_root_directory_and_dropin(tmp_path: Path) -> None:
-    write(tmp_path, "/lib/systemd/system/tlsd.service",
-          "[Unit]\nDescription=TLS daemon\n\n[Service]\nExecStart=/usr/bin/tlsd\n"
-          "RootDirectory=/srv/tlsd\nUser=tlsd\n# PrivateDevices=yes\n")
+    write(
+        tmp_path,
+        "/lib/systemd/system/tlsd.service",
+        "[Unit]\nDescription=TLS daemon\n\n[Service]\nExecStart=/usr/bin/tlsd\n"
+        "RootDirectory=/srv/tlsd\nUser=tlsd\n# PrivateDevices=yes\n",
+    )
     write(tmp_path, "/lib/systemd/system/plain.service", "[Service]\nExecStart=/bin/true\n")
     [j] = discover(str(tmp_path))
     assert (j.path, j.daemon, j.user, j.provides_devices) == ("/srv/tlsd", "tlsd", "tlsd", False)
-    write(tmp_path, "/etc/systemd/system/tlsd.service.d/override.conf",
-          "[Service]\nRootDirectory=\nRootDirectory=/srv/tlsd2\nPrivateDevices=yes\n")
+    write(
+        tmp_path,
+        "/etc/systemd/system/tlsd.service.d/override.conf",
+        "[Service]\nRootDirectory=\nRootDirectory=/srv/tlsd2\nPrivateDevices=yes\n",
+    )
     [j] = discover(str(tmp_path))
     assert (j.path, j.provides_devices) == ("/srv/tlsd2", True)
     assert j.source_file == "/etc/systemd/system/tlsd.service.d/override.conf"
@@ -358,12 +393,14 @@ def test_systemd_masked_unit_hides_vendor_unit(tmp_path: Path) -> None:
 
 # -- all together ------------------------------------------------------------------------------
 
+
 def test_unreadable_config_is_noted(tmp_path: Path) -> None:
     (tmp_path / "etc/haproxy/haproxy.cfg").mkdir(parents=True)  # not a file
     jails, notes = discover_with_notes(str(tmp_path))
     assert jails == []
-    assert [n.message for n in notes] == ["/etc/haproxy/haproxy.cfg is not a regular file: "
-                                          "not read"]
+    assert [n.message for n in notes] == [
+        "/etc/haproxy/haproxy.cfg is not a regular file: not read"
+    ]
 
 
 def test_empty_root_finds_nothing_quietly(tmp_path: Path) -> None:
@@ -374,8 +411,11 @@ def test_scan_targets(tmp_path: Path) -> None:
     write(tmp_path, "/etc/haproxy/haproxy.cfg", DEBIAN_HAPROXY)
     (tmp_path / "var/lib/haproxy/dev").mkdir(parents=True)
     write(tmp_path, "/etc/unbound/unbound.conf", "server:\n  chroot: /nowhere\n")
-    write(tmp_path, "/lib/systemd/system/tlsd.service",
-          "[Service]\nRootDirectory=/var/lib/haproxy\nUser=tlsd\nPrivateDevices=yes\n")
+    write(
+        tmp_path,
+        "/lib/systemd/system/tlsd.service",
+        "[Service]\nRootDirectory=/var/lib/haproxy\nUser=tlsd\nPrivateDevices=yes\n",
+    )
     targets, notes = scan_targets(str(tmp_path))
     [t] = targets
     assert t.jail == str(tmp_path / "var/lib/haproxy")
@@ -396,8 +436,12 @@ def test_cli_text_and_json(tmp_path: Path, cli: Callable[..., Result]) -> None:
     data = json.loads(r.stdout)
     assert data["schema_version"] == "1.0"
     [j] = data["jails"]
-    assert (j["path"], j["user"], j["line"], j["exists"]) == ("/var/lib/haproxy", "haproxy", 4,
-                                                              False)
+    assert (j["path"], j["user"], j["line"], j["exists"]) == (
+        "/var/lib/haproxy",
+        "haproxy",
+        4,
+        False,
+    )
 
 
 def test_cli_bad_root(tmp_path: Path, cli: Callable[..., Result]) -> None:
@@ -406,8 +450,9 @@ def test_cli_bad_root(tmp_path: Path, cli: Callable[..., Result]) -> None:
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
-def test_cli_hostile_names_are_printed_literally(tmp_path: Path,
-                                                 cli: Callable[..., Result]) -> None:
+def test_cli_hostile_names_are_printed_literally(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
     write(tmp_path, "/etc/haproxy/haproxy.cfg", "global\n  chroot /srv/[bold]x\x1b[31m\n")
     r = cli("discover", "--root", str(tmp_path))
     assert r.code == 0, r
@@ -422,20 +467,62 @@ def test_root_default_is_slash() -> None:
     assert os.path.isdir("/")
 
 
-GARBAGE_FILES = ("/etc/haproxy/haproxy.cfg", "/etc/unbound/unbound.conf", "/etc/default/named",
-                 "/etc/postfix/master.cf", "/etc/postfix/main.cf", "/etc/ssh/sshd_config",
-                 "/etc/passwd", "/etc/group", "/lib/systemd/system/x.service")
+GARBAGE_FILES = (
+    "/etc/haproxy/haproxy.cfg",
+    "/etc/unbound/unbound.conf",
+    "/etc/default/named",
+    "/etc/postfix/master.cf",
+    "/etc/postfix/main.cf",
+    "/etc/ssh/sshd_config",
+    "/etc/passwd",
+    "/etc/group",
+    "/lib/systemd/system/x.service",
+)
 
 
 def test_parsers_never_raise_on_garbage(tmp_path_factory: pytest.TempPathFactory) -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    words = st.sampled_from(["global", "chroot", "server:", "chroot:", "include:", "OPTIONS=",
-                             "-t", "-u", "Match", "User", "Group", "ChrootDirectory", "%u",
-                             "%h", "%", "Include", "[Service]", "RootDirectory=", "\\", "\"",
-                             "'", "#", "=", ":", "*", "/", "y", "-", "\n", " ", "\t", "$",
-                             "${", "queue_directory", "x:1:2:3:/h:/s"])
+    words = st.sampled_from(
+        [
+            "global",
+            "chroot",
+            "server:",
+            "chroot:",
+            "include:",
+            "OPTIONS=",
+            "-t",
+            "-u",
+            "Match",
+            "User",
+            "Group",
+            "ChrootDirectory",
+            "%u",
+            "%h",
+            "%",
+            "Include",
+            "[Service]",
+            "RootDirectory=",
+            "\\",
+            '"',
+            "'",
+            "#",
+            "=",
+            ":",
+            "*",
+            "/",
+            "y",
+            "-",
+            "\n",
+            " ",
+            "\t",
+            "$",
+            "${",
+            "queue_directory",
+            "x:1:2:3:/h:/s",
+        ]
+    )
 
     @settings(max_examples=100, deadline=None)
     @given(st.lists(words, max_size=40).map("".join))

@@ -19,8 +19,15 @@ from chrootcheck.exitcodes import ExitCode
 
 @click.command("decode")
 @click.argument("source", default="-", metavar="[FILE|-]")
-@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="text for people, json for machines.")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for machines.",
+)
 def command(source: str, fmt: str) -> int:
     """Find the OpenSSL errors in log lines (FILE, or stdin with - or nothing), decode
     them in every printed form and by both packings, group each failing operation's chain,
@@ -57,14 +64,20 @@ def command(source: str, fmt: str) -> int:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
-    stats = {"lines": counter[0], "errors": n_errors, "chains": n_chains,
-             "entropy_chains": n_entropy}
+    stats = {
+        "lines": counter[0],
+        "errors": n_errors,
+        "chains": n_chains,
+        "entropy_chains": n_entropy,
+    }
     code = ExitCode.FINDINGS if n_entropy else ExitCode.OK
     if fmt == "json":
         render_json(found, stats, __version__, sys.stdout)
-    click.echo(f"chrootcheck decode: {counter[0]} line(s), {n_errors} OpenSSL error(s) in "
-               f"{n_chains} chain(s), {n_entropy} with entropy/DRBG errors (exit {int(code)}).",
-               err=True)
+    click.echo(
+        f"chrootcheck decode: {counter[0]} line(s), {n_errors} OpenSSL error(s) in "
+        f"{n_chains} chain(s), {n_entropy} with entropy/DRBG errors (exit {int(code)}).",
+        err=True,
+    )
     return code
 
 

@@ -22,8 +22,14 @@ Parser = Callable[[str, Notes], list[DiscoveredJail]]
 def _parsers() -> list[tuple[str, Parser]]:
     from chrootcheck.discover import bind, haproxy, openssh, postfix, systemd, unbound
 
-    return [("haproxy", haproxy.find), ("unbound", unbound.find), ("bind", bind.find),
-            ("postfix", postfix.find), ("openssh", openssh.find), ("systemd", systemd.find)]
+    return [
+        ("haproxy", haproxy.find),
+        ("unbound", unbound.find),
+        ("bind", bind.find),
+        ("postfix", postfix.find),
+        ("openssh", openssh.find),
+        ("systemd", systemd.find),
+    ]
 
 
 def discover_with_notes(root: str = "/") -> tuple[list[DiscoveredJail], list[Notice]]:
@@ -33,12 +39,15 @@ def discover_with_notes(root: str = "/") -> tuple[list[DiscoveredJail], list[Not
         try:
             found = parse(root, notes)
         except Exception as e:  # one odd file must not hide the other daemons
-            notes.add(f"{name}: could not parse its configuration: {type(e).__name__}: {e}",
-                      NoticeKind.ERROR)
+            notes.add(
+                f"{name}: could not parse its configuration: {type(e).__name__}: {e}",
+                NoticeKind.ERROR,
+            )
             continue
         for j in found:
-            exists = j.path.startswith("/") and "%" not in j.path and \
-                os.path.isdir(under(root, j.path))
+            exists = (
+                j.path.startswith("/") and "%" not in j.path and os.path.isdir(under(root, j.path))
+            )
             jails.append(replace(j, exists=exists))
     return jails, notes.items
 
@@ -69,8 +78,13 @@ def scan_targets(root: str = "/") -> tuple[list[ScanTarget], list[Notice]]:
     for j in jails:
         if not j.exists:
             why = "has unexpanded tokens" if "%" in j.path else "does not exist"
-            notices.append(Notice(NoticeKind.SKIPPED, "discover",
-                                  f"{j.daemon}: jail {j.path} ({j.source_file}:{j.line}) {why}"))
+            notices.append(
+                Notice(
+                    NoticeKind.SKIPPED,
+                    "discover",
+                    f"{j.daemon}: jail {j.path} ({j.source_file}:{j.line}) {why}",
+                )
+            )
             continue
         grouped.setdefault(os.path.normpath(j.path), []).append(j)
     out = []
@@ -79,7 +93,13 @@ def scan_targets(root: str = "/") -> tuple[list[ScanTarget], list[Notice]]:
         notes = [f"{j.daemon}: {j.note}" for j in group if j.note]
         if len(users) > 1:
             notes.append(f"several users ({', '.join(users)}): scanned as {users[0]}")
-        out.append(ScanTarget(under(root, path), users[0] if users else None,
-                              tuple(dict.fromkeys(j.daemon for j in group)),
-                              all(j.provides_devices for j in group), tuple(notes)))
+        out.append(
+            ScanTarget(
+                under(root, path),
+                users[0] if users else None,
+                tuple(dict.fromkeys(j.daemon for j in group)),
+                all(j.provides_devices for j in group),
+                tuple(notes),
+            )
+        )
     return out, notices

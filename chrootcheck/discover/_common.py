@@ -73,7 +73,7 @@ def read_text(root: str, path: str, notes: Notes) -> str | None:
 def expand_glob(root: str, pattern: str) -> list[str]:
     """A glob evaluated under ``root``, answered as host paths (sorted, as daemons do)."""
     prefix = "" if root in ("", "/") else root.rstrip("/")
-    return sorted(p[len(prefix):] for p in glob.glob(prefix + pattern))
+    return sorted(p[len(prefix) :] for p in glob.glob(prefix + pattern))
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,9 @@ def read_passwd(root: str, notes: Notes) -> dict[str, PasswdEntry]:
     return out
 
 
-def group_members(root: str, group: str, passwd: dict[str, PasswdEntry],
-                  notes: Notes) -> list[str] | None:
+def group_members(
+    root: str, group: str, passwd: dict[str, PasswdEntry], notes: Notes
+) -> list[str] | None:
     """Members of ``group``: its member list plus the users whose primary group it is."""
     for line in (read_text(root, "/etc/group", notes) or "").splitlines():
         f = line.split(":")

@@ -8,8 +8,12 @@ import shlex
 from chrootcheck.discover._common import DiscoveredJail, Notes, read_text, strip_hash_comment
 
 DEFAULTS = ("/etc/default/named", "/etc/default/bind9", "/etc/sysconfig/named")
-UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system",
-             "/usr/lib/systemd/system")
+UNIT_DIRS = (
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+)
 UNITS = ("named.service", "bind9.service", "named-chroot.service")
 
 
@@ -70,8 +74,9 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
                 line = raw.strip()
                 if not line.startswith("ExecStart="):
                     continue
-                chroot, user = parse_args(_split(line[len("ExecStart="):].lstrip("@-:+!")))
+                chroot, user = parse_args(_split(line[len("ExecStart=") :].lstrip("@-:+!")))
                 if chroot and not chroot.startswith("$"):
-                    out.append(DiscoveredJail(chroot, "named", path, n, user,
-                                              f"from the unit {unit}"))
+                    out.append(
+                        DiscoveredJail(chroot, "named", path, n, user, f"from the unit {unit}")
+                    )
     return out

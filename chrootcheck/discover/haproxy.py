@@ -7,11 +7,31 @@ import shlex
 from chrootcheck.discover._common import DiscoveredJail, Notes, read_text, strip_hash_comment
 
 CONFIGS = ("/etc/haproxy/haproxy.cfg",)
-UNITS = ("/etc/systemd/system/haproxy.service", "/lib/systemd/system/haproxy.service",
-         "/usr/lib/systemd/system/haproxy.service")
-SECTIONS = frozenset({"global", "defaults", "frontend", "backend", "listen", "resolvers",
-                      "peers", "userlist", "program", "mailers", "cache", "ring",
-                      "http-errors", "crt-store", "traces", "log-forward"})
+UNITS = (
+    "/etc/systemd/system/haproxy.service",
+    "/lib/systemd/system/haproxy.service",
+    "/usr/lib/systemd/system/haproxy.service",
+)
+SECTIONS = frozenset(
+    {
+        "global",
+        "defaults",
+        "frontend",
+        "backend",
+        "listen",
+        "resolvers",
+        "peers",
+        "userlist",
+        "program",
+        "mailers",
+        "cache",
+        "ring",
+        "http-errors",
+        "crt-store",
+        "traces",
+        "log-forward",
+    }
+)
 
 
 def _tokens(line: str) -> list[str]:
@@ -51,8 +71,11 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
         if chroot is None:
             continue
         master_worker = master_worker or _unit_uses_master_worker(root, notes)
-        note = ("master-worker mode: workers reseed inside the jail from their first "
-                "connection" if master_worker else None)
+        note = (
+            "master-worker mode: workers reseed inside the jail from their first connection"
+            if master_worker
+            else None
+        )
         out.append(DiscoveredJail(chroot[0], "haproxy", cfg, chroot[1], user, note))
     return out
 
@@ -65,7 +88,8 @@ def _unit_uses_master_worker(root: str, notes: Notes) -> bool:
             continue
         for line in text.splitlines():
             if line.strip().startswith("ExecStart=") and any(
-                    a in ("-W", "-Ws") for a in line.split()):
+                a in ("-W", "-Ws") for a in line.split()
+            ):
                 return True
         return False
     return False

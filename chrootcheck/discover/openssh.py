@@ -59,8 +59,9 @@ def _words(line: str) -> list[str]:
     return [key, *args]
 
 
-def _parse(root: str, path: str, notes: Notes, block: list[_Block], out: list[_Chroot],
-           depth: int) -> None:
+def _parse(
+    root: str, path: str, notes: Notes, block: list[_Block], out: list[_Chroot], depth: int
+) -> None:
     if depth > MAX_DEPTH:
         notes.add(f"{path}: Include nested too deep, not read")
         return
@@ -95,8 +96,9 @@ def _parse(root: str, path: str, notes: Notes, block: list[_Block], out: list[_C
             out.append(_Chroot(w[1], path, n, block[0]))
 
 
-def _users_for(b: _Block, root: str, passwd: dict[str, PasswdEntry],
-               notes: Notes) -> tuple[list[str] | None, str | None]:
+def _users_for(
+    b: _Block, root: str, passwd: dict[str, PasswdEntry], notes: Notes
+) -> tuple[list[str] | None, str | None]:
     """The users a Match block applies to, or None (unknown) with the reason."""
     users: set[str] | None = None
     other: list[str] = []
@@ -124,7 +126,8 @@ def _users_for(b: _Block, root: str, passwd: dict[str, PasswdEntry],
             other.append(f"{name} {patterns}".strip())
     if users is None:
         return None, "applies to users chrootcheck cannot list" + (
-            f" (Match {', '.join(other)})" if other else "")
+            f" (Match {', '.join(other)})" if other else ""
+        )
     note = f"only when also: Match {', '.join(other)}" if other else None
     return sorted(users), note
 
@@ -163,8 +166,11 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
         if c.value.lower() == "none":
             continue
         where = "global" if c.block.is_global else f"Match block at line {c.block.line}"
-        users, why = (None, "applies to every user") if c.block.is_global else \
-            _users_for(c.block, root, passwd, notes)
+        users, why = (
+            (None, "applies to every user")
+            if c.block.is_global
+            else _users_for(c.block, root, passwd, notes)
+        )
         has_tokens = "%" in c.value
         if users is None or (not users and has_tokens):
             note = f"{where}: {why}" if why else where
@@ -175,16 +181,34 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
         if not has_tokens:
             user = users[0] if len(users) == 1 else None
             note = f"{where}; users: {', '.join(users)}" if len(users) > 1 else where
-            out.append(DiscoveredJail(c.value, "sshd", c.file, c.line, user,
-                                      note + (f"; {why}" if why else "")))
+            out.append(
+                DiscoveredJail(
+                    c.value, "sshd", c.file, c.line, user, note + (f"; {why}" if why else "")
+                )
+            )
             continue
         for u in users:
             path = _expand(c.value, u, passwd.get(u))
             if path is None:
-                out.append(DiscoveredJail(c.value, "sshd", c.file, c.line, u,
-                                          f"{where}: user {u} is not in passwd, or an unknown "
-                                          "% token"))
+                out.append(
+                    DiscoveredJail(
+                        c.value,
+                        "sshd",
+                        c.file,
+                        c.line,
+                        u,
+                        f"{where}: user {u} is not in passwd, or an unknown % token",
+                    )
+                )
             else:
-                out.append(DiscoveredJail(path, "sshd", c.file, c.line, u,
-                                          f"{where}; {c.value}" + (f"; {why}" if why else "")))
+                out.append(
+                    DiscoveredJail(
+                        path,
+                        "sshd",
+                        c.file,
+                        c.line,
+                        u,
+                        f"{where}; {c.value}" + (f"; {why}" if why else ""),
+                    )
+                )
     return out

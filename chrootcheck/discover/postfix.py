@@ -43,14 +43,14 @@ def _expand(value: str, params: dict[str, str], depth: int = 0) -> str:
     out, i = [], 0
     while i < len(value):
         if value[i] == "$":
-            if value[i + 1:i + 2] in ("{", "("):
+            if value[i + 1 : i + 2] in ("{", "("):
                 end = value.find("}" if value[i + 1] == "{" else ")", i)
-                name, i = (value[i + 2:end], end + 1) if end > 0 else ("", len(value))
+                name, i = (value[i + 2 : end], end + 1) if end > 0 else ("", len(value))
             else:
                 j = i + 1
                 while j < len(value) and (value[j].isalnum() or value[j] == "_"):
                     j += 1
-                name, i = value[i + 1:j], j
+                name, i = value[i + 1 : j], j
             out.append(_expand(params.get(name, ""), params, depth + 1))
         else:
             out.append(value[i])

@@ -8,8 +8,13 @@ import os
 from chrootcheck.discover._common import DiscoveredJail, Notes, expand_glob, read_text
 
 # Highest precedence first: a unit in /etc masks the one of the same name in /lib.
-UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
-             "/lib/systemd/system", "/usr/lib/systemd/system")
+UNIT_DIRS = (
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+)
 _TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
 
 
@@ -60,8 +65,13 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
             if text is None:
                 continue
             for n, section, key, value in _entries(text):
-                if section == "Service" and key in ("RootDirectory", "User", "PrivateDevices",
-                                                    "DynamicUser", "RootImage"):
+                if section == "Service" and key in (
+                    "RootDirectory",
+                    "User",
+                    "PrivateDevices",
+                    "DynamicUser",
+                    "RootImage",
+                ):
                     settings[key] = (value, f, n)  # the last assignment wins; "" resets
         root_dir = settings.get("RootDirectory")
         if not root_dir or not root_dir[0]:
@@ -72,15 +82,25 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
         private = settings.get("PrivateDevices", ("no",))[0].lower() in _TRUE
         note_parts = []
         if private:
-            note_parts.append("PrivateDevices=yes: systemd provides /dev/random and "
-                              "/dev/urandom itself; the jail's /dev is not used")
+            note_parts.append(
+                "PrivateDevices=yes: systemd provides /dev/random and "
+                "/dev/urandom itself; the jail's /dev is not used"
+            )
         if settings.get("DynamicUser", ("no",))[0].lower() in _TRUE:
             note_parts.append("DynamicUser=yes: the user is allocated at start")
         if "%" in root_dir[0]:
             note_parts.append("contains unit specifiers (%): not expanded")
         if name.endswith("@.service"):
             note_parts.append("a template unit")
-        out.append(DiscoveredJail(root_dir[0], name.removesuffix(".service"), root_dir[1],
-                                  root_dir[2], user, "; ".join(note_parts) or None,
-                                  provides_devices=private))
+        out.append(
+            DiscoveredJail(
+                root_dir[0],
+                name.removesuffix(".service"),
+                root_dir[1],
+                root_dir[2],
+                user,
+                "; ".join(note_parts) or None,
+                provides_devices=private,
+            )
+        )
     return out

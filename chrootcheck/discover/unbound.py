@@ -37,12 +37,18 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
     user: str | None = state["username"][0] if "username" in state else DEFAULT_USER
     note = None if "username" in state else "username: not set; unbound's default user"
     if user == "":
-        user, note = None, "username: \"\": unbound keeps the user it was started as"
+        user, note = None, 'username: "": unbound keeps the user it was started as'
     return [DiscoveredJail(path, "unbound", src, line, user, note)]
 
 
-def _read(root: str, path: str, notes: Notes, state: dict[str, tuple[str, str, int]],
-          depth: int, clause: list[str]) -> None:
+def _read(
+    root: str,
+    path: str,
+    notes: Notes,
+    state: dict[str, tuple[str, str, int]],
+    depth: int,
+    clause: list[str],
+) -> None:
     if depth > MAX_DEPTH:
         notes.add(f"{path}: includes nested too deep, not read")
         return
@@ -56,10 +62,10 @@ def _read(root: str, path: str, notes: Notes, state: dict[str, tuple[str, str, i
             continue
         key, value = key.strip(), _unquote(value)
         if key in ("include", "include-toplevel"):
-            pattern = value if value.startswith("/") else os.path.join(os.path.dirname(path),
-                                                                        value)
-            for inc in expand_glob(root, pattern) if any(c in pattern for c in "*?[") \
-                    else [pattern]:
+            pattern = value if value.startswith("/") else os.path.join(os.path.dirname(path), value)
+            for inc in (
+                expand_glob(root, pattern) if any(c in pattern for c in "*?[") else [pattern]
+            ):
                 _read(root, inc, notes, state, depth + 1, clause)
             if key == "include-toplevel":
                 clause[0] = ""  # the included file starts its own clauses
