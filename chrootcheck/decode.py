@@ -43,7 +43,16 @@ from chrootcheck.openssl.errcodes import (
     decode,
 )
 
-MAX_LINE = 64 * 1024  # longer lines are read in pieces: memory stays bounded
+# A line is scanned whole up to MAX_LINE + OVERLAP bytes. A longer line is scanned in windows
+# (still one line, one line number): each window owns MAX_LINE bytes and also sees the
+# CONTEXT bytes before them and the OVERLAP bytes after them, so an error that starts in a
+# window's own bytes is seen with at least OVERLAP bytes of its text, and one that straddles a
+# window boundary is found exactly once. Memory stays bounded whatever the line's length.
+MAX_LINE = 1024 * 1024
+OVERLAP = 64 * 1024
+CONTEXT = 64  # > the longest thread id + ':' and bare token: look-behinds see real text
+READ_SIZE = MAX_LINE  # one read; never more than MAX_LINE, so a read holds only short lines
+EXCERPT = 1024  # an error on an overlong line keeps this much text on each side as its text
 GAP_SAME_THREAD = 5  # unrelated lines allowed inside a chain when the thread id matches
 
 _NEXT = r"\s(?:[0-9A-Fa-f]{1,20}:)?error:[0-9A-Fa-f]{8}:"  # the next error on the same line
@@ -220,10 +229,23 @@ def _bare_ok(code: int, prefixed: bool, line: str) -> bool:
 
 def scan_line(line: str, line_no: int) -> list[Decoded]:
     """Every OpenSSL error in one line of text, in order."""
+    return _scan(line, line_no, 0, len(line), False)
+
+
+def scan_window(window: Window, line_no: int) -> list[Decoded]:
+    """The OpenSSL errors that start in a window's own part of an overlong line."""
+    return _scan(window.text, line_no, window.lo, window.hi, True)
+
+
+def _scan(line: str, line_no: int, lo: int, hi: int, excerpt: bool) -> list[Decoded]:
+    """Errors that start in ``line[lo:hi]``; the text around it is context only (a match that
+    starts there belongs to the neighbouring window, but still covers bare tokens)."""
     found: list[tuple[int, Decoded]] = []
     covered: list[tuple[int, int]] = []
     for m in _ERROR.finditer(line) if "error:" in line else ():
         covered.append(m.span())
+        if not lo <= m.start() < hi:
+            continue
         code = int(m.group("code"), 16)
         lib, func, reason = m.group("lib"), m.group("func"), m.group("reason")
         tid = m.group("tid")
@@ -252,13 +274,13 @@ def scan_line(line: str, line_no: int) -> list[Decoded]:
                     file=m.group("file") or "",
                     line=int(m.group("line") or 0),
                     data=(m.group("data") or "").strip(),
-                    text=line,
+                    text=_excerpt(line, *m.span()) if excerpt else line,
                 ),
             )
         )
     for m in _BARE.finditer(line):
         start, end = m.span()
-        if any(a <= start < b or a < end <= b for a, b in covered):
+        if not lo <= start < hi or any(a <= start < b or a < end <= b for a, b in covered):
             continue
         code = int(m.group("code"), 16)
         if not _bare_ok(code, m.group("prefix") is not None, line):
@@ -272,7 +294,7 @@ def scan_line(line: str, line_no: int) -> list[Decoded]:
                     code=code,
                     thread=None,
                     readings=_readings(code),
-                    text=line,
+                    text=_excerpt(line, start, end) if excerpt else line,
                 ),
             )
         )
@@ -280,20 +302,134 @@ def scan_line(line: str, line_no: int) -> list[Decoded]:
     return [d for _, d in found]
 
 
-def lines_of(stream: BinaryIO) -> Iterator[str]:
-    """Text lines from bytes, bounded in length, never raising on bad encodings."""
-    while True:
-        raw = stream.readline(MAX_LINE)
-        if not raw:
-            return
-        yield raw.decode("utf-8", "replace").rstrip("\r\n")
+def _excerpt(text: str, start: int, end: int) -> str:
+    return text[max(0, start - EXCERPT) : end + EXCERPT]
 
 
-def chains(lines: Iterable[str]) -> Iterator[Chain]:
-    """Group the errors of the log into chains, yielding each chain once it is complete."""
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A part of a line longer than MAX_LINE + OVERLAP bytes. ``text[lo:hi]`` is the part this
+    window owns; the text around it is context shared with the neighbouring windows. ``more``:
+    another window of the same line follows (the line number does not change)."""
+
+    text: str
+    lo: int
+    hi: int
+    more: bool
+
+
+def _char_start(data: bytearray, at: int) -> int:
+    """``at`` moved back to the start of a UTF-8 sequence (at most 3 bytes), so a window never
+    cuts a character in two."""
+    for _ in range(3):
+        if at <= 0 or at >= len(data) or data[at] & 0xC0 != 0x80:
+            break
+        at -= 1
+    return at
+
+
+def _text(data: bytes | bytearray) -> str:
+    return data.decode("utf-8", "replace")
+
+
+class LineReader:
+    """The lines of a log, read from bytes in chunks and split on ``\\n`` here: a line is a
+    line whatever its length. A line up to MAX_LINE + OVERLAP bytes comes as one ``str``; a
+    longer one as consecutive ``Window``s, in bounded memory. ``\\r`` before the newline is
+    dropped, a last line without a newline counts, invalid UTF-8 becomes U+FFFD (a chunk is
+    decoded only up to a newline, a window only at a character boundary). ``lines`` counts the
+    lines read so far."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.lines = 0
+        self._buf = bytearray()  # the current line's bytes not yet handed out
+        self._ctx = 0  # in an overlong line: _buf[:_ctx] is context already owned
+        self._long = False  # the current line has been handed out in windows already
+
+    def __iter__(self) -> Iterator[str | Window]:
+        # read1: whatever the pipe holds now (a streamed log prints as it is read); a plain
+        # read(n) would wait for n bytes or the end of the input.
+        read = getattr(self.stream, "read1", self.stream.read)
+        buf = self._buf
+        while True:
+            chunk: bytes = read(READ_SIZE)
+            if not chunk:
+                break
+            first = chunk.find(b"\n")
+            if first < 0:
+                buf += chunk
+                yield from self._windows()
+                continue
+            buf += chunk[:first]
+            yield from self._end_line()
+            last = chunk.rfind(b"\n")
+            if last > first:
+                # Whole lines, shorter than a read: decoded at once. A newline never sits
+                # inside a UTF-8 sequence, so this decodes each line as it would alone.
+                text = _text(chunk[first + 1 : last])
+                lines = text.split("\n")
+                if "\r" in text:
+                    lines = [line.rstrip("\r") for line in lines]
+                self.lines += len(lines)
+                yield from lines
+            buf += chunk[last + 1 :]
+            yield from self._windows()
+        if buf or self._long:
+            yield from self._end_line()
+
+    def _windows(self) -> Iterator[Window]:
+        """Hand out the full windows of an overlong line buffered so far."""
+        buf = self._buf
+        while len(buf) - self._ctx >= MAX_LINE + OVERLAP:
+            self._long = True
+            own = _char_start(buf, self._ctx + MAX_LINE)
+            end = _char_start(buf, own + OVERLAP)
+            before, mine = _text(buf[: self._ctx]), _text(buf[self._ctx : own])
+            yield Window(
+                before + mine + _text(buf[own:end]), len(before), len(before) + len(mine), True
+            )
+            keep = _char_start(buf, own - CONTEXT)
+            del buf[:keep]
+            self._ctx = own - keep
+
+    def _end_line(self) -> Iterator[str | Window]:
+        buf = self._buf
+        if buf.endswith(b"\r"):
+            del buf[len(buf.rstrip(b"\r")) :]
+        yield from self._windows()
+        if self._long:
+            before = _text(buf[: self._ctx])
+            text = before + _text(buf[self._ctx :])
+            yield Window(text, len(before), len(text), False)
+        else:
+            yield _text(buf)
+        self.lines += 1
+        buf.clear()
+        self._ctx, self._long = 0, False
+
+
+def lines_of(stream: BinaryIO) -> LineReader:
+    """The lines of a log (see LineReader), never raising on bad encodings."""
+    return LineReader(stream)
+
+
+def chains(lines: Iterable[str | Window]) -> Iterator[Chain]:
+    """Group the errors of the log into chains, yielding each chain once it is complete.
+
+    Each ``str`` is one line; consecutive ``Window``s are parts of one overlong line."""
     current: Chain | None = None
-    for line_no, line in enumerate(lines, start=1):
-        for error in scan_line(line, line_no):
+    line_no = 0
+    more = False
+    for item in lines:
+        if not more:
+            line_no += 1
+        if type(item) is str:
+            errors, more = scan_line(item, line_no), False
+        else:
+            assert isinstance(item, Window)
+            errors, more = scan_window(item, line_no), item.more
+        for error in errors:
             if current is not None and _continues(current, error):
                 current.errors.append(error)
                 continue
