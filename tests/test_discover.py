@@ -537,3 +537,199 @@ def test_parsers_never_raise_on_garbage(tmp_path_factory: pytest.TempPathFactory
             assert j.path
 
     check()
+
+
+# -- --root: every path resolved inside the root, never on the host (issue 9, class 6) --------
+
+
+def test_root_jail_symlinked_to_a_host_folder_stays_in_the_root(tmp_path: Path) -> None:
+    host_jail = tmp_path / "host-jail"  # exists on the host, not in the image
+    (host_jail / "dev").mkdir(parents=True)
+    image = tmp_path / "image"
+    write(image, "/etc/haproxy/haproxy.cfg", DEBIAN_HAPROXY)
+    (image / "var/lib").mkdir(parents=True)
+    (image / "var/lib/haproxy").symlink_to(host_jail)  # absolute: the image's own /tmp/...
+    [j] = discover(str(image))
+    assert j.path == "/var/lib/haproxy"
+    assert j.exists is False and j.resolved is None
+    assert j.note == f"a symlink to {host_jail}: /tmp inside the tree is missing"
+    targets, notes = scan_targets(str(image))
+    assert targets == []
+    assert any("/var/lib/haproxy" in n.message and "does not exist" in n.message for n in notes)
+    # Once the image has that folder itself, it is the one listed and scanned.
+    (image / str(host_jail).lstrip("/")).mkdir(parents=True)
+    [j] = discover(str(image))
+    assert (j.exists, j.resolved) == (True, str(host_jail))
+    assert j.note == f"a symlink: resolved inside the tree to {host_jail}"
+    targets, _ = scan_targets(str(image))
+    [t] = targets
+    assert t.jail == str(image) + str(host_jail)
+    assert t.jail != str(host_jail)
+
+
+def test_root_jail_behind_dotdot_and_relative_links_stays_in_the_root(tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    (tmp_path / "outside").mkdir()
+    write(image, "/etc/unbound/unbound.conf", "server:\n  chroot: /srv/j\n")
+    (image / "srv").mkdir(parents=True)
+    (image / "srv/j").symlink_to("../../../../../../outside")  # '..' stops at the root
+    [j] = discover(str(image))
+    assert j.exists is False and j.resolved is None
+    (image / "outside").mkdir()
+    [j] = discover(str(image))
+    assert (j.exists, j.resolved) == (True, "/outside")
+
+
+HOST_CFG = "global\n  chroot /host-only-jail\n  user hostuser\n"
+
+
+@pytest.mark.parametrize("target", ["absolute", "relative", "parent-dir"])
+def test_root_config_symlinked_out_of_the_root_is_never_read(tmp_path: Path, target: str) -> None:
+    host = write(tmp_path, "/host/haproxy.cfg", HOST_CFG)  # the host's file, outside the image
+    image = tmp_path / "image"
+    cfg_dir = image / "etc/haproxy"
+    cfg_dir.mkdir(parents=True)
+    if target == "absolute":
+        (cfg_dir / "haproxy.cfg").symlink_to(host)
+    elif target == "relative":
+        (cfg_dir / "haproxy.cfg").symlink_to("../../../../../../../../../.." + str(host))
+    else:  # the folder holding the config is the link
+        cfg_dir.rmdir()
+        cfg_dir.symlink_to(host.parent)
+    jails, notes = discover_with_notes(str(image))
+    assert jails == []
+    link = str(host) if target != "parent-dir" else str(host.parent)
+    if target == "relative":
+        link = "../../../../../../../../../.." + link
+    assert [n.message for n in notes] == [
+        f"cannot read /etc/haproxy/haproxy.cfg: a symlink to {link}: /tmp inside the tree is "
+        "missing"
+    ]
+    # The same file inside the image (at the link's target) is the one that is read.
+    write(image, str(host), HOST_CFG.replace("host-only", "image"))
+    [j] = discover(str(image))
+    assert (j.path, j.source_file) == ("/image-jail", "/etc/haproxy/haproxy.cfg")
+
+
+def test_root_include_globs_and_passwd_stay_in_the_root(tmp_path: Path) -> None:
+    host_etc = tmp_path / "host-etc"
+    write(host_etc, "/ssh/sshd_config.d/evil.conf", "Match User alice\n  ChrootDirectory /%u\n")
+    write(host_etc, "/passwd", "alice:x:1001:1001::/home/alice:/bin/sh\n")
+    write(host_etc, "/systemd/system/evil.service", "[Service]\nRootDirectory=/host-unit\n")
+    image = tmp_path / "image"
+    write(image, "/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\n")
+    (image / "etc/ssh/sshd_config.d").symlink_to(host_etc / "ssh/sshd_config.d")
+    (image / "etc/passwd").symlink_to(host_etc / "passwd")
+    (image / "etc/systemd").symlink_to(host_etc / "systemd")
+    write(host_etc, "/unbound/u.conf", "server:\n  chroot: /unbound-host\n")
+    write(image, "/etc/unbound/unbound.conf", f"include: {host_etc}/*/*.conf\n")
+    jails, _ = discover_with_notes(str(image))
+    assert jails == []
+
+
+def test_root_fifo_config_does_not_block(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    image = tmp_path / "image"
+    (image / "etc/haproxy").mkdir(parents=True)
+    os.mkfifo(image / "etc/haproxy/fifo")
+    (image / "etc/haproxy/haproxy.cfg").symlink_to("fifo")
+    (image / "etc/unbound").mkdir(parents=True)
+    os.mkfifo(image / "etc/unbound/unbound.conf")
+    r = cli("discover", "--root", str(image), timeout=10)
+    assert r.code == 0, r
+    assert "/etc/haproxy/haproxy.cfg is not a regular file: not read" in r.stderr
+    assert "/etc/unbound/unbound.conf is not a regular file: not read" in r.stderr
+
+
+def test_root_oversized_config_is_not_read(tmp_path: Path) -> None:
+    from chrootcheck.discover._common import MAX_CONFIG_SIZE
+
+    p = write(tmp_path, "/etc/haproxy/haproxy.cfg", DEBIAN_HAPROXY)
+    with p.open("a") as f:
+        f.truncate(MAX_CONFIG_SIZE + 1)
+    jails, notes = discover_with_notes(str(tmp_path))
+    assert jails == []
+    assert [n.message for n in notes] == ["/etc/haproxy/haproxy.cfg is larger than 8 MiB: not read"]
+
+
+# -- include loops: each file read once, each cycle noted once ---------------------------------
+
+LOOPS = {
+    "unbound-self": {
+        "/etc/unbound/unbound.conf": "server:\n  chroot: /j\n"
+        + "include: /etc/unbound/unbound.conf\n" * 6,
+    },
+    "sshd-self": {
+        "/etc/ssh/sshd_config": "ChrootDirectory /j\n" + "Include /etc/ssh/sshd_config\n" * 6,
+    },
+    "unbound-mutual": {
+        "/etc/unbound/unbound.conf": "server:\n  chroot: /j\n"
+        + "include: /etc/unbound/a.conf\n" * 3,
+        "/etc/unbound/a.conf": "include: b.conf\n" * 3,
+        "/etc/unbound/b.conf": "include: /etc/unbound/unbound.conf\ninclude: a.conf\n" * 3,
+    },
+    "unbound-glob": {
+        "/etc/unbound/unbound.conf": "server:\n  chroot: /j\n"
+        + 'include: "/etc/unbound/*.conf"\n' * 3,
+        **{f"/etc/unbound/{c}.conf": 'include: "/etc/unbound/*.conf"\n' * 3 for c in "abcde"},
+    },
+    "sshd-glob": {
+        "/etc/ssh/sshd_config": "ChrootDirectory /j\nInclude sshd_config.d/*.conf\n",
+        **{f"/etc/ssh/sshd_config.d/{c}.conf": "Include sshd_config.d/*.conf\n" * 3 for c in "ab"},
+    },
+    "sshd-diamond": {  # no cycle: 2^8 paths through 8 levels, each file once
+        "/etc/ssh/sshd_config": "ChrootDirectory /j\n" + "Include /etc/ssh/l0.conf\n" * 2,
+        **{f"/etc/ssh/l{i}.conf": f"Include /etc/ssh/l{i + 1}.conf\n" * 2 for i in range(8)},
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOOPS))
+def test_include_loops_finish_fast(tmp_path: Path, cli: Callable[..., Result], case: str) -> None:
+    for path, text in LOOPS[case].items():
+        write(tmp_path, path, text)
+    r = cli("discover", "--root", str(tmp_path), "--format", "json", timeout=10)
+    assert r.code == 0, r
+    [j] = json.loads(r.stdout)["jails"]
+    assert j["path"] == "/j"
+    cycles = [line for line in r.stderr.splitlines() if "cycle" in line]
+    expected = {
+        "unbound-self": ["include cycle: /etc/unbound/unbound.conf -> /etc/unbound/unbound.conf"],
+        "sshd-self": ["Include cycle: /etc/ssh/sshd_config -> /etc/ssh/sshd_config"],
+        "unbound-mutual": [
+            "include cycle: /etc/unbound/a.conf -> /etc/unbound/b.conf -> /etc/unbound/a.conf",
+            "include cycle: /etc/unbound/unbound.conf -> /etc/unbound/a.conf -> "
+            "/etc/unbound/b.conf -> /etc/unbound/unbound.conf",
+        ],
+        "sshd-diamond": [],
+    }.get(case)
+    if expected is not None:
+        assert sorted(
+            c.split("note: ", 1)[1].removesuffix(": not read again") for c in cycles
+        ) == sorted(expected), r.stderr
+    else:  # globs: every cycle through the files, each noted once
+        assert cycles and len(cycles) == len(set(cycles)), r.stderr
+
+
+@pytest.mark.parametrize("case", sorted(LOOPS))
+def test_include_loops_read_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    import stat
+
+    for path, text in LOOPS[case].items():
+        write(tmp_path, path, text)
+    opened: list[tuple[int, int]] = []
+    real_open = os.open
+
+    def counting_open(path: str, flags: int, *args: object, **kwargs: object) -> int:
+        fd = real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and not flags & os.O_PATH:  # opened to be read
+            opened.append((st.st_dev, st.st_ino))
+        return fd
+
+    monkeypatch.setattr(os, "open", counting_open)
+    jails = discover(str(tmp_path))
+    monkeypatch.undo()
+    assert [j.path for j in jails] == ["/j"]
+    assert len(opened) == len(set(opened)) == len(LOOPS[case])

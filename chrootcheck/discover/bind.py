@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from chrootcheck.discover._common import DiscoveredJail, Notes, read_text, strip_hash_comment
+from chrootcheck.discover._common import DiscoveredJail, Notes, Tree, strip_hash_comment
 
 DEFAULTS = ("/etc/default/named", "/etc/default/bind9", "/etc/sysconfig/named")
 UNIT_DIRS = (
@@ -47,10 +47,10 @@ def parse_args(args: list[str]) -> tuple[str | None, str | None]:
     return chroot, user
 
 
-def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
     out: list[DiscoveredJail] = []
     for path in DEFAULTS:
-        text = read_text(root, path, notes)
+        text = root.read_text(path, notes)
         if text is None:
             continue
         for n, raw in enumerate(text.splitlines(), 1):
@@ -67,7 +67,7 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
     for d in UNIT_DIRS:
         for unit in UNITS:
             path = f"{d}/{unit}"
-            text = read_text(root, path, notes)
+            text = root.read_text(path, notes)
             if text is None:
                 continue
             for n, raw in enumerate(text.splitlines(), 1):

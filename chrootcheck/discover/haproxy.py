@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from chrootcheck.discover._common import DiscoveredJail, Notes, read_text, strip_hash_comment
+from chrootcheck.discover._common import DiscoveredJail, Notes, Tree, strip_hash_comment
 
 CONFIGS = ("/etc/haproxy/haproxy.cfg",)
 UNITS = (
@@ -41,10 +41,10 @@ def _tokens(line: str) -> list[str]:
         return strip_hash_comment(line).split()
 
 
-def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
     out = []
     for cfg in CONFIGS:
-        text = read_text(root, cfg, notes)
+        text = root.read_text(cfg, notes)
         if text is None:
             continue
         section = ""
@@ -80,10 +80,10 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
     return out
 
 
-def _unit_uses_master_worker(root: str, notes: Notes) -> bool:
+def _unit_uses_master_worker(root: Tree, notes: Notes) -> bool:
     # Debian's unit starts haproxy with -Ws (master-worker): the fork happens after the chroot.
     for unit in UNITS:
-        text = read_text(root, unit, notes)
+        text = root.read_text(unit, notes)
         if text is None:
             continue
         for line in text.splitlines():

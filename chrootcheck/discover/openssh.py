@@ -12,16 +12,15 @@ from dataclasses import dataclass, field
 
 from chrootcheck.discover._common import (
     DiscoveredJail,
+    Includes,
     Notes,
     PasswdEntry,
-    expand_glob,
+    Tree,
     group_members,
     read_passwd,
-    read_text,
 )
 
 CONFIG = "/etc/ssh/sshd_config"
-MAX_DEPTH = 8
 
 
 @dataclass
@@ -59,15 +58,19 @@ def _words(line: str) -> list[str]:
     return [key, *args]
 
 
-def _parse(
-    root: str, path: str, notes: Notes, block: list[_Block], out: list[_Chroot], depth: int
+def _parse(inc: Includes, path: str, block: list[_Block], out: list[_Chroot]) -> None:
+    opened = inc.enter(path)
+    if opened is None:
+        return
+    try:
+        _parse_text(inc, path, opened[1], block, out)
+    finally:
+        inc.leave()
+
+
+def _parse_text(
+    inc: Includes, path: str, text: str, block: list[_Block], out: list[_Chroot]
 ) -> None:
-    if depth > MAX_DEPTH:
-        notes.add(f"{path}: Include nested too deep, not read")
-        return
-    text = read_text(root, path, notes)
-    if text is None:
-        return
     for n, line in enumerate(text.splitlines(), 1):
         w = _words(line)
         if not w:
@@ -77,8 +80,8 @@ def _parse(
             for pattern in w[1:]:
                 if not pattern.startswith("/"):
                     pattern = os.path.join("/etc/ssh", pattern)
-                for inc in expand_glob(root, pattern):
-                    _parse(root, inc, notes, block, out, depth + 1)
+                for included in inc.tree.glob(pattern, inc.notes):
+                    _parse(inc, included, block, out)
         elif key == "match":
             args = w[1:]
             crit: list[tuple[str, str]] = []
@@ -97,7 +100,7 @@ def _parse(
 
 
 def _users_for(
-    b: _Block, root: str, passwd: dict[str, PasswdEntry], notes: Notes
+    b: _Block, root: Tree, passwd: dict[str, PasswdEntry], notes: Notes
 ) -> tuple[list[str] | None, str | None]:
     """The users a Match block applies to, or None (unknown) with the reason."""
     users: set[str] | None = None
@@ -155,9 +158,9 @@ def _expand(value: str, user: str, entry: PasswdEntry | None) -> str | None:
     return "".join(out)
 
 
-def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
     found: list[_Chroot] = []
-    _parse(root, CONFIG, notes, [_Block()], found, 0)
+    _parse(Includes(root, notes, "Include"), CONFIG, [_Block()], found)
     if not found:
         return []
     passwd = read_passwd(root, notes)
