@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chrootcheck import knowledge
 from chrootcheck.decode import (
+    _ERROR,
     CONTEXT,
     MAX_LINE,
     OVERLAP,
@@ -23,6 +24,7 @@ from chrootcheck.decode import (
     LineReader,
     Window,
     chains,
+    error_matches,
     lines_of,
     scan_line,
 )
@@ -594,3 +596,33 @@ def test_fuzz_line_numbers_are_the_true_line_numbers(
     assert sorted({n for n, _ in found}) == with_codes
     # An empty last line without a line end is no line at all.
     assert count == len(lines) - (not final_eol and lines[-1] == b"")
+
+
+ERROR_TOKENS = st.sampled_from(
+    [
+        "error:1C8000BD:",
+        "error:",
+        ":",
+        "::",
+        " ",
+        "x",
+        "F",
+        "F" * 19,
+        "7F3A9C1E2740",
+        "1C8000BD",
+        "Provider routines",
+        "f.c:12:",
+        "\n",
+        "\u20ac",
+    ]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(ERROR_TOKENS, max_size=20).map("".join))
+@example("7F3A9C1E2740:error:1C8000BD:a:b:c")
+@example("x" + "F" * 20 + ":error:1C8000BD:::" + "F" * 21 + ":error:1C8000BD:::")
+@example("error:1C8000BD:::F:error:1C8000BD:::")
+def test_fast_error_matcher_is_the_regex(text: str) -> None:
+    # error_matches() skips the regex between "error:" tokens; it must find what it finds.
+    assert [m.span() for m in error_matches(text)] == [m.span() for m in _ERROR.finditer(text)]
