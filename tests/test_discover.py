@@ -733,3 +733,24 @@ def test_include_loops_read_each_file_once(
     monkeypatch.undo()
     assert [j.path for j in jails] == ["/j"]
     assert len(opened) == len(set(opened)) == len(LOOPS[case])
+
+
+def test_include_depth_and_glob_are_capped(tmp_path: Path) -> None:
+    from chrootcheck.discover._common import MAX_DEPTH, MAX_GLOB
+
+    chain = MAX_DEPTH + 3
+    write(tmp_path, "/etc/ssh/sshd_config", "Include /etc/ssh/l0.conf\n")
+    for i in range(chain):
+        write(tmp_path, f"/etc/ssh/l{i}.conf", f"Include /etc/ssh/l{i + 1}.conf\n")
+    write(tmp_path, f"/etc/ssh/l{chain}.conf", "ChrootDirectory /too-deep\n")
+    write(tmp_path, "/etc/unbound/unbound.conf", 'include: "/etc/unbound/d/*.conf"\n')
+    for i in range(MAX_GLOB + 1):
+        write(tmp_path, f"/etc/unbound/d/{i:05}.conf", "")
+    write(tmp_path, "/etc/unbound/d/99999.conf", "server:\n  chroot: /past-the-cap\n")
+    jails, notes = discover_with_notes(str(tmp_path))
+    assert jails == []
+    messages = [n.message for n in notes]
+    assert f"/etc/ssh/l{MAX_DEPTH - 1}.conf: Include nested too deep, not read" in messages
+    assert (
+        f"/etc/unbound/d/*.conf matches more than {MAX_GLOB} paths: the first are read" in messages
+    )
