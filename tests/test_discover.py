@@ -80,6 +80,7 @@ def by_daemon(jails: list[DiscoveredJail], daemon: str) -> list[DiscoveredJail]:
 
 # -- haproxy -----------------------------------------------------------------------------------
 
+
 def test_haproxy_debian(tmp_path: Path) -> None:
     write(tmp_path, "/etc/haproxy/haproxy.cfg", DEBIAN_HAPROXY)
     (tmp_path / "var/lib/haproxy/dev").mkdir(parents=True)  # Debian's empty dev/
@@ -98,8 +99,11 @@ def test_haproxy_master_worker_from_unit(tmp_path: Path) -> None:
 
 
 def test_haproxy_chroot_outside_global_ignored(tmp_path: Path) -> None:
-    write(tmp_path, "/etc/haproxy/haproxy.cfg",
-          "global\n\tdaemon\n#\tchroot /commented\ndefaults\n\tchroot /not/global\n")
+    write(
+        tmp_path,
+        "/etc/haproxy/haproxy.cfg",
+        "global\n\tdaemon\n#\tchroot /commented\ndefaults\n\tchroot /not/global\n",
+    )
     assert discover(str(tmp_path)) == []
 
 
@@ -121,17 +125,23 @@ include-toplevel: "/etc/unbound/unbound.conf.d/*.conf"
 
 def test_unbound_debian_without_chroot(tmp_path: Path) -> None:
     write(tmp_path, "/etc/unbound/unbound.conf", DEBIAN_UNBOUND)
-    write(tmp_path, "/etc/unbound/unbound.conf.d/root-auto-trust-anchor-file.conf",
-          "server:\n    # The following line will configure unbound to perform "
-          "cryptographic\n    auto-trust-anchor-file: \"/var/lib/unbound/root.key\"\n")
+    write(
+        tmp_path,
+        "/etc/unbound/unbound.conf.d/root-auto-trust-anchor-file.conf",
+        "server:\n    # The following line will configure unbound to perform "
+        'cryptographic\n    auto-trust-anchor-file: "/var/lib/unbound/root.key"\n',
+    )
     assert discover(str(tmp_path)) == []
 
 
 def test_unbound_chroot_in_conf_d(tmp_path: Path) -> None:
     write(tmp_path, "/etc/unbound/unbound.conf", DEBIAN_UNBOUND)
-    write(tmp_path, "/etc/unbound/unbound.conf.d/chroot.conf",
-          'server:\n\tverbosity: 1\n\tchroot: "/etc/unbound"\n\tusername: "unbound"\n'
-          'remote-control:\n\tcontrol-enable: yes\n')
+    write(
+        tmp_path,
+        "/etc/unbound/unbound.conf.d/chroot.conf",
+        'server:\n\tverbosity: 1\n\tchroot: "/etc/unbound"\n\tusername: "unbound"\n'
+        "remote-control:\n\tcontrol-enable: yes\n",
+    )
     [j] = discover(str(tmp_path))
     assert (j.path, j.daemon, j.user, j.line) == ("/etc/unbound", "unbound", "unbound", 3)
     assert j.source_file == "/etc/unbound/unbound.conf.d/chroot.conf"
@@ -150,10 +160,14 @@ def test_unbound_default_user(tmp_path: Path) -> None:
 
 # -- BIND --------------------------------------------------------------------------------------
 
+
 def test_bind_debian_defaults(tmp_path: Path) -> None:
-    write(tmp_path, "/etc/default/named",
-          "#\n# run resolvconf?\nRESOLVCONF=no\n\n# startup options for the server\n"
-          'OPTIONS="-u bind -t /var/bind9/chroot"\n')
+    write(
+        tmp_path,
+        "/etc/default/named",
+        "#\n# run resolvconf?\nRESOLVCONF=no\n\n# startup options for the server\n"
+        'OPTIONS="-u bind -t /var/bind9/chroot"\n',
+    )
     [j] = discover(str(tmp_path))
     assert (j.path, j.daemon, j.user, j.line) == ("/var/bind9/chroot", "named", "bind", 6)
 
@@ -170,7 +184,10 @@ def test_bind_old_bind9_defaults_attached_flag(tmp_path: Path) -> None:
 
 
 def test_bind_redhat_chroot_unit(tmp_path: Path) -> None:
-    write(tmp_path, "/usr/lib/systemd/system/named-chroot.service", """\
+    write(
+        tmp_path,
+        "/usr/lib/systemd/system/named-chroot.service",
+        """\
 [Unit]
 Description=Berkeley Internet Name Domain (DNS)
 Wants=nss-lookup.target
@@ -187,7 +204,8 @@ PIDFile=/var/named/chroot/run/named/named.pid
 ExecStartPre=/bin/bash -c 'if [ ! "$DISABLE_ZONE_CHECKING" == "yes" ]; then \
 /usr/sbin/named-checkconf -t /var/named/chroot -z "$NAMEDCONF"; fi'
 ExecStart=/usr/sbin/named -u named -c ${NAMEDCONF} -t /var/named/chroot $OPTIONS
-""")
+""",
+    )
     [j] = by_daemon(discover(str(tmp_path)), "named")
     assert (j.path, j.user, j.line) == ("/var/named/chroot", "named", 15)
 
@@ -229,9 +247,12 @@ local     unix  -       n       n       -       -       local
 
 def test_postfix_debian(tmp_path: Path) -> None:
     write(tmp_path, "/etc/postfix/master.cf", DEBIAN_MASTER_CF)
-    write(tmp_path, "/etc/postfix/main.cf",
-          "smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)\nbiff = no\n"
-          "readme_directory = no\ncompatibility_level = 3.6\n")
+    write(
+        tmp_path,
+        "/etc/postfix/main.cf",
+        "smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)\nbiff = no\n"
+        "readme_directory = no\ncompatibility_level = 3.6\n",
+    )
     [j] = discover(str(tmp_path))
     assert (j.path, j.daemon, j.user, j.line) == ("/var/spool/postfix", "postfix", "postfix", 12)
     assert j.note and "smtp" in j.note and "tlsmgr" in j.note and "qmgr" not in j.note
@@ -239,8 +260,11 @@ def test_postfix_debian(tmp_path: Path) -> None:
 
 def test_postfix_dash_means_y_only_on_debian(tmp_path: Path) -> None:
     write(tmp_path, "/etc/postfix/master.cf", UPSTREAM_MASTER_CF)
-    write(tmp_path, "/etc/postfix/main.cf",
-          "spool = /srv/spool\nqueue_directory = ${spool}/postfix\nmail_owner = pfx\n")
+    write(
+        tmp_path,
+        "/etc/postfix/main.cf",
+        "spool = /srv/spool\nqueue_directory = ${spool}/postfix\nmail_owner = pfx\n",
+    )
     assert discover(str(tmp_path)) == []  # upstream: '-' is n
     write(tmp_path, "/etc/debian_version", "12.8\n")
     [j] = discover(str(tmp_path))
@@ -305,8 +329,10 @@ def sshd_root(tmp_path: Path) -> Path:
 def test_sshd_match_group_expands_members(sshd_root: Path) -> None:
     jails = [j for j in discover(str(sshd_root)) if j.line == 24]
     # sftponly: alice is a listed member, bob has it as his primary group.
-    assert [(j.path, j.user) for j in jails] == [("/srv/sftp/alice", "alice"),
-                                                 ("/srv/sftp/bob", "bob")]
+    assert [(j.path, j.user) for j in jails] == [
+        ("/srv/sftp/alice", "alice"),
+        ("/srv/sftp/bob", "bob"),
+    ]
 
 
 def test_sshd_match_user_home(sshd_root: Path) -> None:
@@ -316,8 +342,10 @@ def test_sshd_match_user_home(sshd_root: Path) -> None:
 
 def test_sshd_percent_and_uid_with_extra_criteria(sshd_root: Path) -> None:
     jails = [j for j in discover(str(sshd_root)) if j.line == 30]
-    assert [(j.path, j.user) for j in jails] == [("/srv/100%/1001", "alice"),
-                                                 ("/srv/100%/1003", "carol")]
+    assert [(j.path, j.user) for j in jails] == [
+        ("/srv/100%/1001", "alice"),
+        ("/srv/100%/1003", "carol"),
+    ]
     assert all(j.note and "address 10.0.0.0/8" in j.note for j in jails)
 
 
@@ -334,15 +362,22 @@ def test_sshd_none_is_not_a_jail(sshd_root: Path) -> None:
 
 # -- systemd -----------------------------------------------------------------------------------
 
+
 def test_systemd_root_directory_and_dropin(tmp_path: Path) -> None:
-    write(tmp_path, "/lib/systemd/system/tlsd.service",
-          "[Unit]\nDescription=TLS daemon\n\n[Service]\nExecStart=/usr/bin/tlsd\n"
-          "RootDirectory=/srv/tlsd\nUser=tlsd\n# PrivateDevices=yes\n")
+    write(
+        tmp_path,
+        "/lib/systemd/system/tlsd.service",
+        "[Unit]\nDescription=TLS daemon\n\n[Service]\nExecStart=/usr/bin/tlsd\n"
+        "RootDirectory=/srv/tlsd\nUser=tlsd\n# PrivateDevices=yes\n",
+    )
     write(tmp_path, "/lib/systemd/system/plain.service", "[Service]\nExecStart=/bin/true\n")
     [j] = discover(str(tmp_path))
     assert (j.path, j.daemon, j.user, j.provides_devices) == ("/srv/tlsd", "tlsd", "tlsd", False)
-    write(tmp_path, "/etc/systemd/system/tlsd.service.d/override.conf",
-          "[Service]\nRootDirectory=\nRootDirectory=/srv/tlsd2\nPrivateDevices=yes\n")
+    write(
+        tmp_path,
+        "/etc/systemd/system/tlsd.service.d/override.conf",
+        "[Service]\nRootDirectory=\nRootDirectory=/srv/tlsd2\nPrivateDevices=yes\n",
+    )
     [j] = discover(str(tmp_path))
     assert (j.path, j.provides_devices) == ("/srv/tlsd2", True)
     assert j.source_file == "/etc/systemd/system/tlsd.service.d/override.conf"
@@ -358,12 +393,14 @@ def test_systemd_masked_unit_hides_vendor_unit(tmp_path: Path) -> None:
 
 # -- all together ------------------------------------------------------------------------------
 
+
 def test_unreadable_config_is_noted(tmp_path: Path) -> None:
     (tmp_path / "etc/haproxy/haproxy.cfg").mkdir(parents=True)  # not a file
     jails, notes = discover_with_notes(str(tmp_path))
     assert jails == []
-    assert [n.message for n in notes] == ["/etc/haproxy/haproxy.cfg is not a regular file: "
-                                          "not read"]
+    assert [n.message for n in notes] == [
+        "/etc/haproxy/haproxy.cfg is not a regular file: not read"
+    ]
 
 
 def test_empty_root_finds_nothing_quietly(tmp_path: Path) -> None:
@@ -374,8 +411,11 @@ def test_scan_targets(tmp_path: Path) -> None:
     write(tmp_path, "/etc/haproxy/haproxy.cfg", DEBIAN_HAPROXY)
     (tmp_path / "var/lib/haproxy/dev").mkdir(parents=True)
     write(tmp_path, "/etc/unbound/unbound.conf", "server:\n  chroot: /nowhere\n")
-    write(tmp_path, "/lib/systemd/system/tlsd.service",
-          "[Service]\nRootDirectory=/var/lib/haproxy\nUser=tlsd\nPrivateDevices=yes\n")
+    write(
+        tmp_path,
+        "/lib/systemd/system/tlsd.service",
+        "[Service]\nRootDirectory=/var/lib/haproxy\nUser=tlsd\nPrivateDevices=yes\n",
+    )
     targets, notes = scan_targets(str(tmp_path))
     [t] = targets
     assert t.jail == str(tmp_path / "var/lib/haproxy")
@@ -394,10 +434,14 @@ def test_cli_text_and_json(tmp_path: Path, cli: Callable[..., Result]) -> None:
     r = cli("discover", "--root", str(tmp_path), "--format", "json")
     assert r.code == 0, r
     data = json.loads(r.stdout)
-    assert data["schema_version"] == "1.0"
+    assert data["schema_version"] == "1.1"
     [j] = data["jails"]
-    assert (j["path"], j["user"], j["line"], j["exists"]) == ("/var/lib/haproxy", "haproxy", 4,
-                                                              False)
+    assert (j["path"], j["user"], j["line"], j["exists"]) == (
+        "/var/lib/haproxy",
+        "haproxy",
+        4,
+        False,
+    )
 
 
 def test_cli_bad_root(tmp_path: Path, cli: Callable[..., Result]) -> None:
@@ -406,8 +450,9 @@ def test_cli_bad_root(tmp_path: Path, cli: Callable[..., Result]) -> None:
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
-def test_cli_hostile_names_are_printed_literally(tmp_path: Path,
-                                                 cli: Callable[..., Result]) -> None:
+def test_cli_hostile_names_are_printed_literally(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
     write(tmp_path, "/etc/haproxy/haproxy.cfg", "global\n  chroot /srv/[bold]x\x1b[31m\n")
     r = cli("discover", "--root", str(tmp_path))
     assert r.code == 0, r
@@ -422,20 +467,62 @@ def test_root_default_is_slash() -> None:
     assert os.path.isdir("/")
 
 
-GARBAGE_FILES = ("/etc/haproxy/haproxy.cfg", "/etc/unbound/unbound.conf", "/etc/default/named",
-                 "/etc/postfix/master.cf", "/etc/postfix/main.cf", "/etc/ssh/sshd_config",
-                 "/etc/passwd", "/etc/group", "/lib/systemd/system/x.service")
+GARBAGE_FILES = (
+    "/etc/haproxy/haproxy.cfg",
+    "/etc/unbound/unbound.conf",
+    "/etc/default/named",
+    "/etc/postfix/master.cf",
+    "/etc/postfix/main.cf",
+    "/etc/ssh/sshd_config",
+    "/etc/passwd",
+    "/etc/group",
+    "/lib/systemd/system/x.service",
+)
 
 
 def test_parsers_never_raise_on_garbage(tmp_path_factory: pytest.TempPathFactory) -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    words = st.sampled_from(["global", "chroot", "server:", "chroot:", "include:", "OPTIONS=",
-                             "-t", "-u", "Match", "User", "Group", "ChrootDirectory", "%u",
-                             "%h", "%", "Include", "[Service]", "RootDirectory=", "\\", "\"",
-                             "'", "#", "=", ":", "*", "/", "y", "-", "\n", " ", "\t", "$",
-                             "${", "queue_directory", "x:1:2:3:/h:/s"])
+    words = st.sampled_from(
+        [
+            "global",
+            "chroot",
+            "server:",
+            "chroot:",
+            "include:",
+            "OPTIONS=",
+            "-t",
+            "-u",
+            "Match",
+            "User",
+            "Group",
+            "ChrootDirectory",
+            "%u",
+            "%h",
+            "%",
+            "Include",
+            "[Service]",
+            "RootDirectory=",
+            "\\",
+            '"',
+            "'",
+            "#",
+            "=",
+            ":",
+            "*",
+            "/",
+            "y",
+            "-",
+            "\n",
+            " ",
+            "\t",
+            "$",
+            "${",
+            "queue_directory",
+            "x:1:2:3:/h:/s",
+        ]
+    )
 
     @settings(max_examples=100, deadline=None)
     @given(st.lists(words, max_size=40).map("".join))
@@ -450,3 +537,220 @@ def test_parsers_never_raise_on_garbage(tmp_path_factory: pytest.TempPathFactory
             assert j.path
 
     check()
+
+
+# -- --root: every path resolved inside the root, never on the host (issue 9, class 6) --------
+
+
+def test_root_jail_symlinked_to_a_host_folder_stays_in_the_root(tmp_path: Path) -> None:
+    host_jail = tmp_path / "host-jail"  # exists on the host, not in the image
+    (host_jail / "dev").mkdir(parents=True)
+    image = tmp_path / "image"
+    write(image, "/etc/haproxy/haproxy.cfg", DEBIAN_HAPROXY)
+    (image / "var/lib").mkdir(parents=True)
+    (image / "var/lib/haproxy").symlink_to(host_jail)  # absolute: the image's own /tmp/...
+    [j] = discover(str(image))
+    assert j.path == "/var/lib/haproxy"
+    assert j.exists is False and j.resolved is None
+    assert j.note == f"a symlink to {host_jail}: /tmp inside the tree is missing"
+    targets, notes = scan_targets(str(image))
+    assert targets == []
+    assert any("/var/lib/haproxy" in n.message and "does not exist" in n.message for n in notes)
+    # Once the image has that folder itself, it is the one listed and scanned.
+    (image / str(host_jail).lstrip("/")).mkdir(parents=True)
+    [j] = discover(str(image))
+    assert (j.exists, j.resolved) == (True, str(host_jail))
+    assert j.note == f"a symlink: resolved inside the tree to {host_jail}"
+    targets, _ = scan_targets(str(image))
+    [t] = targets
+    assert t.jail == str(image) + str(host_jail)
+    assert t.jail != str(host_jail)
+
+
+def test_root_jail_behind_dotdot_and_relative_links_stays_in_the_root(tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    (tmp_path / "outside").mkdir()
+    write(image, "/etc/unbound/unbound.conf", "server:\n  chroot: /srv/j\n")
+    (image / "srv").mkdir(parents=True)
+    (image / "srv/j").symlink_to("../../../../../../outside")  # '..' stops at the root
+    [j] = discover(str(image))
+    assert j.exists is False and j.resolved is None
+    (image / "outside").mkdir()
+    [j] = discover(str(image))
+    assert (j.exists, j.resolved) == (True, "/outside")
+
+
+HOST_CFG = "global\n  chroot /host-only-jail\n  user hostuser\n"
+
+
+@pytest.mark.parametrize("target", ["absolute", "relative", "parent-dir"])
+def test_root_config_symlinked_out_of_the_root_is_never_read(tmp_path: Path, target: str) -> None:
+    host = write(tmp_path, "/host/haproxy.cfg", HOST_CFG)  # the host's file, outside the image
+    image = tmp_path / "image"
+    cfg_dir = image / "etc/haproxy"
+    cfg_dir.mkdir(parents=True)
+    if target == "absolute":
+        (cfg_dir / "haproxy.cfg").symlink_to(host)
+    elif target == "relative":
+        (cfg_dir / "haproxy.cfg").symlink_to("../../../../../../../../../.." + str(host))
+    else:  # the folder holding the config is the link
+        cfg_dir.rmdir()
+        cfg_dir.symlink_to(host.parent)
+    jails, notes = discover_with_notes(str(image))
+    assert jails == []
+    link = str(host) if target != "parent-dir" else str(host.parent)
+    if target == "relative":
+        link = "../../../../../../../../../.." + link
+    assert [n.message for n in notes] == [
+        f"cannot read /etc/haproxy/haproxy.cfg: a symlink to {link}: /tmp inside the tree is "
+        "missing"
+    ]
+    # The same file inside the image (at the link's target) is the one that is read.
+    write(image, str(host), HOST_CFG.replace("host-only", "image"))
+    [j] = discover(str(image))
+    assert (j.path, j.source_file) == ("/image-jail", "/etc/haproxy/haproxy.cfg")
+
+
+def test_root_include_globs_and_passwd_stay_in_the_root(tmp_path: Path) -> None:
+    host_etc = tmp_path / "host-etc"
+    write(host_etc, "/ssh/sshd_config.d/evil.conf", "Match User alice\n  ChrootDirectory /%u\n")
+    write(host_etc, "/passwd", "alice:x:1001:1001::/home/alice:/bin/sh\n")
+    write(host_etc, "/systemd/system/evil.service", "[Service]\nRootDirectory=/host-unit\n")
+    image = tmp_path / "image"
+    write(image, "/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\n")
+    (image / "etc/ssh/sshd_config.d").symlink_to(host_etc / "ssh/sshd_config.d")
+    (image / "etc/passwd").symlink_to(host_etc / "passwd")
+    (image / "etc/systemd").symlink_to(host_etc / "systemd")
+    write(host_etc, "/unbound/u.conf", "server:\n  chroot: /unbound-host\n")
+    write(image, "/etc/unbound/unbound.conf", f"include: {host_etc}/*/*.conf\n")
+    jails, _ = discover_with_notes(str(image))
+    assert jails == []
+
+
+def test_root_fifo_config_does_not_block(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    image = tmp_path / "image"
+    (image / "etc/haproxy").mkdir(parents=True)
+    os.mkfifo(image / "etc/haproxy/fifo")
+    (image / "etc/haproxy/haproxy.cfg").symlink_to("fifo")
+    (image / "etc/unbound").mkdir(parents=True)
+    os.mkfifo(image / "etc/unbound/unbound.conf")
+    r = cli("discover", "--root", str(image), timeout=10)
+    assert r.code == 0, r
+    assert "/etc/haproxy/haproxy.cfg is not a regular file: not read" in r.stderr
+    assert "/etc/unbound/unbound.conf is not a regular file: not read" in r.stderr
+
+
+def test_root_oversized_config_is_not_read(tmp_path: Path) -> None:
+    from chrootcheck.discover._common import MAX_CONFIG_SIZE
+
+    p = write(tmp_path, "/etc/haproxy/haproxy.cfg", DEBIAN_HAPROXY)
+    with p.open("a") as f:
+        f.truncate(MAX_CONFIG_SIZE + 1)
+    jails, notes = discover_with_notes(str(tmp_path))
+    assert jails == []
+    assert [n.message for n in notes] == ["/etc/haproxy/haproxy.cfg is larger than 8 MiB: not read"]
+
+
+# -- include loops: each file read once, each cycle noted once ---------------------------------
+
+LOOPS = {
+    "unbound-self": {
+        "/etc/unbound/unbound.conf": "server:\n  chroot: /j\n"
+        + "include: /etc/unbound/unbound.conf\n" * 6,
+    },
+    "sshd-self": {
+        "/etc/ssh/sshd_config": "ChrootDirectory /j\n" + "Include /etc/ssh/sshd_config\n" * 6,
+    },
+    "unbound-mutual": {
+        "/etc/unbound/unbound.conf": "server:\n  chroot: /j\n"
+        + "include: /etc/unbound/a.conf\n" * 3,
+        "/etc/unbound/a.conf": "include: b.conf\n" * 3,
+        "/etc/unbound/b.conf": "include: /etc/unbound/unbound.conf\ninclude: a.conf\n" * 3,
+    },
+    "unbound-glob": {
+        "/etc/unbound/unbound.conf": "server:\n  chroot: /j\n"
+        + 'include: "/etc/unbound/*.conf"\n' * 3,
+        **{f"/etc/unbound/{c}.conf": 'include: "/etc/unbound/*.conf"\n' * 3 for c in "abcde"},
+    },
+    "sshd-glob": {
+        "/etc/ssh/sshd_config": "ChrootDirectory /j\nInclude sshd_config.d/*.conf\n",
+        **{f"/etc/ssh/sshd_config.d/{c}.conf": "Include sshd_config.d/*.conf\n" * 3 for c in "ab"},
+    },
+    "sshd-diamond": {  # no cycle: 2^8 paths through 8 levels, each file once
+        "/etc/ssh/sshd_config": "ChrootDirectory /j\n" + "Include /etc/ssh/l0.conf\n" * 2,
+        **{f"/etc/ssh/l{i}.conf": f"Include /etc/ssh/l{i + 1}.conf\n" * 2 for i in range(8)},
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOOPS))
+def test_include_loops_finish_fast(tmp_path: Path, cli: Callable[..., Result], case: str) -> None:
+    for path, text in LOOPS[case].items():
+        write(tmp_path, path, text)
+    r = cli("discover", "--root", str(tmp_path), "--format", "json", timeout=10)
+    assert r.code == 0, r
+    [j] = json.loads(r.stdout)["jails"]
+    assert j["path"] == "/j"
+    cycles = [line for line in r.stderr.splitlines() if "cycle" in line]
+    expected = {
+        "unbound-self": ["include cycle: /etc/unbound/unbound.conf -> /etc/unbound/unbound.conf"],
+        "sshd-self": ["Include cycle: /etc/ssh/sshd_config -> /etc/ssh/sshd_config"],
+        "unbound-mutual": [
+            "include cycle: /etc/unbound/a.conf -> /etc/unbound/b.conf -> /etc/unbound/a.conf",
+            "include cycle: /etc/unbound/unbound.conf -> /etc/unbound/a.conf -> "
+            "/etc/unbound/b.conf -> /etc/unbound/unbound.conf",
+        ],
+        "sshd-diamond": [],
+    }.get(case)
+    if expected is not None:
+        assert sorted(
+            c.split("note: ", 1)[1].removesuffix(": not read again") for c in cycles
+        ) == sorted(expected), r.stderr
+    else:  # globs: every cycle through the files, each noted once
+        assert cycles and len(cycles) == len(set(cycles)), r.stderr
+
+
+@pytest.mark.parametrize("case", sorted(LOOPS))
+def test_include_loops_read_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    import stat
+
+    for path, text in LOOPS[case].items():
+        write(tmp_path, path, text)
+    opened: list[tuple[int, int]] = []
+    real_open = os.open
+
+    def counting_open(path: str, flags: int, *args: object, **kwargs: object) -> int:
+        fd = real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and not flags & os.O_PATH:  # opened to be read
+            opened.append((st.st_dev, st.st_ino))
+        return fd
+
+    monkeypatch.setattr(os, "open", counting_open)
+    jails = discover(str(tmp_path))
+    monkeypatch.undo()
+    assert [j.path for j in jails] == ["/j"]
+    assert len(opened) == len(set(opened)) == len(LOOPS[case])
+
+
+def test_include_depth_and_glob_are_capped(tmp_path: Path) -> None:
+    from chrootcheck.discover._common import MAX_DEPTH, MAX_GLOB
+
+    chain = MAX_DEPTH + 3
+    write(tmp_path, "/etc/ssh/sshd_config", "Include /etc/ssh/l0.conf\n")
+    for i in range(chain):
+        write(tmp_path, f"/etc/ssh/l{i}.conf", f"Include /etc/ssh/l{i + 1}.conf\n")
+    write(tmp_path, f"/etc/ssh/l{chain}.conf", "ChrootDirectory /too-deep\n")
+    write(tmp_path, "/etc/unbound/unbound.conf", 'include: "/etc/unbound/d/*.conf"\n')
+    for i in range(MAX_GLOB + 1):
+        write(tmp_path, f"/etc/unbound/d/{i:05}.conf", "")
+    write(tmp_path, "/etc/unbound/d/99999.conf", "server:\n  chroot: /past-the-cap\n")
+    jails, notes = discover_with_notes(str(tmp_path))
+    assert jails == []
+    messages = [n.message for n in notes]
+    assert f"/etc/ssh/l{MAX_DEPTH - 1}.conf: Include nested too deep, not read" in messages
+    assert (
+        f"/etc/unbound/d/*.conf matches more than {MAX_GLOB} paths: the first are read" in messages
+    )

@@ -9,7 +9,6 @@ haproxy.log`` can gate a job.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from typing import BinaryIO
 
 import click
@@ -20,8 +19,15 @@ from chrootcheck.report.exitcodes import for_decode
 
 @click.command("decode")
 @click.argument("source", default="-", metavar="[FILE|-]")
-@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="text for people, json for machines.")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for machines.",
+)
 def command(source: str, fmt: str) -> int:
     """Find the OpenSSL errors in log lines (FILE, or stdin with - or nothing), decode
     them in every printed form and by both packings, group each failing operation's chain,
@@ -30,22 +36,16 @@ def command(source: str, fmt: str) -> int:
     Exit 0: no entropy/DRBG error; 1: entropy/DRBG errors found; 2: chrootcheck failed.
     """
     from chrootcheck import __version__
-    from chrootcheck.decode.chains import Chain, chains, lines_of
+    from chrootcheck.decode.chains import Chain, LineReader, chains
     from chrootcheck.formats.common import printable
     from chrootcheck.formats.decode_render import render_chain_text, render_json
 
     stream = _open(source)
-    counter = [0]
-
-    def counted(lines: Iterator[str]) -> Iterator[str]:
-        for line in lines:
-            counter[0] += 1
-            yield line
-
+    reader = LineReader(stream)  # counts the lines: a line is one line, whatever its length
     found: list[Chain] = []
     n_chains = n_errors = n_entropy = 0
     try:
-        for chain in chains(counted(lines_of(stream))):
+        for chain in chains(reader):
             n_chains += 1
             n_errors += len(chain.errors)
             n_entropy += chain.entropy_problem
@@ -58,14 +58,20 @@ def command(source: str, fmt: str) -> int:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
-    stats = {"lines": counter[0], "errors": n_errors, "chains": n_chains,
-             "entropy_chains": n_entropy}
+    stats = {
+        "lines": reader.lines,
+        "errors": n_errors,
+        "chains": n_chains,
+        "entropy_chains": n_entropy,
+    }
     code = for_decode(n_entropy)
     if fmt == "json":
         render_json(found, stats, __version__, sys.stdout)
-    click.echo(f"chrootcheck decode: {counter[0]} line(s), {n_errors} OpenSSL error(s) in "
-               f"{n_chains} chain(s), {n_entropy} with entropy/DRBG errors (exit {int(code)}).",
-               err=True)
+    click.echo(
+        f"chrootcheck decode: {reader.lines} line(s), {n_errors} OpenSSL error(s) in "
+        f"{n_chains} chain(s), {n_entropy} with entropy/DRBG errors (exit {int(code)}).",
+        err=True,
+    )
     return code
 
 

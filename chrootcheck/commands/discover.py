@@ -16,14 +16,26 @@ if TYPE_CHECKING:
     from chrootcheck.discover import DiscoveredJail
 
 # Bumped like the scan report's: MAJOR on a breaking change, MINOR when fields are added.
-DISCOVER_SCHEMA_VERSION = "1.0"
+DISCOVER_SCHEMA_VERSION = "1.1"  # 1.1: jails[].resolved
 
 
 @click.command("discover")
-@click.option("--root", default="/", show_default=True, metavar="DIR",
-              help="Read the daemons' configuration under DIR instead of /.")
-@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Output format.")
+@click.option(
+    "--root",
+    default="/",
+    show_default=True,
+    metavar="DIR",
+    help="Read the daemons' configuration under DIR instead of /.",
+)
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
 def command(root: str, fmt: str) -> int:
     """List the chroot jails configured on this host, from each daemon's own configuration.
 
@@ -37,8 +49,12 @@ def command(root: str, fmt: str) -> int:
         raise ToolError(f"--root {root!r} is not a folder")
     jails, notices = discover_with_notes(root)
     if fmt == "json":
-        data = {"schema_version": DISCOVER_SCHEMA_VERSION, "root": root,
-                "jails": to_data(jails), "notices": [notice_data(n) for n in notices]}
+        data = {
+            "schema_version": DISCOVER_SCHEMA_VERSION,
+            "root": root,
+            "jails": to_data(jails),
+            "notices": [notice_data(n) for n in notices],
+        }
         json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
@@ -65,7 +81,11 @@ def _table(jails: list[DiscoveredJail]) -> None:
         table.add_column(name, overflow="fold")
     for j in jails:
         state = "" if j.exists else " (missing)"
-        table.add_row(printable(j.path) + state, printable(j.daemon),
-                      printable(j.user or "-"), printable(f"{j.source_file}:{j.line}"),
-                      printable(j.note or ""))
+        table.add_row(
+            printable(j.path) + state,
+            printable(j.daemon),
+            printable(j.user or "-"),
+            printable(f"{j.source_file}:{j.line}"),
+            printable(j.note or ""),
+        )
     console.print(table)

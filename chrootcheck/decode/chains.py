@@ -43,7 +43,16 @@ from chrootcheck.openssl.errcodes import (
     decode,
 )
 
-MAX_LINE = 64 * 1024  # longer lines are read in pieces: memory stays bounded
+# A line is scanned whole up to MAX_LINE + OVERLAP bytes. A longer line is scanned in windows
+# (still one line, one line number): each window owns MAX_LINE bytes and also sees the
+# CONTEXT bytes before them and the OVERLAP bytes after them, so an error that starts in a
+# window's own bytes is seen with at least OVERLAP bytes of its text, and one that straddles a
+# window boundary is found exactly once. Memory stays bounded whatever the line's length.
+MAX_LINE = 1024 * 1024
+OVERLAP = 64 * 1024
+CONTEXT = 64  # > the longest thread id + ':' and bare token: look-behinds see real text
+READ_SIZE = MAX_LINE  # one read; never more than MAX_LINE, so a read holds only short lines
+EXCERPT = 1024  # an error on an overlong line keeps this much text on each side as its text
 GAP_SAME_THREAD = 5  # unrelated lines allowed inside a chain when the thread id matches
 
 _NEXT = r"\s(?:[0-9A-Fa-f]{1,20}:)?error:[0-9A-Fa-f]{8}:"  # the next error on the same line
@@ -55,7 +64,8 @@ _ERROR = re.compile(
     rf"(?::(?P<file>[^:\s]*):(?P<line>\d+):(?P<data>[^\n]*?)(?={_NEXT}|$))?"
 )
 _BARE = re.compile(
-    r"(?<![0-9A-Za-z_:.-])(?P<prefix>0[xX])?(?P<code>[0-9A-Fa-f]{8})(?![0-9A-Za-z_.-])")
+    r"(?<![0-9A-Za-z_:.-])(?P<prefix>0[xX])?(?P<code>[0-9A-Fa-f]{8})(?![0-9A-Za-z_.-])"
+)
 _CONTEXT = re.compile(r"openssl|ssl|tls|error|rand|entropy|drbg|crypto", re.IGNORECASE)
 _FALLBACK = re.compile(r"^(?:lib|func|reason)\((\d+)\)$")
 
@@ -135,34 +145,38 @@ class Chain:
         if entry is None or entry.role is not Role.WRAPPER:
             return False
         index = self.errors.index(error)
-        return any(e.entry is not None and e.entry.is_entropy_problem
-                   for e in self.errors[:index])
+        return any(e.entry is not None and e.entry.is_entropy_problem for e in self.errors[:index])
 
     def verdict(self) -> str:
         if not self.entropy_problem:
             return "no entropy or DRBG error in this chain"
         roots = [e for e in self.errors if e.entry and e.entry.role is Role.ENTROPY]
         wrapper = any(self.consequence(e) for e in self.errors)
-        text = ("OpenSSL could not get entropy: the seed source gave nothing"
-                if roots else "a DRBG failed (an earlier entropy failure left it unusable)")
+        text = (
+            "OpenSSL could not get entropy: the seed source gave nothing"
+            if roots
+            else "a DRBG failed (an earlier entropy failure left it unusable)"
+        )
         if wrapper:
             text += ", and the TLS layer reported it as 'malloc failure', which it is not"
-        return text + (". If the process runs in a chroot jail, /dev/urandom is likely missing or "
-                       "unusable inside it (check with chrootcheck scan JAIL).")
+        return text + (
+            ". If the process runs in a chroot jail, /dev/urandom is likely missing or "
+            "unusable inside it (check with chrootcheck scan JAIL)."
+        )
 
 
 def _agrees(record: ErrorRecord, lib: str, reason: str) -> bool:
     """Does a reading match what the log printed? Library and reason decide; function names
     differ between releases (1.0.2 SSLEAY_RAND_BYTES and 1.1.x RAND_bytes share code 100).
     Fallbacks such as ``lib(36)`` compare by number."""
+
     def same(printed: str, known: str, number: int) -> bool:
         m = _FALLBACK.match(printed.strip())
         if m:
             return int(m.group(1)) == number
         return bool(known) and printed.strip().lower() == known.lower()
 
-    return same(lib, record.library, record.lib) and same(reason, record.reason,
-                                                          record.reason_code)
+    return same(lib, record.library, record.lib) and same(reason, record.reason, record.reason_code)
 
 
 def _readings(code: int, lib: str = "", reason: str = "") -> tuple[ErrorRecord, ...]:
@@ -213,54 +227,240 @@ def _bare_ok(code: int, prefixed: bool, line: str) -> bool:
     return prefixed or not digits or bool(_CONTEXT.search(line))
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def error_matches(line: str) -> Iterator[re.Match[str]]:
+    """The matches of ``_ERROR.finditer(line)``, found faster: every match holds ``error:``,
+    so the regex is tried only where ``str.find`` sees one (a long line with one error is not
+    walked character by character by the regex engine).
+
+    A match starts either at ``error:`` or at the thread id just before it: the start of the
+    run of hex digits ending in ``:`` there (the regex itself checks the run's length and
+    its look-behind) - the only places its leftmost match can start."""
+    floor = 0
+    at = line.find("error:")
+    while at >= 0:
+        m = None
+        if at >= 2 and line[at - 1] == ":":
+            start = at - 1
+            while start > floor and at - start <= 21 and line[start - 1] in _HEX:
+                start -= 1
+            if start < at - 1:
+                m = _ERROR.match(line, start)
+        if m is None:
+            m = _ERROR.match(line, at)
+        if m is None:
+            at = line.find("error:", at + 1)
+            continue
+        yield m
+        floor = m.end()
+        at = line.find("error:", floor)
+
+
 def scan_line(line: str, line_no: int) -> list[Decoded]:
     """Every OpenSSL error in one line of text, in order."""
+    return _scan(line, line_no, 0, len(line), False)
+
+
+def scan_window(window: Window, line_no: int) -> list[Decoded]:
+    """The OpenSSL errors that start in a window's own part of an overlong line."""
+    return _scan(window.text, line_no, window.lo, window.hi, True)
+
+
+def _scan(line: str, line_no: int, lo: int, hi: int, excerpt: bool) -> list[Decoded]:
+    """Errors that start in ``line[lo:hi]``; the text around it is context only (a match that
+    starts there belongs to the neighbouring window, but still covers bare tokens)."""
     found: list[tuple[int, Decoded]] = []
     covered: list[tuple[int, int]] = []
-    for m in _ERROR.finditer(line) if "error:" in line else ():
+    for m in error_matches(line):
         covered.append(m.span())
+        if not lo <= m.start() < hi:
+            continue
         code = int(m.group("code"), 16)
         lib, func, reason = m.group("lib"), m.group("func"), m.group("reason")
         tid = m.group("tid")
         readings = _readings(code, lib, reason)
         if m.group("file") is not None and tid is not None:
             # ERR_print_errors: 1.x prints a decimal tid, 3.x a hex one and a C function name.
-            form = "print-1.x" if readings[0].packing == "1.x" and len(readings) == 1 else (
-                "print-3.x" if len(readings) == 1 else "print")
+            form = (
+                "print-1.x"
+                if readings[0].packing == "1.x" and len(readings) == 1
+                else ("print-3.x" if len(readings) == 1 else "print")
+            )
         else:
             form = "error-string"
-        found.append((m.start("code"), Decoded(
-            line_no=line_no, form=form, code=code, thread=tid, readings=readings,
-            printed_library=lib.strip(), printed_function=func.strip(),
-            printed_reason=reason.strip(), file=m.group("file") or "",
-            line=int(m.group("line") or 0), data=(m.group("data") or "").strip(), text=line)))
+        found.append(
+            (
+                m.start("code"),
+                Decoded(
+                    line_no=line_no,
+                    form=form,
+                    code=code,
+                    thread=tid,
+                    readings=readings,
+                    printed_library=lib.strip(),
+                    printed_function=func.strip(),
+                    printed_reason=reason.strip(),
+                    file=m.group("file") or "",
+                    line=int(m.group("line") or 0),
+                    data=(m.group("data") or "").strip(),
+                    text=_excerpt(line, *m.span()) if excerpt else line,
+                ),
+            )
+        )
     for m in _BARE.finditer(line):
         start, end = m.span()
-        if any(a <= start < b or a < end <= b for a, b in covered):
+        if not lo <= start < hi or any(a <= start < b or a < end <= b for a, b in covered):
             continue
         code = int(m.group("code"), 16)
         if not _bare_ok(code, m.group("prefix") is not None, line):
             continue
-        found.append((start, Decoded(line_no=line_no, form="bare", code=code, thread=None,
-                                     readings=_readings(code), text=line)))
+        found.append(
+            (
+                start,
+                Decoded(
+                    line_no=line_no,
+                    form="bare",
+                    code=code,
+                    thread=None,
+                    readings=_readings(code),
+                    text=_excerpt(line, start, end) if excerpt else line,
+                ),
+            )
+        )
     found.sort(key=lambda pair: pair[0])
     return [d for _, d in found]
 
 
-def lines_of(stream: BinaryIO) -> Iterator[str]:
-    """Text lines from bytes, bounded in length, never raising on bad encodings."""
-    while True:
-        raw = stream.readline(MAX_LINE)
-        if not raw:
-            return
-        yield raw.decode("utf-8", "replace").rstrip("\r\n")
+def _excerpt(text: str, start: int, end: int) -> str:
+    return text[max(0, start - EXCERPT) : end + EXCERPT]
 
 
-def chains(lines: Iterable[str]) -> Iterator[Chain]:
-    """Group the errors of the log into chains, yielding each chain once it is complete."""
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A part of a line longer than MAX_LINE + OVERLAP bytes. ``text[lo:hi]`` is the part this
+    window owns; the text around it is context shared with the neighbouring windows. ``more``:
+    another window of the same line follows (the line number does not change)."""
+
+    text: str
+    lo: int
+    hi: int
+    more: bool
+
+
+def _char_start(data: bytearray, at: int) -> int:
+    """``at`` moved back to the start of a UTF-8 sequence (at most 3 bytes), so a window never
+    cuts a character in two."""
+    for _ in range(3):
+        if at <= 0 or at >= len(data) or data[at] & 0xC0 != 0x80:
+            break
+        at -= 1
+    return at
+
+
+def _text(data: bytes | bytearray) -> str:
+    return data.decode("utf-8", "replace")
+
+
+class LineReader:
+    """The lines of a log, read from bytes in chunks and split on ``\\n`` here: a line is a
+    line whatever its length. A line up to MAX_LINE + OVERLAP bytes comes as one ``str``; a
+    longer one as consecutive ``Window``s, in bounded memory. ``\\r`` before the newline is
+    dropped, a last line without a newline counts, invalid UTF-8 becomes U+FFFD (a chunk is
+    decoded only up to a newline, a window only at a character boundary). ``lines`` counts the
+    lines read so far."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.lines = 0
+        self._buf = bytearray()  # the current line's bytes not yet handed out
+        self._ctx = 0  # in an overlong line: _buf[:_ctx] is context already owned
+        self._long = False  # the current line has been handed out in windows already
+
+    def __iter__(self) -> Iterator[str | Window]:
+        # read1: whatever the pipe holds now (a streamed log prints as it is read); a plain
+        # read(n) would wait for n bytes or the end of the input.
+        read = getattr(self.stream, "read1", self.stream.read)
+        buf = self._buf
+        while True:
+            chunk: bytes = read(READ_SIZE)
+            if not chunk:
+                break
+            first = chunk.find(b"\n")
+            if first < 0:
+                buf += chunk
+                yield from self._windows()
+                continue
+            buf += chunk[:first]
+            yield from self._end_line()
+            last = chunk.rfind(b"\n")
+            if last > first:
+                # Whole lines, shorter than a read: decoded at once. A newline never sits
+                # inside a UTF-8 sequence, so this decodes each line as it would alone.
+                text = _text(chunk[first + 1 : last])
+                lines = text.split("\n")
+                if "\r" in text:
+                    lines = [line.rstrip("\r") for line in lines]
+                self.lines += len(lines)
+                yield from lines
+            buf += chunk[last + 1 :]
+            yield from self._windows()
+        if buf or self._long:
+            yield from self._end_line()
+
+    def _windows(self) -> Iterator[Window]:
+        """Hand out the full windows of an overlong line buffered so far."""
+        buf = self._buf
+        while len(buf) - self._ctx >= MAX_LINE + OVERLAP:
+            self._long = True
+            own = _char_start(buf, self._ctx + MAX_LINE)
+            end = _char_start(buf, own + OVERLAP)
+            before, mine = _text(buf[: self._ctx]), _text(buf[self._ctx : own])
+            yield Window(
+                before + mine + _text(buf[own:end]), len(before), len(before) + len(mine), True
+            )
+            keep = _char_start(buf, own - CONTEXT)
+            del buf[:keep]
+            self._ctx = own - keep
+
+    def _end_line(self) -> Iterator[str | Window]:
+        buf = self._buf
+        if buf.endswith(b"\r"):
+            del buf[len(buf.rstrip(b"\r")) :]
+        yield from self._windows()
+        if self._long:
+            before = _text(buf[: self._ctx])
+            text = before + _text(buf[self._ctx :])
+            yield Window(text, len(before), len(text), False)
+        else:
+            yield _text(buf)
+        self.lines += 1
+        buf.clear()
+        self._ctx, self._long = 0, False
+
+
+def lines_of(stream: BinaryIO) -> LineReader:
+    """The lines of a log (see LineReader), never raising on bad encodings."""
+    return LineReader(stream)
+
+
+def chains(lines: Iterable[str | Window]) -> Iterator[Chain]:
+    """Group the errors of the log into chains, yielding each chain once it is complete.
+
+    Each ``str`` is one line; consecutive ``Window``s are parts of one overlong line."""
     current: Chain | None = None
-    for line_no, line in enumerate(lines, start=1):
-        for error in scan_line(line, line_no):
+    line_no = 0
+    more = False
+    for item in lines:
+        if not more:
+            line_no += 1
+        if type(item) is str:
+            errors, more = scan_line(item, line_no), False
+        else:
+            assert isinstance(item, Window)
+            errors, more = scan_window(item, line_no), item.more
+        for error in errors:
             if current is not None and _continues(current, error):
                 current.errors.append(error)
                 continue

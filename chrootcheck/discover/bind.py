@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import shlex
 
-from chrootcheck.discover._common import DiscoveredJail, Notes, read_text, strip_hash_comment
+from chrootcheck.discover._common import DiscoveredJail, Notes, Tree, strip_hash_comment
 
 DEFAULTS = ("/etc/default/named", "/etc/default/bind9", "/etc/sysconfig/named")
-UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system",
-             "/usr/lib/systemd/system")
+UNIT_DIRS = (
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+)
 UNITS = ("named.service", "bind9.service", "named-chroot.service")
 
 
@@ -43,10 +47,10 @@ def parse_args(args: list[str]) -> tuple[str | None, str | None]:
     return chroot, user
 
 
-def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
     out: list[DiscoveredJail] = []
     for path in DEFAULTS:
-        text = read_text(root, path, notes)
+        text = root.read_text(path, notes)
         if text is None:
             continue
         for n, raw in enumerate(text.splitlines(), 1):
@@ -63,15 +67,16 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
     for d in UNIT_DIRS:
         for unit in UNITS:
             path = f"{d}/{unit}"
-            text = read_text(root, path, notes)
+            text = root.read_text(path, notes)
             if text is None:
                 continue
             for n, raw in enumerate(text.splitlines(), 1):
                 line = raw.strip()
                 if not line.startswith("ExecStart="):
                     continue
-                chroot, user = parse_args(_split(line[len("ExecStart="):].lstrip("@-:+!")))
+                chroot, user = parse_args(_split(line[len("ExecStart=") :].lstrip("@-:+!")))
                 if chroot and not chroot.startswith("$"):
-                    out.append(DiscoveredJail(chroot, "named", path, n, user,
-                                              f"from the unit {unit}"))
+                    out.append(
+                        DiscoveredJail(chroot, "named", path, n, user, f"from the unit {unit}")
+                    )
     return out

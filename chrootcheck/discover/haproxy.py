@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import shlex
 
-from chrootcheck.discover._common import DiscoveredJail, Notes, read_text, strip_hash_comment
+from chrootcheck.discover._common import DiscoveredJail, Notes, Tree, strip_hash_comment
 
 CONFIGS = ("/etc/haproxy/haproxy.cfg",)
-UNITS = ("/etc/systemd/system/haproxy.service", "/lib/systemd/system/haproxy.service",
-         "/usr/lib/systemd/system/haproxy.service")
-SECTIONS = frozenset({"global", "defaults", "frontend", "backend", "listen", "resolvers",
-                      "peers", "userlist", "program", "mailers", "cache", "ring",
-                      "http-errors", "crt-store", "traces", "log-forward"})
+UNITS = (
+    "/etc/systemd/system/haproxy.service",
+    "/lib/systemd/system/haproxy.service",
+    "/usr/lib/systemd/system/haproxy.service",
+)
+SECTIONS = frozenset(
+    {
+        "global",
+        "defaults",
+        "frontend",
+        "backend",
+        "listen",
+        "resolvers",
+        "peers",
+        "userlist",
+        "program",
+        "mailers",
+        "cache",
+        "ring",
+        "http-errors",
+        "crt-store",
+        "traces",
+        "log-forward",
+    }
+)
 
 
 def _tokens(line: str) -> list[str]:
@@ -21,10 +41,10 @@ def _tokens(line: str) -> list[str]:
         return strip_hash_comment(line).split()
 
 
-def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
     out = []
     for cfg in CONFIGS:
-        text = read_text(root, cfg, notes)
+        text = root.read_text(cfg, notes)
         if text is None:
             continue
         section = ""
@@ -51,21 +71,25 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
         if chroot is None:
             continue
         master_worker = master_worker or _unit_uses_master_worker(root, notes)
-        note = ("master-worker mode: workers reseed inside the jail from their first "
-                "connection" if master_worker else None)
+        note = (
+            "master-worker mode: workers reseed inside the jail from their first connection"
+            if master_worker
+            else None
+        )
         out.append(DiscoveredJail(chroot[0], "haproxy", cfg, chroot[1], user, note))
     return out
 
 
-def _unit_uses_master_worker(root: str, notes: Notes) -> bool:
+def _unit_uses_master_worker(root: Tree, notes: Notes) -> bool:
     # Debian's unit starts haproxy with -Ws (master-worker): the fork happens after the chroot.
     for unit in UNITS:
-        text = read_text(root, unit, notes)
+        text = root.read_text(unit, notes)
         if text is None:
             continue
         for line in text.splitlines():
             if line.strip().startswith("ExecStart=") and any(
-                    a in ("-W", "-Ws") for a in line.split()):
+                a in ("-W", "-Ws") for a in line.split()
+            ):
                 return True
         return False
     return False

@@ -12,16 +12,15 @@ from dataclasses import dataclass, field
 
 from chrootcheck.discover._common import (
     DiscoveredJail,
+    Includes,
     Notes,
     PasswdEntry,
-    expand_glob,
+    Tree,
     group_members,
     read_passwd,
-    read_text,
 )
 
 CONFIG = "/etc/ssh/sshd_config"
-MAX_DEPTH = 8
 
 
 @dataclass
@@ -59,14 +58,19 @@ def _words(line: str) -> list[str]:
     return [key, *args]
 
 
-def _parse(root: str, path: str, notes: Notes, block: list[_Block], out: list[_Chroot],
-           depth: int) -> None:
-    if depth > MAX_DEPTH:
-        notes.add(f"{path}: Include nested too deep, not read")
+def _parse(inc: Includes, path: str, block: list[_Block], out: list[_Chroot]) -> None:
+    opened = inc.enter(path)
+    if opened is None:
         return
-    text = read_text(root, path, notes)
-    if text is None:
-        return
+    try:
+        _parse_text(inc, path, opened[1], block, out)
+    finally:
+        inc.leave()
+
+
+def _parse_text(
+    inc: Includes, path: str, text: str, block: list[_Block], out: list[_Chroot]
+) -> None:
     for n, line in enumerate(text.splitlines(), 1):
         w = _words(line)
         if not w:
@@ -76,8 +80,8 @@ def _parse(root: str, path: str, notes: Notes, block: list[_Block], out: list[_C
             for pattern in w[1:]:
                 if not pattern.startswith("/"):
                     pattern = os.path.join("/etc/ssh", pattern)
-                for inc in expand_glob(root, pattern):
-                    _parse(root, inc, notes, block, out, depth + 1)
+                for included in inc.tree.glob(pattern, inc.notes):
+                    _parse(inc, included, block, out)
         elif key == "match":
             args = w[1:]
             crit: list[tuple[str, str]] = []
@@ -95,8 +99,9 @@ def _parse(root: str, path: str, notes: Notes, block: list[_Block], out: list[_C
             out.append(_Chroot(w[1], path, n, block[0]))
 
 
-def _users_for(b: _Block, root: str, passwd: dict[str, PasswdEntry],
-               notes: Notes) -> tuple[list[str] | None, str | None]:
+def _users_for(
+    b: _Block, root: Tree, passwd: dict[str, PasswdEntry], notes: Notes
+) -> tuple[list[str] | None, str | None]:
     """The users a Match block applies to, or None (unknown) with the reason."""
     users: set[str] | None = None
     other: list[str] = []
@@ -124,7 +129,8 @@ def _users_for(b: _Block, root: str, passwd: dict[str, PasswdEntry],
             other.append(f"{name} {patterns}".strip())
     if users is None:
         return None, "applies to users chrootcheck cannot list" + (
-            f" (Match {', '.join(other)})" if other else "")
+            f" (Match {', '.join(other)})" if other else ""
+        )
     note = f"only when also: Match {', '.join(other)}" if other else None
     return sorted(users), note
 
@@ -152,9 +158,9 @@ def _expand(value: str, user: str, entry: PasswdEntry | None) -> str | None:
     return "".join(out)
 
 
-def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
     found: list[_Chroot] = []
-    _parse(root, CONFIG, notes, [_Block()], found, 0)
+    _parse(Includes(root, notes, "Include"), CONFIG, [_Block()], found)
     if not found:
         return []
     passwd = read_passwd(root, notes)
@@ -163,8 +169,11 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
         if c.value.lower() == "none":
             continue
         where = "global" if c.block.is_global else f"Match block at line {c.block.line}"
-        users, why = (None, "applies to every user") if c.block.is_global else \
-            _users_for(c.block, root, passwd, notes)
+        users, why = (
+            (None, "applies to every user")
+            if c.block.is_global
+            else _users_for(c.block, root, passwd, notes)
+        )
         has_tokens = "%" in c.value
         if users is None or (not users and has_tokens):
             note = f"{where}: {why}" if why else where
@@ -175,16 +184,34 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
         if not has_tokens:
             user = users[0] if len(users) == 1 else None
             note = f"{where}; users: {', '.join(users)}" if len(users) > 1 else where
-            out.append(DiscoveredJail(c.value, "sshd", c.file, c.line, user,
-                                      note + (f"; {why}" if why else "")))
+            out.append(
+                DiscoveredJail(
+                    c.value, "sshd", c.file, c.line, user, note + (f"; {why}" if why else "")
+                )
+            )
             continue
         for u in users:
             path = _expand(c.value, u, passwd.get(u))
             if path is None:
-                out.append(DiscoveredJail(c.value, "sshd", c.file, c.line, u,
-                                          f"{where}: user {u} is not in passwd, or an unknown "
-                                          "% token"))
+                out.append(
+                    DiscoveredJail(
+                        c.value,
+                        "sshd",
+                        c.file,
+                        c.line,
+                        u,
+                        f"{where}: user {u} is not in passwd, or an unknown % token",
+                    )
+                )
             else:
-                out.append(DiscoveredJail(path, "sshd", c.file, c.line, u,
-                                          f"{where}; {c.value}" + (f"; {why}" if why else "")))
+                out.append(
+                    DiscoveredJail(
+                        path,
+                        "sshd",
+                        c.file,
+                        c.line,
+                        u,
+                        f"{where}; {c.value}" + (f"; {why}" if why else ""),
+                    )
+                )
     return out

@@ -4,9 +4,7 @@ Postfix 3.x defaults to ``n``."""
 
 from __future__ import annotations
 
-import os
-
-from chrootcheck.discover._common import DiscoveredJail, Notes, read_text
+from chrootcheck.discover._common import DiscoveredJail, Notes, Tree
 
 MAIN = "/etc/postfix/main.cf"
 MASTER = "/etc/postfix/master.cf"
@@ -43,14 +41,14 @@ def _expand(value: str, params: dict[str, str], depth: int = 0) -> str:
     out, i = [], 0
     while i < len(value):
         if value[i] == "$":
-            if value[i + 1:i + 2] in ("{", "("):
+            if value[i + 1 : i + 2] in ("{", "("):
                 end = value.find("}" if value[i + 1] == "{" else ")", i)
-                name, i = (value[i + 2:end], end + 1) if end > 0 else ("", len(value))
+                name, i = (value[i + 2 : end], end + 1) if end > 0 else ("", len(value))
             else:
                 j = i + 1
                 while j < len(value) and (value[j].isalnum() or value[j] == "_"):
                     j += 1
-                name, i = value[i + 1:j], j
+                name, i = value[i + 1 : j], j
             out.append(_expand(params.get(name, ""), params, depth + 1))
         else:
             out.append(value[i])
@@ -58,11 +56,11 @@ def _expand(value: str, params: dict[str, str], depth: int = 0) -> str:
     return "".join(out)
 
 
-def find(root: str, notes: Notes) -> list[DiscoveredJail]:
-    master = read_text(root, MASTER, notes)
+def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
+    master = root.read_text(MASTER, notes)
     if master is None:
         return []
-    debian = os.path.exists(os.path.join(root, "etc/debian_version"))
+    debian = root.exists("/etc/debian_version")
     chrooted: list[tuple[int, str]] = []
     for n, line in _logical(master):
         f = line.split()
@@ -73,7 +71,7 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
             chrooted.append((n, f[0]))
     if not chrooted:
         return []
-    params = main_cf(read_text(root, MAIN, notes) or "")
+    params = main_cf(root.read_text(MAIN, notes) or "")
     queue = _expand(params.get("queue_directory", DEFAULT_QUEUE), params) or DEFAULT_QUEUE
     owner = _expand(params.get("mail_owner", DEFAULT_OWNER), params) or DEFAULT_OWNER
     names = ", ".join(sorted({s for _, s in chrooted}))

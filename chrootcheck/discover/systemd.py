@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import os
 
-from chrootcheck.discover._common import DiscoveredJail, Notes, expand_glob, read_text
+from chrootcheck.discover._common import DiscoveredJail, Notes, Tree
 
 # Highest precedence first: a unit in /etc masks the one of the same name in /lib.
-UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
-             "/lib/systemd/system", "/usr/lib/systemd/system")
+UNIT_DIRS = (
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+)
 _TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
 
 
@@ -36,16 +41,15 @@ def _entries(text: str) -> list[tuple[int, str, str, str]]:
     return out
 
 
-def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
     units: dict[str, str] = {}
     masked: set[str] = set()
     for d in UNIT_DIRS:
-        for path in expand_glob(root, f"{d}/*.service"):
+        for path in root.glob(f"{d}/*.service", notes):
             name = os.path.basename(path)
             if name in units or name in masked:
                 continue
-            real = os.path.realpath(os.path.join(root, path.lstrip("/")))
-            if real == "/dev/null" or real.endswith("/dev/null"):
+            if _masked(root, path):
                 masked.add(name)  # a masked unit hides the vendor's one of the same name
             else:
                 units[name] = path
@@ -53,15 +57,20 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
     for name, path in sorted(units.items()):
         files = [path]
         for d in UNIT_DIRS:
-            files += expand_glob(root, f"{d}/{name}.d/*.conf")
+            files += root.glob(f"{d}/{name}.d/*.conf", notes)
         settings: dict[str, tuple[str, str, int]] = {}
         for f in files:
-            text = read_text(root, f, notes)
+            text = root.read_text(f, notes)
             if text is None:
                 continue
             for n, section, key, value in _entries(text):
-                if section == "Service" and key in ("RootDirectory", "User", "PrivateDevices",
-                                                    "DynamicUser", "RootImage"):
+                if section == "Service" and key in (
+                    "RootDirectory",
+                    "User",
+                    "PrivateDevices",
+                    "DynamicUser",
+                    "RootImage",
+                ):
                     settings[key] = (value, f, n)  # the last assignment wins; "" resets
         root_dir = settings.get("RootDirectory")
         if not root_dir or not root_dir[0]:
@@ -72,15 +81,34 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
         private = settings.get("PrivateDevices", ("no",))[0].lower() in _TRUE
         note_parts = []
         if private:
-            note_parts.append("PrivateDevices=yes: systemd provides /dev/random and "
-                              "/dev/urandom itself; the jail's /dev is not used")
+            note_parts.append(
+                "PrivateDevices=yes: systemd provides /dev/random and "
+                "/dev/urandom itself; the jail's /dev is not used"
+            )
         if settings.get("DynamicUser", ("no",))[0].lower() in _TRUE:
             note_parts.append("DynamicUser=yes: the user is allocated at start")
         if "%" in root_dir[0]:
             note_parts.append("contains unit specifiers (%): not expanded")
         if name.endswith("@.service"):
             note_parts.append("a template unit")
-        out.append(DiscoveredJail(root_dir[0], name.removesuffix(".service"), root_dir[1],
-                                  root_dir[2], user, "; ".join(note_parts) or None,
-                                  provides_devices=private))
+        out.append(
+            DiscoveredJail(
+                root_dir[0],
+                name.removesuffix(".service"),
+                root_dir[1],
+                root_dir[2],
+                user,
+                "; ".join(note_parts) or None,
+                provides_devices=private,
+            )
+        )
     return out
+
+
+def _masked(root: Tree, path: str) -> bool:
+    """A unit linked to /dev/null (resolved inside the tree: the link's text decides, the
+    host's /dev/null is never looked at)."""
+    with root.resolve(path) as res:
+        return res.path == "/dev/null" or any(
+            os.path.normpath(target) == "/dev/null" for _, target in res.links
+        )

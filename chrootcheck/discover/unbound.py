@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 from chrootcheck.discover._common import (
     DiscoveredJail,
+    Includes,
     Notes,
-    expand_glob,
-    read_text,
+    Tree,
     strip_hash_comment,
 )
 
@@ -16,7 +17,6 @@ CONFIG = "/etc/unbound/unbound.conf"
 # unbound's compiled-in default user; the chroot default is build-specific, so only an explicit
 # chroot: is reported.
 DEFAULT_USER = "unbound"
-MAX_DEPTH = 8
 
 
 def _unquote(v: str) -> str:
@@ -26,9 +26,9 @@ def _unquote(v: str) -> str:
     return v
 
 
-def find(root: str, notes: Notes) -> list[DiscoveredJail]:
+def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
     state: dict[str, tuple[str, str, int]] = {}
-    _read(root, CONFIG, notes, state, 0, ["server"])
+    _read(Includes(root, notes, "include"), CONFIG, state, ["server"])
     if "chroot" not in state:
         return []
     path, src, line = state["chroot"]
@@ -37,18 +37,29 @@ def find(root: str, notes: Notes) -> list[DiscoveredJail]:
     user: str | None = state["username"][0] if "username" in state else DEFAULT_USER
     note = None if "username" in state else "username: not set; unbound's default user"
     if user == "":
-        user, note = None, "username: \"\": unbound keeps the user it was started as"
+        user, note = None, 'username: "": unbound keeps the user it was started as'
     return [DiscoveredJail(path, "unbound", src, line, user, note)]
 
 
-def _read(root: str, path: str, notes: Notes, state: dict[str, tuple[str, str, int]],
-          depth: int, clause: list[str]) -> None:
-    if depth > MAX_DEPTH:
-        notes.add(f"{path}: includes nested too deep, not read")
+def _read(
+    inc: Includes, path: str, state: dict[str, tuple[str, str, int]], clause: list[str]
+) -> None:
+    opened = inc.enter(path)
+    if opened is None:
         return
-    text = read_text(root, path, notes)
-    if text is None:
-        return
+    try:
+        _parse(inc, path, opened[1], state, clause)
+    finally:
+        inc.leave()
+
+
+def _parse(
+    inc: Includes,
+    path: str,
+    text: str,
+    state: dict[str, tuple[str, str, int]],
+    clause: list[str],
+) -> None:
     for n, raw in enumerate(text.splitlines(), 1):
         line = strip_hash_comment(raw).strip()
         key, sep, value = line.partition(":")
@@ -56,11 +67,10 @@ def _read(root: str, path: str, notes: Notes, state: dict[str, tuple[str, str, i
             continue
         key, value = key.strip(), _unquote(value)
         if key in ("include", "include-toplevel"):
-            pattern = value if value.startswith("/") else os.path.join(os.path.dirname(path),
-                                                                        value)
-            for inc in expand_glob(root, pattern) if any(c in pattern for c in "*?[") \
-                    else [pattern]:
-                _read(root, inc, notes, state, depth + 1, clause)
+            pattern = value if value.startswith("/") else os.path.join(os.path.dirname(path), value)
+            matches = inc.tree.glob(pattern, inc.notes) if glob.has_magic(pattern) else [pattern]
+            for included in matches:
+                _read(inc, included, state, clause)
             if key == "include-toplevel":
                 clause[0] = ""  # the included file starts its own clauses
             continue
