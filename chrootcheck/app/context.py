@@ -3,7 +3,7 @@
 The jail's root is opened once (``jail.fs.open_jail``: an ``O_PATH`` descriptor; nothing inside
 the jail is followed to reach it), the service user is resolved once (``--user``, or the
 daemon's user from ``--discover``), and the libcrypto the late-load checks follow and the probe
-runs is chosen once for the whole scan (``openssl.trust.prepare_library`` for ``--libcrypto``).
+runs is chosen once for the whole scan (``probe.isolated.prepare_library`` for ``--libcrypto``).
 The descriptor is closed when the ``with`` block ends, also on Ctrl-C, SIGTERM and SIGHUP (the
 CLI turns them into KeyboardInterrupt, so ``finally`` runs).
 """
@@ -21,7 +21,7 @@ from chrootcheck.jail.users import ServiceUser
 
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import OpenSSLPaths
-    from chrootcheck.openssl.trust import PreparedLibrary
+    from chrootcheck.probe.isolated import PreparedLibrary
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from chrootcheck.app.stages import Inspect, LateLoads, Probe, StageResult, skipp
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail.inspector import ScanOptions
 from chrootcheck.jail.users import ServiceUser
-from chrootcheck.openssl.trust import PreparedLibrary, prepare_library
 from chrootcheck.report import catalogue
 from chrootcheck.report.model import (
     Finding,
@@ -39,6 +38,7 @@ from chrootcheck.report.model import (
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import EntropyPolicy, OpenSSLPaths
     from chrootcheck.probe import ProbeOptions
+    from chrootcheck.probe.isolated import PreparedLibrary
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int], None] | None]]
 
@@ -76,6 +76,8 @@ def scan(
     library, own = request.library, None
     if library is None and request.libcrypto is not None:
         # Once, before any stage, against every jail of the scan: one cause, one error.
+        from chrootcheck.probe.isolated import prepare_library  # cffi: only when asked
+
         library = own = prepare_library(
             request.libcrypto, [t.path for t in targets], request.allow_jail_libcrypto
         )

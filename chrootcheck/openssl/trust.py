@@ -30,12 +30,12 @@ import stat
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chrootcheck.report.errors import ToolError
 
 if TYPE_CHECKING:
-    from chrootcheck.openssl.results import LibcryptoSummary
+    pass
 
 MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 _O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -270,53 +270,3 @@ def _fs_path(fd: int, dev: int) -> tuple[int, str] | None:
 
 
 # -- a library chosen once for a whole run -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PreparedLibrary:
-    """A --libcrypto, checked and described once, before any stage uses it.
-
-    Trusted: ``loaded`` is the Libcrypto loaded in this process. Consented (it failed the
-    check): ``loaded`` is None; ``summary`` and ``dirs`` came from an unprivileged child."""
-
-    checked: CheckedLibrary
-    summary: LibcryptoSummary
-    dirs: tuple[str, str | None, str | None]  # OPENSSLDIR, ENGINESDIR, MODULESDIR
-    loaded: Any = None  # chrootcheck.openssl.library.Libcrypto (cffi is imported lazily)
-
-    @property
-    def isolated(self) -> bool:
-        return self.loaded is None
-
-    def close(self) -> None:
-        if self.isolated:
-            try:
-                os.close(self.checked.fd)
-            except OSError:
-                pass
-
-
-def prepare_library(path: str, jails: Iterable[str], consent: bool) -> PreparedLibrary:
-    """Check ``path`` against the jails, refuse it without consent, then learn what it is: in
-    this process when trusted, else in a child that has dropped privileges (the descriptor
-    stays open for the probe's children: ``close()`` when done). Raises ToolError (one line)
-    for every way it cannot be used."""
-    from chrootcheck.openssl.info import library_dirs
-    from chrootcheck.openssl.library import describe_loaded, load_checked
-    from chrootcheck.probe.isolated import describe
-
-    try:
-        checked = check_library(path, jail_roots(jails))
-    except CheckError as e:
-        raise ToolError(f"cannot load libcrypto: {path}: {e}") from None
-    try:
-        refuse_untrusted(checked, consent)
-        if checked.concern is not None:
-            summary, dirs = describe(checked)
-            return PreparedLibrary(checked, summary, dirs)
-        lc = load_checked(checked)
-    except BaseException:
-        os.close(checked.fd)
-        raise
-    os.close(checked.fd)  # loaded: the descriptor is not needed any more
-    return PreparedLibrary(checked, describe_loaded(lc), library_dirs(lc), lc)

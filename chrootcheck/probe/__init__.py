@@ -16,7 +16,7 @@ from chrootcheck.report.model import Finding
 
 if TYPE_CHECKING:
     from chrootcheck.openssl.results import LibcryptoSummary
-    from chrootcheck.openssl.trust import PreparedLibrary
+    from chrootcheck.probe.isolated import PreparedLibrary
     from chrootcheck.probe.model import (
         Cycle,
         ProbeReport,

@@ -12,13 +12,21 @@ parent checks every field's type and caps the size; nothing the child sends is u
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from chrootcheck.jail.users import NOBODY
 from chrootcheck.openssl.info import library_dirs
 from chrootcheck.openssl.library import describe_loaded, load_checked
 from chrootcheck.openssl.results import LibcryptoSummary
-from chrootcheck.openssl.trust import CheckedLibrary
+from chrootcheck.openssl.trust import (
+    CheckedLibrary,
+    CheckError,
+    check_library,
+    jail_roots,
+    refuse_untrusted,
+)
 from chrootcheck.report.errors import ToolError
 from chrootcheck.system import libc, procs, worker
 
@@ -105,3 +113,49 @@ def _child(checked: CheckedLibrary, out: worker.Channel) -> int:
         return worker.EXIT_FAILED
     out.send(answer)
     return 0
+
+
+@dataclass(frozen=True)
+class PreparedLibrary:
+    """A --libcrypto, checked and described once, before any stage uses it.
+
+    Trusted: ``loaded`` is the Libcrypto loaded in this process. Consented (it failed the
+    check): ``loaded`` is None; ``summary`` and ``dirs`` came from an unprivileged child."""
+
+    checked: CheckedLibrary
+    summary: LibcryptoSummary
+    dirs: tuple[str, str | None, str | None]  # OPENSSLDIR, ENGINESDIR, MODULESDIR
+    loaded: Any = None  # chrootcheck.openssl.library.Libcrypto (cffi is imported lazily)
+
+    @property
+    def isolated(self) -> bool:
+        return self.loaded is None
+
+    def close(self) -> None:
+        if self.isolated:
+            try:
+                os.close(self.checked.fd)
+            except OSError:
+                pass
+
+
+def prepare_library(path: str, jails: Iterable[str], consent: bool) -> PreparedLibrary:
+    """Check ``path`` against the jails, refuse it without consent, then learn what it is: in
+    this process when trusted, else in a child that has dropped privileges (the descriptor
+    stays open for the probe's children: ``close()`` when done). Raises ToolError (one line)
+    for every way it cannot be used."""
+    try:
+        checked = check_library(path, jail_roots(jails))
+    except CheckError as e:
+        raise ToolError(f"cannot load libcrypto: {path}: {e}") from None
+    try:
+        refuse_untrusted(checked, consent)
+        if checked.concern is not None:
+            summary, dirs = describe(checked)
+            return PreparedLibrary(checked, summary, dirs)
+        lc = load_checked(checked)
+    except BaseException:
+        os.close(checked.fd)
+        raise
+    os.close(checked.fd)  # loaded: the descriptor is not needed any more
+    return PreparedLibrary(checked, describe_loaded(lc), library_dirs(lc), lc)

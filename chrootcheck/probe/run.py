@@ -11,11 +11,10 @@ from collections.abc import Sequence
 
 from chrootcheck.jail.users import NOBODY
 from chrootcheck.openssl.library import Libcrypto, describe_loaded, load
-from chrootcheck.openssl.trust import PreparedLibrary, prepare_library
 from chrootcheck.probe import ProbeOptions
 from chrootcheck.probe.analysis import new_findings, prediction, scenario_result, settings_from
 from chrootcheck.probe.child import ChildSpec
-from chrootcheck.probe.isolated import unprivileged
+from chrootcheck.probe.isolated import PreparedLibrary, prepare_library, unprivileged
 from chrootcheck.probe.model import ProbeReport, ScenarioResult, Verdict
 from chrootcheck.probe.runner import run_children
 from chrootcheck.probe.scenarios import BY_NAME, SCENARIOS, Scenario
