@@ -38,8 +38,10 @@ def command(mknod: bool, bind: bool) -> int:
 
     def emit(stage: str, run: DemoRun) -> None:
         if stage == "jail":
-            say(f"1. A throw-away jail shaped like Debian's haproxy jail: {run.jail}\n"
-                "   an empty dev/, plus a fake /dev/random that is a regular file.")
+            say(
+                f"1. A throw-away jail shaped like Debian's haproxy jail: {run.jail}\n"
+                "   an empty dev/, plus a fake /dev/random that is a regular file."
+            )
         elif stage == "before" and run.before is not None:
             say("2. chrootcheck scan JAIL (before the fix):")
             text_format.render(run.before, sys.stdout, options)
@@ -51,8 +53,13 @@ def command(mknod: bool, bind: bool) -> int:
             say(f"3. The fix cannot run here: {run.plan.refusal.message}.", "bold yellow")
             for step in run.plan.steps:
                 if step.needs:
-                    console.print(Text(printable(
-                        f"   {step.action.value} {step.path}: needs root ({needs_text(step)})")))
+                    console.print(
+                        Text(
+                            printable(
+                                f"   {step.action.value} {step.path}: needs root ({needs_text(step)})"
+                            )
+                        )
+                    )
             console.print(Text("   Run it as root to see the jail fixed: sudo chrootcheck demo"))
         elif stage == "cleanup":
             say("4. Cleaning up: " + "; ".join(run.cleanup), "dim")

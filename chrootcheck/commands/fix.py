@@ -14,32 +14,60 @@ def _parse_mode(value: str) -> int:
     try:
         mode = int(value, 8)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an octal mode such as 0666",
-                                 param_hint="--mode") from None
+        raise click.BadParameter(
+            f"{value!r} is not an octal mode such as 0666", param_hint="--mode"
+        ) from None
     if not 0 <= mode <= 0o777:
-        raise click.BadParameter(f"{value!r}: only permission bits (0000-0777) are allowed",
-                                 param_hint="--mode")
+        raise click.BadParameter(
+            f"{value!r}: only permission bits (0000-0777) are allowed", param_hint="--mode"
+        )
     return mode
 
 
 @click.command("fix")
 @click.argument("jail", metavar="JAIL", callback=nonempty)
-@click.option("--mknod", is_flag=True,
-              help="Create the device nodes with mknod (needs CAP_MKNOD, not on nodev).")
-@click.option("--bind", is_flag=True,
-              help="Bind-mount the host's nodes onto empty placeholder files instead.")
+@click.option(
+    "--mknod",
+    is_flag=True,
+    help="Create the device nodes with mknod (needs CAP_MKNOD, not on nodev).",
+)
+@click.option(
+    "--bind", is_flag=True, help="Bind-mount the host's nodes onto empty placeholder files instead."
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-@click.option("--only", type=click.Choice(["urandom", "random"]),
-              help="Fix only this device.")
-@click.option("--mode", "mode_text", metavar="MODE",
-              help="Permission bits for nodes made with --mknod.  [default: 0666]")
-@click.option("--replace", is_flag=True,
-              help="Rename a wrong node or a file in the way aside (content kept), then fix.")
-@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Output format.")
+@click.option("--only", type=click.Choice(["urandom", "random"]), help="Fix only this device.")
+@click.option(
+    "--mode",
+    "mode_text",
+    metavar="MODE",
+    help="Permission bits for nodes made with --mknod.  [default: 0666]",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Rename a wrong node or a file in the way aside (content kept), then fix.",
+)
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
 @severity_option
-def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
-            mode_text: str | None, replace: bool, fmt: str, fail_on: str) -> int:
+def command(
+    jail: str,
+    mknod: bool,
+    bind: bool,
+    dry_run: bool,
+    only: str | None,
+    mode_text: str | None,
+    replace: bool,
+    fmt: str,
+    fail_on: str,
+) -> int:
     """Create the missing /dev/urandom and /dev/random in JAIL, safely.
 
     Never overwrites or deletes: anything wrong in the way is left alone and reported
@@ -57,15 +85,22 @@ def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
     from chrootcheck.report.model import Severity
 
     if mknod == bind:
-        raise click.UsageError("choose one way to fix: --mknod (create device nodes) or --bind "
-                               "(bind-mount the host's nodes)")
+        raise click.UsageError(
+            "choose one way to fix: --mknod (create device nodes) or --bind "
+            "(bind-mount the host's nodes)"
+        )
     method = "mknod" if mknod else "bind"
     if mode_text is not None and bind:
-        raise click.BadParameter("--mode applies to --mknod only (a bind mount shows the "
-                                 "host node's mode)", param_hint="--mode")
-    options = FixOptions(method=Method(method), only=(only,) if only else ("urandom", "random"),
-                         mode=_parse_mode(mode_text) if mode_text else DEFAULT_MODE,
-                         replace=replace)
+        raise click.BadParameter(
+            "--mode applies to --mknod only (a bind mount shows the host node's mode)",
+            param_hint="--mode",
+        )
+    options = FixOptions(
+        method=Method(method),
+        only=(only,) if only else ("urandom", "random"),
+        mode=_parse_mode(mode_text) if mode_text else DEFAULT_MODE,
+        replace=replace,
+    )
     # Plan, apply under the jail's lock (planning again under it), scan again: app.fix.
     rescan = ScanRequest(fail_on=Severity(fail_on.lower()))
     run = fix_jail(jail, options, rescan, dry_run=dry_run)
@@ -78,7 +113,10 @@ def command(jail: str, mknod: bool, bind: bool, dry_run: bool, only: str | None,
     if plan.refusal is not None:
         click.echo(error_line(plan.refusal.message, plan.refusal.hint), err=True)
     if run.result is not None and run.result.failed:
-        failed = [f"{plan.steps[o.step].action.value} {plan.steps[o.step].path}: {o.message}"
-                  for o in run.result.outcomes if o.status.value == "failed"]
+        failed = [
+            f"{plan.steps[o.step].action.value} {plan.steps[o.step].path}: {o.message}"
+            for o in run.result.outcomes
+            if o.status.value == "failed"
+        ]
         click.echo(error_line(f"{len(failed)} step(s) failed: " + "; ".join(failed)), err=True)
     return for_fix(run)

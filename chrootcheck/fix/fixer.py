@@ -65,8 +65,9 @@ class Action(enum.StrEnum):
     REFUSE = "refuse"  # unsafe to touch at all
 
 
-CHANGING = frozenset({Action.MKDIR, Action.MKNOD, Action.PLACEHOLDER, Action.BIND,
-                      Action.RENAME_ASIDE})
+CHANGING = frozenset(
+    {Action.MKDIR, Action.MKNOD, Action.PLACEHOLDER, Action.BIND, Action.RENAME_ASIDE}
+)
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,9 @@ def plan_fix(jail: str, options: FixOptions) -> FixPlan:
         return _plan(root_fd, host, options)
     except OSError as e:
         # An unreadable /dev (not root, odd permissions): a one-line error, not a traceback.
-        raise ToolError(f"cannot inspect {host!r} to plan the fix: {e.strerror or e}",
-                        "run as root") from None
+        raise ToolError(
+            f"cannot inspect {host!r} to plan the fix: {e.strerror or e}", "run as root"
+        ) from None
     finally:
         os.close(root_fd)
 
@@ -203,8 +205,10 @@ def _refuse_host_root(jail: str) -> None:
     except OSError:
         return  # open_jail reports a missing jail with its own message
     if is_root:
-        raise ToolError(f"refusing to fix {jail!r}: it is the host's root, not a jail",
-                        "give the jail's folder, e.g. /var/lib/haproxy")
+        raise ToolError(
+            f"refusing to fix {jail!r}: it is the host's root, not a jail",
+            "give the jail's folder, e.g. /var/lib/haproxy",
+        )
 
 
 def _plan(root_fd: int, host: str, options: FixOptions) -> FixPlan:
@@ -226,13 +230,21 @@ def _plan(root_fd: int, host: str, options: FixOptions) -> FixPlan:
     if options.method is Method.BIND:
         points = [s.path for s in steps if s.action is Action.BIND]
         persistence = persistence_for(host, points) if points else None
-    return FixPlan(jail=host, method=options.method, only=only, replace=options.replace,
-                   steps=tuple(steps), refusal=refusal, persistence=persistence,
-                   jail_identity=(root_st.st_dev, root_st.st_ino))
+    return FixPlan(
+        jail=host,
+        method=options.method,
+        only=only,
+        replace=options.replace,
+        steps=tuple(steps),
+        refusal=refusal,
+        persistence=persistence,
+        jail_identity=(root_st.st_dev, root_st.st_ino),
+    )
 
 
-def _plan_dev(root_fd: int, options: FixOptions, stamp: str,
-              steps: list[Step]) -> tuple[str, int | None]:
+def _plan_dev(
+    root_fd: int, options: FixOptions, stamp: str, steps: list[Step]
+) -> tuple[str, int | None]:
     """Plan /dev. Returns its state ("ok", "create", "blocked", "refused") and, when it
     exists as a folder, an O_PATH fd on it."""
     try:
@@ -242,8 +254,15 @@ def _plan_dev(root_fd: int, options: FixOptions, stamp: str,
         return "create", None
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink("dev", dir_fd=root_fd)
-        steps.append(Step(Action.REFUSE, "/dev", f"/dev is a symlink (to {target!r}): creating "
-                          "through it could write outside the jail", expect=_ident(st)))
+        steps.append(
+            Step(
+                Action.REFUSE,
+                "/dev",
+                f"/dev is a symlink (to {target!r}): creating "
+                "through it could write outside the jail",
+                expect=_ident(st),
+            )
+        )
         return "refused", None
     if stat.S_ISDIR(st.st_mode):
         fd = os.open("dev", jailfs.O_PATH_DIR, dir_fd=root_fd)
@@ -254,18 +273,33 @@ def _plan_dev(root_fd: int, options: FixOptions, stamp: str,
         return "ok", fd
     what = _describe(st)
     if options.replace:
-        steps.append(Step(Action.RENAME_ASIDE, "/dev", f"/dev is {what}, not a folder",
-                          new_path="/" + _aside(root_fd, "dev", stamp), expect=_ident(st)))
-        steps.append(Step(Action.MKDIR, "/dev", "/dev is missing once the old one is aside",
-                          mode=DEV_MODE))
+        steps.append(
+            Step(
+                Action.RENAME_ASIDE,
+                "/dev",
+                f"/dev is {what}, not a folder",
+                new_path="/" + _aside(root_fd, "dev", stamp),
+                expect=_ident(st),
+            )
+        )
+        steps.append(
+            Step(Action.MKDIR, "/dev", "/dev is missing once the old one is aside", mode=DEV_MODE)
+        )
         return "create", None
-    steps.append(Step(Action.LEAVE, "/dev", f"/dev is {what}, not a folder; left alone "
-                      "(--replace moves it aside)", expect=_ident(st)))
+    steps.append(
+        Step(
+            Action.LEAVE,
+            "/dev",
+            f"/dev is {what}, not a folder; left alone (--replace moves it aside)",
+            expect=_ident(st),
+        )
+    )
     return "blocked", None
 
 
-def _plan_device(dev_fd: int | None, name: str, options: FixOptions, stamp: str,
-                 steps: list[Step]) -> None:
+def _plan_device(
+    dev_fd: int | None, name: str, options: FixOptions, stamp: str, steps: list[Step]
+) -> None:
     path = f"/dev/{name}"
     numbers = DEVICES[name]
     st: os.stat_result | None = None
@@ -286,85 +320,164 @@ def _plan_device(dev_fd: int | None, name: str, options: FixOptions, stamp: str,
         # --mode 0640 must not call its own node wrong).
         wanted = options.method is Method.MKNOD and mode == options.mode
         if not nodev and (mode & 0o004 or wanted):
-            steps.append(Step(Action.KEEP, path, f"{path} is already c {numbers[0]}:{numbers[1]}",
-                              expect=_ident(st)))
+            steps.append(
+                Step(
+                    Action.KEEP,
+                    path,
+                    f"{path} is already c {numbers[0]}:{numbers[1]}",
+                    expect=_ident(st),
+                )
+            )
             return
         if nodev and options.method is Method.BIND:
             # The node stays underneath; the mount only covers it.
-            steps.append(Step(Action.BIND, path, f"{path} is correct but on a nodev file "
-                              "system: cover it with the host's node", device=numbers,
-                              source=path, expect=_ident(st), needs=("CAP_SYS_ADMIN",)))
+            steps.append(
+                Step(
+                    Action.BIND,
+                    path,
+                    f"{path} is correct but on a nodev file system: cover it with the host's node",
+                    device=numbers,
+                    source=path,
+                    expect=_ident(st),
+                    needs=("CAP_SYS_ADMIN",),
+                )
+            )
             return
-        why = ("on a nodev file system (it cannot be opened)" if nodev
-               else f"mode {stat.S_IMODE(st.st_mode):04o}: others cannot read it")
-        _wrong(path, f"c {numbers[0]}:{numbers[1]} but {why}", st, create, name, dev_fd,
-               options, stamp, steps)
+        why = (
+            "on a nodev file system (it cannot be opened)"
+            if nodev
+            else f"mode {stat.S_IMODE(st.st_mode):04o}: others cannot read it"
+        )
+        _wrong(
+            path,
+            f"c {numbers[0]}:{numbers[1]} but {why}",
+            st,
+            create,
+            name,
+            dev_fd,
+            options,
+            stamp,
+            steps,
+        )
         return
-    if (options.method is Method.BIND and stat.S_ISREG(st.st_mode) and st.st_size == 0
-            and st.st_nlink == 1):
+    if (
+        options.method is Method.BIND
+        and stat.S_ISREG(st.st_mode)
+        and st.st_size == 0
+        and st.st_nlink == 1
+    ):
         # An empty file is what an earlier --bind leaves after a reboot: bind onto it again
         # (nothing is lost, it is empty, and the mount does not change it).
-        steps.append(Step(Action.BIND, path, f"{path} is an empty placeholder: bind the "
-                          "host's node onto it", device=numbers, source=path,
-                          expect=_ident(st), needs=("CAP_SYS_ADMIN",)))
+        steps.append(
+            Step(
+                Action.BIND,
+                path,
+                f"{path} is an empty placeholder: bind the host's node onto it",
+                device=numbers,
+                source=path,
+                expect=_ident(st),
+                needs=("CAP_SYS_ADMIN",),
+            )
+        )
         return
     what = _describe(st, dev_fd, name)
     _wrong(path, what, st, create, name, dev_fd, options, stamp, steps)
 
 
-def _wrong(path: str, what: str, st: os.stat_result, create: list[Step], name: str,
-           dev_fd: int, options: FixOptions, stamp: str, steps: list[Step]) -> None:
+def _wrong(
+    path: str,
+    what: str,
+    st: os.stat_result,
+    create: list[Step],
+    name: str,
+    dev_fd: int,
+    options: FixOptions,
+    stamp: str,
+    steps: list[Step],
+) -> None:
     if options.replace:
-        steps.append(Step(Action.RENAME_ASIDE, path, f"{path} is {what}",
-                          new_path=f"/dev/{_aside(dev_fd, name, stamp)}", expect=_ident(st)))
+        steps.append(
+            Step(
+                Action.RENAME_ASIDE,
+                path,
+                f"{path} is {what}",
+                new_path=f"/dev/{_aside(dev_fd, name, stamp)}",
+                expect=_ident(st),
+            )
+        )
         steps.extend(_with_reason(create, f"{path} is free once the old one is aside"))
     else:
-        steps.append(Step(Action.LEAVE, path, f"{path} is {what}; left alone (--replace moves "
-                          "it aside, content kept)", expect=_ident(st)))
+        steps.append(
+            Step(
+                Action.LEAVE,
+                path,
+                f"{path} is {what}; left alone (--replace moves it aside, content kept)",
+                expect=_ident(st),
+            )
+        )
 
 
 def _create_steps(path: str, numbers: tuple[int, int], options: FixOptions) -> list[Step]:
     if options.method is Method.MKNOD:
-        return [Step(Action.MKNOD, path, "", mode=options.mode, device=numbers,
-                     needs=("CAP_MKNOD",))]
-    return [Step(Action.PLACEHOLDER, path, "", mode=PLACEHOLDER_MODE),
-            Step(Action.BIND, path, "", device=numbers, source=path, needs=("CAP_SYS_ADMIN",))]
+        return [
+            Step(Action.MKNOD, path, "", mode=options.mode, device=numbers, needs=("CAP_MKNOD",))
+        ]
+    return [
+        Step(Action.PLACEHOLDER, path, "", mode=PLACEHOLDER_MODE),
+        Step(Action.BIND, path, "", device=numbers, source=path, needs=("CAP_SYS_ADMIN",)),
+    ]
 
 
 def _with_reason(steps: list[Step], reason: str) -> list[Step]:
-    return [Step(s.action, s.path, reason, s.mode, s.device, s.source, s.new_path, s.expect,
-                 s.needs) for s in steps]
+    return [
+        Step(s.action, s.path, reason, s.mode, s.device, s.source, s.new_path, s.expect, s.needs)
+        for s in steps
+    ]
 
 
-def _refusal(root_fd: int, dev_fd: int | None, dev_state: str, options: FixOptions,
-             steps: list[Step]) -> Refusal | None:
+def _refusal(
+    root_fd: int, dev_fd: int | None, dev_state: str, options: FixOptions, steps: list[Step]
+) -> Refusal | None:
     refused = [s for s in steps if s.action is Action.REFUSE]
     if refused:
-        return Refusal(f"refusing to fix: {refused[0].reason}",
-                       "make /dev a real folder inside the jail")
+        return Refusal(
+            f"refusing to fix: {refused[0].reason}", "make /dev a real folder inside the jail"
+        )
     # /dev's own file system when it exists, else the root's (where mkdir puts it).
     where_fd = dev_fd if dev_fd is not None and dev_state == "ok" else root_fd
     flags = os.fstatvfs(where_fd).f_flag
-    if (options.method is Method.MKNOD and flags & os.ST_NODEV
-            and not all(s.action is Action.KEEP for s in steps)):
-        return Refusal("the jail's /dev is on a file system mounted nodev: device nodes "
-                       "there cannot be opened", "use --bind")
+    if (
+        options.method is Method.MKNOD
+        and flags & os.ST_NODEV
+        and not all(s.action is Action.KEEP for s in steps)
+    ):
+        return Refusal(
+            "the jail's /dev is on a file system mounted nodev: device nodes "
+            "there cannot be opened",
+            "use --bind",
+        )
     if not any(s.changes for s in steps):
         return None
     needs = {n for s in steps for n in s.needs}
     caps = effective_capabilities()
     if "CAP_MKNOD" in needs and not _has(caps, CAP_MKNOD):
         who = "not running as root" if os.geteuid() != 0 else "no CAP_MKNOD"
-        return Refusal(f"cannot create device nodes: {who}",
-                       "run as root, or use --bind where mknod is not allowed")
+        return Refusal(
+            f"cannot create device nodes: {who}",
+            "run as root, or use --bind where mknod is not allowed",
+        )
     if "CAP_SYS_ADMIN" in needs and not _has(caps, CAP_SYS_ADMIN):
         who = "not running as root" if os.geteuid() != 0 else "no CAP_SYS_ADMIN"
         return Refusal(f"cannot bind-mount: {who}", "run as root")
-    creates = any(s.action in (Action.MKDIR, Action.MKNOD, Action.PLACEHOLDER,
-                               Action.RENAME_ASIDE) for s in steps)
+    creates = any(
+        s.action in (Action.MKDIR, Action.MKNOD, Action.PLACEHOLDER, Action.RENAME_ASIDE)
+        for s in steps
+    )
     if creates and flags & os.ST_RDONLY:
-        return Refusal("the jail's /dev is on a read-only file system",
-                       "remount it read-write, or create placeholder files and use --bind")
+        return Refusal(
+            "the jail's /dev is on a read-only file system",
+            "remount it read-write, or create placeholder files and use --bind",
+        )
     return None
 
 
@@ -429,8 +542,15 @@ def _apply(plan: FixPlan) -> FixResult:
     return FixResult(plan=plan, outcomes=tuple(outcomes))
 
 
-def _apply_step(root_fd: int, dev_fd: int | None, i: int, step: Step, made: _Made,
-                broken: set[str], outcomes: list[Outcome]) -> int | None:
+def _apply_step(
+    root_fd: int,
+    dev_fd: int | None,
+    i: int,
+    step: Step,
+    made: _Made,
+    broken: set[str],
+    outcomes: list[Outcome],
+) -> int | None:
     """Apply one step, note its outcome; returns the /dev fd (opened on first use)."""
     try:
         if step.path == "/dev":
@@ -501,8 +621,10 @@ def jail_lock(jail: str, wait: float = LOCK_WAIT) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise ToolError(f"another process holds the fix lock of {jail!r} (waited "
-                                    f"{wait:.0f} s)", _lock_holder(st)) from None
+                    raise ToolError(
+                        f"another process holds the fix lock of {jail!r} (waited {wait:.0f} s)",
+                        _lock_holder(st),
+                    ) from None
                 time.sleep(0.02)
         _locked.add(key)
         try:
@@ -528,8 +650,11 @@ def _lock_holder(st: os.stat_result) -> str | None:
 
 
 def _unchanged_text(step: Step) -> str:
-    return {Action.KEEP: "already correct", Action.LEAVE: "left alone",
-            Action.REFUSE: "refused"}.get(step.action, "unchanged")
+    return {
+        Action.KEEP: "already correct",
+        Action.LEAVE: "left alone",
+        Action.REFUSE: "refused",
+    }.get(step.action, "unchanged")
 
 
 def _undo_placeholder(dev_fd: int, path: str, made: tuple[int, int, int]) -> str:
@@ -603,8 +728,12 @@ def _apply_node_step(dev_fd: int, step: Step, made: _Made) -> str:
     if step.action is Action.PLACEHOLDER:
         assert step.mode is not None
         with _umask(0):
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, step.mode, dir_fd=dev_fd)
+            fd = os.open(
+                name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                step.mode,
+                dir_fd=dev_fd,
+            )
         try:
             st = os.fstat(fd)
             made.placeholders[step.path] = _ident(st)
@@ -662,8 +791,7 @@ def _bind(dev_fd: int, name: str, step: Step, made: _Made) -> str:
         # Someone outside the lock (an admin, an older chrootcheck) mounted there between the
         # check above and our mount: ours sits on theirs. One mount per node: undo ours.
         if _stacked(ours):
-            raise _StepError(f"another mount appeared on {step.path} meanwhile; ours was "
-                             "undone")
+            raise _StepError(f"another mount appeared on {step.path} meanwhile; ours was undone")
         _verify_node(os.fstat(fd), step.device, step.path, None)
     except _StepError:
         made.mounts.pop()
@@ -836,18 +964,25 @@ def persistence_for(jail: str, points: list[str]) -> Persistence:
         where = jail.rstrip("/") + point
         fstab.append(f"{_fstab_escape(point)} {_fstab_escape(where)} none bind 0 0")
         unit = systemd_escape_path(where) + ".mount"
-        units.append((unit, "\n".join([
-            "[Unit]",
-            f"Description=Host {point} in the jail {jail} (chrootcheck fix --bind)",
-            "",
-            "[Mount]",
-            f"What={point}",
-            f"Where={where}",
-            "Type=none",
-            "Options=bind",
-            "",
-            "[Install]",
-            "WantedBy=local-fs.target",
-            "",
-        ])))
+        units.append(
+            (
+                unit,
+                "\n".join(
+                    [
+                        "[Unit]",
+                        f"Description=Host {point} in the jail {jail} (chrootcheck fix --bind)",
+                        "",
+                        "[Mount]",
+                        f"What={point}",
+                        f"Where={where}",
+                        "Type=none",
+                        "Options=bind",
+                        "",
+                        "[Install]",
+                        "WantedBy=local-fs.target",
+                        "",
+                    ]
+                ),
+            )
+        )
     return Persistence(fstab=tuple(fstab), units=tuple(units))

@@ -38,8 +38,11 @@ def error_line(chain: Chain, e: Decoded) -> list[str]:
 
 
 def render_chain_text(chain: Chain, number: int, stream: TextIO) -> None:
-    span = (f"line {chain.first_line}" if chain.first_line == chain.last_line
-            else f"lines {chain.first_line}-{chain.last_line}")
+    span = (
+        f"line {chain.first_line}"
+        if chain.first_line == chain.last_line
+        else f"lines {chain.first_line}-{chain.last_line}"
+    )
     thread = f", thread {printable(chain.thread)}" if chain.thread else ""
     mark = "ENTROPY" if chain.entropy_problem else "other"
     stream.write(f"Chain {number} ({span}{thread}): {mark}\n")
@@ -62,40 +65,55 @@ def _entries(errors: Iterable[Decoded]) -> list[Entry]:
 
 
 def _record_data(r: ErrorRecord) -> dict[str, Any]:
-    return {"packing": r.packing, "library": r.library or None, "lib": r.lib,
-            "function": r.function or None, "reason": r.reason or None,
-            "reason_code": r.reason_code}
+    return {
+        "packing": r.packing,
+        "library": r.library or None,
+        "lib": r.lib,
+        "function": r.function or None,
+        "reason": r.reason or None,
+        "reason_code": r.reason_code,
+    }
 
 
 def _entry_data(entry: Entry) -> dict[str, Any]:
-    return {"key": entry.key, "role": entry.role.value, "title": entry.title,
-            "meaning": entry.meaning, "jail_cause": entry.jail_cause, "fix": entry.fix,
-            "confirm": entry.confirm}
+    return {
+        "key": entry.key,
+        "role": entry.role.value,
+        "title": entry.title,
+        "meaning": entry.meaning,
+        "jail_cause": entry.jail_cause,
+        "fix": entry.fix,
+        "confirm": entry.confirm,
+    }
 
 
 def chain_data(chain: Chain) -> dict[str, Any]:
     errors = []
     for e in chain.errors:
         entry = e.entry
-        errors.append({
-            "line_no": e.line_no,
-            "form": e.form,
-            "code": f"{e.code:08X}",
-            "thread": printable(e.thread) if e.thread else None,
-            "packing": e.packing,
-            "readings": [_record_data(r) for r in e.readings],
-            "printed": {"library": printable(e.printed_library) or None,
-                        "function": printable(e.printed_function) or None,
-                        "reason": printable(e.printed_reason) or None},
-            "file": printable(e.file) or None,
-            "line": e.line or None,
-            "data": printable(e.data) or None,
-            "function": printable(e.function) or None,
-            "reason": printable(e.reason) or None,
-            "knowledge": entry.key if entry else None,
-            "consequence": CONSEQUENCE if chain.consequence(e) else None,
-            "text": printable(e.text),
-        })
+        errors.append(
+            {
+                "line_no": e.line_no,
+                "form": e.form,
+                "code": f"{e.code:08X}",
+                "thread": printable(e.thread) if e.thread else None,
+                "packing": e.packing,
+                "readings": [_record_data(r) for r in e.readings],
+                "printed": {
+                    "library": printable(e.printed_library) or None,
+                    "function": printable(e.printed_function) or None,
+                    "reason": printable(e.printed_reason) or None,
+                },
+                "file": printable(e.file) or None,
+                "line": e.line or None,
+                "data": printable(e.data) or None,
+                "function": printable(e.function) or None,
+                "reason": printable(e.reason) or None,
+                "knowledge": entry.key if entry else None,
+                "consequence": CONSEQUENCE if chain.consequence(e) else None,
+                "text": printable(e.text),
+            }
+        )
     return {
         "first_line": chain.first_line,
         "last_line": chain.last_line,
@@ -106,14 +124,20 @@ def chain_data(chain: Chain) -> dict[str, Any]:
     }
 
 
-def render_json(chains: list[Chain], stats: dict[str, Any], tool_version: str,
-                stream: TextIO) -> None:
+def render_json(
+    chains: list[Chain], stats: dict[str, Any], tool_version: str, stream: TextIO
+) -> None:
     entries = _entries(e for c in chains for e in c.errors)
-    json.dump({
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "chrootcheck", "version": tool_version},
-        "chains": [chain_data(c) for c in chains],
-        "knowledge": {entry.key: _entry_data(entry) for entry in entries},
-        "summary": stats,
-    }, stream, indent=2, ensure_ascii=False)
+    json.dump(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "chrootcheck", "version": tool_version},
+            "chains": [chain_data(c) for c in chains],
+            "knowledge": {entry.key: _entry_data(entry) for entry in entries},
+            "summary": stats,
+        },
+        stream,
+        indent=2,
+        ensure_ascii=False,
+    )
     stream.write("\n")

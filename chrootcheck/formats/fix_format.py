@@ -14,9 +14,11 @@ from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import printable, report_data, to_data
 from chrootcheck.report.model import SCHEMA_VERSION
 
-REBOOT_NOTE = ("A bind mount does not survive a reboot. To make it last, add these lines to "
-               "/etc/fstab, or install the systemd mount units below and enable them "
-               "(systemctl daemon-reload; systemctl enable --now UNIT).")
+REBOOT_NOTE = (
+    "A bind mount does not survive a reboot. To make it last, add these lines to "
+    "/etc/fstab, or install the systemd mount units below and enable them "
+    "(systemctl daemon-reload; systemctl enable --now UNIT)."
+)
 
 
 def step_data(step: Step) -> dict[str, Any]:
@@ -41,12 +43,19 @@ def plan_data(plan: FixPlan) -> dict[str, Any]:
         "replace": plan.replace,
         "steps": [step_data(s) for s in plan.steps],
         "refusal": to_data(plan.refusal),
-        "persistence": None if plan.persistence is None else {
+        "persistence": None
+        if plan.persistence is None
+        else {
             "fstab": [printable(x) for x in plan.persistence.fstab],
             # Lines, not one string: printable() escapes newlines, and lines read better.
-            "systemd_units": [{"name": printable(n), "path": f"/etc/systemd/system/{printable(n)}",
-                               "lines": [printable(x) for x in c.rstrip("\n").split("\n")]}
-                              for n, c in plan.persistence.units],
+            "systemd_units": [
+                {
+                    "name": printable(n),
+                    "path": f"/etc/systemd/system/{printable(n)}",
+                    "lines": [printable(x) for x in c.rstrip("\n").split("\n")],
+                }
+                for n, c in plan.persistence.units
+            ],
         },
         "changes": plan.changes,
     }
@@ -60,9 +69,12 @@ def run_data(run: FixRun) -> dict[str, Any]:
         "command": "fix",
         "dry_run": run.dry_run,
         "plan": plan_data(run.plan),
-        "outcomes": None if run.result is None else [
+        "outcomes": None
+        if run.result is None
+        else [
             {"step": o.step, "status": o.status.value, "message": printable(o.message)}
-            for o in run.result.outcomes],
+            for o in run.result.outcomes
+        ],
         "changed": bool(run.result and run.result.changed),
         "scan": report_data(run.scan) if run.scan is not None else None,
         "exit_code": int(for_fix(run)),
@@ -75,12 +87,21 @@ def render_json(run: FixRun, stream: TextIO, options: RenderOptions) -> None:
 
 
 ACTION_STYLE = {
-    Action.MKDIR: "green", Action.MKNOD: "green", Action.PLACEHOLDER: "green",
-    Action.BIND: "green", Action.RENAME_ASIDE: "yellow", Action.KEEP: "dim",
-    Action.LEAVE: "bold yellow", Action.REFUSE: "bold red",
+    Action.MKDIR: "green",
+    Action.MKNOD: "green",
+    Action.PLACEHOLDER: "green",
+    Action.BIND: "green",
+    Action.RENAME_ASIDE: "yellow",
+    Action.KEEP: "dim",
+    Action.LEAVE: "bold yellow",
+    Action.REFUSE: "bold red",
 }
-STATUS_STYLE = {Status.DONE: "bold green", Status.UNCHANGED: "dim",
-                Status.FAILED: "bold red", Status.SKIPPED: "yellow"}
+STATUS_STYLE = {
+    Status.DONE: "bold green",
+    Status.UNCHANGED: "dim",
+    Status.FAILED: "bold red",
+    Status.SKIPPED: "yellow",
+}
 
 
 def step_what(step: Step) -> str:
@@ -106,9 +127,11 @@ def render_text(run: FixRun, stream: TextIO, options: RenderOptions) -> None:
 
     console = text_format.make_console(stream, options)
     plan = run.plan
-    head = Text.assemble(("Fix plan for ", "bold"), (printable(plan.jail), "bold"),
-                         f"  (--{plan.method.value}"
-                         + (", --replace" if plan.replace else "") + ")")
+    head = Text.assemble(
+        ("Fix plan for ", "bold"),
+        (printable(plan.jail), "bold"),
+        f"  (--{plan.method.value}" + (", --replace" if plan.replace else "") + ")",
+    )
     console.print(head)
     outcomes: dict[int, Outcome] = {o.step: o for o in run.result.outcomes} if run.result else {}
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -119,27 +142,51 @@ def render_text(run: FixRun, stream: TextIO, options: RenderOptions) -> None:
     if run.result is not None:
         table.add_column("result", overflow="fold", ratio=1)
     for i, step in enumerate(plan.steps):
-        row = [Text(step.action.value, ACTION_STYLE[step.action]), Text(printable(step.path)),
-               Text(printable(step_what(step))), Text(printable(step.reason))]
+        row = [
+            Text(step.action.value, ACTION_STYLE[step.action]),
+            Text(printable(step.path)),
+            Text(printable(step_what(step))),
+            Text(printable(step.reason)),
+        ]
         if run.result is not None:
             o = outcomes.get(i)
             # What was done repeats the "what" column; only a failure needs its message.
-            text = "" if o is None else (o.status.value if o.status in (
-                Status.DONE, Status.UNCHANGED) else f"{o.status.value}: {printable(o.message)}")
+            text = (
+                ""
+                if o is None
+                else (
+                    o.status.value
+                    if o.status in (Status.DONE, Status.UNCHANGED)
+                    else f"{o.status.value}: {printable(o.message)}"
+                )
+            )
             row.append(Text(text, STATUS_STYLE[o.status] if o else ""))
         table.add_row(*row)
     if plan.steps:
         console.print(table)
     if plan.refusal is not None:
-        console.print(Text("refused: " + printable(plan.refusal.message)
-                           + (f" ({plan.refusal.hint})" if plan.refusal.hint else ""), "bold red"))
+        console.print(
+            Text(
+                "refused: "
+                + printable(plan.refusal.message)
+                + (f" ({plan.refusal.hint})" if plan.refusal.hint else ""),
+                "bold red",
+            )
+        )
     elif not plan.changes:
         left = any(s.action is Action.LEAVE for s in plan.steps)
-        console.print(Text("Nothing to change: " + (
-            "everything else is left alone as reported; --replace moves it aside." if left
-            else "the jail's entropy devices are already correct.")
-            + (" No change was made." if run.result is not None else ""),
-            "yellow" if left else "green"))
+        console.print(
+            Text(
+                "Nothing to change: "
+                + (
+                    "everything else is left alone as reported; --replace moves it aside."
+                    if left
+                    else "the jail's entropy devices are already correct."
+                )
+                + (" No change was made." if run.result is not None else ""),
+                "yellow" if left else "green",
+            )
+        )
     elif run.dry_run:
         console.print(Text("Dry run: nothing was changed.", "yellow"))
     if plan.persistence is not None and plan.refusal is None:

@@ -30,8 +30,12 @@ from chrootcheck.report.model import (
 )
 
 MAX_PER_LEVEL = 10
-LEVEL = {Severity.CRITICAL: "error", Severity.ERROR: "error", Severity.WARNING: "warning",
-         Severity.INFO: "notice"}
+LEVEL = {
+    Severity.CRITICAL: "error",
+    Severity.ERROR: "error",
+    Severity.WARNING: "warning",
+    Severity.INFO: "notice",
+}
 # A skip is shown, not a problem (it fails nothing unless asked): a notice, not a warning.
 NOTICE_LEVEL = {NoticeKind.ERROR: "error", NoticeKind.SKIPPED: "notice", NoticeKind.NOTE: "notice"}
 
@@ -46,8 +50,14 @@ def escape_property(s: str) -> str:
     return escape_data(s).replace(":", "%3A").replace(",", "%2C")
 
 
-def command(level: str, message: str, *, title: str | None = None, file: str | None = None,
-            line: int | None = None) -> str:
+def command(
+    level: str,
+    message: str,
+    *,
+    title: str | None = None,
+    file: str | None = None,
+    line: int | None = None,
+) -> str:
     props = []
     if file is not None:
         props.append(f"file={escape_property(file)}")
@@ -64,9 +74,13 @@ def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
     lines: dict[str, list[str]] = {"error": [], "warning": [], "notice": []}
     for jail in report.jails:
         for n in jail.notices:
-            lines[NOTICE_LEVEL[n.kind]].append(command(
-                NOTICE_LEVEL[n.kind], printable(f"{jail.jail}: {n.label}: {n.message}"),
-                title=f"chrootcheck {n.kind.value}"))
+            lines[NOTICE_LEVEL[n.kind]].append(
+                command(
+                    NOTICE_LEVEL[n.kind],
+                    printable(f"{jail.jail}: {n.label}: {n.message}"),
+                    title=f"chrootcheck {n.kind.value}",
+                )
+            )
         for f in sort_findings(jail.findings):
             lines[LEVEL[f.severity]].append(_annotation(jail, f, anchor))
     for level, cmds in lines.items():
@@ -74,8 +88,10 @@ def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
             stream.write(cmd + "\n")
         if len(cmds) > MAX_PER_LEVEL:
             where = "the job summary" if options.step_summary else "the text or SARIF output"
-            stream.write(f"chrootcheck: {len(cmds) - MAX_PER_LEVEL} more {level} annotation(s) "
-                         f"not shown (GitHub shows {MAX_PER_LEVEL} per level); see {where}.\n")
+            stream.write(
+                f"chrootcheck: {len(cmds) - MAX_PER_LEVEL} more {level} annotation(s) "
+                f"not shown (GitHub shows {MAX_PER_LEVEL} per level); see {where}.\n"
+            )
 
 
 def render_summary(report: Report, stream: TextIO, options: RenderOptions) -> None:
@@ -88,10 +104,13 @@ def _annotation(jail: JailReport, f: Finding, anchor: str | None) -> str:
     title = f"{f.check} {check.title}" if check else f.check
     loc = anchor_location(anchor) if anchor else folder_location(jail.jail, f.path)
     file = loc.path if loc.base_id is None else None  # only paths GitHub can resolve
-    message = (f"{printable(jail.jail)}: {printable(f.path)}: {printable(f.message)}\n"
-               f"Fix: {printable(f.remediation)}")
-    return command(LEVEL[f.severity], message, title=title, file=file,
-                   line=1 if file is not None else None)
+    message = (
+        f"{printable(jail.jail)}: {printable(f.path)}: {printable(f.message)}\n"
+        f"Fix: {printable(f.remediation)}"
+    )
+    return command(
+        LEVEL[f.severity], message, title=title, file=file, line=1 if file is not None else None
+    )
 
 
 def _cell(s: str) -> str:
@@ -111,20 +130,26 @@ def step_summary(report: Report) -> str:
             out.append("|---|---|---|---|---|")
             for f in capped(findings, lambda f: f.check):
                 if isinstance(f, More):  # GitHub takes 1 MiB of summary per step
-                    out.append(f"| | {f.last_shown.check} | ... | {f.left_out} more not shown "
-                               f"({f.shown} of {f.total}); the JSON or SARIF output lists "
-                               "them all | |")
+                    out.append(
+                        f"| | {f.last_shown.check} | ... | {f.left_out} more not shown "
+                        f"({f.shown} of {f.total}); the JSON or SARIF output lists "
+                        "them all | |"
+                    )
                     continue
                 check = checks.CHECKS.get(f.check)
                 link = f"[{f.check}]({check.help_uri})" if check else f.check
-                out.append(f"| {f.severity.value} | {link} | `{_cell(f.path)}` | "
-                           f"{_cell(f.message)} | {_cell(f.remediation)} |")
+                out.append(
+                    f"| {f.severity.value} | {link} | `{_cell(f.path)}` | "
+                    f"{_cell(f.message)} | {_cell(f.remediation)} |"
+                )
         else:
             out.append("No findings.")
         for n in capped(jail.notices, lambda n: (n.kind, n.label)):
             if isinstance(n, More):
-                out.append(f"- {n.left_out} more {_cell(n.last_shown.label)} notice(s) not "
-                           f"shown ({n.shown} of {n.total})")
+                out.append(
+                    f"- {n.left_out} more {_cell(n.last_shown.label)} notice(s) not "
+                    f"shown ({n.shown} of {n.total})"
+                )
                 continue
             out.append(f"- **{n.kind.value}** {_cell(n.label)}: {_cell(n.message)}")
         not_run = skipped_checks(jail, checks.CHECKS)
@@ -132,9 +157,12 @@ def step_summary(report: Report) -> str:
             out.append(f"- **skipped checks** (their stage did not run): {', '.join(not_run)}")
         out.append("")
     counts = report.counts()
-    parts = ", ".join(f"{counts[s.value]} {s.value}" for s in reversed(list(Severity))
-                      if counts[s.value])
-    out.append(f"{len(report.jails)} jail(s): {parts or 'no findings'}; "
-               f"{len(report.failing())} at or above `{report.fail_on.value}`.")
+    parts = ", ".join(
+        f"{counts[s.value]} {s.value}" for s in reversed(list(Severity)) if counts[s.value]
+    )
+    out.append(
+        f"{len(report.jails)} jail(s): {parts or 'no findings'}; "
+        f"{len(report.failing())} at or above `{report.fail_on.value}`."
+    )
     out.append("")
     return "\n".join(out) + "\n"

@@ -19,8 +19,12 @@ from chrootcheck.formats.locations import anchor_location, folder_location
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import Report, Severity, sort_findings
 
-SEVERITY = {Severity.CRITICAL: "critical", Severity.ERROR: "major", Severity.WARNING: "minor",
-            Severity.INFO: "info"}
+SEVERITY = {
+    Severity.CRITICAL: "critical",
+    Severity.ERROR: "major",
+    Severity.WARNING: "minor",
+    Severity.INFO: "info",
+}
 
 
 def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
@@ -39,32 +43,39 @@ def issues(report: Report, options: RenderOptions) -> list[dict[str, Any]]:
             loc = anchor_location(anchor) if anchor else folder_location(jail.jail, "/")
             key = f"{jail.jail}\0skipped:{stage}".encode("utf-8", "surrogateescape")
             why = next(n.message for n in jail.notices if n.skips_stage and n.topic == stage)
-            out.append({
-                "type": "issue",
-                "description": printable(f"{stage} did not run ({why}): not checked: "
-                                         + ", ".join(ids)),
-                "check_name": f"skipped:{stage}",
-                "fingerprint": hashlib.sha256(key).hexdigest(),
-                "severity": "info",
-                "categories": ["Style"],
-                "content": {"body": "These checks were skipped, not passed."},
-                "location": {"path": loc.path, "lines": {"begin": 1}},
-                "engine_name": "chrootcheck",
-            })
+            out.append(
+                {
+                    "type": "issue",
+                    "description": printable(
+                        f"{stage} did not run ({why}): not checked: " + ", ".join(ids)
+                    ),
+                    "check_name": f"skipped:{stage}",
+                    "fingerprint": hashlib.sha256(key).hexdigest(),
+                    "severity": "info",
+                    "categories": ["Style"],
+                    "content": {"body": "These checks were skipped, not passed."},
+                    "location": {"path": loc.path, "lines": {"begin": 1}},
+                    "engine_name": "chrootcheck",
+                }
+            )
         for f in sort_findings(jail.findings):
             loc = anchor_location(anchor) if anchor else folder_location(jail.jail, f.path)
             check = checks.CHECKS.get(f.check)
             key = f"{jail.jail}\0{f.check}\0{f.path}".encode("utf-8", "surrogateescape")
-            out.append({
-                "type": "issue",
-                "description": f"{printable(f.path)}: {printable(f.message)}",
-                "check_name": f.check,
-                "fingerprint": hashlib.sha256(key).hexdigest(),
-                "severity": SEVERITY[f.severity],
-                "categories": ["Security"] if f.severity >= Severity.WARNING else ["Style"],
-                "content": {"body": f"Fix: {printable(f.remediation)}"
-                            + (f"\n\n{check.help_uri}" if check else "")},
-                "location": {"path": loc.path, "lines": {"begin": 1}},
-                "engine_name": "chrootcheck",
-            })
+            out.append(
+                {
+                    "type": "issue",
+                    "description": f"{printable(f.path)}: {printable(f.message)}",
+                    "check_name": f.check,
+                    "fingerprint": hashlib.sha256(key).hexdigest(),
+                    "severity": SEVERITY[f.severity],
+                    "categories": ["Security"] if f.severity >= Severity.WARNING else ["Style"],
+                    "content": {
+                        "body": f"Fix: {printable(f.remediation)}"
+                        + (f"\n\n{check.help_uri}" if check else "")
+                    },
+                    "location": {"path": loc.path, "lines": {"begin": 1}},
+                    "engine_name": "chrootcheck",
+                }
+            )
     return out

@@ -46,35 +46,48 @@ def _suite(report: Report, jail: JailReport) -> ET.Element:
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for check_id in ids:
         check = catalogue.get(check_id)
-        case = ET.SubElement(suite, "testcase", classname=f"chrootcheck.{check_id}",
-                             name=f"{check_id} {check.name if check else ''}: {name}".strip())
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"chrootcheck.{check_id}",
+            name=f"{check_id} {check.name if check else ''}: {name}".strip(),
+        )
         counts["tests"] += 1
         findings = sort_findings(f for f in jail.findings if f.check == check_id)
         failing = [f for f in findings if f.severity >= report.fail_on]
         skip = skipped.get(check_id)
         if failing:
             counts["failures"] += 1
-            failure = ET.SubElement(case, "failure", type=failing[0].severity.value,
-                                    message=printable(f"{failing[0].path}: {failing[0].message}"))
+            failure = ET.SubElement(
+                case,
+                "failure",
+                type=failing[0].severity.value,
+                message=printable(f"{failing[0].path}: {failing[0].message}"),
+            )
             failure.text = "\n".join(
                 f"[{f.severity.value}] {printable(f.path)}: {printable(f.message)}\n"
-                f"fix: {printable(f.remediation)}" for f in failing)
+                f"fix: {printable(f.remediation)}"
+                for f in failing
+            )
         elif errors:
             counts["errors"] += 1
-            error = ET.SubElement(case, "error", type="tool-error",
-                                  message=printable(errors[0].message))
+            error = ET.SubElement(
+                case, "error", type="tool-error", message=printable(errors[0].message)
+            )
             error.text = "\n".join(printable(f"{n.label}: {n.message}") for n in errors)
         elif skip is not None and not findings:
             counts["skipped"] += 1
             ET.SubElement(case, "skipped", message=printable(f"{skip.label}: {skip.message}"))
         if findings and not failing:
             ET.SubElement(case, "system-out").text = "\n".join(
-                printable(f"[{f.severity.value}] {f.path}: {f.message}") for f in findings)
+                printable(f"[{f.severity.value}] {f.path}: {f.message}") for f in findings
+            )
     covering = set(skipped.values())
     for n in skips:
         if n not in covering:
-            case = ET.SubElement(suite, "testcase", classname="chrootcheck.run",
-                                 name=printable(f"{n.label}: {name}"))
+            case = ET.SubElement(
+                suite, "testcase", classname="chrootcheck.run", name=printable(f"{n.label}: {name}")
+            )
             ET.SubElement(case, "skipped", message=printable(n.message))
             counts["tests"] += 1
             counts["skipped"] += 1

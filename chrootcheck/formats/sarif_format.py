@@ -42,13 +42,20 @@ SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/chrootcheck/chrootcheck"
 FINGERPRINT_KEY = "chrootcheckFinding/v1"
 
-LEVEL = {Severity.CRITICAL: "error", Severity.ERROR: "error", Severity.WARNING: "warning",
-         Severity.INFO: "note"}
+LEVEL = {
+    Severity.CRITICAL: "error",
+    Severity.ERROR: "error",
+    Severity.WARNING: "warning",
+    Severity.INFO: "note",
+}
 # trivy's mapping. Only rules tagged "security" get a score: GitHub ignores it elsewhere.
 SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.ERROR: "8.0", Severity.WARNING: "5.5"}
 # A skip is shown, not a problem: it fails nothing unless asked (the Lynis convention).
-NOTIFICATION_LEVEL = {NoticeKind.ERROR: "error", NoticeKind.SKIPPED: "note",
-                      NoticeKind.NOTE: "note"}
+NOTIFICATION_LEVEL = {
+    NoticeKind.ERROR: "error",
+    NoticeKind.SKIPPED: "note",
+    NoticeKind.NOTE: "note",
+}
 
 
 def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
@@ -70,8 +77,9 @@ def rule(check: checks.Check) -> dict[str, Any]:
     # Entropy devices decide key quality: everything above info is a security rule. Info
     # checks are an inventory of the jail (other nodes, libcrypto copies), not weaknesses.
     security = check.severity >= Severity.WARNING
-    properties: dict[str, Any] = {"tags": ["security", "chroot", "entropy"] if security
-                                  else ["chroot", "inventory"]}
+    properties: dict[str, Any] = {
+        "tags": ["security", "chroot", "entropy"] if security else ["chroot", "inventory"]
+    }
     if security:
         properties["security-severity"] = SECURITY_SEVERITY[check.severity]
     properties["precision"] = "very-high"
@@ -83,7 +91,7 @@ def rule(check: checks.Check) -> dict[str, Any]:
         "help": {
             "text": f"{check.why}\n\nFix: {check.remediation}\n\nMore: {check.help_uri}",
             "markdown": f"{check.why}\n\n**Fix:** `{check.remediation}`\n\n"
-                        f"[{check.id} in docs/checks.md]({check.help_uri})",
+            f"[{check.id} in docs/checks.md]({check.help_uri})",
         },
         "helpUri": check.help_uri,
         "defaultConfiguration": {"level": LEVEL[check.severity]},
@@ -111,8 +119,9 @@ def fingerprint(check_id: str, in_jail_path: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _run(report: Report, jail: JailReport, automation_id: str,
-         anchor: str | None) -> dict[str, Any]:
+def _run(
+    report: Report, jail: JailReport, automation_id: str, anchor: str | None
+) -> dict[str, Any]:
     catalogue = checks.CHECKS
     findings = sort_findings(jail.findings)
     rule_ids = list(catalogue)
@@ -120,24 +129,29 @@ def _run(report: Report, jail: JailReport, automation_id: str,
     for f in findings:  # a finding from a check nobody registered still needs its rule
         if f.check not in catalogue and f.check not in rule_ids:
             rule_ids.append(f.check)
-            rules.append({"id": f.check, "shortDescription": {"text": f.check},
-                          "helpUri": checks.DOCS_URL})
+            rules.append(
+                {"id": f.check, "shortDescription": {"text": f.check}, "helpUri": checks.DOCS_URL}
+            )
     index = {rid: i for i, rid in enumerate(rule_ids)}
     run: dict[str, Any] = {
-        "tool": {"driver": {
-            "name": "chrootcheck",
-            "version": report.tool_version or "0",
-            "informationUri": INFORMATION_URI,
-            "rules": rules,
-        }},
+        "tool": {
+            "driver": {
+                "name": "chrootcheck",
+                "version": report.tool_version or "0",
+                "informationUri": INFORMATION_URI,
+                "rules": rules,
+            }
+        },
         "automationDetails": {
             "id": automation_id,
             "description": {"text": f"chrootcheck scan of {printable(jail.jail)}"},
         },
-        "originalUriBaseIds": {JAIL_BASE_ID: {
-            "uri": jail_base_uri(jail.jail),
-            "description": {"text": "the jail's root folder"},
-        }},
+        "originalUriBaseIds": {
+            JAIL_BASE_ID: {
+                "uri": jail_base_uri(jail.jail),
+                "description": {"text": "the jail's root folder"},
+            }
+        },
         "invocations": [_invocation(jail, rule_ids)],
         "results": [_result(jail, f, index[f.check], report.fail_on, anchor) for f in findings],
         "properties": {
@@ -174,8 +188,9 @@ def _invocation(jail: JailReport, rule_ids: list[str]) -> dict[str, Any]:
     return invocation
 
 
-def _result(jail: JailReport, f: Finding, rule_index: int, fail_on: Severity,
-            anchor: str | None) -> dict[str, Any]:
+def _result(
+    jail: JailReport, f: Finding, rule_index: int, fail_on: Severity, anchor: str | None
+) -> dict[str, Any]:
     loc: Location = anchor_location(anchor) if anchor else folder_location(jail.jail, f.path)
     artifact: dict[str, Any] = {"uri": loc.uri}
     if loc.base_id:
@@ -186,10 +201,12 @@ def _result(jail: JailReport, f: Finding, rule_index: int, fail_on: Severity,
         "ruleIndex": rule_index,
         "level": LEVEL[f.severity],
         "message": {"text": f"{node}: {printable(f.message)} Fix: {printable(f.remediation)}"},
-        "locations": [{
-            "physicalLocation": {"artifactLocation": artifact, "region": {"startLine": 1}},
-            "message": {"text": f"{node} in the jail {printable(jail.jail)}"},
-        }],
+        "locations": [
+            {
+                "physicalLocation": {"artifactLocation": artifact, "region": {"startLine": 1}},
+                "message": {"text": f"{node} in the jail {printable(jail.jail)}"},
+            }
+        ],
         "partialFingerprints": {FINGERPRINT_KEY: fingerprint(f.check, f.path)},
         "properties": {
             "jail": printable(jail.jail),

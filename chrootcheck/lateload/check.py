@@ -119,8 +119,11 @@ class LateLoadResult:
 
 
 # libp11's default module when MODULE_PATH is not given (DEFAULT_PKCS11_MODULE).
-P11_KIT_PROXY_GLOBS = ("/usr/lib/*/p11-kit-proxy.so", "/usr/lib64/p11-kit-proxy.so",
-                       "/usr/lib/p11-kit-proxy.so")
+P11_KIT_PROXY_GLOBS = (
+    "/usr/lib/*/p11-kit-proxy.so",
+    "/usr/lib64/p11-kit-proxy.so",
+    "/usr/lib/p11-kit-proxy.so",
+)
 P11_KIT_CONFIG_DIRS = ("/etc/pkcs11/modules", "/usr/share/p11-kit/modules")
 
 
@@ -152,25 +155,43 @@ def check_late_loads(
         if finding is not None:
             out.findings.append(finding)
     for p in cfg.problems:
-        out.findings.append(checks.CONFIG_INVALID.finding(
-            p.where.file, f"{p}: OpenSSL rejects the whole file, so nothing in it takes effect",
-            line=p.where.line))
+        out.findings.append(
+            checks.CONFIG_INVALID.finding(
+                p.where.file,
+                f"{p}: OpenSSL rejects the whole file, so nothing in it takes effect",
+                line=p.where.line,
+            )
+        )
     for p in mods.problems:
-        out.findings.append(checks.CONFIG_INVALID.finding(
-            p.where.file, f"{p}: that module fails to load (silently by default)",
-            line=p.where.line))
+        out.findings.append(
+            checks.CONFIG_INVALID.finding(
+                p.where.file,
+                f"{p}: that module fails to load (silently by default)",
+                line=p.where.line,
+            )
+        )
     out.policy = entropy_policy(mods)
     if mods.random is not None or out.policy.urandom_needed is not True:
-        out.findings.append(checks.RANDOM_SETTINGS.finding(
-            cnf, _policy_text(out.policy), where=out.policy.where or "",
-            urandom_needed=out.policy.urandom_needed))
+        out.findings.append(
+            checks.RANDOM_SETTINGS.finding(
+                cnf,
+                _policy_text(out.policy),
+                where=out.policy.where or "",
+                urandom_needed=out.policy.urandom_needed,
+            )
+        )
     out.notices.extend(_timing_notices(out.files, cnf))
     return out
 
 
-def check_jail(jail_path: str, paths: OpenSSLPaths | None = None,
-               env: Mapping[str, str] | None = None, *, libcrypto: str | None = None,
-               appname: str | None = None) -> LateLoadResult:
+def check_jail(
+    jail_path: str,
+    paths: OpenSSLPaths | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    libcrypto: str | None = None,
+    appname: str | None = None,
+) -> LateLoadResult:
     """``check_late_loads`` for a jail given by its host path (opens and closes the root fd).
 
     Raises ``jailfs.JailOpenError`` for a missing jail, ``ToolError`` when ``paths`` is None
@@ -178,13 +199,15 @@ def check_jail(jail_path: str, paths: OpenSSLPaths | None = None,
     """
     fd = jailfs.open_jail(jail_path)
     try:
-        return check_late_loads(fd, jail_path, paths or default_paths(libcrypto, (jail_path,)), env,
-                                appname=appname)
+        return check_late_loads(
+            fd, jail_path, paths or default_paths(libcrypto, (jail_path,)), env, appname=appname
+        )
     finally:
         os.close(fd)
 
 
 # -- what the config names ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Item:
@@ -200,17 +223,32 @@ def _origin(where: Location, section: str, key: str) -> str:
     return f"{where} [{section}] {key}"
 
 
-def _collect(cfg: Config, mods: Modules, paths: OpenSSLPaths, env: Mapping[str, str],
-             out: LateLoadResult) -> list[_Item]:
+def _collect(
+    cfg: Config, mods: Modules, paths: OpenSSLPaths, env: Mapping[str, str], out: LateLoadResult
+) -> list[_Item]:
     items: list[_Item] = []
     for src in cfg.sources:
-        origin = str(src.included_from) if src.included_from else "OPENSSL_CONF" \
-            if env.get("OPENSSL_CONF") else "OPENSSLDIR/openssl.cnf"
-        items.append(_Item(src.path, src.kind, LoadTime.WITH_CONFIG, origin,
-                           required=src.kind == "config", is_dir=src.kind == "include-dir"))
+        origin = (
+            str(src.included_from)
+            if src.included_from
+            else "OPENSSL_CONF"
+            if env.get("OPENSSL_CONF")
+            else "OPENSSLDIR/openssl.cnf"
+        )
+        items.append(
+            _Item(
+                src.path,
+                src.kind,
+                LoadTime.WITH_CONFIG,
+                origin,
+                required=src.kind == "config",
+                is_dir=src.kind == "include-dir",
+            )
+        )
         if src.error:
-            out.notices.append(Notice(NoticeKind.NOTE, Stage.LATE_LOADS,
-                                      f"cannot read {src.path}: {src.error}"))
+            out.notices.append(
+                Notice(NoticeKind.NOTE, Stage.LATE_LOADS, f"cannot read {src.path}: {src.error}")
+            )
     enginesdir = env.get("OPENSSL_ENGINES") or paths.enginesdir
     modulesdir = env.get("OPENSSL_MODULES") or paths.modulesdir
     uses_p11kit = False
@@ -220,16 +258,35 @@ def _collect(cfg: Config, mods: Modules, paths: OpenSSLPaths, env: Mapping[str, 
             items.append(_Item(e.dynamic_path, "engine", LoadTime.WITH_CONFIG, origin, True))
         elif e.engine_id not in BUILTIN_ENGINES:
             if enginesdir:
-                items.append(_Item(os.path.join(enginesdir, e.engine_id + ".so"), "engine",
-                                   LoadTime.WITH_CONFIG, origin, True))
+                items.append(
+                    _Item(
+                        os.path.join(enginesdir, e.engine_id + ".so"),
+                        "engine",
+                        LoadTime.WITH_CONFIG,
+                        origin,
+                        True,
+                    )
+                )
             else:
-                out.notices.append(Notice(NoticeKind.SKIPPED, Stage.LATE_LOADS,
-                                          f"engine {e.engine_id!r}: ENGINESDIR unknown, its "
-                                          "file was not checked", part="engine"))
+                out.notices.append(
+                    Notice(
+                        NoticeKind.SKIPPED,
+                        Stage.LATE_LOADS,
+                        f"engine {e.engine_id!r}: ENGINESDIR unknown, its file was not checked",
+                        part="engine",
+                    )
+                )
         module = e.module_path
         if module:
-            items.append(_Item(module, "pkcs11-module", LoadTime.FIRST_USE,
-                               _origin(e.where, e.section, "MODULE_PATH"), True))
+            items.append(
+                _Item(
+                    module,
+                    "pkcs11-module",
+                    LoadTime.FIRST_USE,
+                    _origin(e.where, e.section, "MODULE_PATH"),
+                    True,
+                )
+            )
             uses_p11kit |= "p11-kit-proxy" in os.path.basename(module)
         elif "pkcs11" in e.engine_id.lower():
             uses_p11kit = True  # libp11 defaults to p11-kit-proxy.so
@@ -244,33 +301,73 @@ def _collect(cfg: Config, mods: Modules, paths: OpenSSLPaths, env: Mapping[str, 
             if modulesdir:
                 path = os.path.join(modulesdir, name)
             else:
-                out.notices.append(Notice(NoticeKind.SKIPPED, Stage.LATE_LOADS,
-                                          f"provider {p.identity!r}: MODULESDIR unknown, its "
-                                          "module was not checked", part="provider"))
+                out.notices.append(
+                    Notice(
+                        NoticeKind.SKIPPED,
+                        Stage.LATE_LOADS,
+                        f"provider {p.identity!r}: MODULESDIR unknown, its module was not checked",
+                        part="provider",
+                    )
+                )
         if path:
-            items.append(_Item(path, "provider", LoadTime.WITH_CONFIG if p.activate
-                               else LoadTime.FIRST_USE, origin, p.activate))
+            items.append(
+                _Item(
+                    path,
+                    "provider",
+                    LoadTime.WITH_CONFIG if p.activate else LoadTime.FIRST_USE,
+                    origin,
+                    p.activate,
+                )
+            )
         module = p.pkcs11_module_path
         if module:
-            items.append(_Item(module, "pkcs11-module", LoadTime.FIRST_USE,
-                               _origin(p.where, p.section, "pkcs11-module-path"), True))
+            items.append(
+                _Item(
+                    module,
+                    "pkcs11-module",
+                    LoadTime.FIRST_USE,
+                    _origin(p.where, p.section, "pkcs11-module-path"),
+                    True,
+                )
+            )
             uses_p11kit |= "p11-kit-proxy" in os.path.basename(module)
         elif "pkcs11" in p.identity.lower():
             uses_p11kit = True
     for o in mods.others:
         if o.path:
-            items.append(_Item(o.path, "config-module", LoadTime.WITH_CONFIG,
-                               _origin(o.where, o.section, "path"), True))
+            items.append(
+                _Item(
+                    o.path,
+                    "config-module",
+                    LoadTime.WITH_CONFIG,
+                    _origin(o.where, o.section, "path"),
+                    True,
+                )
+            )
     if uses_p11kit:
         items.extend(_p11kit_items())
     if enginesdir:
-        items.append(_Item(enginesdir, "enginesdir", LoadTime.FIRST_USE,
-                           "OPENSSL_ENGINES" if env.get("OPENSSL_ENGINES") else "ENGINESDIR",
-                           False, is_dir=True))
+        items.append(
+            _Item(
+                enginesdir,
+                "enginesdir",
+                LoadTime.FIRST_USE,
+                "OPENSSL_ENGINES" if env.get("OPENSSL_ENGINES") else "ENGINESDIR",
+                False,
+                is_dir=True,
+            )
+        )
     if modulesdir:
-        items.append(_Item(modulesdir, "modulesdir", LoadTime.FIRST_USE,
-                           "OPENSSL_MODULES" if env.get("OPENSSL_MODULES") else "MODULESDIR",
-                           False, is_dir=True))
+        items.append(
+            _Item(
+                modulesdir,
+                "modulesdir",
+                LoadTime.FIRST_USE,
+                "OPENSSL_MODULES" if env.get("OPENSSL_MODULES") else "MODULESDIR",
+                False,
+                is_dir=True,
+            )
+        )
     seen: set[tuple[str, str]] = set()
     unique = []
     for it in items:
@@ -286,8 +383,9 @@ def _p11kit_items(prefix: str = "/") -> list[_Item]:
     proxies = sorted({p for g in P11_KIT_PROXY_GLOBS for p in glob.glob(prefix.rstrip("/") + g)})
     moddir = os.path.join(os.path.dirname(proxies[0]), "pkcs11") if proxies else None
     for proxy in proxies[:1]:
-        items.append(_Item(proxy, "pkcs11-module", LoadTime.FIRST_USE,
-                           "libp11's default module", True))
+        items.append(
+            _Item(proxy, "pkcs11-module", LoadTime.FIRST_USE, "libp11's default module", True)
+        )
     for d in P11_KIT_CONFIG_DIRS:
         for conf in sorted(glob.glob(os.path.join(prefix.rstrip("/") + d, "*.module"))):
             items.append(_Item(conf, "p11-kit-config", LoadTime.FIRST_USE, "p11-kit", True))
@@ -296,8 +394,15 @@ def _p11kit_items(prefix: str = "/") -> list[_Item]:
                     if moddir is None:
                         continue
                     module = os.path.join(moddir, module)
-                items.append(_Item(module, "p11-kit-module", LoadTime.FIRST_USE,
-                                   f"{conf}:{lineno} module", True))
+                items.append(
+                    _Item(
+                        module,
+                        "p11-kit-module",
+                        LoadTime.FIRST_USE,
+                        f"{conf}:{lineno} module",
+                        True,
+                    )
+                )
     return items
 
 
@@ -317,12 +422,21 @@ def _p11kit_module_lines(path: str) -> list[tuple[int, str]]:
 
 # -- inside the jail ---------------------------------------------------------------------------
 
+
 def _locate(root_fd: int, item: _Item) -> LateFile:
     on_host = os.path.isdir(item.path) if item.is_dir else os.path.isfile(item.path)
     if not item.path.startswith("/"):
-        return LateFile(item.path, item.role, item.when, item.origin, item.required, on_host,
-                        Presence.UNREACHABLE, "relative path: looked up from the process's "
-                        "working folder", item.is_dir)
+        return LateFile(
+            item.path,
+            item.role,
+            item.when,
+            item.origin,
+            item.required,
+            on_host,
+            Presence.UNREACHABLE,
+            "relative path: looked up from the process's working folder",
+            item.is_dir,
+        )
     with jailfs.resolve(root_fd, item.path) as res:
         if not res.found:
             presence = Presence.MISSING if res.error == errno.ENOENT else Presence.UNREACHABLE
@@ -331,19 +445,38 @@ def _locate(root_fd: int, item: _Item) -> LateFile:
                 detail = f"it kept changing during the scan at {res.failed_at}"
             if res.links:
                 detail += " (via symlink " + ", ".join(f"{a} -> {b}" for a, b in res.links) + ")"
-            return LateFile(item.path, item.role, item.when, item.origin, item.required,
-                            on_host, presence, detail, item.is_dir)
+            return LateFile(
+                item.path,
+                item.role,
+                item.when,
+                item.origin,
+                item.required,
+                on_host,
+                presence,
+                detail,
+                item.is_dir,
+            )
         assert res.stat is not None
         mode = res.stat.st_mode
         ok = stat.S_ISDIR(mode) if item.is_dir else stat.S_ISREG(mode)
-        return LateFile(item.path, item.role, item.when, item.origin, item.required, on_host,
-                        Presence.PRESENT if ok else Presence.WRONG_TYPE,
-                        "" if ok else f"a {jailfs.kind_of(mode)} at {res.path}", item.is_dir)
+        return LateFile(
+            item.path,
+            item.role,
+            item.when,
+            item.origin,
+            item.required,
+            on_host,
+            Presence.PRESENT if ok else Presence.WRONG_TYPE,
+            "" if ok else f"a {jailfs.kind_of(mode)} at {res.path}",
+            item.is_dir,
+        )
 
 
 _ROLE_CHECK = {
-    "config": checks.CONFIG_MISSING_IN_JAIL, "include": checks.INCLUDE_MISSING_IN_JAIL,
-    "include-dir": checks.INCLUDE_MISSING_IN_JAIL, "engine": checks.ENGINE_MISSING_IN_JAIL,
+    "config": checks.CONFIG_MISSING_IN_JAIL,
+    "include": checks.INCLUDE_MISSING_IN_JAIL,
+    "include-dir": checks.INCLUDE_MISSING_IN_JAIL,
+    "engine": checks.ENGINE_MISSING_IN_JAIL,
     "provider": checks.PROVIDER_MISSING_IN_JAIL,
     "pkcs11-module": checks.PKCS11_MODULE_MISSING_IN_JAIL,
     "p11-kit-module": checks.P11KIT_MODULE_MISSING_IN_JAIL,
@@ -353,11 +486,17 @@ _ROLE_CHECK = {
     "config-module": checks.CONFIG_MODULE_MISSING_IN_JAIL,
 }
 _ROLE_WORD = {
-    "config": "the OpenSSL config", "include": "included config file",
-    "include-dir": "included config folder", "engine": "engine", "provider": "provider module",
-    "pkcs11-module": "PKCS#11 module", "p11-kit-module": "p11-kit module",
-    "p11-kit-config": "p11-kit module config", "enginesdir": "ENGINESDIR",
-    "modulesdir": "MODULESDIR", "config-module": "config module library",
+    "config": "the OpenSSL config",
+    "include": "included config file",
+    "include-dir": "included config folder",
+    "engine": "engine",
+    "provider": "provider module",
+    "pkcs11-module": "PKCS#11 module",
+    "p11-kit-module": "p11-kit module",
+    "p11-kit-config": "p11-kit module config",
+    "enginesdir": "ENGINESDIR",
+    "modulesdir": "MODULESDIR",
+    "config-module": "config module library",
 }
 
 
@@ -366,33 +505,55 @@ def _finding(f: LateFile, jail: str, mods: Modules) -> Finding | None:
         return None
     what = _ROLE_WORD[f.role]
     if not f.on_host:
-        if f.role in ("config", "include", "include-dir", "p11-kit-config", "enginesdir",
-                      "modulesdir"):
+        if f.role in (
+            "config",
+            "include",
+            "include-dir",
+            "p11-kit-config",
+            "enginesdir",
+            "modulesdir",
+        ):
             return None  # absent everywhere: nothing is lost by the chroot
         return checks.NAMED_FILE_MISSING_ON_HOST.finding(
-            f.path, f"{what} {f.path} (named at {f.origin}) does not exist on the host",
-            role=f.role, origin=f.origin)
+            f.path,
+            f"{what} {f.path} (named at {f.origin}) does not exist on the host",
+            role=f.role,
+            origin=f.origin,
+        )
     check = _ROLE_CHECK[f.role]
     severity = check.severity
     if f.role == "config" and not mods.effective:
         severity = Severity.INFO  # no engine, provider or [random]: little is lost
     if f.role == "provider" and not f.required:
         severity = Severity.INFO  # not activated: only an explicit OSSL_PROVIDER_load needs it
-    state = {Presence.MISSING: "is missing in the jail",
-             Presence.WRONG_TYPE: f"is not usable in the jail: {f.jail_detail}",
-             Presence.UNREACHABLE: f"cannot be reached in the jail: {f.jail_detail}"}[f.in_jail]
+    state = {
+        Presence.MISSING: "is missing in the jail",
+        Presence.WRONG_TYPE: f"is not usable in the jail: {f.jail_detail}",
+        Presence.UNREACHABLE: f"cannot be reached in the jail: {f.jail_detail}",
+    }[f.in_jail]
     if f.role in ("enginesdir", "modulesdir") or not f.required:
-        timing = ("searched when the application loads an engine or provider by name: after "
-                  "the chroot if it does so there")
+        timing = (
+            "searched when the application loads an engine or provider by name: after "
+            "the chroot if it does so there"
+        )
     elif f.when is LoadTime.WITH_CONFIG:
-        timing = ("loaded when the config is loaded: after the chroot if the application "
-                  "first uses OpenSSL there (OpenSSL 3 loads the config lazily)")
+        timing = (
+            "loaded when the config is loaded: after the chroot if the application "
+            "first uses OpenSSL there (OpenSSL 3 loads the config lazily)"
+        )
     else:
         timing = "loaded at first use: after the chroot even when the config was read before it"
     message = f"{what} {f.path} ({f.origin}) {state}; {timing}."
-    return check.finding(f.path, message, severity=severity, remediation=remedy(f, jail),
-                         role=f.role, origin=f.origin, when=f.when.value,
-                         in_jail=f.in_jail.value)
+    return check.finding(
+        f.path,
+        message,
+        severity=severity,
+        remediation=remedy(f, jail),
+        role=f.role,
+        origin=f.origin,
+        when=f.when.value,
+        in_jail=f.in_jail.value,
+    )
 
 
 def remedy(f: LateFile, jail: str) -> str:
@@ -400,16 +561,21 @@ def remedy(f: LateFile, jail: str) -> str:
     q = shlex.quote
     target = os.path.join(jail, f.path.lstrip("/"))
     if f.is_dir:
-        return (f"mkdir -p {q(target)} && mount --bind {q(f.path)} {q(target)} && "
-                f"mount -o remount,bind,ro {q(target)}  (or: cp -a {q(f.path)}/. {q(target)}/)")
-    cmd = (f"mkdir -p {q(os.path.dirname(target))} && cp -pL {q(f.path)} {q(target)}  "
-           f"(or bind it: touch {q(target)} && mount --bind -o ro {q(f.path)} {q(target)})")
+        return (
+            f"mkdir -p {q(target)} && mount --bind {q(f.path)} {q(target)} && "
+            f"mount -o remount,bind,ro {q(target)}  (or: cp -a {q(f.path)}/. {q(target)}/)"
+        )
+    cmd = (
+        f"mkdir -p {q(os.path.dirname(target))} && cp -pL {q(f.path)} {q(target)}  "
+        f"(or bind it: touch {q(target)} && mount --bind -o ro {q(f.path)} {q(target)})"
+    )
     if f.role in ("engine", "provider", "pkcs11-module", "p11-kit-module", "config-module"):
         cmd += f"; it also needs the libraries it links (ldd {q(f.path)}) inside the jail"
     return cmd
 
 
 # -- [random] ----------------------------------------------------------------------------------
+
 
 def entropy_policy(mods: Modules) -> EntropyPolicy:
     rand_engines = [e for e in mods.engines if e.replaces_rand]
@@ -424,26 +590,39 @@ def entropy_policy(mods: Modules) -> EntropyPolicy:
     base = {"seed": seed, "random_provider": provider, "drbg": drbg, "where": where}
     if provider and provider.lower() not in ("fips", "default"):
         return EntropyPolicy(
-            None, f"random_provider = {provider}: RAND_bytes goes to that provider when it is "
+            None,
+            f"random_provider = {provider}: RAND_bytes goes to that provider when it is "
             "loaded (OpenSSL 3.5+); whether it reads /dev/urandom depends on it",
-            condition="OpenSSL 3.5+ and the provider loaded", **base)
+            condition="OpenSSL 3.5+ and the provider loaded",
+            **base,
+        )
     if rand_engines:
         e = rand_engines[0]
         return EntropyPolicy(
-            None, f"engine {e.engine_id} supplies RAND (default_algorithms = "
+            None,
+            f"engine {e.engine_id} supplies RAND (default_algorithms = "
             f"{e.default_algorithms}): on OpenSSL 1.1.1 it replaces the DRBG; its own needs "
-            "decide", condition="OpenSSL 1.x/3.x with engines", **base)
+            "decide",
+            condition="OpenSSL 1.x/3.x with engines",
+            **base,
+        )
     if seed and seed.upper() == "JITTER":
         return EntropyPolicy(
-            False, "seed = JITTER: the DRBG is seeded from CPU timing jitter, no /dev/urandom "
+            False,
+            "seed = JITTER: the DRBG is seeded from CPU timing jitter, no /dev/urandom "
             "and no getrandom(2)",
             condition="OpenSSL 3.4+ built with enable-jitter, and the config loaded (early, "
             "or present in the jail); otherwise OpenSSL silently falls back to the OS source",
-            **base)
+            **base,
+        )
     if seed and seed.upper() not in ("SEED-SRC",):
         return EntropyPolicy(
-            None, f"seed = {seed}: a seed source from a provider; whether it reads "
-            "/dev/urandom depends on it", condition="the provider loaded", **base)
+            None,
+            f"seed = {seed}: a seed source from a provider; whether it reads "
+            "/dev/urandom depends on it",
+            condition="the provider loaded",
+            **base,
+        )
     reason = "the seed source stays the OS (SEED-SRC: getrandom, /dev/urandom)"
     if drbg:
         reason = f"random = {drbg} only chooses the DRBG type; " + reason
@@ -451,8 +630,11 @@ def entropy_policy(mods: Modules) -> EntropyPolicy:
 
 
 def _policy_text(p: EntropyPolicy) -> str:
-    need = {True: "/dev/urandom still needed", False: "/dev/urandom not needed",
-            None: "/dev/urandom may be needed"}[p.urandom_needed]
+    need = {
+        True: "/dev/urandom still needed",
+        False: "/dev/urandom not needed",
+        None: "/dev/urandom may be needed",
+    }[p.urandom_needed]
     text = f"{need}: {p.reason}"
     if p.condition:
         text += f" (if: {p.condition})"
@@ -462,12 +644,26 @@ def _policy_text(p: EntropyPolicy) -> str:
 def _timing_notices(files: list[LateFile], cnf: str) -> list[Notice]:
     with_config = [f.path for f in files if f.when is LoadTime.WITH_CONFIG]
     first_use = [f.path for f in files if f.when is LoadTime.FIRST_USE and f.required]
-    out = [Notice(NoticeKind.NOTE, Stage.LATE_LOADS,
-                  f"the probe loads {cnf} before its chroot on purpose; an application that "
-                  "first uses OpenSSL after its chroot reads these inside the jail: "
-                  + ", ".join(with_config))] if with_config else []
+    out = (
+        [
+            Notice(
+                NoticeKind.NOTE,
+                Stage.LATE_LOADS,
+                f"the probe loads {cnf} before its chroot on purpose; an application that "
+                "first uses OpenSSL after its chroot reads these inside the jail: "
+                + ", ".join(with_config),
+            )
+        ]
+        if with_config
+        else []
+    )
     if first_use:
-        out.append(Notice(NoticeKind.NOTE, Stage.LATE_LOADS,
-                          "loaded at first use, after the chroot even when the config is read "
-                          "before it: " + ", ".join(first_use)))
+        out.append(
+            Notice(
+                NoticeKind.NOTE,
+                Stage.LATE_LOADS,
+                "loaded at first use, after the chroot even when the config is read "
+                "before it: " + ", ".join(first_use),
+            )
+        )
     return out

@@ -130,23 +130,30 @@ class _Parser:
         self.cfg.sections[DEFAULT_SECTION] = {}
 
     # -- files -----------------------------------------------------------------------------
-    def load(self, path: str, kind: str, origin: Location | None, depth: int,
-             in_dir: bool = False) -> None:
+    def load(
+        self, path: str, kind: str, origin: Location | None, depth: int, in_dir: bool = False
+    ) -> None:
         if depth > MAX_INCLUDE_DEPTH:
-            self.problem(origin or Location(path, 0), f"includes nested deeper than "
-                         f"{MAX_INCLUDE_DEPTH}: {path} not read (an include loop?)")
+            self.problem(
+                origin or Location(path, 0),
+                f"includes nested deeper than "
+                f"{MAX_INCLUDE_DEPTH}: {path} not read (an include loop?)",
+            )
             return
         try:
             st = os.stat(path)
         except OSError as e:
-            self.cfg.sources.append(ConfSource(path, kind, False, origin,
-                                               None if e.errno == 2 else _strerror(e)))
+            self.cfg.sources.append(
+                ConfSource(path, kind, False, origin, None if e.errno == 2 else _strerror(e))
+            )
             return
         if stat.S_ISDIR(st.st_mode) and kind == "include":
             if in_dir:
                 # conf_def.c: CONF_R_RECURSIVE_DIRECTORY_INCLUDE
-                self.problem(origin or Location(path, 0),
-                             f"folder {path} included from an included folder: OpenSSL refuses")
+                self.problem(
+                    origin or Location(path, 0),
+                    f"folder {path} included from an included folder: OpenSSL refuses",
+                )
                 return
             self.cfg.sources.append(ConfSource(path, "include-dir", True, origin))
             try:
@@ -208,7 +215,7 @@ class _Parser:
             i += 1
         name = line[:i]
         section = self.section
-        if line[i:i + 2] == "::":
+        if line[i : i + 2] == "::":
             section, i = name, i + 2
             j = i
             while i < len(line) and line[i] in _NAME_CHARS:
@@ -272,7 +279,7 @@ class _Parser:
                     break
                 out.append({"r": "\r", "n": "\n", "b": "\b", "t": "\t"}.get(s[i + 1], s[i + 1]))
                 i += 2
-            elif c == "$" and (not self.dollarid or s[i + 1:i + 2] in ("{", "(")):
+            elif c == "$" and (not self.dollarid or s[i + 1 : i + 2] in ("{", "(")):
                 i, text = self.variable(s, i + 1, section)
                 size += len(text)
                 if size > MAX_VALUE_LENGTH:
@@ -284,29 +291,32 @@ class _Parser:
         return "".join(out)
 
     def variable(self, s: str, i: int, section: str) -> tuple[int, str]:
-        close = {"{": "}", "(": ")"}.get(s[i:i + 1])
+        close = {"{": "}", "(": ")"}.get(s[i : i + 1])
         if close:
             i += 1
         j = i
         while j < len(s) and s[j] in _VAR_CHARS:
             j += 1
         sect, name = section, s[i:j]
-        if s[j:j + 2] == "::":
+        if s[j : j + 2] == "::":
             sect, j = name, j + 2
             k = j
             while j < len(s) and s[j] in _VAR_CHARS:
                 j += 1
             name = s[k:j]
         if close:
-            if s[j:j + 1] != close:
-                raise _LineError(f"no close brace in variable reference {s[i - 2:j + 1]!r}")
+            if s[j : j + 1] != close:
+                raise _LineError(f"no close brace in variable reference {s[i - 2 : j + 1]!r}")
             j += 1
         value = self.cfg.get(sect, name)
         if value is None and sect == "ENV":
             value = self.env.get(name)
         if value is None:
-            raise _LineError(f"variable has no value: ${{{sect}::{name}}}"
-                             if sect != section else f"variable has no value: ${name}")
+            raise _LineError(
+                f"variable has no value: ${{{sect}::{name}}}"
+                if sect != section
+                else f"variable has no value: ${name}"
+            )
         return j, value
 
     def problem(self, where: Location, message: str) -> None:
@@ -371,16 +381,27 @@ def _strip_comment(line: str) -> str:
     return line
 
 
-def parse_text(text: str, name: str = "<text>", env: Mapping[str, str] | None = None,
-               *, cwd: str = "/", read: Reader = read_host_file) -> Config:
+def parse_text(
+    text: str,
+    name: str = "<text>",
+    env: Mapping[str, str] | None = None,
+    *,
+    cwd: str = "/",
+    read: Reader = read_host_file,
+) -> Config:
     p = _Parser(env if env is not None else {}, read, cwd)
     p.cfg.path = name
     p.parse(text, name)
     return p.cfg
 
 
-def parse_file(path: str, env: Mapping[str, str] | None = None, *, cwd: str = "/",
-               read: Reader = read_host_file) -> Config:
+def parse_file(
+    path: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    cwd: str = "/",
+    read: Reader = read_host_file,
+) -> Config:
     """Parse ``path`` and everything it includes. A missing file gives an empty config whose
     first source says so (OpenSSL's IGNORE_MISSING_FILE)."""
     p = _Parser(env if env is not None else {}, read, cwd)
@@ -395,6 +416,7 @@ def config_path(env: Mapping[str, str], openssldir: str) -> str:
 
 
 # -- modules ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class EngineConf:
@@ -454,8 +476,18 @@ class OtherModule:
     where: Location
 
 
-KNOWN_MODULES = frozenset({"engines", "providers", "random", "alg_section", "ssl_conf",
-                           "oid_section", "stbl_section", "asn1"})
+KNOWN_MODULES = frozenset(
+    {
+        "engines",
+        "providers",
+        "random",
+        "alg_section",
+        "ssl_conf",
+        "oid_section",
+        "stbl_section",
+        "asn1",
+    }
+)
 
 
 @dataclass
@@ -490,8 +522,13 @@ def load_modules(cfg: Config, appname: str | None = None) -> Modules:
     where0 = cfg.value(DEFAULT_SECTION, "openssl_conf")
     loc0 = where0.where if where0 else Location(cfg.path or "?", 0)
     if values is None:
-        mods.problems.append(Problem(loc0, f"openssl_conf names section [{init}], which is "
-                                     "not in the file: no module is loaded"))
+        mods.problems.append(
+            Problem(
+                loc0,
+                f"openssl_conf names section [{init}], which is "
+                "not in the file: no module is loaded",
+            )
+        )
         return mods
     for v in values:
         # module_run(): the module's name is the key up to its last '.' (engines.1 = engines).
@@ -538,8 +575,9 @@ def _engines(cfg: Config, v: ConfValue, mods: Modules) -> None:
                 default_algs = kv.value
             elif key != "soft_load":
                 ctrls[key] = kv.value
-        mods.engines.append(EngineConf(e.name, e.value, engine_id, dynamic_path, init,
-                                       default_algs, ctrls, e.where))
+        mods.engines.append(
+            EngineConf(e.name, e.value, engine_id, dynamic_path, init, default_algs, ctrls, e.where)
+        )
 
 
 def _providers(cfg: Config, v: ConfValue, mods: Modules) -> None:
@@ -564,5 +602,6 @@ def _providers(cfg: Config, v: ConfValue, mods: Modules) -> None:
                 activate = _truthy(kv.value) or kv.value.strip() == ""
             elif kv.name != "soft_load":
                 params[kv.name] = kv.value
-        mods.providers.append(ProviderConf(p.name, p.value, identity, module, activate,
-                                           params, p.where))
+        mods.providers.append(
+            ProviderConf(p.name, p.value, identity, module, activate, params, p.where)
+        )

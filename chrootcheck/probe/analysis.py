@@ -261,8 +261,11 @@ def prediction(
     if not results or all(r.verdict is Verdict.SKIPPED for r in results):
         return "no prediction: the probe did not run"
     # A FAIL whose cycles all "worked" reseeded from a fake node: TLS goes on, predictably.
-    fooled = [r.name for r in results
-              if r.verdict is Verdict.FAIL and r.cycles and all(c.ok for c in r.cycles)]
+    fooled = [
+        r.name
+        for r in results
+        if r.verdict is Verdict.FAIL and r.cycles and all(c.ok for c in r.cycles)
+    ]
     failing = [r.name for r in results if r.verdict is Verdict.FAIL and r.name not in fooled]
     risky = [r.name for r in results if r.verdict is Verdict.RISK]
     broken = [r.name for r in results if r.verdict in (Verdict.CRASHED, Verdict.TIMEOUT)]
