@@ -53,13 +53,8 @@ def command(mknod: bool, bind: bool) -> int:
             say(f"3. The fix cannot run here: {run.plan.refusal.message}.", "bold yellow")
             for step in run.plan.steps:
                 if step.needs:
-                    console.print(
-                        Text(
-                            printable(
-                                f"   {step.action.value} {step.path}: needs root ({needs_text(step)})"
-                            )
-                        )
-                    )
+                    line = f"   {step.action.value} {step.path}: needs root ({needs_text(step)})"
+                    console.print(Text(printable(line)))
             console.print(Text("   Run it as root to see the jail fixed: sudo chrootcheck demo"))
         elif stage == "cleanup":
             say("4. Cleaning up: " + "; ".join(run.cleanup), "dim")
