@@ -13,21 +13,14 @@ from typing import BinaryIO
 
 import click
 
+from chrootcheck.commands.options import text_or_json_option
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.exitcodes import for_decode
 
 
 @click.command("decode")
 @click.argument("source", default="-", metavar="[FILE|-]")
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for machines.",
-)
+@text_or_json_option("text for people, json for machines.")
 def command(source: str, fmt: str) -> int:
     """Find the OpenSSL errors in log lines (FILE, or stdin with - or nothing), decode
     them in every printed form and by both packings, group each failing operation's chain,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from chrootcheck.commands.options import text_or_json_option
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.exitcodes import for_discover
 
@@ -27,15 +28,7 @@ DISCOVER_SCHEMA_VERSION = "1.1"  # 1.1: jails[].resolved
     metavar="DIR",
     help="Read the daemons' configuration under DIR instead of /.",
 )
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@text_or_json_option()
 def command(root: str, fmt: str) -> int:
     """List the chroot jails configured on this host, from each daemon's own configuration.
 

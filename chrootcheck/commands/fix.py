@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from chrootcheck.commands.options import nonempty, severity_option
+from chrootcheck.commands.options import nonempty, severity_option, text_or_json_option
 from chrootcheck.report.errors import ToolError
 
 
@@ -47,15 +47,7 @@ def _parse_mode(value: str) -> int:
     is_flag=True,
     help="Rename a wrong node or a file in the way aside (content kept), then fix.",
 )
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@text_or_json_option()
 @severity_option
 def command(
     jail: str,

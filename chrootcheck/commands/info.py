@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from chrootcheck.commands.options import nonempty
+from chrootcheck.commands.options import nonempty, text_or_json_option
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.exitcodes import for_listing
 
@@ -30,15 +30,7 @@ REFUSAL_HINT = (
     help="Instead: which libcrypto this program would load, by the dynamic loader's rules "
     "(read from its ELF headers; it is neither run nor loaded).",
 )
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@text_or_json_option()
 def command(libcrypto: str | None, binary: str | None, fmt: str) -> int:
     """Show what a libcrypto does for entropy, and what this host offers it.
 

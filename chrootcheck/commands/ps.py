@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from chrootcheck.commands.options import text_or_json_option
 from chrootcheck.report.exitcodes import for_listing
 
 
@@ -23,15 +24,7 @@ from chrootcheck.report.exitcodes import for_listing
     "well under a millisecond) and replay them in a child to see what getrandom, shmget, "
     "open(/dev/urandom) ... return under them.",
 )
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@text_or_json_option()
 def command(pids: tuple[int, ...], read_seccomp: bool, fmt: str) -> int:
     """List the processes running in chroot jails and containers, grouped by jail.
 

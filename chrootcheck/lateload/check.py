@@ -223,6 +223,12 @@ def _origin(where: Location, section: str, key: str) -> str:
     return f"{where} [{section}] {key}"
 
 
+def _pkcs11_module(items: list[_Item], module: str, origin: str) -> bool:
+    """A PKCS#11 module an engine or provider names; True when it is p11-kit's proxy."""
+    items.append(_Item(module, "pkcs11-module", LoadTime.FIRST_USE, origin, True))
+    return "p11-kit-proxy" in os.path.basename(module)
+
+
 def _collect(
     cfg: Config, mods: Modules, paths: OpenSSLPaths, env: Mapping[str, str], out: LateLoadResult
 ) -> list[_Item]:
@@ -278,16 +284,7 @@ def _collect(
                 )
         module = e.module_path
         if module:
-            items.append(
-                _Item(
-                    module,
-                    "pkcs11-module",
-                    LoadTime.FIRST_USE,
-                    _origin(e.where, e.section, "MODULE_PATH"),
-                    True,
-                )
-            )
-            uses_p11kit |= "p11-kit-proxy" in os.path.basename(module)
+            uses_p11kit |= _pkcs11_module(items, module, _origin(e.where, e.section, "MODULE_PATH"))
         elif "pkcs11" in e.engine_id.lower():
             uses_p11kit = True  # libp11 defaults to p11-kit-proxy.so
     for p in mods.providers:
@@ -321,16 +318,8 @@ def _collect(
             )
         module = p.pkcs11_module_path
         if module:
-            items.append(
-                _Item(
-                    module,
-                    "pkcs11-module",
-                    LoadTime.FIRST_USE,
-                    _origin(p.where, p.section, "pkcs11-module-path"),
-                    True,
-                )
-            )
-            uses_p11kit |= "p11-kit-proxy" in os.path.basename(module)
+            origin = _origin(p.where, p.section, "pkcs11-module-path")
+            uses_p11kit |= _pkcs11_module(items, module, origin)
         elif "pkcs11" in p.identity.lower():
             uses_p11kit = True
     for o in mods.others:
