@@ -457,3 +457,37 @@ def test_scan_leaves_the_parent_unseeded_for_the_probe(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     # the system's 3.0 in an unseeded process: the primary DRBG cannot even be created
     assert 0x1200006C in set(json.loads(out.stdout))
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("swap", ["another-folder", "symlink-to-host-folder"])
+def test_children_enter_the_folder_the_scan_opened(
+    libcrypto_30: Build, tmp_path: Path, swap: str
+) -> None:
+    # The scan opens the jail once; if its path is swapped afterwards (for another folder, or a
+    # symlink that leads elsewhere), the probe must still judge the folder that was opened.
+    judged = tmp_path / "jail"
+    (judged / "dev").mkdir(parents=True)  # empty: the devices-closed scenario fails here
+    _open_up(judged)
+    fd = os.open(judged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        elsewhere = tmp_path / "elsewhere"
+        (elsewhere / "dev").mkdir(parents=True)
+        _node(elsewhere / "dev" / "urandom", 1, 9)
+        _node(elsewhere / "dev" / "random", 1, 8)
+        _open_up(elsewhere)
+        judged.rename(tmp_path / "jail.moved")
+        if swap == "another-folder":
+            elsewhere.rename(judged)
+        else:
+            judged.symlink_to(elsewhere)
+        options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1)
+        # By path, the probe sees the correct folder now in its place ...
+        assert run_probe(str(judged), [], options).verdicts() == {CLOSED: Verdict.PASS}
+        # ... through the scan's descriptor, the empty folder it judged.
+        through_fd = ProbeOptions(
+            libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1, root_fd=fd
+        )
+        assert run_probe(str(judged), [], through_fd).verdicts() == {CLOSED: Verdict.FAIL}
+    finally:
+        os.close(fd)

@@ -103,7 +103,7 @@ class Probe:
     def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[ProbeReport]:
         from chrootcheck.probe import run_probe
 
-        options = replace(self.options, library=ctx.library)
+        options = replace(self.options, library=ctx.library, root_fd=ctx.root_fd)
         if ctx.user is not None:
             options = replace(options, uid=ctx.user.uid, gid=ctx.user.gid, groups=ctx.user.groups)
         try:

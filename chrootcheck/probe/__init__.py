@@ -71,6 +71,9 @@ class ProbeOptions:
     # The CLI's --libcrypto, checked and described once for the whole scan (trust.py); when
     # set, ``libcrypto`` and ``allow_jail_libcrypto`` are not looked at again.
     library: PreparedLibrary | None = None
+    # The jail root as the scan opened it (an O_PATH descriptor of the jail context): the
+    # children chroot through it, so the folder judged is the folder entered. None: by path.
+    root_fd: int | None = None
 
 
 def run_probe(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:

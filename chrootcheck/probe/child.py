@@ -45,15 +45,17 @@ class ChildSpec:
     # A library that failed the trust check (loaded with consent): the child drops to uid/gid
     # first, loads it, then enters a user namespace to chroot. None: ``lc`` is loaded already.
     library: CheckedLibrary | None = None
+    root_fd: int | None = None  # the scan's descriptor on the jail root; None: open spec.jail
 
 
 def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
     """The worker's target, right after fork(): the stages, each told on ``out``."""
     scenario = spec.scenario
-    jail_fd = None
-    if spec.library is not None:
+    jail_fd = spec.root_fd
+    if spec.library is not None and jail_fd is None:
         # Opened while we may still reach it: the unprivileged user may not search its parents.
         jail_fd = os.open(spec.jail, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    if spec.library is not None:
         if spec.as_root:
             assert spec.uid is not None and spec.gid is not None
             isolated.drop_privileges(spec.uid, spec.gid, spec.groups)
@@ -65,9 +67,9 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
     try:
         # After dropping root, a user namespace: root there over our own uid only, enough to
         # chroot.
-        sandbox.enter_namespaces(spec.as_root and jail_fd is None)
+        sandbox.enter_namespaces(spec.as_root and spec.library is None)
     except OSError as e:
-        kind = "IPC and mount" if spec.as_root and jail_fd is None else "user, IPC and mount"
+        kind = "IPC and mount" if spec.as_root and spec.library is None else "user, IPC and mount"
         out.send(Skip(f"cannot create {kind} namespaces: {e.strerror}"))
         return
     procs.die_with_parent()  # a new user namespace is a credential change: re-arm
@@ -100,11 +102,13 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
     out.send(CycleRun(0, False, rand.state(), tuple(steps)))
 
     try:
-        if jail_fd is None:
-            sandbox.enter_jail(spec.jail, spec.uid, spec.gid, spec.groups)
+        if jail_fd is not None:
+            os.fchdir(jail_fd)  # the very folder the scan judged, whatever its path leads to now
+        jail = spec.jail if jail_fd is None else "."
+        if spec.library is None:
+            sandbox.enter_jail(jail, spec.uid, spec.gid, spec.groups)
         else:
-            os.fchdir(jail_fd)
-            sandbox.enter_jail(".", None, None, ())  # the ids were dropped before the load
+            sandbox.enter_jail(jail, None, None, ())  # the ids were dropped before the load
     except OSError as e:
         out.send(Failed(f"cannot enter the jail: {e}"))
         return

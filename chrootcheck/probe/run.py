@@ -82,6 +82,7 @@ def _run(
             gid,
             groups,
             library=prepared.checked if isolated and prepared is not None else None,
+            root_fd=options.root_fd,
         )
         for s in scenarios
     ]
