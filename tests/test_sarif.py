@@ -199,12 +199,19 @@ def test_jail_inside_the_checkout_is_linked_relative_to_it(
 
     checkout = bad_jail.parent
     monkeypatch.chdir(checkout)
+    from chrootcheck.commands.locations import locate
+
     report = scan([str(bad_jail)], ScanRequest(inspect=ScanOptions()))
-    log = sarif_log(report, RenderOptions())
+    # The command finds the locations on the host; the renderer only writes them.
+    log = sarif_log(report, RenderOptions(locations=locate(report)))
     validate(log, sarif_schema, cwd=checkout)
     fifo = next(r for r in log["runs"][0]["results"] if r["ruleId"] == "CC111")
     art = fifo["locations"][0]["physicalLocation"]["artifactLocation"]
     assert art == {"uri": f"{bad_jail.name}/dev/"}
+    # Without them (the API), the renderer does no I/O and points at the jail's root.
+    bare = sarif_log(report, RenderOptions())["runs"][0]["results"]
+    art = next(r for r in bare if r["ruleId"] == "CC111")["locations"][0]["physicalLocation"]
+    assert art["artifactLocation"] == {"uri": "./", "uriBaseId": "JAILROOT"}
 
 
 def test_symlinked_dev_is_not_followed(cli, jail: Path, tmp_path: Path,

@@ -67,8 +67,8 @@ def check_anchor(anchor: str) -> str:
     lies outside it: the value the renderers take (``RenderOptions.sarif_anchor``)."""
     import stat
 
+    from chrootcheck.commands.locations import relative_to_cwd
     from chrootcheck.formats.common import printable
-    from chrootcheck.formats.locations import relative_to_cwd
 
     try:
         st = os.stat(anchor)
@@ -80,6 +80,10 @@ def check_anchor(anchor: str) -> str:
             "(code scanning reads it to the end)"
         )
     return relative_to_cwd(os.path.abspath(anchor)) or os.path.abspath(anchor)
+
+
+# The formats that point each finding at a place in the checkout (commands.locations).
+LOCATED = frozenset({Format.SARIF, Format.GITHUB, Format.GITLAB})
 
 
 def write_outputs(
@@ -99,6 +103,10 @@ def write_outputs(
 
     github = any(o.fmt is Format.GITHUB for o in outputs)
     options = dataclasses.replace(options, step_summary=bool(github and step_summary))
+    if not options.sarif_anchor and any(o.fmt in LOCATED for o in outputs):
+        from chrootcheck.commands.locations import locate  # renderers do no I/O: look here
+
+        options = dataclasses.replace(options, locations=locate(report))
     file_options = dataclasses.replace(options, color=False, width=options.width or 120)
     pending: list[AtomicFile] = []
     current: str | None = None

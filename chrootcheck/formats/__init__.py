@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import enum
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from chrootcheck.report.model import Report
+
+if TYPE_CHECKING:
+    from chrootcheck.formats.locations import Location
 
 
 class Format(enum.StrEnum):
@@ -43,6 +46,10 @@ class RenderOptions:
     step_summary: bool = False  # --format github: the command writes $GITHUB_STEP_SUMMARY too
     scan_seconds: float | None = None  # how long the scan took (prometheus, nagios)
     finished_at: float | None = None  # when it ended, seconds since the epoch (prometheus)
+    # Where SARIF, GitHub and GitLab point each finding, keyed by (jail, in-jail path): found
+    # on the host by the command before rendering (commands.locations), since renderers do no
+    # I/O. None: every finding points at its jail's root folder.
+    locations: Mapping[tuple[str, str], Location] | None = None
 
 
 Renderer = Callable[[Report, TextIO, RenderOptions], None]

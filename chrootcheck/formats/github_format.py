@@ -18,7 +18,7 @@ from typing import TextIO
 
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import More, capped, jail_status, printable, skipped_checks
-from chrootcheck.formats.locations import anchor_location, folder_location
+from chrootcheck.formats.locations import anchor_location, location_for
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import (
     Finding,
@@ -70,7 +70,6 @@ def command(
 
 
 def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
-    anchor = options.sarif_anchor
     lines: dict[str, list[str]] = {"error": [], "warning": [], "notice": []}
     for jail in report.jails:
         for n in jail.notices:
@@ -82,7 +81,7 @@ def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
                 )
             )
         for f in sort_findings(jail.findings):
-            lines[LEVEL[f.severity]].append(_annotation(jail, f, anchor))
+            lines[LEVEL[f.severity]].append(_annotation(jail, f, options))
     for level, cmds in lines.items():
         for cmd in cmds[:MAX_PER_LEVEL]:
             stream.write(cmd + "\n")
@@ -99,10 +98,11 @@ def render_summary(report: Report, stream: TextIO, options: RenderOptions) -> No
     stream.write(step_summary(report))
 
 
-def _annotation(jail: JailReport, f: Finding, anchor: str | None) -> str:
+def _annotation(jail: JailReport, f: Finding, options: RenderOptions) -> str:
+    anchor = options.sarif_anchor
     check = checks.CHECKS.get(f.check)
     title = f"{f.check} {check.title}" if check else f.check
-    loc = anchor_location(anchor) if anchor else folder_location(jail.jail, f.path)
+    loc = anchor_location(anchor) if anchor else location_for(jail.jail, f.path, options.locations)
     file = loc.path if loc.base_id is None else None  # only paths GitHub can resolve
     message = (
         f"{printable(jail.jail)}: {printable(f.path)}: {printable(f.message)}\n"

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import printable, skipped_checks
-from chrootcheck.formats.locations import anchor_location, folder_location
+from chrootcheck.formats.locations import anchor_location, location_for
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import Report, Severity, sort_findings
 
@@ -40,7 +40,11 @@ def issues(report: Report, options: RenderOptions) -> list[dict[str, Any]]:
         for check_id, n in skipped_checks(jail, checks.CHECKS).items():
             not_run.setdefault(n.topic.value, []).append(check_id)
         for stage, ids in not_run.items():
-            loc = anchor_location(anchor) if anchor else folder_location(jail.jail, "/")
+            loc = (
+                anchor_location(anchor)
+                if anchor
+                else location_for(jail.jail, "/", options.locations)
+            )
             key = f"{jail.jail}\0skipped:{stage}".encode("utf-8", "surrogateescape")
             why = next(n.message for n in jail.notices if n.skips_stage and n.topic == stage)
             out.append(
@@ -59,7 +63,11 @@ def issues(report: Report, options: RenderOptions) -> list[dict[str, Any]]:
                 }
             )
         for f in sort_findings(jail.findings):
-            loc = anchor_location(anchor) if anchor else folder_location(jail.jail, f.path)
+            loc = (
+                anchor_location(anchor)
+                if anchor
+                else location_for(jail.jail, f.path, options.locations)
+            )
             check = checks.CHECKS.get(f.check)
             key = f"{jail.jail}\0{f.check}\0{f.path}".encode("utf-8", "surrogateescape")
             out.append(

@@ -25,8 +25,8 @@ from chrootcheck.formats.locations import (
     JAIL_BASE_ID,
     Location,
     anchor_location,
-    folder_location,
     jail_base_uri,
+    location_for,
 )
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import (
@@ -64,12 +64,11 @@ def render(report: Report, stream: TextIO, options: RenderOptions) -> None:
 
 
 def sarif_log(report: Report, options: RenderOptions) -> dict[str, Any]:
-    anchor = options.sarif_anchor
     ids = automation_ids([j.jail for j in report.jails])
     return {
         "$schema": SCHEMA_URI,
         "version": "2.1.0",
-        "runs": [_run(report, j, ids[i], anchor) for i, j in enumerate(report.jails)],
+        "runs": [_run(report, j, ids[i], options) for i, j in enumerate(report.jails)],
     }
 
 
@@ -120,7 +119,7 @@ def fingerprint(check_id: str, in_jail_path: str) -> str:
 
 
 def _run(
-    report: Report, jail: JailReport, automation_id: str, anchor: str | None
+    report: Report, jail: JailReport, automation_id: str, options: RenderOptions
 ) -> dict[str, Any]:
     catalogue = checks.CHECKS
     findings = sort_findings(jail.findings)
@@ -153,7 +152,7 @@ def _run(
             }
         },
         "invocations": [_invocation(jail, rule_ids)],
-        "results": [_result(jail, f, index[f.check], report.fail_on, anchor) for f in findings],
+        "results": [_result(jail, f, index[f.check], report.fail_on, options) for f in findings],
         "properties": {
             "jail": printable(jail.jail),
             "failOn": report.fail_on.value,
@@ -189,9 +188,12 @@ def _invocation(jail: JailReport, rule_ids: list[str]) -> dict[str, Any]:
 
 
 def _result(
-    jail: JailReport, f: Finding, rule_index: int, fail_on: Severity, anchor: str | None
+    jail: JailReport, f: Finding, rule_index: int, fail_on: Severity, options: RenderOptions
 ) -> dict[str, Any]:
-    loc: Location = anchor_location(anchor) if anchor else folder_location(jail.jail, f.path)
+    anchor = options.sarif_anchor
+    loc: Location = (
+        anchor_location(anchor) if anchor else location_for(jail.jail, f.path, options.locations)
+    )
     artifact: dict[str, Any] = {"uri": loc.uri}
     if loc.base_id:
         artifact["uriBaseId"] = loc.base_id
