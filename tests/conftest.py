@@ -19,7 +19,15 @@ IS_ROOT = os.geteuid() == 0
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"chrootcheck tests: root={IS_ROOT} CI={IN_CI}"]
+    return [f"chrootcheck tests: root={IS_ROOT} CI={IN_CI} cli={CLI_MODE}"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "subprocess: runs chrootcheck as a real process (smoke tests, signals, ttys, start-up); "
+        "every other test calls the CLI in process",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -53,18 +61,36 @@ class Result:
         return f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
 
+# The environment every CLI run gets: plain output, wide lines, and a short probe timeout (a
+# FIFO in a test jail makes a probe scenario wait until it).
+CLI_ENV = {"NO_COLOR": "1", "COLUMNS": "160", "CHROOTCHECK_PROBE_TIMEOUT": "1"}
+# CHROOTCHECK_TESTS_CLI=subprocess runs every ``cli`` call as a real process instead, the way
+# the whole suite ran before: a check that the in-process runner changes nothing.
+CLI_MODE = os.environ.get("CHROOTCHECK_TESTS_CLI", "in-process")
+
+
 def run_cli(
     *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> Result:
-    """Run the real CLI in a subprocess (as a user would), from this checkout."""
-    # A FIFO in a test jail makes a probe scenario hang until this timeout: keep it short.
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "NO_COLOR": "1",
-        "COLUMNS": "160",
-        "CHROOTCHECK_PROBE_TIMEOUT": "1",
-    }
+    """Run the CLI as ``chrootcheck ARGS`` would, in this process: ``cli.main`` with its own
+    stdin/stdout/stderr, environment and exit code (see ``tests/cli_inprocess.py``)."""
+    if CLI_MODE == "subprocess":
+        return run_cli_subprocess(*args, input=input, env=env, timeout=timeout)
+    from tests.cli_inprocess import run_in_process
+
+    code, out, err = run_in_process(
+        list(args), input=input, env={**CLI_ENV, "CHROOTCHECK_DEBUG": None, **(env or {})},
+        timeout=timeout,
+    )
+    return Result(code, out, err)
+
+
+def run_cli_subprocess(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> Result:
+    """Run the real CLI in a subprocess (``python -m chrootcheck``), from this checkout: for
+    the smoke tests and for what needs a process of its own (signals, ttys, start-up)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **CLI_ENV}
     full_env.pop("CHROOTCHECK_DEBUG", None)
     if env:
         full_env.update(env)
@@ -82,7 +108,13 @@ def run_cli(
 
 @pytest.fixture
 def cli() -> Callable[..., Result]:
+    """The CLI, in process (fast); ``cli_subprocess`` for a real process."""
     return run_cli
+
+
+@pytest.fixture
+def cli_subprocess() -> Callable[..., Result]:
+    return run_cli_subprocess
 
 
 def make_node(path: Path, major: int, minor: int, mode: int = 0o666, char: bool = True) -> None:
