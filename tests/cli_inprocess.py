@@ -57,11 +57,17 @@ def run_in_process(
     input: str | None = None,
     env: Mapping[str, str | None] | None = None,
     timeout: float = 60,
+    beside_threads: bool = False,
 ) -> tuple[int, str, str]:
-    """``chrootcheck ARGV`` in this process: (exit code, stdout, stderr)."""
+    """``chrootcheck ARGV`` in this process: (exit code, stdout, stderr).
+
+    ``beside_threads``: the test runs threads of its own meanwhile (racers that change the jail
+    under the scan). Then the run must fork nothing the test did not ask for: no probe."""
     from chrootcheck.cli import main
 
-    if threading.active_count() != 1:
+    if beside_threads:
+        assert "--no-probe" in argv, "a run beside threads must not fork the probe's children"
+    elif threading.active_count() != 1:
         raise LeftBehind(f"threads before the run: {threading.enumerate()}")
     before = _snapshot()
     stdin = io.TextIOWrapper(io.BytesIO((input or "").encode("utf-8", "surrogateescape")))
@@ -87,6 +93,8 @@ def run_in_process(
     for stream in (stdin, stdout_text, stderr_text):
         stream.detach()  # or collecting the wrapper would close the buffer under a reader
     after = _snapshot()
+    if beside_threads:  # the racers open and close files of their own meanwhile
+        del before["open fds"], after["open fds"]
     if after != before:
         changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
         raise LeftBehind(f"chrootcheck {' '.join(argv)} left this behind: {changed}\n{stderr}")

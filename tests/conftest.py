@@ -70,17 +70,25 @@ CLI_MODE = os.environ.get("CHROOTCHECK_TESTS_CLI", "in-process")
 
 
 def run_cli(
-    *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    beside_threads: bool = False,
 ) -> Result:
     """Run the CLI as ``chrootcheck ARGS`` would, in this process: ``cli.main`` with its own
-    stdin/stdout/stderr, environment and exit code (see ``tests/cli_inprocess.py``)."""
+    stdin/stdout/stderr, environment and exit code (see ``tests/cli_inprocess.py``).
+    ``beside_threads``: the test's own threads race the run (which must not probe then)."""
     if CLI_MODE == "subprocess":
         return run_cli_subprocess(*args, input=input, env=env, timeout=timeout)
     from tests.cli_inprocess import run_in_process
 
     code, out, err = run_in_process(
-        list(args), input=input, env={**CLI_ENV, "CHROOTCHECK_DEBUG": None, **(env or {})},
+        list(args),
+        input=input,
+        env={**CLI_ENV, "CHROOTCHECK_DEBUG": None, **(env or {})},
         timeout=timeout,
+        beside_threads=beside_threads,
     )
     return Result(code, out, err)
 

@@ -4,7 +4,8 @@ A forked child joins the namespace with setns(2), which sets its root to the nam
 (as ``nsenter -m`` does), looks (stat "/", or resolves a path with ``jailfs.resolve`` and reads
 a version string) and writes one JSON line on a pipe. The child runs no code but ours, touches
 no process and exits at once; it needs root (CAP_SYS_ADMIN and CAP_SYS_CHROOT). Answers are
-cached per namespace inode.
+cached per namespace inode for one listing: ``forget`` drops them before the next one, since the
+kernel reuses the inode of a namespace that is gone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from chrootcheck.live.cdefs import CLONE_NEWNS, libc
 
 _ROOTS: dict[int, tuple[int, int] | None] = {}
 _FILES: dict[tuple[int, str], dict[str, Any] | None] = {}
+
+
+def forget() -> None:
+    """Drop the cached answers (a new listing: a namespace seen before may be another now)."""
+    _ROOTS.clear()
+    _FILES.clear()
 
 
 def namespace_root(pid: int, ns_inode: int) -> tuple[int, int] | None:
