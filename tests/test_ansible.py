@@ -29,13 +29,12 @@ def tool(name: str) -> str:
     return found
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def ansible_env(tmp: Path) -> dict[str, str]:
     return {
         **os.environ,
         "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
-        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_HOME": str(tmp / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
@@ -44,6 +43,11 @@ def env(tmp_path: Path) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "CHROOTCHECK_PROBE_TIMEOUT": "1",
     }
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return ansible_env(tmp_path)
 
 
 def adhoc(env: dict[str, str], module: str, args: dict[str, Any], *flags: str) -> dict[str, Any]:
@@ -100,6 +104,25 @@ def playbook(env: dict[str, str], name: str, extra: dict[str, Any], *flags: str)
     return recap
 
 
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    """ansible-doc of both modules, as text and as JSON: one run each."""
+    env = ansible_env(tmp_path_factory.mktemp("ansible-doc"))
+    text = subprocess.run(
+        [tool("ansible-doc"), INFO, FIX], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert text.returncode == 0 and "WARNING" not in text.stderr, text
+    assert "ERROR" not in text.stderr, text
+    r = subprocess.run(
+        [tool("ansible-doc"), "--json", INFO, FIX],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    return text.stdout, json.loads(r.stdout)
+
+
 @pytest.mark.parametrize(
     ("module", "options"),
     [
@@ -107,21 +130,16 @@ def playbook(env: dict[str, str], name: str, extra: dict[str, Any], *flags: str)
         (FIX, {"jail", "method", "replace", "only", "mode", "fail_on", "executable"}),
     ],
 )
-def test_ansible_doc_renders(env: dict[str, str], module: str, options: set[str]) -> None:
-    r = subprocess.run(
-        [tool("ansible-doc"), module], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert r.returncode == 0 and "WARNING" not in r.stderr and "ERROR" not in r.stderr, r
+def test_ansible_doc_renders(
+    docs: tuple[str, dict[str, Any]], module: str, options: set[str]
+) -> None:
+    text, data = docs
+    # The text of this module: from its "> MODULE name" heading to the next module's.
+    parts = re.split(r"^> MODULE ", text, flags=re.M)
+    (own,) = [part for part in parts if part.startswith(f"{module} ")]
     for heading in ("OPTIONS", "EXAMPLES", "RETURN VALUES"):
-        assert heading in r.stdout, r.stdout
-    r = subprocess.run(
-        [tool("ansible-doc"), "--json", module],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    doc = json.loads(r.stdout)[module]
+        assert heading in own, own
+    doc = data[module]
     assert set(doc["doc"]["options"]) == options
     assert doc["return"] and doc["examples"].strip()
 
@@ -138,26 +156,66 @@ def test_info_reports_and_never_changes(env: dict[str, str], jail: Path) -> None
     assert result["failing"] is False and result["exit_code"] == 0
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        ({"jails": ["{missing}"], "probe": False}, "chrootcheck: error: jail: jail '{missing}'"),
-        ({"jails": {"a": 1}}, "jails"),
-        ({"jails": ["{jail}"], "fail_on": "loud"}, "fail_on"),
-        ({"jails": ["{jail}"], "probe": "maybe"}, "probe"),
-        ({"discover": False}, "give jails"),
-    ],
-)
+ERROR_CASES = [
+    ({"jails": ["{missing}"], "probe": False}, "chrootcheck: error: jail: jail '{missing}'"),
+    ({"jails": {"a": 1}}, "jails"),
+    ({"jails": ["{jail}"], "fail_on": "loud"}, "fail_on"),
+    ({"jails": ["{jail}"], "probe": "maybe"}, "probe"),
+    ({"discover": False}, "give jails"),
+]
+
+
+@pytest.fixture(scope="module")
+def error_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], list[Any]]:
+    """Every case of ERROR_CASES in one ad-hoc run: one inventory host per case (all local),
+    whose ``case`` variable holds the module's arguments (omitted where the case has none)."""
+    tmp = tmp_path_factory.mktemp("ansible-errors")
+    (tmp / "jail").mkdir()
+    names = {"missing": str(tmp / "missing"), "jail": str(tmp / "jail")}
+    hosts = {}
+    for i, (args, _) in enumerate(ERROR_CASES):
+        text = json.dumps(args)
+        for k, v in names.items():
+            text = text.replace("{" + k + "}", v)
+        hosts[f"case{i}"] = {"case": json.loads(text)}
+    inventory = tmp / "inventory.json"
+    inventory.write_text(
+        json.dumps({"all": {"vars": {"ansible_connection": "local"}, "hosts": hosts}})
+    )
+    options = ("jails", "discover", "fail_on", "probe")
+    r = subprocess.run(
+        [
+            tool("ansible"),
+            "all",
+            "-i",
+            str(inventory),
+            "-m",
+            INFO,
+            "-a",
+            " ".join(f"{o}={{{{ case.{o} | default(omit) }}}}" for o in options),
+        ],
+        capture_output=True,
+        text=True,
+        env=ansible_env(tmp),
+        timeout=180,
+    )
+    results: list[Any] = [None] * len(ERROR_CASES)
+    for m in re.finditer(r"^case(\d+) \| (\w+)!? => (\{.*?^\})$", r.stdout, flags=re.S | re.M):
+        result = json.loads(m.group(3))
+        result["_state"] = m.group(2)
+        results[int(m.group(1))] = result
+    assert None not in results, (r.stdout, r.stderr)
+    return names, results
+
+
+@pytest.mark.parametrize("case", range(len(ERROR_CASES)), ids=[m for _, m in ERROR_CASES])
 def test_info_errors_fail_with_one_clear_message(
-    env: dict[str, str], jail: Path, tmp_path: Path, args: dict[str, Any], message: str
+    error_runs: tuple[dict[str, str], list[Any]], case: int
 ) -> None:
-    names = {"missing": str(tmp_path / "missing"), "jail": str(jail)}
-    text = json.dumps(args)
-    for k, v in names.items():
-        text = text.replace("{" + k + "}", v)
-    result = adhoc(env, INFO, json.loads(text))
+    names, results = error_runs
+    result = results[case]
     assert result["_state"] == "FAILED", result
-    expected = message.format(**names)
+    expected = ERROR_CASES[case][1].format(**names)
     assert expected in result["msg"], result
 
 
