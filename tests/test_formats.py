@@ -123,7 +123,8 @@ def test_github_caps_each_level_and_writes_the_full_table(tmp_path: Path) -> Non
 
 def test_github_step_summary_through_the_cli(cli, bad_jail: Path, tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
-    r = cli("scan", str(bad_jail), "--no-probe", "--format", "github", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    r = cli("scan", str(bad_jail), "--no-probe", "--format", "github",
+            env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert r.code == 1, r
     assert "::error " in r.stdout and "title=CC111 " in r.stdout
     assert "CC111" in summary.read_text() and "CC161" in summary.read_text()
@@ -202,7 +203,8 @@ def test_correct_jail_is_clean_in_every_format(cli, jail: Path, tmp_path: Path) 
     make_node(jail / "dev" / "null", 1, 3)  # an info finding only (other device)
     # One scan (with the probe) written in every format at once.
     outs = {fmt: tmp_path / f"clean.{fmt.value}" for fmt in Format}
-    r = cli("scan", str(jail), *[a for f, o in outs.items() for a in ("--format", f"{f.value}={o}")])
+    args = [a for f, o in outs.items() for a in ("--format", f"{f.value}={o}")]
+    r = cli("scan", str(jail), *args)
     for fmt, out in outs.items():
         assert r.code == 0, r
         parse(fmt, out.read_text())
