@@ -32,6 +32,8 @@ from tests import debian
 from tests.cli_inprocess import run_forked_together
 from tests.conftest import ROOT, Result, mounts_below, run_cli
 
+pytestmark = pytest.mark.subprocess
+
 CATCHABLE = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
 SIG_IDS = [s.name for s in CATCHABLE]
 
