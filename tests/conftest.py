@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -216,3 +217,39 @@ def bad_jail(jail: Path) -> Path:
     (jail / "var" / "spool").mkdir(parents=True)
     os.mkfifo(jail / "var" / "spool" / "fifo")
     return jail
+
+
+@pytest.fixture(scope="session")
+def promtool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """promtool from Debian's prometheus package. Not installed system-wide (the package's
+    maintainer scripts would start a Prometheus server): the .deb is fetched with apt-get
+    download and only promtool is unpacked into a temp folder. Fails under CI when it
+    cannot be had; skips elsewhere."""
+    found = shutil.which("promtool")
+    if found:
+        yield found
+        return
+    # In conftest: one download per session, whichever module asks first.
+    where = tmp_path_factory.mktemp("promtool")
+    for attempt in ("download", "update-then-download"):
+        if attempt != "download":
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300)
+        r = subprocess.run(
+            ["apt-get", "download", "prometheus"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if r.returncode == 0:
+            break
+    debs = list(where.glob("prometheus_*.deb"))
+    if not debs:
+        message = f"promtool unavailable (apt-get download prometheus: {r.stderr.strip()})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(where / "root")], check=True)
+    tool = where / "root" / "usr" / "bin" / "promtool"
+    assert tool.exists()
+    yield str(tool)
