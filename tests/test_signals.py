@@ -285,12 +285,12 @@ def test_walker_helper_dies_with_the_walk(
 # ---------------------------------------------------------------------------- a killed fix --bind
 
 
-HOLD = 3  # seconds: the test must see the window and signal within it
+HOLD = 1.5  # seconds: the test must see the window (polled every 20 ms) and signal within it
 
 
 def _strace_fix(strace: str) -> tuple[str, ...]:
     # The first mount(2) is held on its way in: the placeholder is made, nothing mounted yet.
-    inject = f"inject=mount:delay_enter={HOLD * 1_000_000}:when=1"
+    inject = f"inject=mount:delay_enter={int(HOLD * 1_000_000)}:when=1"
     return (strace, "-qq", "-o", "/dev/null", "-e", "trace=mount", "-e", inject)
 
 
