@@ -144,16 +144,39 @@ def test_ansible_doc_renders(
     assert doc["return"] and doc["examples"].strip()
 
 
-def test_info_reports_and_never_changes(env: dict[str, str], jail: Path) -> None:
-    for flags in ((), ("--check",)):
-        result = adhoc(env, INFO, {"jails": [str(jail)], "probe": False}, *flags)
-        assert result["_state"] == "SUCCESS" and result["changed"] is False, result
-        assert result["failing"] is True and result["exit_code"] == 1
-        (j,) = result["report"]["jails"]
-        assert j["jail"] == str(jail) and j["status"] == "fail"
-        assert "CC100" in {f["check"] for f in j["findings"]}
-    result = adhoc(env, INFO, {"jails": [str(jail)], "probe": False, "fail_on": "critical"})
-    assert result["failing"] is False and result["exit_code"] == 0
+def adhoc_cases(env: dict[str, str], module: str, cases: list[dict[str, Any]]) -> list[Any]:
+    """One ad-hoc run of ``module`` for several argument sets at once: one inventory host per
+    case (all local, run side by side), whose ``case`` variable holds the arguments (those a
+    case does not give are omitted). The results in the order of ``cases``."""
+    hosts = {f"case{i}": {"case": args} for i, args in enumerate(cases)}
+    inventory = Path(env["ANSIBLE_LOCAL_TEMP"]).parent / f"inventory-{len(cases)}.json"
+    inventory.write_text(
+        json.dumps({"all": {"vars": {"ansible_connection": "local"}, "hosts": hosts}})
+    )
+    options = sorted({o for args in cases for o in args})
+    r = subprocess.run(
+        [
+            tool("ansible"),
+            "all",
+            "-i",
+            str(inventory),
+            "-m",
+            module,
+            "-a",
+            " ".join(f"{o}={{{{ case.{o} | default(omit) }}}}" for o in options),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    results: list[Any] = [None] * len(cases)
+    for m in re.finditer(r"^case(\d+) \| (\w+)!? => (\{.*?^\})$", r.stdout, flags=re.S | re.M):
+        result = json.loads(m.group(3))
+        result["_state"] = m.group(2)
+        results[int(m.group(1))] = result
+    assert None not in results, (r.stdout, r.stderr)
+    return results
 
 
 ERROR_CASES = [
@@ -163,56 +186,50 @@ ERROR_CASES = [
     ({"jails": ["{jail}"], "probe": "maybe"}, "probe"),
     ({"discover": False}, "give jails"),
 ]
+REPORT_CASES = [
+    {"jails": ["{jail}"], "probe": False},
+    {"jails": ["{jail}"], "probe": False, "fail_on": "critical"},
+]
 
 
 @pytest.fixture(scope="module")
-def error_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], list[Any]]:
-    """Every case of ERROR_CASES in one ad-hoc run: one inventory host per case (all local),
-    whose ``case`` variable holds the module's arguments (omitted where the case has none)."""
-    tmp = tmp_path_factory.mktemp("ansible-errors")
+def info_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], list[Any]]:
+    """chrootcheck_info with each of ERROR_CASES, then each of REPORT_CASES (an empty jail):
+    all in one ad-hoc run."""
+    tmp = tmp_path_factory.mktemp("ansible-info")
     (tmp / "jail").mkdir()
     names = {"missing": str(tmp / "missing"), "jail": str(tmp / "jail")}
-    hosts = {}
-    for i, (args, _) in enumerate(ERROR_CASES):
+    cases = []
+    for args in [a for a, _ in ERROR_CASES] + REPORT_CASES:
         text = json.dumps(args)
         for k, v in names.items():
             text = text.replace("{" + k + "}", v)
-        hosts[f"case{i}"] = {"case": json.loads(text)}
-    inventory = tmp / "inventory.json"
-    inventory.write_text(
-        json.dumps({"all": {"vars": {"ansible_connection": "local"}, "hosts": hosts}})
-    )
-    options = ("jails", "discover", "fail_on", "probe")
-    r = subprocess.run(
-        [
-            tool("ansible"),
-            "all",
-            "-i",
-            str(inventory),
-            "-m",
-            INFO,
-            "-a",
-            " ".join(f"{o}={{{{ case.{o} | default(omit) }}}}" for o in options),
-        ],
-        capture_output=True,
-        text=True,
-        env=ansible_env(tmp),
-        timeout=180,
-    )
-    results: list[Any] = [None] * len(ERROR_CASES)
-    for m in re.finditer(r"^case(\d+) \| (\w+)!? => (\{.*?^\})$", r.stdout, flags=re.S | re.M):
-        result = json.loads(m.group(3))
-        result["_state"] = m.group(2)
-        results[int(m.group(1))] = result
-    assert None not in results, (r.stdout, r.stderr)
-    return names, results
+        cases.append(json.loads(text))
+    return names, adhoc_cases(ansible_env(tmp), INFO, cases)
+
+
+def test_info_reports_and_never_changes(
+    env: dict[str, str], info_runs: tuple[dict[str, str], list[Any]]
+) -> None:
+    names, results = info_runs
+    jail = Path(names["jail"])
+    reported, below = results[len(ERROR_CASES) :]
+    checked = adhoc(env, INFO, {"jails": [str(jail)], "probe": False}, "--check")
+    for result in (reported, checked):
+        assert result["_state"] == "SUCCESS" and result["changed"] is False, result
+        assert result["failing"] is True and result["exit_code"] == 1
+        (j,) = result["report"]["jails"]
+        assert j["jail"] == str(jail) and j["status"] == "fail"
+        assert "CC100" in {f["check"] for f in j["findings"]}
+    result = below
+    assert result["failing"] is False and result["exit_code"] == 0
 
 
 @pytest.mark.parametrize("case", range(len(ERROR_CASES)), ids=[m for _, m in ERROR_CASES])
 def test_info_errors_fail_with_one_clear_message(
-    error_runs: tuple[dict[str, str], list[Any]], case: int
+    info_runs: tuple[dict[str, str], list[Any]], case: int
 ) -> None:
-    names, results = error_runs
+    names, results = info_runs
     result = results[case]
     assert result["_state"] == "FAILED", result
     expected = ERROR_CASES[case][1].format(**names)
