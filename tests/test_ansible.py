@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.subprocess  # the real ansible-core runs the real executable
+
 COLLECTIONS = ROOT / "integrations" / "ansible"
 COLLECTION = COLLECTIONS / "ansible_collections" / "chrootcheck" / "chrootcheck"
 EXAMPLES = COLLECTION / "examples"
