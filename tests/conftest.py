@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,7 +20,15 @@ IS_ROOT = os.geteuid() == 0
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"chrootcheck tests: root={IS_ROOT} CI={IN_CI}"]
+    return [f"chrootcheck tests: root={IS_ROOT} CI={IN_CI} cli={CLI_MODE}"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "subprocess: runs chrootcheck as a real process (smoke tests, signals, ttys, start-up); "
+        "every other test calls the CLI in process",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -53,18 +62,44 @@ class Result:
         return f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
 
+# The environment every CLI run gets: plain output, wide lines, and a short probe timeout (a
+# FIFO in a test jail makes a probe scenario wait until it).
+CLI_ENV = {"NO_COLOR": "1", "COLUMNS": "160", "CHROOTCHECK_PROBE_TIMEOUT": "1"}
+# CHROOTCHECK_TESTS_CLI=subprocess runs every ``cli`` call as a real process instead, the way
+# the whole suite ran before: a check that the in-process runner changes nothing.
+CLI_MODE = os.environ.get("CHROOTCHECK_TESTS_CLI", "in-process")
+
+
 def run_cli(
+    *args: str,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    beside_threads: bool = False,
+) -> Result:
+    """Run the CLI as ``chrootcheck ARGS`` would, in this process: ``cli.main`` with its own
+    stdin/stdout/stderr, environment and exit code (see ``tests/cli_inprocess.py``).
+    ``beside_threads``: the test's own threads race the run (which must not probe then)."""
+    if CLI_MODE == "subprocess":
+        return run_cli_subprocess(*args, input=input, env=env, timeout=timeout)
+    from tests.cli_inprocess import run_in_process
+
+    code, out, err = run_in_process(
+        list(args),
+        input=input,
+        env={**CLI_ENV, "CHROOTCHECK_DEBUG": None, **(env or {})},
+        timeout=timeout,
+        beside_threads=beside_threads,
+    )
+    return Result(code, out, err)
+
+
+def run_cli_subprocess(
     *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> Result:
-    """Run the real CLI in a subprocess (as a user would), from this checkout."""
-    # A FIFO in a test jail makes a probe scenario hang until this timeout: keep it short.
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "NO_COLOR": "1",
-        "COLUMNS": "160",
-        "CHROOTCHECK_PROBE_TIMEOUT": "1",
-    }
+    """Run the real CLI in a subprocess (``python -m chrootcheck``), from this checkout: for
+    the smoke tests and for what needs a process of its own (signals, ttys, start-up)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **CLI_ENV}
     full_env.pop("CHROOTCHECK_DEBUG", None)
     if env:
         full_env.update(env)
@@ -82,7 +117,13 @@ def run_cli(
 
 @pytest.fixture
 def cli() -> Callable[..., Result]:
+    """The CLI, in process (fast); ``cli_subprocess`` for a real process."""
     return run_cli
+
+
+@pytest.fixture
+def cli_subprocess() -> Callable[..., Result]:
+    return run_cli_subprocess
 
 
 def make_node(path: Path, major: int, minor: int, mode: int = 0o666, char: bool = True) -> None:
@@ -176,3 +217,39 @@ def bad_jail(jail: Path) -> Path:
     (jail / "var" / "spool").mkdir(parents=True)
     os.mkfifo(jail / "var" / "spool" / "fifo")
     return jail
+
+
+@pytest.fixture(scope="session")
+def promtool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """promtool from Debian's prometheus package. Not installed system-wide (the package's
+    maintainer scripts would start a Prometheus server): the .deb is fetched with apt-get
+    download and only promtool is unpacked into a temp folder. Fails under CI when it
+    cannot be had; skips elsewhere."""
+    found = shutil.which("promtool")
+    if found:
+        yield found
+        return
+    # In conftest: one download per session, whichever module asks first.
+    where = tmp_path_factory.mktemp("promtool")
+    for attempt in ("download", "update-then-download"):
+        if attempt != "download":
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300)
+        r = subprocess.run(
+            ["apt-get", "download", "prometheus"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if r.returncode == 0:
+            break
+    debs = list(where.glob("prometheus_*.deb"))
+    if not debs:
+        message = f"promtool unavailable (apt-get download prometheus: {r.stderr.strip()})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(where / "root")], check=True)
+    tool = where / "root" / "usr" / "bin" / "promtool"
+    assert tool.exists()
+    yield str(tool)

@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.subprocess  # the real ansible-core runs the real executable
+
 COLLECTIONS = ROOT / "integrations" / "ansible"
 COLLECTION = COLLECTIONS / "ansible_collections" / "chrootcheck" / "chrootcheck"
 EXAMPLES = COLLECTION / "examples"
@@ -29,13 +31,12 @@ def tool(name: str) -> str:
     return found
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def ansible_env(tmp: Path) -> dict[str, str]:
     return {
         **os.environ,
         "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
-        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_HOME": str(tmp / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
@@ -44,6 +45,11 @@ def env(tmp_path: Path) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "CHROOTCHECK_PROBE_TIMEOUT": "1",
     }
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return ansible_env(tmp_path)
 
 
 def adhoc(env: dict[str, str], module: str, args: dict[str, Any], *flags: str) -> dict[str, Any]:
@@ -100,6 +106,25 @@ def playbook(env: dict[str, str], name: str, extra: dict[str, Any], *flags: str)
     return recap
 
 
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    """ansible-doc of both modules, as text and as JSON: one run each."""
+    env = ansible_env(tmp_path_factory.mktemp("ansible-doc"))
+    text = subprocess.run(
+        [tool("ansible-doc"), INFO, FIX], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert text.returncode == 0 and "WARNING" not in text.stderr, text
+    assert "ERROR" not in text.stderr, text
+    r = subprocess.run(
+        [tool("ansible-doc"), "--json", INFO, FIX],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    return text.stdout, json.loads(r.stdout)
+
+
 @pytest.mark.parametrize(
     ("module", "options"),
     [
@@ -107,57 +132,109 @@ def playbook(env: dict[str, str], name: str, extra: dict[str, Any], *flags: str)
         (FIX, {"jail", "method", "replace", "only", "mode", "fail_on", "executable"}),
     ],
 )
-def test_ansible_doc_renders(env: dict[str, str], module: str, options: set[str]) -> None:
-    r = subprocess.run(
-        [tool("ansible-doc"), module], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert r.returncode == 0 and "WARNING" not in r.stderr and "ERROR" not in r.stderr, r
+def test_ansible_doc_renders(
+    docs: tuple[str, dict[str, Any]], module: str, options: set[str]
+) -> None:
+    text, data = docs
+    # The text of this module: from its "> MODULE name" heading to the next module's.
+    parts = re.split(r"^> MODULE ", text, flags=re.M)
+    (own,) = [part for part in parts if part.startswith(f"{module} ")]
     for heading in ("OPTIONS", "EXAMPLES", "RETURN VALUES"):
-        assert heading in r.stdout, r.stdout
-    r = subprocess.run(
-        [tool("ansible-doc"), "--json", module],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    doc = json.loads(r.stdout)[module]
+        assert heading in own, own
+    doc = data[module]
     assert set(doc["doc"]["options"]) == options
     assert doc["return"] and doc["examples"].strip()
 
 
-def test_info_reports_and_never_changes(env: dict[str, str], jail: Path) -> None:
-    for flags in ((), ("--check",)):
-        result = adhoc(env, INFO, {"jails": [str(jail)], "probe": False}, *flags)
+def adhoc_cases(env: dict[str, str], module: str, cases: list[dict[str, Any]]) -> list[Any]:
+    """One ad-hoc run of ``module`` for several argument sets at once: one inventory host per
+    case (all local, run side by side), whose ``case`` variable holds the arguments (those a
+    case does not give are omitted). The results in the order of ``cases``."""
+    hosts = {f"case{i}": {"case": args} for i, args in enumerate(cases)}
+    inventory = Path(env["ANSIBLE_LOCAL_TEMP"]).parent / f"inventory-{len(cases)}.json"
+    inventory.write_text(
+        json.dumps({"all": {"vars": {"ansible_connection": "local"}, "hosts": hosts}})
+    )
+    options = sorted({o for args in cases for o in args})
+    r = subprocess.run(
+        [
+            tool("ansible"),
+            "all",
+            "-i",
+            str(inventory),
+            "-m",
+            module,
+            "-a",
+            " ".join(f"{o}={{{{ case.{o} | default(omit) }}}}" for o in options),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    results: list[Any] = [None] * len(cases)
+    for m in re.finditer(r"^case(\d+) \| (\w+)!? => (\{.*?^\})$", r.stdout, flags=re.S | re.M):
+        result = json.loads(m.group(3))
+        result["_state"] = m.group(2)
+        results[int(m.group(1))] = result
+    assert None not in results, (r.stdout, r.stderr)
+    return results
+
+
+ERROR_CASES = [
+    ({"jails": ["{missing}"], "probe": False}, "chrootcheck: error: jail: jail '{missing}'"),
+    ({"jails": {"a": 1}}, "jails"),
+    ({"jails": ["{jail}"], "fail_on": "loud"}, "fail_on"),
+    ({"jails": ["{jail}"], "probe": "maybe"}, "probe"),
+    ({"discover": False}, "give jails"),
+]
+REPORT_CASES = [
+    {"jails": ["{jail}"], "probe": False},
+    {"jails": ["{jail}"], "probe": False, "fail_on": "critical"},
+]
+
+
+@pytest.fixture(scope="module")
+def info_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], list[Any]]:
+    """chrootcheck_info with each of ERROR_CASES, then each of REPORT_CASES (an empty jail):
+    all in one ad-hoc run."""
+    tmp = tmp_path_factory.mktemp("ansible-info")
+    (tmp / "jail").mkdir()
+    names = {"missing": str(tmp / "missing"), "jail": str(tmp / "jail")}
+    cases = []
+    for args in [a for a, _ in ERROR_CASES] + REPORT_CASES:
+        text = json.dumps(args)
+        for k, v in names.items():
+            text = text.replace("{" + k + "}", v)
+        cases.append(json.loads(text))
+    return names, adhoc_cases(ansible_env(tmp), INFO, cases)
+
+
+def test_info_reports_and_never_changes(
+    env: dict[str, str], info_runs: tuple[dict[str, str], list[Any]]
+) -> None:
+    names, results = info_runs
+    jail = Path(names["jail"])
+    reported, below = results[len(ERROR_CASES) :]
+    checked = adhoc(env, INFO, {"jails": [str(jail)], "probe": False}, "--check")
+    for result in (reported, checked):
         assert result["_state"] == "SUCCESS" and result["changed"] is False, result
         assert result["failing"] is True and result["exit_code"] == 1
         (j,) = result["report"]["jails"]
         assert j["jail"] == str(jail) and j["status"] == "fail"
         assert "CC100" in {f["check"] for f in j["findings"]}
-    result = adhoc(env, INFO, {"jails": [str(jail)], "probe": False, "fail_on": "critical"})
+    result = below
     assert result["failing"] is False and result["exit_code"] == 0
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        ({"jails": ["{missing}"], "probe": False}, "chrootcheck: error: jail: jail '{missing}'"),
-        ({"jails": {"a": 1}}, "jails"),
-        ({"jails": ["{jail}"], "fail_on": "loud"}, "fail_on"),
-        ({"jails": ["{jail}"], "probe": "maybe"}, "probe"),
-        ({"discover": False}, "give jails"),
-    ],
-)
+@pytest.mark.parametrize("case", range(len(ERROR_CASES)), ids=[m for _, m in ERROR_CASES])
 def test_info_errors_fail_with_one_clear_message(
-    env: dict[str, str], jail: Path, tmp_path: Path, args: dict[str, Any], message: str
+    info_runs: tuple[dict[str, str], list[Any]], case: int
 ) -> None:
-    names = {"missing": str(tmp_path / "missing"), "jail": str(jail)}
-    text = json.dumps(args)
-    for k, v in names.items():
-        text = text.replace("{" + k + "}", v)
-    result = adhoc(env, INFO, json.loads(text))
+    names, results = info_runs
+    result = results[case]
     assert result["_state"] == "FAILED", result
-    expected = message.format(**names)
+    expected = ERROR_CASES[case][1].format(**names)
     assert expected in result["msg"], result
 
 

@@ -18,7 +18,8 @@ PREFLIGHT = ROOT / "scripts" / "ci-preflight"
 def preflight(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items()
             if not k.startswith(("GITHUB_", "GITLAB", "CHROOTCHECK"))}
-    full.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1",
+    # The jails hold a FIFO: a short probe timeout keeps the probe from waiting on it for long.
+    full.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "CHROOTCHECK_PROBE_TIMEOUT": "0.2",
                  "CHROOTCHECK": f"{sys.executable} -m chrootcheck", **env})
     return subprocess.run([str(PREFLIGHT), *args], cwd=cwd, env=full, capture_output=True,
                           text=True, timeout=120)

@@ -35,7 +35,7 @@ def test_good_jail_exits_0(jail: Path, cli: Cli) -> None:
 
 
 def test_bad_jail_exits_1(jail: Path, cli: Cli) -> None:
-    r = cli("scan", str(jail))
+    r = cli("scan", str(jail), "--no-probe")
     assert r.code == 1, r
     assert "CC101" in r.stdout and "FAIL" in r.stdout
 
@@ -47,7 +47,7 @@ def test_bad_jail_exits_1(jail: Path, cli: Cli) -> None:
 def test_fail_on_threshold(jail: Path, cli: Cli, fail_on: str, code: int) -> None:
     good_jail(jail)
     os.chmod(jail / "dev" / "random", 0o600)  # a warning (CC131), nothing worse
-    r = cli("scan", str(jail), "--fail-on", fail_on)
+    r = cli("scan", str(jail), "--no-probe", "--fail-on", fail_on)
     assert r.code == code, r
 
 
@@ -76,7 +76,7 @@ def test_tool_errors_exit_2_with_one_line(
 
 
 def test_missing_jail_among_good_ones_is_still_exit_2(jail: Path, tmp_path: Path, cli: Cli) -> None:
-    r = cli("scan", str(jail), str(tmp_path / "missing"), "--format", "json")
+    r = cli("scan", str(jail), str(tmp_path / "missing"), "--no-probe", "--format", "json")
     assert r.code == 2, r
     data = json.loads(r.stdout)
     assert [j["status"] for j in data["jails"]] == ["fail", "error"]
@@ -89,7 +89,7 @@ def test_missing_jail_among_good_ones_is_still_exit_2(jail: Path, tmp_path: Path
 def test_json_shape(jail: Path, cli: Cli) -> None:
     (jail / "dev").mkdir()
     (jail / "dev" / "urandom").write_text("same bytes every time")
-    r = cli("scan", str(jail), "--format", "json")
+    r = cli("scan", str(jail), "--no-probe", "--format", "json")
     assert r.code == 1, r
     data = json.loads(r.stdout)
     assert data["schema_version"] == SCHEMA_VERSION
@@ -114,7 +114,7 @@ def test_output_file_and_several_jails(jail: Path, tmp_path: Path, cli: Cli) -> 
     other = tmp_path / "other"
     (other / "dev").mkdir(parents=True)
     out = tmp_path / "report.json"
-    r = cli("scan", str(jail), str(other), "--format", "json", "-o", str(out))
+    r = cli("scan", str(jail), str(other), "--no-probe", "--format", "json", "-o", str(out))
     assert r.code == 1, r
     assert r.stdout == ""
     data = json.loads(out.read_text())
@@ -125,14 +125,14 @@ def test_output_file_and_several_jails(jail: Path, tmp_path: Path, cli: Cli) -> 
 
 def test_two_formats_in_one_run(jail: Path, tmp_path: Path, cli: Cli) -> None:
     out = tmp_path / "r.json"
-    r = cli("scan", str(jail), "--format", f"json={out}", "--format", "text")
+    r = cli("scan", str(jail), "--no-probe", "--format", f"json={out}", "--format", "text")
     assert r.code == 1, r
     assert "CC101" in r.stdout
     assert json.loads(out.read_text())["jails"][0]["jail"] == str(jail)
 
 
 def test_two_formats_to_stdout_is_refused(jail: Path, cli: Cli) -> None:
-    r = cli("scan", str(jail), "--format", "json", "--format", "text")
+    r = cli("scan", str(jail), "--no-probe", "--format", "json", "--format", "text")
     assert r.code == 2
     assert "same place" in one_line_error(r)
 
@@ -144,12 +144,12 @@ def test_non_utf8_and_markup_names_print_literally(tmp_path: Path, cli: Cli) -> 
     jail = tmp_path / "j[bold]x[/bold]"
     (jail / "dev").mkdir(parents=True)
     os.mkfifo(os.fsencode(str(jail)) + b"/dev/\xff\x1b[31mred")
-    r = cli("scan", str(jail))
+    r = cli("scan", str(jail), "--no-probe")
     assert r.code == 1, r
     assert "j[bold]x[/bold]" in r.stdout  # markup off: brackets survive
     assert "\\xff" in r.stdout  # the undecodable byte is escaped
     assert "\x1b" not in r.stdout  # no escape sequence reaches the terminal
-    r = cli("scan", str(jail), "--format", "json")
+    r = cli("scan", str(jail), "--no-probe", "--format", "json")
     data = json.loads(r.stdout)
     paths = [f["path"] for f in data["jails"][0]["findings"] if f["check"] == "CC162"]
     assert paths == ["/dev/\\xff\\x1b[31mred"]
@@ -159,14 +159,14 @@ def test_fifo_in_place_of_urandom_does_not_hang(jail: Path, cli: Cli) -> None:
     (jail / "dev").mkdir()
     os.mkfifo(jail / "dev" / "urandom")
     os.mkfifo(jail / "dev" / "egd-pool")
-    r = cli("scan", str(jail), timeout=30)
+    r = cli("scan", str(jail), "--probe-timeout", "0.2", timeout=30)
     assert r.code == 1, r
     assert "CC111" in r.stdout and "CC152" in r.stdout
 
 
 def test_symlink_loop_and_dangling_dev(jail: Path, cli: Cli) -> None:
     os.symlink("dev", jail / "dev")  # /dev -> /dev: a loop in place of the folder
-    r = cli("scan", str(jail), "--format", "json")
+    r = cli("scan", str(jail), "--no-probe", "--format", "json")
     assert r.code == 1, r
     checks = {f["check"] for f in json.loads(r.stdout)["jails"][0]["findings"]}
     assert "CC115" in checks
@@ -227,7 +227,7 @@ def test_version_does_not_import_heavy_modules() -> None:
 
 
 def test_colour_only_when_forced(jail: Path, cli: Cli) -> None:
-    plain = cli("scan", str(jail))
+    plain = cli("scan", str(jail), "--no-probe")
     assert "\x1b[" not in plain.stdout
-    forced = cli("scan", str(jail), env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    forced = cli("scan", str(jail), "--no-probe", env={"FORCE_COLOR": "1", "NO_COLOR": ""})
     assert "\x1b[" in forced.stdout

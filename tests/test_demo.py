@@ -19,9 +19,11 @@ from tests.conftest import ROOT, Result, mounts_below
 CLI = Callable[..., Result]
 
 
-def demo_mounts() -> list[str]:
+def demo_mounts(tmp: Path) -> list[str]:
+    # Only under this test's TMPDIR: other test sessions on the machine run demos too.
     with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-        return [line.split()[4] for line in f if "chrootcheck-demo-" in line]
+        return [p for line in f if "chrootcheck-demo-" in (p := line.split()[4])
+                and p.startswith(f"{tmp}/")]
 
 
 @pytest.mark.root
@@ -40,7 +42,7 @@ def test_demo_red_to_green_and_cleans_up(cli: CLI, tmp_path: Path, method: list[
         assert "does not survive a reboot" in out and "unmounted" in out
     assert "removed " in out
     assert list(tmp_path.iterdir()) == []
-    assert demo_mounts() == []
+    assert demo_mounts(tmp_path) == []
 
 
 def test_demo_without_privileges_still_scans(tmp_path: Path) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from chrootcheck.discover import DiscoveredJail, discover, discover_with_notes, scan_targets
-from tests.conftest import Result
+from tests.conftest import ROOT, Result
 
 # Debian bookworm's /etc/haproxy/haproxy.cfg, as the package ships it.
 DEBIAN_HAPROXY = """\
@@ -459,12 +461,43 @@ def test_cli_hostile_names_are_printed_literally(
     assert "/srv/[bold]x\\x1b[31m" in r.stdout
 
 
-def test_root_default_is_slash() -> None:
+_ON_THE_HOST = """
+import json, sys
+from chrootcheck.discover import discover
+print(json.dumps([[j.daemon, j.path, j.source_file] for j in discover()]))
+"""
+
+
+@pytest.mark.root
+def test_root_default_is_slash(tmp_path: Path) -> None:
     # On this host: whatever it finds, discover(/) never raises and returns absolute paths or
     # unexpanded patterns.
     for j in discover():
         assert j.path.startswith("/") or "%" in j.path
     assert os.path.isdir("/")
+    # And it reads this host's /etc: in a mount namespace of its own, an overlay adds a
+    # haproxy.cfg to /etc; discover() with no root, and `chrootcheck discover` with no --root,
+    # find its jail, and nothing of it shows outside that namespace.
+    jail = f"/var/lib/chrootcheck-test-{os.getpid()}"
+    upper = tmp_path / "etc"
+    (upper / "haproxy").mkdir(parents=True)
+    (upper / "haproxy" / "haproxy.cfg").write_text(f"global\n\tchroot {jail}\n")
+    overlay = f"mount -t overlay overlay -o lowerdir={upper}:/etc /etc"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    found = {}
+    for name, command in (
+        ("api", f"{sys.executable} -c '{_ON_THE_HOST}'"),
+        ("cli", f"{sys.executable} -m chrootcheck discover --format json"),
+    ):
+        out = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-ec",
+             f"{overlay}; {command}"],
+            capture_output=True, text=True, env=env, check=True, timeout=60,
+        ).stdout
+        found[name] = json.loads(out)
+    assert ["haproxy", jail, "/etc/haproxy/haproxy.cfg"] in found["api"]
+    assert jail in {j["path"] for j in found["cli"]["jails"]}, found["cli"]
+    assert jail not in {j.path for j in discover()}
 
 
 GARBAGE_FILES = (

@@ -10,14 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chrootcheck.openssl import errcodes
-from chrootcheck.openssl.errcodes import (
-    ErrorRecord,
-    decode,
+from chrootcheck.openssl.errcodes import ErrorRecord, decode
+from tests import openssl_codes
+from tests.openssl_codes import (
     decode_both,
     likely_packing,
     pack_1x,
     pack_3x,
     pack_system_3x,
+    with_location,
 )
 
 # The worked values of the reference table (openssl-rand.md section 5) and the origin story.
@@ -62,7 +63,7 @@ def test_decode_3x_worked_values(code: int, lib: int, reason: int, ltext: str, r
 
 
 def test_origin_story_line_prints_like_openssl_1x() -> None:
-    rec = decode(0x2406C06E, "1.x").with_location("crypto/rand/drbg_lib.c", 335)
+    rec = with_location(decode(0x2406C06E, "1.x"), "crypto/rand/drbg_lib.c", 335)
     assert rec.openssl_line() == (
         "error:2406C06E:random number generator:RAND_DRBG_instantiate:"
         "error retrieving entropy:crypto/rand/drbg_lib.c:335:"
@@ -74,11 +75,11 @@ def test_origin_story_line_prints_like_openssl_1x() -> None:
 
 def test_3x_line_prints_like_openssl() -> None:
     file = "../providers/implementations/rands/drbg.c"
-    rec = decode(0x1C8000BD, "3.x").with_location(file, 586)
+    rec = with_location(decode(0x1C8000BD, "3.x"), file, 586)
     assert rec.openssl_line() == (
         f"error:1C8000BD:Provider routines::error retrieving entropy:{file}:586:"
     )
-    named = rec.with_location(file, 586, function="ossl_prov_drbg_instantiate", data="x=1")
+    named = with_location(rec, file, 586, function="ossl_prov_drbg_instantiate", data="x=1")
     assert named.openssl_line() == (
         "error:1C8000BD:Provider routines:ossl_prov_drbg_instantiate:error retrieving entropy:"
         f"{file}:586:x=1"
@@ -138,7 +139,7 @@ def test_codes_in_log_line() -> None:
         "140135125062464:error:2406C06E:random number generator:RAND_DRBG_instantiate:"
         "error retrieving entropy:crypto/rand/drbg_lib.c:221:"
     )
-    assert errcodes.codes_in(line) == [0x2406C06E]
+    assert openssl_codes.codes_in(line) == [0x2406C06E]
 
 
 def test_errcodes_is_pure_python() -> None:

@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import ROOT, good_jail
 from tests.test_nagios import plugin_output
-from tests.test_prometheus import promtool  # noqa: F401  (a fixture)
 
 FLEET = (ROOT / "docs" / "fleet.md").read_text()
 EXAMPLES = ROOT / "integrations/ansible/ansible_collections/chrootcheck/chrootcheck/examples"
@@ -37,7 +36,7 @@ def test_docs_show_the_tested_files_verbatim(path: Path) -> None:
     assert path.read_text() in [b for lang in ("yaml", "ini") for b in blocks(lang)], path
 
 
-def test_docs_alert_rules_pass_promtool(promtool: str, tmp_path: Path) -> None:  # noqa: F811
+def test_docs_alert_rules_pass_promtool(promtool: str, tmp_path: Path) -> None:
     (rules,) = [b for b in blocks("yaml") if b.startswith("groups:")]
     path = tmp_path / "rules.yml"
     path.write_text(rules)

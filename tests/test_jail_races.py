@@ -267,6 +267,7 @@ def test_scan_survives_a_libcrypto_truncated_while_read(
                 "--format",
                 "json",
                 str(big_libcrypto.parent.parent),
+                beside_threads=True,
             )
             codes.append(r.code)
             assert r.code in (0, 1), str(r)  # not 135 / -7 (SIGBUS), not 2
@@ -320,7 +321,8 @@ def _scan_while_swapping(
         for _ in range(8):
             # run_cli's timeout turns a blocked scan into a failure, not a hang.
             r = cli(
-                "scan", "--no-probe", "--no-late-loads", "--format", "json", str(jail), timeout=60
+                "scan", "--no-probe", "--no-late-loads", "--format", "json", str(jail), timeout=60,
+                beside_threads=True,
             )
             assert r.code in (0, 1), str(r)
             for f in json.loads(r.stdout)["jails"][0]["findings"]:
@@ -436,7 +438,8 @@ def test_scan_is_not_a_tool_error_while_dev_flips(jail: Path, cli: Callable[...,
     flip_dev = lambda: _exchange(jail / "dev", jail / "devdir")  # noqa: E731
     with churning(flip_dev) as flips, churning(_flipper(real, "urandom", [link, file])) as swaps:
         for _ in range(12):
-            r = cli("scan", "--no-probe", "--no-late-loads", "--format", "json", str(jail))
+            r = cli("scan", "--no-probe", "--no-late-loads", "--format", "json", str(jail),
+                    beside_threads=True)
             assert r.code in (0, 1), str(r)
             assert "Invalid argument" not in r.stdout + r.stderr
             notices = json.loads(r.stdout)["jails"][0]["notices"]

@@ -15,9 +15,11 @@ import pytest
 
 from chrootcheck.openssl import errcodes, library, rand
 from chrootcheck.openssl.cdefs import ffi
-from chrootcheck.openssl.errors import drain, queue_is_empty
+from chrootcheck.openssl.errors import drain
 from chrootcheck.report.errors import ToolError
+from tests import openssl_codes
 from tests.openssl_builds import Build
+from tests.openssl_codes import queue_is_empty
 
 pytestmark = pytest.mark.usefixtures("error_queue_guard")
 
@@ -200,7 +202,8 @@ def test_drain_of_an_empty_queue(libcrypto_build: Build) -> None:
 
 def test_python_tables_agree_with_the_library(libcrypto_build: Build) -> None:
     lc = library.load(libcrypto_build.path)
-    pack = errcodes.pack_3x if lc.packing == "3.x" else (lambda lib, r: errcodes.pack_1x(lib, 0, r))
+    pack = (openssl_codes.pack_3x if lc.packing == "3.x"
+            else (lambda lib, r: openssl_codes.pack_1x(lib, 0, r)))
     for lib_no, name in errcodes.LIBRARY_NAMES.items():
         if lc.packing == "1.x" and lib_no in errcodes.LIBRARIES_3X_ONLY:
             continue
@@ -218,7 +221,7 @@ def test_python_tables_agree_with_the_library(libcrypto_build: Build) -> None:
             assert library.string(lc.lib.ERR_reason_error_string(code)) == text, reason
     else:
         for func, name in errcodes.RAND_FUNCTIONS_1X.items():
-            code = errcodes.pack_1x(errcodes.ERR_LIB_RAND, func, 0)
+            code = openssl_codes.pack_1x(errcodes.ERR_LIB_RAND, func, 0)
             assert library.string(lc.lib.ERR_func_error_string(code)) == name
     drain(lc)
 

@@ -202,7 +202,7 @@ def test_jail_root_not_searchable_by_the_user_fails(
 def test_fifo_in_place_of_urandom_times_out(libcrypto_build: Build, empty_jail: Path) -> None:
     os.mkfifo(empty_jail / "dev" / "urandom", 0o666)
     options = ProbeOptions(
-        libcrypto=libcrypto_build.path, scenarios=(CLOSED,), cycles=1, timeout=1.0
+        libcrypto=libcrypto_build.path, scenarios=(CLOSED,), cycles=1, timeout=0.5
     )
     report = run_probe(str(empty_jail), [], options)
     (sc,) = report.scenarios

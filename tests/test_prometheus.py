@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from chrootcheck.formats.common import printable
 from chrootcheck.formats.prometheus_format import escape_label
 from chrootcheck.report.catalogue import CHECKS
 from chrootcheck.report.model import JailReport, Report, Stage, stage_skipped
-from tests.conftest import IN_CI, good_jail
+from tests.conftest import good_jail
 
 
 def samples(text: str) -> list[Sample]:
@@ -35,41 +33,6 @@ def values(text: str, name: str, **labels: str) -> list[float]:
         for s in samples(text)
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     ]
-
-
-@pytest.fixture(scope="session")
-def promtool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """promtool from Debian's prometheus package. Not installed system-wide (the package's
-    maintainer scripts would start a Prometheus server): the .deb is fetched with apt-get
-    download and only promtool is unpacked into a temp folder. Fails under CI when it
-    cannot be had; skips elsewhere."""
-    found = shutil.which("promtool")
-    if found:
-        yield found
-        return
-    where = tmp_path_factory.mktemp("promtool")
-    for attempt in ("download", "update-then-download"):
-        if attempt != "download":
-            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300)
-        r = subprocess.run(
-            ["apt-get", "download", "prometheus"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if r.returncode == 0:
-            break
-    debs = list(where.glob("prometheus_*.deb"))
-    if not debs:
-        message = f"promtool unavailable (apt-get download prometheus: {r.stderr.strip()})"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(where / "root")], check=True)
-    tool = where / "root" / "usr" / "bin" / "promtool"
-    assert tool.exists()
-    yield str(tool)
 
 
 def promtool_check(promtool: str, text: str) -> None:

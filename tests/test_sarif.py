@@ -82,7 +82,7 @@ def _path(uri: str) -> str:
 
 
 def scan_sarif(cli, *args: str) -> tuple[int, dict[str, Any], str]:
-    r = cli("scan", *args, "--format", "sarif")
+    r = cli("scan", *args, "--no-probe", "--format", "sarif")
     try:
         return r.code, json.loads(r.stdout), r.stderr
     except json.JSONDecodeError:
@@ -173,7 +173,7 @@ def test_skip_notice_goes_to_notifications(sarif_schema: dict[str, Any]) -> None
 def test_anchor(cli, bad_jail: Path, tmp_path: Path, sarif_schema: dict[str, Any]) -> None:
     anchor = tmp_path / "jail.conf"
     anchor.write_text("jail definition\n")
-    r = cli("scan", str(bad_jail), "--format", "sarif", "--sarif-anchor", str(anchor))
+    r = cli("scan", str(bad_jail), "--no-probe", "--format", "sarif", "--sarif-anchor", str(anchor))
     assert r.code == 1, r
     log = json.loads(r.stdout)
     validate(log, sarif_schema)
@@ -186,7 +186,7 @@ def test_anchor(cli, bad_jail: Path, tmp_path: Path, sarif_schema: dict[str, Any
 def test_anchor_must_be_a_regular_file(cli, bad_jail: Path, kind: str) -> None:
     target = {"fifo": bad_jail / "dev" / "urandom", "dir": bad_jail / "dev",
               "missing": bad_jail / "nope"}[kind]
-    r = cli("scan", str(bad_jail), "--format", "sarif", "--sarif-anchor", str(target))
+    r = cli("scan", str(bad_jail), "--no-probe", "--format", "sarif", "--sarif-anchor", str(target))
     assert r.code == 2, r
     assert len(r.stderr.splitlines()) == 1 and "--sarif-anchor" in r.stderr, r
     assert "Traceback" not in r.stderr

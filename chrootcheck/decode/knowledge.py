@@ -19,7 +19,6 @@ from chrootcheck.openssl.errcodes import (
     ERR_RFLAG_COMMON,
     ERR_RFLAG_FATAL,
     ErrorRecord,
-    Packing,
 )
 from chrootcheck.report.devices import ENTROPY_DEVICES, mknod_command
 
@@ -179,8 +178,3 @@ ENTRIES: tuple[Entry, ...] = tuple(dict.fromkeys([*_TABLE_1X.values(), *_TABLE_3
 def lookup(record: ErrorRecord) -> Entry | None:
     table = _TABLE_1X if record.packing == "1.x" else _TABLE_3X
     return table.get((record.lib, record.reason_code))
-
-
-def lookup_packing(lib: int, reason: int, packing: Packing) -> Entry | None:
-    table = _TABLE_1X if packing == "1.x" else _TABLE_3X
-    return table.get((lib, reason))

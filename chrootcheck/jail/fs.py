@@ -85,10 +85,6 @@ class Resolution:
     def found(self) -> bool:
         return self.error is None
 
-    @property
-    def via_symlink(self) -> bool:
-        return bool(self.links)
-
     def close(self) -> None:
         for fd in (self.fd, self.parent_fd):
             if fd is not None:

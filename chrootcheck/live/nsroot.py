@@ -4,7 +4,8 @@ A forked child (``system.worker``) joins the namespace with setns(2), which sets
 the namespace's root (as ``nsenter -m`` does), looks (stat "/", or resolves a path with
 ``jailfs.resolve`` and reads a version string) and answers with one typed message. The child
 runs no code but ours, touches no process and exits at once; it needs root (CAP_SYS_ADMIN and
-CAP_SYS_CHROOT). Answers are cached per namespace inode.
+CAP_SYS_CHROOT). Answers are cached per namespace inode for one listing: ``forget`` drops
+them before the next one, since the kernel reuses the inode of a namespace that is gone.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class FileIs:
 _ANSWER = worker.Protocol(RootIs, FileIs, max_line=64 << 10, max_bytes=64 << 10, max_messages=1)
 _ROOTS: dict[int, tuple[int, int] | None] = {}
 _FILES: dict[tuple[int, str], dict[str, Any] | None] = {}
+
+
+def forget() -> None:
+    """Drop the cached answers (a new listing: a namespace seen before may be another now)."""
+    _ROOTS.clear()
+    _FILES.clear()
 
 
 def namespace_root(pid: int, ns_inode: int) -> tuple[int, int] | None:

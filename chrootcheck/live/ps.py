@@ -13,6 +13,7 @@ import errno
 import functools
 import os
 import pwd
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -67,6 +68,9 @@ class _Seen:
 
 def gather(pids: Iterable[int] | None = None, *, read_seccomp: bool = False) -> PsReport:
     """List the jailed processes (or exactly ``pids``; one that cannot be read: ToolError)."""
+    nsroot = sys.modules.get("chrootcheck.live.nsroot")  # imported (cffi) only when needed
+    if nsroot is not None:
+        nsroot.forget()  # answers of an earlier listing in this process may be stale
     t0 = time.monotonic()
     host_st = os.stat("/")
     host = Identity(host_st.st_dev, host_st.st_ino)

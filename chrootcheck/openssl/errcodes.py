@@ -1,4 +1,4 @@
-"""OpenSSL error codes in pure Python: pack, decode and print them the way OpenSSL does.
+"""OpenSSL error codes in pure Python: decode and print them the way OpenSSL does.
 
 No cffi here: ``chrootcheck decode`` reads codes out of log lines with no libcrypto at hand.
 
@@ -18,8 +18,7 @@ binding tests compare them with the live libraries again. They cover what the pr
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 Packing = Literal["1.x", "3.x"]
@@ -308,33 +307,6 @@ class ErrorRecord:
     def _reason_text(self) -> str:
         return self.reason or f"reason({self.reason_code})"
 
-    def with_location(
-        self, file: str = "", line: int = 0, data: str = "", function: str | None = None
-    ) -> ErrorRecord:
-        """The same code seen in a queue entry: add where it was raised."""
-        return replace(
-            self,
-            file=file,
-            line=line,
-            data=data,
-            function=self.function if function is None else function,
-        )
-
-
-def pack_1x(lib: int, func: int, reason: int) -> int:
-    """``ERR_PACK`` of 1.0.2-1.1.1."""
-    return (lib & 0xFF) << 24 | (func & 0xFFF) << 12 | (reason & 0xFFF)
-
-
-def pack_3x(lib: int, reason: int) -> int:
-    """``ERR_PACK`` of 3.x (the function argument is ignored there)."""
-    return (lib & ERR_LIB_MASK) << ERR_LIB_OFFSET | (reason & ERR_REASON_MASK)
-
-
-def pack_system_3x(errno: int) -> int:
-    """A 3.x system error: the flag bit and errno."""
-    return ERR_SYSTEM_FLAG | (errno & 0x7FFFFFFF)
-
 
 def reason_string(lib: int, reason: int, packing: Packing) -> str:
     """The reason text for a library's reason number, "" if not in the tables."""
@@ -405,39 +377,9 @@ def decode(code: int, packing: Packing) -> ErrorRecord:
     )
 
 
-def decode_both(code: int) -> tuple[ErrorRecord, ErrorRecord]:
-    """Both readings of a code whose OpenSSL version is unknown: (1.x, 3.x)."""
-    return decode(code, "1.x"), decode(code, "3.x")
-
-
-def likely_packing(code: int) -> Packing | None:
-    """The packing under which the code names a known library and reason, if exactly one does.
-
-    2406C06E reads as RAND/RAND_DRBG_instantiate/error retrieving entropy under 1.x and as
-    nothing known under 3.x; 1C8000BD only makes sense under 3.x.
-    """
-    known = [p for p in PACKINGS if _known(decode(code, p))]
-    return known[0] if len(known) == 1 else None
-
-
-def _known(record: ErrorRecord) -> bool:
-    # 1.x codes carry a function code too: requiring its name tells 1.x codes from 3.x ones.
-    if not (record.library and record.reason):
-        return False
-    return record.packing == "3.x" or bool(record.function)
-
-
 def version_packing(version_number: int) -> Packing:
     """The packing a library uses, from ``OpenSSL_version_num()`` (``SSLeay()`` on 1.0.2)."""
     return "3.x" if version_number >= 0x30000000 else "1.x"
-
-
-_LINE = re.compile(r"error:([0-9A-Fa-f]{8}):")
-
-
-def codes_in(text: str) -> list[int]:
-    """Every ``error:XXXXXXXX:`` code in a log line, in order."""
-    return [int(m.group(1), 16) for m in _LINE.finditer(text)]
 
 
 def _strerror(errno: int) -> str:

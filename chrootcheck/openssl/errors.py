@@ -78,7 +78,3 @@ def _ensure_strings(lc: Libcrypto) -> None:
     if lc.capabilities.has_err_load_crypto_strings:
         lc.lib.ERR_load_crypto_strings()
     _strings_loaded.add(lc.path)
-
-
-def queue_is_empty(lc: Libcrypto) -> bool:
-    return int(lc.lib.ERR_peek_error()) == 0

@@ -65,10 +65,6 @@ class CheckedLibrary:
     concern: str | None  # None: trusted; else why it is code a less-trusted user controls
     jails: tuple[JailRoot, ...] = ()  # what it was checked against (its siblings are too)
 
-    @property
-    def trusted(self) -> bool:
-        return self.concern is None
-
 
 class CheckError(Exception):
     """The path does not lead to a regular file (message: one line, without the path)."""
