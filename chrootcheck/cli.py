@@ -46,7 +46,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OutputClosed(Exception):
+    """stdout was closed under us (``| head``). Not an OSError: click turns EPIPE into exit 1,
+    which would read as "findings found"."""
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as e:
+            raise OutputClosed() from e
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
@@ -101,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         _error(e.format_message(), None)
         sys.exit(ExitCode.TOOL_ERROR)
-    except BrokenPipeError:
+    except (BrokenPipeError, OutputClosed):
         # `chrootcheck scan ... | head`: not our failure, but the output is incomplete.
         _silence_stdout()
         sys.exit(ExitCode.TOOL_ERROR)

@@ -6,12 +6,15 @@ streams flushed, one error line."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result
+from tests.conftest import ROOT, Result, good_jail
 
 pytestmark = pytest.mark.subprocess
 
@@ -91,3 +94,24 @@ def test_demo_usage_error(cli_subprocess: Cli, tmp_path: Path) -> None:
     r = cli_subprocess("demo", "--mknod", "--bind", env={"TMPDIR": str(tmp_path)})
     assert r.code == 2, r
     assert "at most one" in r.stderr
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    "args",
+    [("scan", "--no-probe"), ("scan", "--no-probe", "-f", "json"), ("discover", "--root")],
+    ids=["scan-text", "scan-json", "discover"],
+)
+def test_a_closed_stdout_is_exit_2_not_findings(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # `chrootcheck scan JAIL | head`: the report could not be written. rich and click both
+    # turn EPIPE into exit 1, which a pipeline would read as "findings found".
+    jail = good_jail(tmp_path / "jail")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chrootcheck", *args, str(jail)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # closed before the child writes a byte
+    assert proc.wait(timeout=60) == 2

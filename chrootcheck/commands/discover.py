@@ -59,12 +59,11 @@ def command(root: str, fmt: str) -> int:
 
 
 def _table(jails: list[DiscoveredJail]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    from chrootcheck.formats.common import printable
+    from chrootcheck.formats.common import printable, rich_console
 
-    console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
+    console = rich_console(soft_wrap=False)
     if not jails:
         console.print("No chroot jail found in the daemons' configuration.")
         return

@@ -52,11 +52,10 @@ def command(libcrypto: str | None, binary: str | None, fmt: str) -> int:
 
         click.echo(json.dumps(to_data(info), indent=2))
     else:
-        from rich.console import Console
-
+        from chrootcheck.formats.common import rich_console
         from chrootcheck.formats.info_text import info_renderables
 
-        console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
+        console = rich_console(soft_wrap=False)
         for renderable in info_renderables(info):
             console.print(renderable)
     return for_listing()
@@ -81,11 +80,10 @@ def _show_binary(binary: str, libcrypto: str | None, fmt: str) -> int:
         data["summary"] = result.summary
         click.echo(json.dumps(data, indent=2))
         return for_listing()
-    from rich.console import Console
-
+    from chrootcheck.formats.common import rich_console
     from chrootcheck.formats.live_text import binary_renderables
 
-    console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
+    console = rich_console(soft_wrap=False)
     for renderable in binary_renderables(result):
         console.print(renderable)
     return for_listing()

@@ -46,15 +46,12 @@ def command(pids: tuple[int, ...], read_seccomp: bool, fmt: str) -> int:
         import os
         import sys
 
-        from rich.console import Console
-
+        from chrootcheck.formats.common import rich_console as make_console
         from chrootcheck.formats.live_text import ps_renderables
 
         # Off a terminal rich wraps at 80 columns; like scan, 120 unless COLUMNS says otherwise.
         wide = "COLUMNS" not in os.environ and not sys.stdout.isatty()
-        console = Console(
-            markup=False, highlight=False, emoji=False, soft_wrap=False, width=120 if wide else None
-        )
+        console = make_console(soft_wrap=False, width=120 if wide else None)
         for renderable in ps_renderables(report):
             console.print(renderable)
     return for_listing()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import (
@@ -19,6 +21,9 @@ from chrootcheck.report.model import (
     Stage,
     sort_findings,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # C0 and C1 controls; the Unicode bidirectional controls (embeddings and overrides U+202A-E,
 # isolates U+2066-9, the marks U+200E/F and U+061C), which reorder what a terminal or a web page
@@ -169,3 +174,23 @@ def report_data(report: Report) -> dict[str, Any]:
         "jails": [jail_data(j, report) for j in report.jails],
         "summary": report.summary(),
     }
+
+
+def rich_console(**kwargs: Any) -> Console:
+    """A rich Console for names and data: markup, highlighting and emoji off (a path like
+    ``/jail/[x]/dev`` keeps its ``[x]``), and a closed stdout raised as BrokenPipeError, which
+    the CLI turns into exit 2: rich's own handler exits 1, which would read as "findings"."""
+    options: dict[str, Any] = {"markup": False, "highlight": False, "emoji": False}
+    console: Console = _console_class()(**{**options, **kwargs})
+    return console
+
+
+@functools.cache
+def _console_class() -> type[Console]:
+    from rich.console import Console  # rich is heavy: only when text is printed
+
+    class PipeAwareConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError(errno.EPIPE, "stdout was closed")
+
+    return PipeAwareConsole

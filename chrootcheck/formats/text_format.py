@@ -16,6 +16,7 @@ from rich.text import Text
 
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import More, capped, jail_status, printable
+from chrootcheck.formats.common import rich_console as make_rich_console
 from chrootcheck.report.model import JailReport, NoticeKind, Report, Severity, sort_findings
 
 SEVERITY_STYLE = {
@@ -36,11 +37,8 @@ def make_console(stream: TextIO, options: RenderOptions) -> Console:
     width = options.width
     if width is None and "COLUMNS" not in os.environ and not _isatty(stream):
         width = PIPE_WIDTH
-    return Console(
+    return make_rich_console(
         file=stream,
-        markup=False,
-        highlight=False,
-        emoji=False,
         # None lets rich decide from the stream (a terminal or not, NO_COLOR, TERM=dumb).
         force_terminal=True if options.color else None,
         width=width,
