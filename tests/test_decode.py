@@ -618,7 +618,7 @@ ERROR_TOKENS = st.sampled_from(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.lists(ERROR_TOKENS, max_size=20).map("".join))
 @example("7F3A9C1E2740:error:1C8000BD:a:b:c")
 @example("x" + "F" * 20 + ":error:1C8000BD:::" + "F" * 21 + ":error:1C8000BD:::")
