@@ -200,8 +200,14 @@ def make_socket(path: Path) -> None:
     """A Unix socket file nobody listens on (bound, then closed: the file stays)."""
     import socket
 
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.bind(str(path))
+    # Bound through the folder's descriptor: a sun_path holds 107 bytes, and a deep tmp_path
+    # (a pytest-xdist worker's) is longer than that.
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(f"/proc/self/fd/{folder}/{path.name}")
+    finally:
+        os.close(folder)
 
 
 @pytest.fixture

@@ -475,6 +475,6 @@ def test_a_skipped_step_says_so_once(jail: Path, tmp_path: Path) -> None:
     result = apply_fix(plan)
     assert [o.status for o in result.outcomes] == [Status.FAILED, Status.SKIPPED]
     out = io.StringIO()
-    render_text(FixRun(plan=plan, dry_run=False, result=result), out, RenderOptions())
+    render_text(FixRun(plan=plan, dry_run=False, result=result), out, RenderOptions(width=400))
     assert "skipped: an earlier step failed" in out.getvalue()
     assert "skipped: skipped" not in out.getvalue()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 from pathlib import Path
 
 import pytest
 
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail import walker
+from tests.conftest import make_socket
 
 
 def build_tree(root: Path, seed: int, folders: int = 60) -> None:
@@ -27,8 +27,7 @@ def build_tree(root: Path, seed: int, folders: int = 60) -> None:
         if kind < 0.05:
             os.mkfifo(p)
         elif kind < 0.08:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.bind(str(p))
+            make_socket(p)
         elif kind < 0.15:
             os.symlink("/etc", p)
         else:
