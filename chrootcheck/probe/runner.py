@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from chrootcheck.openssl.library import Libcrypto
+from chrootcheck.openssl.library import Libcrypto, prefill
 from chrootcheck.probe import protocol
 from chrootcheck.probe.child import ChildSpec, run_child
 from chrootcheck.system import worker
@@ -37,6 +37,7 @@ class ChildOutcome:
 def run_children(
     lc: Libcrypto | None, specs: list[ChildSpec], timeout: float
 ) -> list[ChildOutcome]:
+    prefill(lc)  # once here, not again in every child
     targets = [functools.partial(run_child, lc, spec) for spec in specs]
     cycles = max((spec.cycles for spec in specs), default=1)
     outcomes = worker.run_many(targets, protocol.protocol(cycles), timeout)
