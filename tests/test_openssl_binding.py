@@ -334,19 +334,27 @@ def _built_or_fail() -> None:
         pytest.skip(message)
 
 
-def test_the_built_binding_is_up_to_date(tmp_path: Path) -> None:
-    """The build writes _libcrypto_cffi.py from declarations.py: the file in the tree must be
-    what the declarations make now (a stale one would miss a symbol, silently)."""
+@pytest.mark.parametrize(
+    ("module", "declarations"),
+    [
+        ("chrootcheck.openssl._libcrypto_cffi", "chrootcheck.openssl.declarations"),
+        ("chrootcheck.system._libc_cffi", "chrootcheck.system.libc"),
+    ],
+)
+def test_the_built_bindings_are_up_to_date(module: str, declarations: str, tmp_path: Path) -> None:
+    """The build writes each out-of-line module from its declarations: the file in the tree
+    must be what the declarations make now (a stale one would miss a symbol, silently)."""
     _built_or_fail()
+    import importlib
+
     from cffi import FFI, recompiler
 
-    from chrootcheck.openssl.declarations import DECLARATIONS
-
+    built = ROOT.joinpath(*module.split(".")).with_suffix(".py")
     fresh = FFI()
-    fresh.cdef(DECLARATIONS)
-    target = tmp_path / "_libcrypto_cffi.py"
-    recompiler.make_py_source(fresh, "chrootcheck.openssl._libcrypto_cffi", str(target))
-    assert BUILT.read_text() == target.read_text()
+    fresh.cdef(importlib.import_module(declarations).DECLARATIONS)
+    target = tmp_path / built.name
+    recompiler.make_py_source(fresh, module, str(target))
+    assert built.read_text() == target.read_text()
 
 
 @pytest.mark.parametrize("fixture", ["libcrypto_30", "libcrypto_111", "libcrypto_102"])
