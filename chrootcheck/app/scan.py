@@ -91,10 +91,11 @@ def scan(
     try:
         paths = _openssl_paths(library)
         jobs = max(1, request.jobs or default_jobs())
+        late = LateLoads(memo={})  # the host's config, parsed once for all the jails
         reports: list[JailReport] = []
         for at in range(0, len(targets), jobs):  # a bounded batch in flight, in order
             batch = targets[at : at + jobs]
-            reports.extend(_scan_batch(batch, request, library, paths, progress))
+            reports.extend(_scan_batch(batch, request, library, paths, progress, late))
     finally:
         if own is not None:
             own.close()
@@ -122,6 +123,7 @@ def _scan_batch(
     library: PreparedLibrary | None,
     paths: Callable[[], OpenSSLPaths],
     progress: ProgressFactory | None,
+    late: LateLoads,
 ) -> list[JailReport]:
     """A few jails: each one's static stages, then all their probes at once (one pool of
     children, ``Probe.run_many``), then each one's report; in the targets' order. Every
@@ -141,7 +143,7 @@ def _scan_batch(
                 error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")
                 pending.append(JailReport(jail=path, notices=[error, *notes]))
                 continue
-            pending.append(_static_stages(ctx, request, notes, progress))
+            pending.append(_static_stages(ctx, request, notes, progress, late))
         probing = [p for p in pending if isinstance(p, _Pending) and p.probe]
         if probing and request.probe is not None:
             results = Probe(request.probe).run_many([(p.ctx, tuple(p.findings)) for p in probing])
@@ -178,6 +180,7 @@ def _static_stages(
     request: ScanRequest,
     notes: tuple[Notice, ...],
     progress: ProgressFactory | None,
+    late_loads: LateLoads,
 ) -> _Pending:
     """The inspector and the late loads; the probe, if it runs, comes later (_scan_batch)."""
     bar = progress(f"scanning {ctx.path}") if progress else nullcontext(None)
@@ -194,7 +197,7 @@ def _static_stages(
         return skipped(stage, f"not run: {why or 'not asked for'}")
 
     if request.late_loads and not broken:
-        late = LateLoads().run(ctx, pending.findings)
+        late = late_loads.run(ctx, pending.findings)
         pending.add(late)
         if late.extra is not None:
             pending.findings = relax_for_config(pending.findings, late.extra)

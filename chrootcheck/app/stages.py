@@ -80,12 +80,20 @@ class LateLoads:
     """The files OpenSSL loads late (lateload.check), for the scan's library."""
 
     stage: Stage = Stage.LATE_LOADS
+    # One scan's parsed configs, shared by its jails (lateload.check_late_loads' memo).
+    memo: dict[object, object] | None = None
 
     def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[EntropyPolicy]:
         from chrootcheck.lateload.check import check_late_loads
 
         try:
-            late = check_late_loads(ctx.root_fd, ctx.path, ctx.openssl_paths(), ctx.env)
+            late = check_late_loads(
+                ctx.root_fd,
+                ctx.path,
+                ctx.openssl_paths(),
+                ctx.env,
+                memo=self.memo,  # type: ignore[arg-type]
+            )
         except ToolError as e:
             # Only a library the user named makes this an error.
             kind = NoticeKind.ERROR if ctx.library is not None else NoticeKind.SKIPPED
