@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -50,7 +51,7 @@ def _library_printout(lc: library.Libcrypto) -> list[str]:
         lines.append(bytes(ffi.buffer(s, n)).decode().rstrip("\n"))
         return 1
 
-    cb = ffi.callback("int(const char *, size_t, void *)", collect)
+    cb = ffi.callback("int(*)(const char *, size_t, void *)", collect)
 
     lc.lib.ERR_print_errors_cb(cb, ffi.NULL)
     return [line.split(":", 1)[1] for line in lines]  # drop "<tid>:"
@@ -302,3 +303,89 @@ def test_openssl_102_has_no_drbg_and_loads_its_bundled_libz(libcrypto_102: Build
             "md_rand.c:549:"
         )
     )
+
+
+# --- the out-of-line binding (build_cffi.py) against the in-line one (openssl.cdefs) ----------
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILT = ROOT / "chrootcheck" / "openssl" / "_libcrypto_cffi.py"
+
+_DESCRIBE = """
+import json, sys
+if sys.argv[2] == "in-line":
+    sys.modules["chrootcheck.openssl._libcrypto_cffi"] = None  # as a source tree never built
+from chrootcheck.openssl import library, rand
+from chrootcheck.openssl.cdefs import ffi
+lc = library.load(sys.argv[1])
+library.prefill(lc)
+print(json.dumps({
+    "kind": type(ffi).__module__,
+    "pycparser": "pycparser" in sys.modules,
+    "version": lc.version_text,
+    "capabilities": lc.capabilities.as_dict(),
+    "siblings": [s.rsplit("/", 1)[-1] for s in lc.siblings],
+    "draw": rand.for_library(lc).draw(16).ok,
+}))
+"""
+
+
+def _built_or_fail() -> None:
+    if not BUILT.exists():
+        message = f"{BUILT} is missing: run `pip install -e .` or `python3 build_cffi.py`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.mark.parametrize(
+    ("module", "declarations"),
+    [
+        ("chrootcheck.openssl._libcrypto_cffi", "chrootcheck.openssl.declarations"),
+        ("chrootcheck.system._libc_cffi", "chrootcheck.system.libc"),
+    ],
+)
+def test_the_built_bindings_are_up_to_date(module: str, declarations: str, tmp_path: Path) -> None:
+    """The build writes each out-of-line module from its declarations: the file in the tree
+    must be what the declarations make now (a stale one would miss a symbol, silently)."""
+    _built_or_fail()
+    import importlib
+
+    from cffi import FFI, recompiler
+
+    built = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    fresh = FFI()
+    fresh.cdef(importlib.import_module(declarations).DECLARATIONS)
+    target = tmp_path / built.name
+    recompiler.make_py_source(fresh, module, str(target))
+    assert built.read_text() == target.read_text()
+
+
+@pytest.mark.parametrize("fixture", ["libcrypto_30", "libcrypto_111", "libcrypto_102"])
+def test_out_of_line_and_in_line_load_the_same(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """Same capability table (a missing symbol is ffi.error out of line, AttributeError in
+    line), same siblings (1.0.2 needs its wheel's libz, loaded first and kept loaded), and
+    the library works; out of line, no C parser is imported."""
+    _built_or_fail()
+    build: Build = request.getfixturevalue(fixture)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    seen = {}
+    for mode in ("out-of-line", "in-line"):
+        out = subprocess.run(
+            [sys.executable, "-c", _DESCRIBE, build.path, mode],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        seen[mode] = json.loads(out.stdout)
+    ool, inl = seen["out-of-line"], seen["in-line"]
+    assert ool.pop("kind") == "_cffi_backend" and inl.pop("kind") == "cffi.api"
+    assert ool.pop("pycparser") is False and inl.pop("pycparser") is True
+    assert ool == inl
+    assert ool["draw"] is True
+    if fixture == "libcrypto_102":
+        assert ool["siblings"] and not ool["capabilities"]["has_drbg_1_1_1"]

@@ -303,7 +303,9 @@ import json, os, sys
 from chrootcheck.probe import ProbeOptions, run_probe
 import chrootcheck.probe.run
 from chrootcheck.openssl.library import load
+from chrootcheck.system import libc
 load(None)  # Python and the package live under /root: import and load all before dropping
+libc.load()  # (cffi itself: the libcrypto binding is built ahead and does not import it)
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 out = {}
 for jail in sys.argv[1:]:

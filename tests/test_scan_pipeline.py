@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,3 +79,52 @@ def test_missing_libcrypto_is_a_tool_error(jail: Path, tmp_path: Path, cli: Cli)
     r = cli("scan", str(jail), "--libcrypto", str(tmp_path / "nope.so"))
     assert r.code == 2
     assert "no such file" in r.stderr
+
+
+def _without_times(data: object) -> object:
+    if isinstance(data, dict):
+        return {k: _without_times(v) for k, v in data.items() if k != "seconds"}
+    if isinstance(data, list):
+        return [_without_times(v) for v in data]
+    return data
+
+
+@pytest.mark.root
+def test_scan_jobs_keeps_the_jails_order_and_their_verdicts(tmp_path: Path, cli: Cli) -> None:
+    """Seven jails (good, empty, one missing in the middle) in batches of 3: the report lists
+    them as given, each with its own probe, exactly as one jail at a time does."""
+    jails = []
+    for i in range(7):
+        j = tmp_path / f"j{i}"
+        if i == 3:
+            jails.append(j)  # missing: an error report in its place
+            continue
+        (j / "dev").mkdir(parents=True)
+        if i % 2 == 0:
+            good_jail(j)
+        os.chmod(j, 0o755)
+        jails.append(j)
+    os.chmod(tmp_path, 0o755)
+    runs = {}
+    for jobs in ("3", "1"):
+        r = cli("scan", *map(str, jails), "--format", "json", "--jobs", jobs)
+        assert r.code == 2, r  # the missing jail is a tool error; the others still scanned
+        runs[jobs] = json.loads(r.stdout)["jails"]
+    pooled = runs["3"]
+    assert [j["jail"] for j in pooled] == [str(j) for j in jails]
+    assert pooled[3]["probe"] is None and "jail" in json.dumps(pooled[3]["notices"])
+    for i, j in enumerate(pooled):
+        if i == 3:
+            continue
+        assert j["probe"]["jail"] == str(jails[i])
+        verdicts = {s["name"]: s["verdict"] for s in j["probe"]["scenarios"]}
+        old = verdicts["old-kernel, devices closed"]
+        assert old == ("pass" if i % 2 == 0 else "fail"), (i, old)
+    assert _without_times(pooled) == _without_times(runs["1"])
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "x", "257"])
+def test_scan_jobs_refuses_nonsense(jail: Path, cli: Cli, bad: str) -> None:
+    r = cli("scan", str(jail), "--no-probe", "--jobs", bad)
+    assert r.code == 2, r
+    assert r.stderr.startswith("chrootcheck: error: ") and len(r.stderr.splitlines()) == 1

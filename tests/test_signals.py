@@ -204,6 +204,41 @@ def test_scan_sigkilled_children_die_with_it(
     wait_for(lambda: not jailed(fifo_jail), 5, "the orphaned probe children to die")
 
 
+def _fifo_jails(tmp: Path, n: int) -> list[Path]:
+    jails = [tmp / f"fifo{i}" for i in range(n)]
+    for j in jails:
+        (j / "dev").mkdir(parents=True)
+        os.mkfifo(j / "dev" / "urandom")
+    return jails
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", [*CATCHABLE, signal.SIGKILL], ids=[*SIG_IDS, "SIGKILL"])
+def test_scan_pool_signalled_leaves_no_process_in_any_jail(
+    spawn: Callable[..., Spawned], tmp_path: Path, sig: signal.Signals
+) -> None:
+    """scan --jobs 3 over five FIFO jails: three jails' probes block at once (the pool), never
+    a fourth; a signal then leaves no process in any jail (SIGKILL: PR_SET_PDEATHSIG)."""
+    jails = _fifo_jails(tmp_path, 5)
+    args = cli_args("scan", *map(str, jails), "--jobs", "3", "--probe-timeout", "30")
+    p = spawn(*args, jail=jails[0])
+    busy = lambda: [j for j in jails if blocked_in(j, 65534)]  # noqa: E731
+    wait_for(lambda: len(busy()) == 3, 30, "three jails' probe children blocked at once")
+    assert busy() == jails[:3]  # in order, and no more than --jobs
+    time.sleep(0.3)
+    assert [j for j in jails if jailed(j)] == jails[:3]
+    if sig == signal.SIGKILL:
+        p.proc.kill()
+        assert p.proc.wait(timeout=10) == -signal.SIGKILL
+    else:
+        p.proc.send_signal(sig)
+        assert p.proc.wait(timeout=10) == 128 + sig, p.stderr
+        assert f"chrootcheck: interrupted ({sig.name})" in p.stderr
+        assert "Traceback" not in p.stderr
+    for j in jails:
+        wait_for(lambda j=j: not jailed(j), 5, f"{j}'s processes to be gone")
+
+
 def _demo_jails(tmp: Path) -> list[Path]:
     return list(tmp.glob("chrootcheck-demo-*/var/lib/haproxy"))
 

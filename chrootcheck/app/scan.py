@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -67,6 +67,13 @@ class ScanRequest:
     allow_jail_libcrypto: bool = False  # consent to a libcrypto that fails the trust check
     library: PreparedLibrary | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # How many jails' probes run at once (scan --jobs); None: one per core.
+    jobs: int | None = None
+
+
+def default_jobs() -> int:
+    """One jail's probe per core this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def scan(
@@ -83,7 +90,12 @@ def scan(
         )
     try:
         paths = _openssl_paths(library)
-        reports = [_scan_one(t, request, library, paths, progress) for t in targets]
+        jobs = max(1, request.jobs or default_jobs())
+        late = LateLoads(memo={})  # the host's config, parsed once for all the jails
+        reports: list[JailReport] = []
+        for at in range(0, len(targets), jobs):  # a bounded batch in flight, in order
+            batch = targets[at : at + jobs]
+            reports.extend(_scan_batch(batch, request, library, paths, progress, late))
     finally:
         if own is not None:
             own.close()
@@ -105,66 +117,97 @@ def _openssl_paths(library: PreparedLibrary | None) -> Callable[[], OpenSSLPaths
     return paths
 
 
-def _scan_one(
-    target: Target,
+def _scan_batch(
+    targets: Sequence[Target],
     request: ScanRequest,
     library: PreparedLibrary | None,
     paths: Callable[[], OpenSSLPaths],
     progress: ProgressFactory | None,
-) -> JailReport:
-    path = os.path.abspath(target.path)
-    notes = tuple(Notice(NoticeKind.NOTE, Stage.DISCOVER, n) for n in target.notes)
-    try:
-        with open_context(
-            path, target.user, library, paths, request.env, target.provides_devices
-        ) as ctx:
-            return _run_stages(ctx, request, notes, progress)
-    except jailfs.JailOpenError as e:  # only open_context raises it
-        error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")
-        return JailReport(jail=path, notices=[error, *notes])
+    late: LateLoads,
+) -> list[JailReport]:
+    """A few jails: each one's static stages, then all their probes at once (one pool of
+    children, ``Probe.run_many``), then each one's report; in the targets' order. Every
+    jail's root descriptor is closed on every way out, signals included."""
+    with ExitStack() as stack:
+        pending: list[_Pending | JailReport] = []
+        for target in targets:
+            path = os.path.abspath(target.path)
+            notes = tuple(Notice(NoticeKind.NOTE, Stage.DISCOVER, n) for n in target.notes)
+            try:
+                ctx = stack.enter_context(
+                    open_context(
+                        path, target.user, library, paths, request.env, target.provides_devices
+                    )
+                )
+            except jailfs.JailOpenError as e:  # only open_context raises it
+                error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")
+                pending.append(JailReport(jail=path, notices=[error, *notes]))
+                continue
+            pending.append(_static_stages(ctx, request, notes, progress, late))
+        probing = [p for p in pending if isinstance(p, _Pending) and p.probe]
+        if probing and request.probe is not None:
+            results = Probe(request.probe).run_many([(p.ctx, tuple(p.findings)) for p in probing])
+            for p, result in zip(probing, results, strict=True):
+                p.add(result)
+                p.report.probe = result.extra
+        return [p if isinstance(p, JailReport) else p.finish() for p in pending]
 
 
-def _run_stages(
+@dataclass
+class _Pending:
+    """A jail between its static stages and its probe."""
+
+    ctx: JailContext
+    report: JailReport
+    findings: list[Finding]
+    notices: list[Notice]
+    probe: bool
+
+    def add(self, result: StageResult[object]) -> None:
+        self.findings.extend(result.findings)
+        self.notices.extend(result.notices)
+
+    def finish(self) -> JailReport:
+        findings = self.findings
+        if self.ctx.provides_devices:
+            findings = relax_for_private_devices(findings)
+        self.report.findings, self.report.notices = findings, self.notices
+        return self.report
+
+
+def _static_stages(
     ctx: JailContext,
     request: ScanRequest,
     notes: tuple[Notice, ...],
     progress: ProgressFactory | None,
-) -> JailReport:
+    late_loads: LateLoads,
+) -> _Pending:
+    """The inspector and the late loads; the probe, if it runs, comes later (_scan_batch)."""
     bar = progress(f"scanning {ctx.path}") if progress else nullcontext(None)
     with bar as callback:
         inspected = Inspect(request.inspect, callback).run(ctx, ())
-    findings = list(inspected.findings)
-    notices = [*inspected.notices, *notes]
     report = JailReport(jail=ctx.path)
     if inspected.extra is not None:
         report.walk, report.libcrypto = inspected.extra.walk, list(inspected.extra.libcrypto)
-    broken = any(n.kind is NoticeKind.ERROR for n in notices)
-
-    def add(result: StageResult[object]) -> None:
-        findings.extend(result.findings)
-        notices.extend(result.notices)
+    pending = _Pending(ctx, report, list(inspected.findings), [*inspected.notices, *notes], False)
+    broken = any(n.kind is NoticeKind.ERROR for n in pending.notices)
 
     def not_run(stage: Stage) -> StageResult[None]:
         why = "the jail could not be inspected" if broken else request.not_asked.get(stage)
         return skipped(stage, f"not run: {why or 'not asked for'}")
 
     if request.late_loads and not broken:
-        late = LateLoads().run(ctx, findings)
-        add(late)
+        late = late_loads.run(ctx, pending.findings)
+        pending.add(late)
         if late.extra is not None:
-            findings = relax_for_config(findings, late.extra)
+            pending.findings = relax_for_config(pending.findings, late.extra)
     else:
-        add(not_run(Stage.LATE_LOADS))
+        pending.add(not_run(Stage.LATE_LOADS))
     if request.probe is not None and not broken:
-        probe = Probe(request.probe).run(ctx, tuple(findings))
-        add(probe)
-        report.probe = probe.extra
+        pending.probe = True
     else:
-        add(not_run(Stage.PROBE))
-    if ctx.provides_devices:
-        findings = relax_for_private_devices(findings)
-    report.findings, report.notices = findings, notices
-    return report
+        pending.add(not_run(Stage.PROBE))
+    return pending
 
 
 def relax_for_config(findings: Iterable[Finding], policy: EntropyPolicy) -> list[Finding]:

@@ -80,12 +80,20 @@ class LateLoads:
     """The files OpenSSL loads late (lateload.check), for the scan's library."""
 
     stage: Stage = Stage.LATE_LOADS
+    # One scan's parsed configs, shared by its jails (lateload.check_late_loads' memo).
+    memo: dict[object, object] | None = None
 
     def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[EntropyPolicy]:
         from chrootcheck.lateload.check import check_late_loads
 
         try:
-            late = check_late_loads(ctx.root_fd, ctx.path, ctx.openssl_paths(), ctx.env)
+            late = check_late_loads(
+                ctx.root_fd,
+                ctx.path,
+                ctx.openssl_paths(),
+                ctx.env,
+                memo=self.memo,  # type: ignore[arg-type]
+            )
         except ToolError as e:
             # Only a library the user named makes this an error.
             kind = NoticeKind.ERROR if ctx.library is not None else NoticeKind.SKIPPED
@@ -101,19 +109,36 @@ class Probe:
     stage: Stage = Stage.PROBE
 
     def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[ProbeReport]:
-        from chrootcheck.probe import run_probe
+        return self.run_many([(ctx, prior)])[0]
 
-        options = replace(self.options, library=ctx.library, root_fd=ctx.root_fd)
-        if ctx.user is not None:
-            options = replace(options, uid=ctx.user.uid, gid=ctx.user.gid, groups=ctx.user.groups)
-        try:
-            probe = run_probe(ctx.path, prior, options)
-        except ToolError as e:
+    def run_many(
+        self, jails: Sequence[tuple[JailContext, Sequence[Finding]]]
+    ) -> list[StageResult[ProbeReport]]:
+        """``run`` for several jails at once: their probes' children run together."""
+        from chrootcheck.probe import run_probes
+
+        jobs = []
+        for ctx, prior in jails:
+            options = replace(self.options, library=ctx.library, root_fd=ctx.root_fd)
+            if ctx.user is not None:
+                options = replace(
+                    options, uid=ctx.user.uid, gid=ctx.user.gid, groups=ctx.user.groups
+                )
+            jobs.append((ctx.path, prior, options))
+        return [
+            self._result(probe, options)
+            for probe, (_, _, options) in zip(run_probes(jobs), jobs, strict=True)
+        ]
+
+    def _result(
+        self, probe: ProbeReport | ToolError, options: ProbeOptions
+    ) -> StageResult[ProbeReport]:
+        if isinstance(probe, ToolError):
             # A library the user named that cannot be used is an error; otherwise the probe is
             # skipped with its reason, and the static findings still stand.
-            named = options.libcrypto is not None or ctx.library is not None
+            named = options.libcrypto is not None or options.library is not None
             kind = NoticeKind.ERROR if named else NoticeKind.SKIPPED
-            why = e.message + (f" ({e.hint})" if e.hint else "")
+            why = probe.message + (f" ({probe.hint})" if probe.hint else "")
             return StageResult(notices=(Notice(kind, self.stage, why),))
         notices = (stage_skipped(self.stage, probe.skipped_reason),) if probe.skipped_reason else ()
         return StageResult(tuple(probe.findings), notices, probe)

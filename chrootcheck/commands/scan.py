@@ -109,6 +109,15 @@ def _known_scenarios(
     "device). Also from $CHROOTCHECK_PROBE_TIMEOUT.",
 )
 @click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=None,
+    metavar="N",
+    help="Probe up to N jails at once (each probe forks four children). Default: one per "
+    "core.",
+)
+@click.option(
     "--scenario",
     "scenarios",
     multiple=True,
@@ -148,6 +157,7 @@ def command(
     allow_jail_libcrypto: bool,
     cycles: int,
     probe_timeout: float,
+    jobs: int | None,
     scenarios: tuple[str, ...],
     no_late_loads: bool,
     discover: bool,
@@ -195,6 +205,7 @@ def command(
         not_asked={Stage.PROBE: "--no-probe", Stage.LATE_LOADS: "--no-late-loads"},
         libcrypto=libcrypto,
         allow_jail_libcrypto=allow_jail_libcrypto,
+        jobs=jobs,
     )
     report = scan(targets, request, progress=walk_progress)
     write_outputs(

@@ -134,18 +134,26 @@ def check_late_loads(
     env: Mapping[str, str] | None = None,
     *,
     appname: str | None = None,
+    memo: dict[object, tuple[Config, Modules]] | None = None,
 ) -> LateLoadResult:
     """Everything OpenSSL may load late, checked against the jail whose root is ``root_fd``.
 
     ``env`` is the application's environment (OPENSSL_CONF, OPENSSL_ENGINES, OPENSSL_MODULES,
     OPENSSL_CONF_INCLUDE); default: this process's. ``jail_path`` (the host path) only goes
-    into the remediation commands.
+    into the remediation commands. ``memo``: one scan's parsed configs (the host's config is
+    the same for every jail of a scan: read once).
     """
     env = dict(os.environ if env is None else env)
     paths = paths or default_paths()
     cnf = config_path(env, paths.openssldir)
-    cfg = parse_file(cnf, env)
-    mods = load_modules(cfg, appname)
+    key = (cnf, tuple(sorted(env.items())), appname)
+    if memo is not None and key in memo:
+        cfg, mods = memo[key]
+    else:
+        cfg = parse_file(cnf, env)
+        mods = load_modules(cfg, appname)
+        if memo is not None:
+            memo[key] = cfg, mods
     out = LateLoadResult(config=cnf)
     items = _collect(cfg, mods, paths, env, out)
     for item in items:

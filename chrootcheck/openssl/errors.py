@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chrootcheck.openssl.cdefs import ERR_TXT_STRING, ffi
+from chrootcheck.openssl.cdefs import ffi
+from chrootcheck.openssl.declarations import ERR_TXT_STRING
 from chrootcheck.openssl.errcodes import ErrorRecord, decode
 from chrootcheck.openssl.library import Libcrypto, string
 

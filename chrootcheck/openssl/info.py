@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from chrootcheck.openssl import cdefs
+from chrootcheck.openssl import declarations as decl
 from chrootcheck.openssl.errors import drain
 from chrootcheck.openssl.library import Capabilities, Libcrypto, string
 from chrootcheck.openssl.rand import for_library
@@ -44,9 +44,9 @@ def library_dirs(lc: Libcrypto) -> tuple[str, str, str | None]:
     """OPENSSLDIR, ENGINESDIR and MODULESDIR (3.x only), without touching RAND: the scan asks
     for them in the parent process, which must stay unseeded for the probe's children."""
     return (
-        _dir(lc, cdefs.OPENSSL_INFO_CONFIG_DIR, cdefs.OPENSSL_DIR),
-        _dir(lc, cdefs.OPENSSL_INFO_ENGINES_DIR, cdefs.OPENSSL_ENGINES_DIR),
-        _dir(lc, cdefs.OPENSSL_INFO_MODULES_DIR, cdefs.OPENSSL_MODULES_DIR)
+        _dir(lc, decl.OPENSSL_INFO_CONFIG_DIR, decl.OPENSSL_DIR),
+        _dir(lc, decl.OPENSSL_INFO_ENGINES_DIR, decl.OPENSSL_ENGINES_DIR),
+        _dir(lc, decl.OPENSSL_INFO_MODULES_DIR, decl.OPENSSL_MODULES_DIR)
         if lc.series == "3.x"
         else None,
     )
@@ -93,7 +93,7 @@ def gather_info(lc: Libcrypto) -> LibInfo:
 
 def _seed_source(lc: Libcrypto) -> tuple[str, str]:
     if lc.capabilities.has_openssl_info:
-        text = string(lc.lib.OPENSSL_info(cdefs.OPENSSL_INFO_SEED_SOURCE))
+        text = string(lc.lib.OPENSSL_info(decl.OPENSSL_INFO_SEED_SOURCE))
         return text or "unknown", "OPENSSL_info(OPENSSL_INFO_SEED_SOURCE)"
     if lc.series == "1.1.1":
         return (
@@ -112,8 +112,8 @@ def _dir(lc: Libcrypto, info_type: int, version_type: int) -> str:
         return string(lc.lib.OPENSSL_info(info_type))
     if lc.capabilities.has_version_num:
         text = string(lc.lib.OpenSSL_version(version_type))
-    elif version_type == cdefs.OPENSSL_DIR:
-        text = string(lc.lib.SSLeay_version(cdefs.SSLEAY_DIR))  # 1.0.2 numbers it 5
+    elif version_type == decl.OPENSSL_DIR:
+        text = string(lc.lib.SSLeay_version(decl.SSLEAY_DIR))  # 1.0.2 numbers it 5
     else:
         return "not exposed by 1.0.2 (compiled in)"
     # OpenSSL_version(OPENSSL_DIR) says: OPENSSLDIR: "/usr/lib/ssl"

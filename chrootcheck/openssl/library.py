@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from chrootcheck.openssl.cdefs import ffi
+from chrootcheck.openssl.cdefs import MISSING_SYMBOL, ffi
 from chrootcheck.openssl.errcodes import Packing, version_packing
 from chrootcheck.openssl.trust import (
     CONSENT_HINT,
@@ -133,6 +133,8 @@ _CACHE: dict[object, Libcrypto] = {}
 # dlopen() names a checked library /proc/self/fd/N. glibc matches a new dlopen against the names
 # already loaded, so a name is never used twice: each load gets an fd above every one used.
 _FD_NAMES: list[int] = [63]
+# Siblings loaded RTLD_GLOBAL for a library that needs them: kept loaded as long as we run.
+_SIBLINGS: list[Any] = []
 
 
 def ssl_module_libcrypto() -> str | None:
@@ -150,7 +152,9 @@ def ssl_module_libcrypto() -> str | None:
     try:
         handle = ffi.dlopen(module_file, ffi.RTLD_NOW | ffi.RTLD_NOLOAD)
         address = int(ffi.cast("uintptr_t", handle.OpenSSL_version_num))
-    except (OSError, AttributeError, TypeError):
+    except (OSError, TypeError):
+        return None
+    except MISSING_SYMBOL:
         return None
     owner = _defining_file(address)
     if owner is None or owner == module_file:
@@ -240,6 +244,39 @@ def describe_loaded(lc: Libcrypto) -> LibcryptoSummary:
     )
 
 
+# The type strings openssl.rand and openssl.errors give ffi.new/cast/sizeof. cffi parses each
+# on first use (pycparser) and caches it: parsed once in the parent, every forked child finds
+# them cached instead of parsing them again.
+_TYPES = (
+    "unsigned char[]",
+    "char[]",
+    "unsigned int",
+    "unsigned int *",
+    "int64_t",
+    "int64_t *",
+    "int *",
+    "size_t",
+    "uintptr_t",
+    "const char **",
+    "OSSL_PARAM[2]",
+    "OSSL_PARAM[3]",
+)
+_OTHER_FUNCTIONS = ("RAND_get0_private", "SSLeay", "SSLeay_version", "ERR_peek_error")
+
+
+def prefill(lc: Libcrypto | None) -> None:
+    """Fill cffi's caches before forking children: the type strings, and the library's
+    functions (their cffi wrappers; nothing in the library is called, nothing seeded)."""
+    for name in _TYPES:
+        ffi.typeof(name)
+    if lc is None:
+        return
+    caps = lc.capabilities.as_dict()
+    wanted = {s for cap, syms in _OPTIONAL.items() if caps[cap] for s in syms}
+    for name in sorted(wanted.union(_REQUIRED, _OTHER_FUNCTIONS)):
+        _has(lc.lib, name)
+
+
 def _check(path: str, jails: Sequence[str] | tuple[JailRoot, ...]) -> CheckedLibrary:
     roots = tuple(j for j in jails if isinstance(j, JailRoot))
     roots += jail_roots(j for j in jails if isinstance(j, str))
@@ -315,7 +352,8 @@ def _load_sibling(lib: CheckedLibrary, sibling: str, needed: str) -> None:
             raise _LoadError(f"needs {needed}, which is refused: {checked.concern}")
         name = _proc_name(checked)
         try:
-            ffi.dlopen(name, ffi.RTLD_NOW | ffi.RTLD_GLOBAL)
+            # Referenced for good: a freed library object dlcloses its library (out of line).
+            _SIBLINGS.append(ffi.dlopen(name, ffi.RTLD_NOW | ffi.RTLD_GLOBAL))
         except OSError as e2:
             raise _LoadError(f"needs {needed}: {_short(str(e2), name)}") from None
         finally:
@@ -353,7 +391,7 @@ def _defining_file(address: int) -> str | None:
 def _has(lib: Any, name: str) -> bool:
     try:
         getattr(lib, name)
-    except AttributeError:
+    except MISSING_SYMBOL:
         return False
     return True
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chrootcheck.openssl import cdefs
+from chrootcheck.openssl import declarations as decl
 from chrootcheck.openssl.cdefs import ffi
 from chrootcheck.openssl.errors import drain
 from chrootcheck.openssl.library import Libcrypto
@@ -131,9 +131,9 @@ class EvpRand(Rand):
         st = int(self.lib.EVP_RAND_get_state(ctx))
         drain(self.lc)
         return {
-            cdefs.EVP_RAND_STATE_UNINITIALISED: "uninitialised",
-            cdefs.EVP_RAND_STATE_READY: "ready",
-            cdefs.EVP_RAND_STATE_ERROR: "error",
+            decl.EVP_RAND_STATE_UNINITIALISED: "uninitialised",
+            decl.EVP_RAND_STATE_READY: "ready",
+            decl.EVP_RAND_STATE_ERROR: "error",
         }.get(st, f"unknown ({st})")
 
     def reseed_settings(self) -> ReseedSettings:
@@ -254,7 +254,7 @@ def init_crypto(lc: Libcrypto) -> Step:
     openssl.cnf, engines and providers are read now, from the host, not after the chroot)."""
     lib = lc.lib
     if lc.capabilities.has_init_crypto:
-        opts = cdefs.OPENSSL_INIT_LOAD_CRYPTO_STRINGS | cdefs.OPENSSL_INIT_LOAD_CONFIG
+        opts = decl.OPENSSL_INIT_LOAD_CRYPTO_STRINGS | decl.OPENSSL_INIT_LOAD_CONFIG
         stale = drain(lc)
         ok = int(lib.OPENSSL_init_crypto(opts, ffi.NULL)) == 1
         return Step("OPENSSL_init_crypto(LOAD_CONFIG)", ok, stale + drain(lc))
@@ -273,7 +273,7 @@ def _set_uint(lib: Any, ctx: Any, key: str, value: int) -> bool:
     data = ffi.new("unsigned int *", value)
     params = ffi.new("OSSL_PARAM[2]")
     params[0].key = name
-    params[0].data_type = cdefs.OSSL_PARAM_UNSIGNED_INTEGER
+    params[0].data_type = decl.OSSL_PARAM_UNSIGNED_INTEGER
     params[0].data = data
     params[0].data_size = ffi.sizeof("unsigned int")
     return int(lib.EVP_RAND_CTX_set_params(ctx, params)) == 1
@@ -286,8 +286,8 @@ def _get_reseed_params(lib: Any, ctx: Any) -> tuple[int | None, int | None]:
     params = ffi.new("OSSL_PARAM[3]")
     for i, (key, data, kind, size) in enumerate(
         (
-            (keys[0], requests, cdefs.OSSL_PARAM_UNSIGNED_INTEGER, ffi.sizeof("unsigned int")),
-            (keys[1], seconds, cdefs.OSSL_PARAM_INTEGER, ffi.sizeof("int64_t")),
+            (keys[0], requests, decl.OSSL_PARAM_UNSIGNED_INTEGER, ffi.sizeof("unsigned int")),
+            (keys[1], seconds, decl.OSSL_PARAM_INTEGER, ffi.sizeof("int64_t")),
         )
     ):
         params[i].key = key

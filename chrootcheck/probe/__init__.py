@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Verdict,
     )
     from chrootcheck.probe.scenarios import SCENARIOS, Scenario
+    from chrootcheck.report.errors import ToolError
 
 # The report's types load on first use (PEP 562): `scan --no-probe` and every CI step pay
 # start-up time, and each frozen dataclass costs about a millisecond to create.
@@ -55,6 +56,7 @@ __all__ = [
     "ScenarioResult",
     "Verdict",
     "run_probe",
+    "run_probes",
 ]
 
 
@@ -81,3 +83,13 @@ def run_probe(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> 
     from chrootcheck.probe.run import run  # cffi is loaded only here
 
     return run(jail, findings, options)
+
+
+def run_probes(
+    jobs: Sequence[tuple[str, Sequence[Finding], ProbeOptions]],
+) -> list[ProbeReport | ToolError]:
+    """Probe several jails at once (their children forked together, read in parallel): for
+    each, its report or the ToolError that stopped its probe, in order."""
+    from chrootcheck.probe.run import run_many
+
+    return run_many(jobs)

@@ -1,5 +1,5 @@
 """run_probe's body: check the input, load the library (or leave it to the children), run
-the scenarios, judge them."""
+the scenarios, judge them. ``run_many`` does it for several jails at once (scan's pool)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,80 @@ import os
 import pwd
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from chrootcheck.jail.users import NOBODY
 from chrootcheck.openssl.library import Libcrypto, describe_loaded, load
+from chrootcheck.openssl.results import LibcryptoSummary
 from chrootcheck.probe import ProbeOptions
 from chrootcheck.probe.analysis import new_findings, prediction, scenario_result, settings_from
 from chrootcheck.probe.child import ChildSpec
 from chrootcheck.probe.isolated import PreparedLibrary, prepare_library, unprivileged
 from chrootcheck.probe.model import ProbeReport, ScenarioResult, Verdict
-from chrootcheck.probe.runner import run_children
+from chrootcheck.probe.runner import ChildOutcome, run_batches
 from chrootcheck.probe.scenarios import BY_NAME, SCENARIOS, Scenario
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding
 
 
 def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:
+    result = run_many([(jail, findings, options)])[0]
+    if isinstance(result, ToolError):
+        raise result
+    return result
+
+
+def run_many(
+    jobs: Sequence[tuple[str, Sequence[Finding], ProbeOptions]],
+) -> list[ProbeReport | ToolError]:
+    """Probe several jails at once: every jail's children are forked together and read in
+    parallel (one ``worker.run_many``), so the jails wait for each other's children only
+    once. Each result is the jail's report, or the ToolError that stopped its probe (bad
+    input, a library that cannot be used), in the order of ``jobs``."""
+    plans: list[_Plan | ToolError] = []
+    try:
+        for jail, findings, options in jobs:
+            try:
+                plans.append(_plan(jail, findings, options))
+            except ToolError as e:
+                plans.append(e)
+        ready = [p for p in plans if isinstance(p, _Plan)]
+        try:
+            batches = run_batches([(p.lc, p.specs) for p in ready], _timeout(ready))
+        except OSError as e:  # fork or pipe failed: the probe could not run at all
+            error = ToolError(f"cannot start the probe: {e}")
+            return [p if isinstance(p, ToolError) else error for p in plans]
+        outcomes = iter(batches)
+        return [p if isinstance(p, ToolError) else _finish(p, next(outcomes)) for p in plans]
+    finally:
+        for p in plans:
+            if isinstance(p, _Plan) and p.own is not None:
+                p.own.close()
+
+
+def _timeout(plans: Sequence[_Plan]) -> float:
+    return max((p.options.timeout for p in plans), default=1.0)
+
+
+@dataclass
+class _Plan:
+    """One jail's probe, ready to fork: its children's specs and what judging them needs."""
+
+    jail: str
+    findings: Sequence[Finding]
+    options: ProbeOptions
+    started: float
+    own: PreparedLibrary | None  # prepared here (not by the scan): closed after the probe
+    lc: Libcrypto | None
+    summary: LibcryptoSummary
+    mode: str
+    uid: int | None
+    gid: int | None
+    notes: list[str]
+    specs: list[ChildSpec]
+
+
+def _plan(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> _Plan:
     started = time.monotonic()
     scenarios = _scenarios(options)
     if options.cycles < 1:
@@ -38,20 +97,22 @@ def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeR
         # this jail, before anything loads it.
         prepared = own = prepare_library(options.libcrypto, [jail], options.allow_jail_libcrypto)
     try:
-        return _run(jail, findings, options, scenarios, prepared, started)
-    finally:
+        return _specs(jail, findings, options, scenarios, prepared, own, started)
+    except BaseException:
         if own is not None:
             own.close()
+        raise
 
 
-def _run(
+def _specs(
     jail: str,
     findings: Sequence[Finding],
     options: ProbeOptions,
     scenarios: list[Scenario],
     prepared: PreparedLibrary | None,
+    own: PreparedLibrary | None,
     started: float,
-) -> ProbeReport:
+) -> _Plan:
     lc: Libcrypto | None
     if prepared is None:
         lc = load(None)
@@ -86,13 +147,13 @@ def _run(
         )
         for s in scenarios
     ]
-    try:
-        outcomes = run_children(lc, specs, options.timeout)
-    except OSError as e:  # fork or pipe failed: the probe could not run at all
-        raise ToolError(f"cannot start the probe: {e}") from None
+    return _Plan(jail, findings, options, started, own, lc, summary, mode, uid, gid, notes, specs)
 
+
+def _finish(plan: _Plan, outcomes: list[ChildOutcome]) -> ProbeReport:
+    options, summary, as_root = plan.options, plan.summary, os.geteuid() == 0
     legacy = not (summary.has_evp_rand or summary.has_drbg_1_1_1)
-    results = tuple(scenario_result(o, findings, options.timeout, legacy) for o in outcomes)
+    results = tuple(scenario_result(o, plan.findings, options.timeout, legacy) for o in outcomes)
     skipped_reason = _skipped_reason(results, as_root)
     settings = next(
         (
@@ -103,19 +164,19 @@ def _run(
         None,
     )
     return ProbeReport(
-        jail=jail,
+        jail=plan.jail,
         libcrypto=summary,
         skipped_reason=skipped_reason,
-        mode=mode,
-        uid=uid if as_root else os.geteuid(),
-        gid=gid if as_root else os.getegid(),
+        mode=plan.mode,
+        uid=plan.uid if as_root else os.geteuid(),
+        gid=plan.gid if as_root else os.getegid(),
         cycles=options.cycles,
         scenarios=results,
         reseed=settings,
         prediction=prediction(results, settings, summary.series),
         findings=new_findings(results),
-        notes=tuple(notes),
-        seconds=round(time.monotonic() - started, 4),
+        notes=tuple(plan.notes),
+        seconds=round(time.monotonic() - plan.started, 4),
     )
 
 

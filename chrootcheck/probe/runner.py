@@ -1,17 +1,19 @@
 """Fork one child per scenario, collect their messages, kill the ones that hang.
 
 The children run in parallel (``system.worker.run_many``): the whole probe takes as long as
-the slowest scenario. None outlives the probe: an exception (Ctrl-C, SIGTERM, SIGHUP:
-``procs.interrupt_on_signals``) kills and reaps them, and each dies with this process if it is
-killed outright (``procs.fork_child``: PR_SET_PDEATHSIG).
+the slowest scenario; ``run_batches`` runs the children of several jails' probes together.
+None outlives the probe: an exception (Ctrl-C, SIGTERM, SIGHUP: ``procs.interrupt_on_signals``)
+kills and reaps them, and each dies with this process if it is killed outright
+(``procs.fork_child``: PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chrootcheck.openssl.library import Libcrypto
+from chrootcheck.openssl.library import Libcrypto, prefill
 from chrootcheck.probe import protocol
 from chrootcheck.probe.child import ChildSpec, run_child
 from chrootcheck.system import worker
@@ -37,18 +39,34 @@ class ChildOutcome:
 def run_children(
     lc: Libcrypto | None, specs: list[ChildSpec], timeout: float
 ) -> list[ChildOutcome]:
-    targets = [functools.partial(run_child, lc, spec) for spec in specs]
-    cycles = max((spec.cycles for spec in specs), default=1)
-    outcomes = worker.run_many(targets, protocol.protocol(cycles), timeout)
+    return run_batches([(lc, specs)], timeout)[0]
+
+
+def run_batches(
+    batches: Sequence[tuple[Libcrypto | None, list[ChildSpec]]], timeout: float
+) -> list[list[ChildOutcome]]:
+    """The children of several probes (one batch per jail), forked together and read in
+    parallel; the outcomes batch by batch, in order."""
+    seen: set[int] = set()
+    for lc, _ in batches:
+        if id(lc) not in seen:  # once here, not again in every child
+            seen.add(id(lc))
+            prefill(lc)
+    targets = [functools.partial(run_child, lc, spec) for lc, specs in batches for spec in specs]
+    cycles = max((spec.cycles for _, specs in batches for spec in specs), default=1)
+    outcomes = iter(worker.run_many(targets, protocol.protocol(cycles), timeout))
     return [
-        ChildOutcome(
-            spec,
-            tuple(o.messages),
-            o.exit_status,
-            o.signal,
-            o.timed_out,
-            o.error,
-            o.seconds,
-        )
-        for spec, o in zip(specs, outcomes, strict=True)
+        [
+            ChildOutcome(
+                spec,
+                tuple(o.messages),
+                o.exit_status,
+                o.signal,
+                o.timed_out,
+                o.error,
+                o.seconds,
+            )
+            for spec, o in zip(specs, outcomes, strict=False)
+        ]
+        for _, specs in batches
     ]

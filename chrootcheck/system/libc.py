@@ -137,24 +137,26 @@ def scmp_act_errno(errno: int) -> int:
     return 0x00050000 | (errno & 0x0000FFFF)
 
 
+# Every declaration, in order (build_cffi.py reads this module by path: it imports nothing of ours).
+DECLARATIONS = "".join(
+    (SCHED_H, PERSONALITY_H, VARIADIC_H, MOUNT_H, STDIO_H, REPLAY_H, FILTER_H, SECCOMP_H)
+)
+
+
 @functools.cache
 def ffi() -> Any:
-    """The FFI with every declaration above (parsed once, on first use)."""
-    from cffi import FFI  # type: ignore[import-untyped, unused-ignore]
+    """The FFI with every declaration above, on first use: the out-of-line module the package's
+    build wrote from them (build_cffi.py, as for libcrypto: no C parser at run time), else
+    parsed here (a source tree never built)."""
+    try:
+        from chrootcheck.system._libc_cffi import ffi as built  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from cffi import FFI  # type: ignore[import-untyped, unused-ignore]
 
-    f = FFI()
-    for part in (
-        SCHED_H,
-        PERSONALITY_H,
-        VARIADIC_H,
-        MOUNT_H,
-        STDIO_H,
-        REPLAY_H,
-        FILTER_H,
-        SECCOMP_H,
-    ):
-        f.cdef(part)
-    return f
+        f = FFI()
+        f.cdef(DECLARATIONS)
+        return f
+    return built
 
 
 @functools.cache
