@@ -257,6 +257,15 @@ def renameat2(
     check(int(rc), what)
 
 
+def known_syscall(name: str) -> bool | None:
+    """Whether libseccomp knows the system call ``name`` (on some architecture); None where
+    libseccomp cannot be loaded."""
+    lib = seccomp()
+    if lib is None:
+        return None
+    return int(lib.seccomp_syscall_resolve_name(name.encode())) != -1
+
+
 def load_seccomp_filter(rules: Mapping[str, int], default: int = SCMP_ACT_ALLOW) -> None:
     """Install a seccomp filter through libseccomp: ``default`` for every system call but the
     ones named in ``rules`` (name -> action, e.g. ``scmp_act_errno(ENOSYS)``). It also sets
