@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Verdict,
     )
     from chrootcheck.probe.scenarios import SCENARIOS, Scenario
+    from chrootcheck.sandbox.model import Sandbox
 
 # The report's types load on first use (PEP 562): `scan --no-probe` and every CI step pay
 # start-up time, and each frozen dataclass costs about a millisecond to create.
@@ -71,6 +72,8 @@ class ProbeOptions:
     # The CLI's --libcrypto, checked and described once for the whole scan (trust.py); when
     # set, ``libcrypto`` and ``allow_jail_libcrypto`` are not looked at again.
     library: PreparedLibrary | None = None
+    # The service's sandbox (a unit or a seccomp profile): adds the as-configured scenario.
+    sandbox: Sandbox | None = None
 
 
 def run_probe(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:

@@ -71,11 +71,16 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
         out.send(Skip(f"cannot create {kind} namespaces: {e.strerror}"))
         return
     procs.die_with_parent()  # a new user namespace is a credential change: re-arm
+    if scenario.skip:
+        out.send(Skip(scenario.skip))
+        return
     try:
         if scenario.uname26:
             sandbox.set_uname26()
         if scenario.block_getrandom:
             sandbox.block_getrandom()
+        if scenario.seccomp is not None:
+            sandbox.apply_filter(scenario.seccomp)
     except OSError as e:
         out.send(Skip(f"cannot set up the scenario: {e.strerror}"))
         return
@@ -100,11 +105,12 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
     out.send(CycleRun(0, False, rand.state(), tuple(steps)))
 
     try:
+        deny = scenario.deny_devices
         if jail_fd is None:
-            sandbox.enter_jail(spec.jail, spec.uid, spec.gid, spec.groups)
+            sandbox.enter_jail(spec.jail, spec.uid, spec.gid, spec.groups, deny)
         else:
             os.fchdir(jail_fd)
-            sandbox.enter_jail(".", None, None, ())  # the ids were dropped before the load
+            sandbox.enter_jail(".", None, None, (), deny)  # the ids were dropped before the load
     except OSError as e:
         out.send(Failed(f"cannot enter the jail: {e}"))
         return

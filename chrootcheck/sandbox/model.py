@@ -220,3 +220,39 @@ class Sandbox:
     def hides_dev(self) -> bool:
         """A TemporaryFileSystem= on /dev: an empty /dev over the tree's."""
         return any(m.source is None and m.target == "/dev" for m in self.mounts)
+
+
+# The system calls OpenSSL's RAND makes on Linux (1.0.2 to 3.x, x86-64 glibc): getrandom;
+# the devices (open/openat, read, close, fstat/newfstatat to check the node, poll/select to
+# wait on /dev/random); SysV shm key 0x72 on the old-kernel path (shmget, shmat, shmdt); uname
+# for the kernel's version; getpid for fork detection; the clocks for nonces.
+OPENSSL_CALLS = (
+    "getrandom",
+    "openat",
+    "open",
+    "read",
+    "close",
+    "fstat",
+    "newfstatat",
+    "poll",
+    "select",
+    "shmget",
+    "shmat",
+    "shmdt",
+    "uname",
+    "getpid",
+    "clock_gettime",
+)
+
+
+def killing_calls(flt: SeccompFilter | None) -> tuple[str, ...]:
+    """The calls OpenSSL makes that ``flt`` kills the service on (for any arguments)."""
+    if flt is None:
+        return ()
+    out = []
+    for name in OPENSSL_CALLS:
+        o = flt.outcome(name)
+        actions = [o.action, *(r.action for r in flt.rules if r.name == name)]
+        if any(a.kills for a in (actions if o.conditional else [o.action])):
+            out.append(name)
+    return tuple(out)
