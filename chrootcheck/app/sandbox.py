@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chrootcheck.discover._common import Notes, Tree
+from chrootcheck.discover._common import Notes, Tree, under
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.report.errors import ToolError
 from chrootcheck.sandbox import oci, systemd
@@ -36,6 +36,24 @@ def load_unit(unit: str, root: str = "/") -> tuple[Sandbox, Notes]:
         raise ToolError(f"--root {root}: {e}") from None
     with tree:
         return systemd.read_unit(unit, TreeUnits(tree, notes)), notes
+
+
+def root_directory(sandbox: Sandbox, root: str = "/") -> str:
+    """The host path of the unit's RootDirectory=, resolved inside ``root`` (its symlinks
+    never lead out). ToolError when it is not a folder there."""
+    assert sandbox.root_directory is not None
+    try:
+        tree = Tree(root)
+    except jailfs.JailOpenError as e:
+        raise ToolError(f"--root {root}: {e}") from None
+    with tree:
+        resolved = tree.folder(sandbox.root_directory)
+    if resolved is None:
+        inside = "" if root in ("", "/") else f" inside {root}"
+        raise ToolError(
+            f"{sandbox.source}: RootDirectory={sandbox.root_directory} is not a folder{inside}"
+        )
+    return under(root, resolved)
 
 
 def load_profile(path: str) -> Sandbox:

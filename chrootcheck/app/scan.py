@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from chrootcheck import __version__
 from chrootcheck.app.context import JailContext, open_context
-from chrootcheck.app.stages import Inspect, LateLoads, Probe, StageResult, skipped
+from chrootcheck.app.stages import Inspect, LateLoads, Probe, SandboxStage, StageResult, skipped
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail.inspector import ScanOptions
 from chrootcheck.jail.users import ServiceUser
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from chrootcheck.lateload.check import EntropyPolicy, OpenSSLPaths
     from chrootcheck.probe import ProbeOptions
     from chrootcheck.probe.isolated import PreparedLibrary
+    from chrootcheck.sandbox.model import Sandbox
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int], None] | None]]
 
@@ -51,6 +52,9 @@ class Target:
     user: ServiceUser | None = None
     notes: tuple[str, ...] = ()
     provides_devices: bool = False  # systemd PrivateDevices=yes: the unit brings its own /dev
+    # The service's sandbox (--unit, --seccomp-profile, a discovered unit): the probe's
+    # as-configured scenario, and PrivateDevices= through the same model.
+    sandbox: Sandbox | None = None
 
 
 @dataclass(frozen=True)
@@ -114,11 +118,14 @@ def _scan_one(
 ) -> JailReport:
     path = os.path.abspath(target.path)
     notes = tuple(Notice(NoticeKind.NOTE, Stage.DISCOVER, n) for n in target.notes)
+    provides = target.provides_devices
+    if target.sandbox is not None:
+        provides = provides or target.sandbox.provides_devices()
+        if request.probe is not None:
+            request = replace(request, probe=replace(request.probe, sandbox=target.sandbox))
     try:
-        with open_context(
-            path, target.user, library, paths, request.env, target.provides_devices
-        ) as ctx:
-            return _run_stages(ctx, request, notes, progress)
+        with open_context(path, target.user, library, paths, request.env, provides) as ctx:
+            return _run_stages(ctx, request, notes, progress, target.sandbox)
     except jailfs.JailOpenError as e:  # only open_context raises it
         error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")
         return JailReport(jail=path, notices=[error, *notes])
@@ -129,6 +136,7 @@ def _run_stages(
     request: ScanRequest,
     notes: tuple[Notice, ...],
     progress: ProgressFactory | None,
+    sandbox: Sandbox | None = None,
 ) -> JailReport:
     bar = progress(f"scanning {ctx.path}") if progress else nullcontext(None)
     with bar as callback:
@@ -148,6 +156,11 @@ def _run_stages(
         why = "the jail could not be inspected" if broken else request.not_asked.get(stage)
         return skipped(stage, f"not run: {why or 'not asked for'}")
 
+    if sandbox is not None and not broken:
+        add(SandboxStage(sandbox).run(ctx, findings))
+    else:
+        why = "the jail could not be inspected" if broken else "no --unit or --seccomp-profile"
+        add(skipped(Stage.SANDBOX, f"not run: {why}"))
     if request.late_loads and not broken:
         late = LateLoads().run(ctx, findings)
         add(late)

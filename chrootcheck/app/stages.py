@@ -30,6 +30,7 @@ from chrootcheck.report.model import (
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import EntropyPolicy
     from chrootcheck.probe import ProbeOptions, ProbeReport
+    from chrootcheck.sandbox.model import Sandbox
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -91,6 +92,21 @@ class LateLoads:
             kind = NoticeKind.ERROR if ctx.library is not None else NoticeKind.SKIPPED
             return StageResult(notices=(Notice(kind, self.stage, f"not checked: {e.message}"),))
         return StageResult(tuple(late.findings), tuple(late.notices), late.policy)
+
+
+@dataclass(frozen=True)
+class SandboxStage:
+    """What the service's sandbox (a unit or a seccomp profile) does to OpenSSL, read from the
+    model (chrootcheck.sandbox); the probe's as-configured scenario measures it."""
+
+    sandbox: Sandbox
+    stage: Stage = Stage.SANDBOX
+
+    def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[None]:
+        from chrootcheck.sandbox.checks import findings
+
+        notes = tuple(Notice(NoticeKind.NOTE, self.stage, n) for n in self.sandbox.notes)
+        return StageResult(tuple(findings(self.sandbox, prior)), notes)
 
 
 @dataclass(frozen=True)
