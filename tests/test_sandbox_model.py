@@ -371,3 +371,30 @@ def test_a_unit_that_is_not_there_is_one_line(tmp_path: Path) -> None:
         load_unit("/etc/none.service", str(tmp_path / "root"))
     with pytest.raises(ToolError, match="--root"):
         load_unit("x", str(tmp_path / "missing"))
+
+
+# --- the sandbox's checks -----------------------------------------------------------------
+
+
+def test_the_checks_of_a_sandbox(analyze: str) -> None:
+    from chrootcheck.report import catalogue
+    from chrootcheck.sandbox.checks import findings
+
+    def ids(text: str) -> dict[str, str]:
+        return {f.check: f.severity.value for f in findings(systemd.parse_unit(unit(text)), [])}
+
+    # systemd's default kill on the shm calls of the old-kernel path, and on getrandom
+    got = ids("SystemCallFilter=~@ipc getrandom @no-such-group\n")
+    assert got[catalogue.SANDBOX_BLOCKS_SHM.id] == "error"
+    assert got[catalogue.SANDBOX_KILLS_OPENSSL_CALL.id] == "error"
+    assert got[catalogue.SANDBOX_UNKNOWN_NAME.id] == "warning"
+    assert catalogue.SANDBOX_BLOCKS_GETRANDOM.id not in got  # a kill, told by CC402
+    # an errno on the shm calls is a warning; nothing for a filter OpenSSL never meets
+    assert ids("SystemCallFilter=~@ipc\nSystemCallErrorNumber=EPERM\n") == {
+        catalogue.SANDBOX_BLOCKS_SHM.id: "warning"
+    }
+    assert ids("SystemCallFilter=~@mount @reboot\n") == {}
+    # a device policy that denies the devices makes a blocked getrandom an error
+    got = ids("SystemCallFilter=~getrandom:ENOSYS\nDevicePolicy=strict\n")
+    assert got[catalogue.SANDBOX_BLOCKS_GETRANDOM.id] == "error"
+    assert got[catalogue.DEVICE_POLICY_DENIES_RANDOM.id] == "error"

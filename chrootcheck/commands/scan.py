@@ -201,6 +201,10 @@ def command(
         raise click.UsageError("give at least one JAIL, --unit or --discover")
     if unit is not None and seccomp_profile is not None:
         raise click.UsageError("--unit and --seccomp-profile: give one sandbox")
+    if "as-configured" in scenarios and unit is None and seccomp_profile is None and not discover:
+        raise click.UsageError(
+            "the as-configured scenario needs a sandbox: --unit or --seccomp-profile"
+        )
     root = tree_root if tree_root is not None else discover_root
     outputs = parse_outputs(formats, output)
     check_outputs(outputs)
