@@ -188,7 +188,8 @@ def command(
     Reports a missing or fake /dev/urandom and /dev/random, nodev mounts, permissions,
     EGD sockets, the files OpenSSL loads late, and the other nodes and libcrypto copies in
     the jail. The probe forks children that load the real libcrypto, chroot into the jail
-    and force reseeds under four scenarios (as-is, no getrandom, old kernel, devices closed).
+    and force reseeds under four scenarios (as-is, no getrandom, old kernel, devices closed),
+    and a fifth, as-configured, under the service's own sandbox (--unit, --seccomp-profile).
     """
     from chrootcheck.app.scan import ScanRequest, scan
     from chrootcheck.commands.progress import walk_progress
