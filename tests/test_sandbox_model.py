@@ -13,6 +13,7 @@ import pytest
 
 from chrootcheck.app.sandbox import load_unit
 from chrootcheck.report.errors import ToolError
+from chrootcheck.report.model import Finding
 from chrootcheck.sandbox import oci, systemd
 from chrootcheck.sandbox.model import ALLOW, KILL, Action, DevicePolicy
 from tests import debian
@@ -398,3 +399,20 @@ def test_the_checks_of_a_sandbox(analyze: str) -> None:
     got = ids("SystemCallFilter=~getrandom:ENOSYS\nDevicePolicy=strict\n")
     assert got[catalogue.SANDBOX_BLOCKS_GETRANDOM.id] == "error"
     assert got[catalogue.DEVICE_POLICY_DENIES_RANDOM.id] == "error"
+
+
+def test_mounts_change_whether_the_devices_exist(analyze: str) -> None:
+    from chrootcheck.report import catalogue
+    from chrootcheck.sandbox.checks import findings
+
+    missing = [catalogue.URANDOM_MISSING.finding("/dev/urandom", "missing")]
+
+    def severity(text: str, prior: list[Finding]) -> str:
+        sb = systemd.parse_unit(unit("SystemCallFilter=~getrandom:EPERM\n" + text))
+        (f,) = [f for f in findings(sb, prior) if f.check == catalogue.SANDBOX_BLOCKS_GETRANDOM.id]
+        return f.severity.value
+
+    assert severity("", missing) == "error"
+    assert severity("", []) == "warning"
+    assert severity("BindReadOnlyPaths=/dev/urandom\n", missing) == "warning"
+    assert severity("TemporaryFileSystem=/dev\n", []) == "error"

@@ -123,6 +123,9 @@ def _scan_one(
         provides = provides or target.sandbox.provides_devices()
         if request.probe is not None:
             request = replace(request, probe=replace(request.probe, sandbox=target.sandbox))
+        if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
+            env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
+            request = replace(request, env=env)
     try:
         with open_context(path, target.user, library, paths, request.env, provides) as ctx:
             return _run_stages(ctx, request, notes, progress, target.sandbox)

@@ -23,6 +23,11 @@ def findings(sandbox: Sandbox, prior: Sequence[Finding]) -> list[Finding]:
     devices_missing = any(
         f.check in catalogue.SEED_SOURCE_MISSING and f.severity >= Severity.ERROR for f in prior
     )
+    # BindPaths= can bring the device in; TemporaryFileSystem=/dev hides the jail's.
+    if sandbox.brings_device("/dev/urandom"):
+        devices_missing = False
+    elif sandbox.hides_dev():
+        devices_missing = True
     denied = [
         d
         for d in ENTROPY_DEVICES
