@@ -147,3 +147,31 @@ def test_private_devices_is_told_not_guessed(jail: Path) -> None:
 def test_as_configured_needs_a_sandbox(jail: Path) -> None:
     with pytest.raises(ToolError, match="needs a sandbox"):
         run_probe(str(jail), [], ProbeOptions(scenarios=(AS_CONFIGURED,)))
+
+
+def test_a_hostile_jail_under_a_device_policy(tmp_path: Path, jail: Path) -> None:
+    # A FIFO at /dev/urandom (never opened by the bind mount: no hang) and a /dev/random that
+    # points out of the jail (resolved inside it after the chroot: dangling there, skipped).
+    (jail / "dev" / "urandom").unlink()
+    os.mkfifo(jail / "dev" / "urandom", 0o666)
+    (jail / "dev" / "random").unlink()
+    outside = tmp_path / "host-random"
+    outside.write_text("host file")
+    (jail / "dev" / "random").symlink_to(outside)
+    mounts_before = Path("/proc/self/mountinfo").read_text()
+    options = ProbeOptions(
+        cycles=1, timeout=2, scenarios=(AS_CONFIGURED,), sandbox=unit("DevicePolicy=strict\n")
+    )
+    report = run_probe(str(jail), [], options)
+    r = result(report)
+    # past the mounts, and getrandom needs nothing from the jail
+    assert (r.verdict, r.phase) == (Verdict.PASS, "done"), r
+    assert Path("/proc/self/mountinfo").read_text() == mounts_before
+    assert outside.read_text() == "host file"
+
+
+def test_a_fifo_as_profile_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "profile.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ToolError, match="not a regular file"):
+        oci.read_profile(str(fifo))

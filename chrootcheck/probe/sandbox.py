@@ -128,9 +128,9 @@ def deny_devices(paths: tuple[str, ...]) -> list[str]:
     done = []
     for path in paths:
         try:
-            os.lstat(path)
+            os.stat(path)  # inside the chroot: a symlink resolves in the jail, never out
         except OSError:
-            continue  # missing: nothing to deny
+            continue  # missing or dangling: nothing to deny
         libc.mount(path, path, libc.MS_BIND, what=f"bind {path}")
         flags = libc.MS_BIND | libc.MS_REMOUNT | libc.MS_NODEV | libc.MS_RDONLY
         have = os.statvfs(path).f_flag

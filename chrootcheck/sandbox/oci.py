@@ -13,6 +13,7 @@ import errno as errno_mod
 import json
 import os
 import platform
+import stat
 from typing import Any
 
 from chrootcheck.report.errors import ToolError
@@ -54,10 +55,25 @@ MAX_PROFILE = 4 * 1024 * 1024
 def read_profile(path: str) -> Sandbox:
     """Read and parse the profile at ``path`` (a host file the user named)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PROFILE + 1)
+        # Non-blocking and checked: a FIFO given by mistake is refused, never waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as e:
         raise ToolError(f"{path}: cannot read the seccomp profile: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ToolError(f"{path}: not a regular file: not a seccomp profile")
+        chunks, size = [], 0
+        while size <= MAX_PROFILE:
+            chunk = os.read(fd, MAX_PROFILE + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    except OSError as e:
+        raise ToolError(f"{path}: cannot read the seccomp profile: {e.strerror}") from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_PROFILE:
         raise ToolError(f"{path}: larger than {MAX_PROFILE >> 20} MiB: not a seccomp profile")
     return parse_profile(data.decode("utf-8", "replace"), path)
