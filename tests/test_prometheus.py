@@ -70,7 +70,8 @@ def test_a_real_scan_parses_and_passes_promtool(cli, bad_jail: Path, promtool: s
 def test_every_catalogued_check_has_a_series_for_a_checked_jail(cli, jail: Path) -> None:
     r = cli("scan", str(jail), "--no-probe", "--format", "prometheus")
     checks = {s.labels["check"] for s in samples(r.stdout) if s.name == "chrootcheck_findings"}
-    assert checks == {c for c in CHECKS if not c.startswith("CC2")}
+    # no probe, and no sandbox (--unit, --seccomp-profile): their checks are skipped
+    assert checks == {c for c in CHECKS if not c.startswith(("CC2", "CC4"))}
 
 
 def test_a_jail_that_could_not_be_checked(cli, jail: Path, tmp_path: Path, promtool: str) -> None:
@@ -119,7 +120,11 @@ def test_a_jail_given_twice_is_exported_once(cli, jail: Path, promtool: str) -> 
 
 def test_skipped_parts_have_no_zero_series() -> None:
     # The stages that did not run say so in the report: one source of truth for every format.
-    skipped = [stage_skipped(Stage.LATE_LOADS, "x"), stage_skipped(Stage.PROBE, "--no-probe")]
+    skipped = [
+        stage_skipped(Stage.LATE_LOADS, "x"),
+        stage_skipped(Stage.PROBE, "--no-probe"),
+        stage_skipped(Stage.SANDBOX, "not asked for"),
+    ]
     jail = JailReport(jail="/srv/j", notices=skipped)
     out = io.StringIO()
     renderer(Format.PROMETHEUS)(Report(jails=[jail]), out, RenderOptions())

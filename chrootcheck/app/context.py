@@ -22,6 +22,7 @@ from chrootcheck.jail.users import ServiceUser
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import OpenSSLPaths
     from chrootcheck.probe.isolated import PreparedLibrary
+    from chrootcheck.sandbox.model import Sandbox
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class JailContext:
     openssl_paths: Callable[[], OpenSSLPaths]  # its OPENSSLDIR ...: asked once per scan
     env: Mapping[str, str]  # the application's environment (OPENSSL_CONF ...)
     provides_devices: bool = False  # systemd PrivateDevices=yes: the unit brings its own /dev
+    sandbox: Sandbox | None = None  # the service's unit or seccomp profile, when known
 
 
 @contextmanager
@@ -43,11 +45,14 @@ def open_context(
     openssl_paths: Callable[[], OpenSSLPaths],
     env: Mapping[str, str],
     provides_devices: bool = False,
+    sandbox: Sandbox | None = None,
 ) -> Iterator[JailContext]:
     """Raises ``jail.fs.JailOpenError`` when the jail cannot be opened."""
     path = os.path.abspath(path)
     root_fd = jailfs.open_jail(path)
     try:
-        yield JailContext(path, root_fd, user, library, openssl_paths, env, provides_devices)
+        yield JailContext(
+            path, root_fd, user, library, openssl_paths, env, provides_devices, sandbox
+        )
     finally:
         os.close(root_fd)

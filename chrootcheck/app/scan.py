@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from chrootcheck import __version__
 from chrootcheck.app.context import JailContext, open_context
-from chrootcheck.app.stages import Inspect, LateLoads, Probe, StageResult, skipped
+from chrootcheck.app.stages import Inspect, LateLoads, Probe, SandboxStage, StageResult, skipped
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail.inspector import ScanOptions
 from chrootcheck.jail.users import ServiceUser
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from chrootcheck.lateload.check import EntropyPolicy, OpenSSLPaths
     from chrootcheck.probe import ProbeOptions
     from chrootcheck.probe.isolated import PreparedLibrary
+    from chrootcheck.sandbox.model import Sandbox
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int], None] | None]]
 
@@ -51,6 +52,9 @@ class Target:
     user: ServiceUser | None = None
     notes: tuple[str, ...] = ()
     provides_devices: bool = False  # systemd PrivateDevices=yes: the unit brings its own /dev
+    # The service's sandbox (--unit, --seccomp-profile, a discovered unit): the probe's
+    # as-configured scenario, and PrivateDevices= through the same model.
+    sandbox: Sandbox | None = None
 
 
 @dataclass(frozen=True)
@@ -133,11 +137,14 @@ def _scan_batch(
         for target in targets:
             path = os.path.abspath(target.path)
             notes = tuple(Notice(NoticeKind.NOTE, Stage.DISCOVER, n) for n in target.notes)
+            provides, env = target.provides_devices, request.env
+            if target.sandbox is not None:
+                provides = provides or target.sandbox.provides_devices()
+                if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
+                    env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
             try:
                 ctx = stack.enter_context(
-                    open_context(
-                        path, target.user, library, paths, request.env, target.provides_devices
-                    )
+                    open_context(path, target.user, library, paths, env, provides, target.sandbox)
                 )
             except jailfs.JailOpenError as e:  # only open_context raises it
                 error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")
@@ -196,6 +203,11 @@ def _static_stages(
         why = "the jail could not be inspected" if broken else request.not_asked.get(stage)
         return skipped(stage, f"not run: {why or 'not asked for'}")
 
+    if ctx.sandbox is not None and not broken:
+        pending.add(SandboxStage(ctx.sandbox).run(ctx, pending.findings))
+    else:
+        why = "the jail could not be inspected" if broken else "no --unit or --seccomp-profile"
+        pending.add(skipped(Stage.SANDBOX, f"not run: {why}"))
     if request.late_loads and not broken:
         late = late_loads.run(ctx, pending.findings)
         pending.add(late)

@@ -30,6 +30,7 @@ from chrootcheck.report.model import (
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import EntropyPolicy
     from chrootcheck.probe import ProbeOptions, ProbeReport
+    from chrootcheck.sandbox.model import Sandbox
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -102,6 +103,21 @@ class LateLoads:
 
 
 @dataclass(frozen=True)
+class SandboxStage:
+    """What the service's sandbox (a unit or a seccomp profile) does to OpenSSL, read from the
+    model (chrootcheck.sandbox); the probe's as-configured scenario measures it."""
+
+    sandbox: Sandbox
+    stage: Stage = Stage.SANDBOX
+
+    def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[None]:
+        from chrootcheck.sandbox.checks import findings
+
+        notes = tuple(Notice(NoticeKind.NOTE, self.stage, n) for n in self.sandbox.notes)
+        return StageResult(tuple(findings(self.sandbox, prior)), notes)
+
+
+@dataclass(frozen=True)
 class Probe:
     """The real libcrypto reseeding inside the jail (chrootcheck.probe), as the service user."""
 
@@ -119,7 +135,9 @@ class Probe:
 
         jobs = []
         for ctx, prior in jails:
-            options = replace(self.options, library=ctx.library, root_fd=ctx.root_fd)
+            options = replace(
+                self.options, library=ctx.library, root_fd=ctx.root_fd, sandbox=ctx.sandbox
+            )
             if ctx.user is not None:
                 options = replace(
                     options, uid=ctx.user.uid, gid=ctx.user.gid, groups=ctx.user.groups

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from chrootcheck.discover import DiscoveredJail
 
 # Bumped like the scan report's: MAJOR on a breaking change, MINOR when fields are added.
-DISCOVER_SCHEMA_VERSION = "1.1"  # 1.1: jails[].resolved
+DISCOVER_SCHEMA_VERSION = "1.2"  # 1.1: jails[].resolved; 1.2: jails[].unit
 
 
 @click.command("discover")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -26,16 +27,18 @@ from chrootcheck.report.model import Report, Severity
 
 if TYPE_CHECKING:
     from chrootcheck.app.scan import Target
+    from chrootcheck.jail.users import ServiceUser
+    from chrootcheck.sandbox.model import Sandbox
 
 
 def _known_scenarios(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[str, ...]:
-    from chrootcheck.probe.scenarios import BY_NAME
+    from chrootcheck.probe.scenarios import NAMES
 
     for name in value:
-        if name not in BY_NAME:
-            known = ", ".join(repr(n) for n in BY_NAME)
+        if name not in NAMES:
+            known = ", ".join(repr(n) for n in NAMES)
             raise click.BadParameter(f"unknown scenario {name!r}; choose from {known}", ctx, param)
     return value
 
@@ -124,7 +127,7 @@ def _known_scenarios(
     metavar="NAME",
     callback=_known_scenarios,
     help="Run only these probe scenarios (as-is, no-getrandom, old-kernel, "
-    "'old-kernel, devices closed').",
+    "'old-kernel, devices closed', as-configured).",
 )
 @click.option(
     "--no-late-loads",
@@ -135,6 +138,30 @@ def _known_scenarios(
     "--discover",
     is_flag=True,
     help="Also scan every jail this host's daemons are configured to use.",
+)
+@click.option(
+    "--unit",
+    metavar="NAME|PATH",
+    callback=nonempty,
+    help="Scan a systemd unit's service: its RootDirectory= (unless JAILs are given), as its "
+    "User=, under its sandbox (SystemCallFilter=, DevicePolicy=, PrivateDevices= ...): the "
+    "probe adds the as-configured scenario.",
+)
+@click.option(
+    "--seccomp-profile",
+    metavar="FILE",
+    callback=nonempty,
+    help="An OCI/Docker/Podman/Kubernetes seccomp profile (JSON) the service runs under: "
+    "the probe adds the as-configured scenario.",
+)
+@click.option(
+    "--root",
+    "tree_root",
+    metavar="DIR",
+    default=None,
+    callback=nonempty,
+    help="Read --unit and --discover's files under DIR (an image or another system's "
+    "tree), every path resolved inside it.",
 )
 @click.option(
     "--discover-root",
@@ -162,13 +189,17 @@ def command(
     no_late_loads: bool,
     discover: bool,
     discover_root: str,
+    unit: str | None,
+    seccomp_profile: str | None,
+    tree_root: str | None,
 ) -> int:
     """Inspect each JAIL as a process chrooted into it would see it, then probe it.
 
     Reports a missing or fake /dev/urandom and /dev/random, nodev mounts, permissions,
     EGD sockets, the files OpenSSL loads late, and the other nodes and libcrypto copies in
     the jail. The probe forks children that load the real libcrypto, chroot into the jail
-    and force reseeds under four scenarios (as-is, no getrandom, old kernel, devices closed).
+    and force reseeds under four scenarios (as-is, no getrandom, old kernel, devices closed),
+    and a fifth, as-configured, under the service's own sandbox (--unit, --seccomp-profile).
     """
     from chrootcheck.app.scan import ScanRequest, scan
     from chrootcheck.commands.progress import walk_progress
@@ -177,8 +208,15 @@ def command(
     from chrootcheck.report.model import Stage
 
     started = time.monotonic()
-    if not jails and not discover:
-        raise click.UsageError("give at least one JAIL, or --discover")
+    if not jails and not discover and unit is None:
+        raise click.UsageError("give at least one JAIL, --unit or --discover")
+    if unit is not None and seccomp_profile is not None:
+        raise click.UsageError("--unit and --seccomp-profile: give one sandbox")
+    if "as-configured" in scenarios and unit is None and seccomp_profile is None and not discover:
+        raise click.UsageError(
+            "the as-configured scenario needs a sandbox: --unit or --seccomp-profile"
+        )
+    root = tree_root if tree_root is not None else discover_root
     outputs = parse_outputs(formats, output)
     check_outputs(outputs)
     # Checked before the scan, and only for the formats that point at it.
@@ -186,8 +224,15 @@ def command(
     anchor = check_anchor(sarif_anchor) if sarif_anchor is not None and located else None
     user = parse_user_option(user_spec)
     targets: list[str | Target] = list(jails)
+    if seccomp_profile is not None:
+        from chrootcheck.app.sandbox import load_profile
+
+        sandbox = load_profile(seccomp_profile)
+        targets = [_with_sandbox(t, sandbox, user) for t in targets]
+    if unit is not None:
+        targets = _unit_targets(unit, root, targets, user_spec, user)
     if discover:
-        targets += _discovered(discover_root, user_spec)
+        targets += _discovered(root, user_spec)
         if not targets:
             click.echo("chrootcheck: discover found no configured jail on this host", err=True)
     probe = (
@@ -224,6 +269,48 @@ def command(
     return for_report(report)
 
 
+def _with_sandbox(target: str | Target, sandbox: Sandbox, user: ServiceUser | None) -> Target:
+    from chrootcheck.app.scan import Target
+
+    if isinstance(target, str):
+        return Target(target, user, sandbox=sandbox)
+    return replace(target, sandbox=sandbox)
+
+
+def _unit_targets(
+    unit: str,
+    root: str,
+    jails: list[str | Target],
+    user_spec: str | None,
+    user: ServiceUser | None,
+) -> list[str | Target]:
+    """The JAILs under the unit's sandbox, or else the unit's RootDirectory= (inside root)
+    as its User=."""
+    from chrootcheck.app.sandbox import load_unit, root_directory
+    from chrootcheck.app.scan import Target
+
+    sandbox, notes = load_unit(unit, root)
+    for n in notes.items:
+        click.echo(f"chrootcheck: unit: {n.message}", err=True)
+    if jails:
+        return [_with_sandbox(t, sandbox, user) for t in jails]
+    if not sandbox.root_directory:
+        what = "RootImage= (a disk image) is not scanned" if sandbox.root_image else "none"
+        raise ToolError(f"{sandbox.source}: no RootDirectory= ({what}): give the JAIL to scan")
+    path = root_directory(sandbox, root)
+    svc_user = user
+    spec = user_spec or sandbox.user
+    notes_out = [f"under the sandbox of {', '.join(sandbox.files)}"]
+    if user is None and spec:
+        from chrootcheck.jail.users import UserSpecError, parse_user
+
+        try:
+            svc_user = parse_user(spec)
+        except UserSpecError as e:
+            notes_out.append(f"User={spec} is not on this host ({e}); checked without it")
+    return [Target(path, svc_user, tuple(notes_out), sandbox=sandbox)]
+
+
 def _discovered(root: str, user_spec: str | None) -> list[Target]:
     """The configured jails as scan targets, each with the user its daemon runs as."""
     from chrootcheck.app.scan import Target
@@ -247,7 +334,15 @@ def _discovered(root: str, user_spec: str | None) -> list[Target]:
                 notes.append(
                     f"user {spec!r} from the config is not on this host ({e}); checked without it"
                 )
-        targets.append(Target(t.jail, user, tuple(notes), t.provides_devices))
+        sandbox = None
+        if t.units:
+            from chrootcheck.app.sandbox import load_unit
+
+            try:
+                sandbox, _ = load_unit(t.units[0], root)
+            except ToolError as e:
+                notes.append(f"{t.units[0]}: sandbox not read: {e.message}")
+        targets.append(Target(t.jail, user, tuple(notes), t.provides_devices, sandbox))
     return targets
 
 

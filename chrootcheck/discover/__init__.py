@@ -89,6 +89,7 @@ class ScanTarget:
     daemons: tuple[str, ...]
     provides_devices: bool  # systemd PrivateDevices=yes: device findings do not apply
     notes: tuple[str, ...]
+    units: tuple[str, ...] = ()  # the systemd units whose RootDirectory= it is
 
 
 def scan_targets(root: str = "/") -> tuple[list[ScanTarget], list[Notice]]:
@@ -125,6 +126,7 @@ def scan_targets(root: str = "/") -> tuple[list[ScanTarget], list[Notice]]:
                 tuple(dict.fromkeys(j.daemon for j in group)),
                 all(j.provides_devices for j in group),
                 tuple(notes),
+                tuple(dict.fromkeys(j.unit for j in group if j.unit)),
             )
         )
     return out, notices

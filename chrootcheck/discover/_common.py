@@ -42,6 +42,7 @@ class DiscoveredJail:
     # filled by discover(): the folder the path leads to inside the root (symlinks resolved
     # there, never on the host), when it exists
     resolved: str | None = None
+    unit: str | None = None  # the systemd unit (name.service) that configures it, if one does
 
 
 class Notes:

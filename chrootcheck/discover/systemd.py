@@ -100,6 +100,7 @@ def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
                 user,
                 "; ".join(note_parts) or None,
                 provides_devices=private,
+                unit=name,
             )
         )
     return out

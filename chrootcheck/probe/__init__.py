@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     )
     from chrootcheck.probe.scenarios import SCENARIOS, Scenario
     from chrootcheck.report.errors import ToolError
+    from chrootcheck.sandbox.model import Sandbox
 
 # The report's types load on first use (PEP 562): `scan --no-probe` and every CI step pay
 # start-up time, and each frozen dataclass costs about a millisecond to create.
@@ -76,6 +77,8 @@ class ProbeOptions:
     # The jail root as the scan opened it (an O_PATH descriptor of the jail context): the
     # children chroot through it, so the folder judged is the folder entered. None: by path.
     root_fd: int | None = None
+    # The service's sandbox (a unit or a seccomp profile): adds the as-configured scenario.
+    sandbox: Sandbox | None = None
 
 
 def run_probe(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:

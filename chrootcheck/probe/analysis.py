@@ -16,6 +16,7 @@ from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings,
 from chrootcheck.report import catalogue
 from chrootcheck.report.devices import ENTROPY_DEVICES
 from chrootcheck.report.model import Finding, Severity
+from chrootcheck.sandbox.model import killing_calls
 
 if TYPE_CHECKING:  # the runner loads cffi
     from chrootcheck.probe.runner import ChildOutcome
@@ -59,6 +60,16 @@ def scenario_result(
             chain=chain,
             caused_by=_causes(findings) if where == "inside the jail" else (),
             explanation=f"the child hung {where} for more than {timeout:g} s and was killed",
+            **base,
+        )
+    if outcome.signal == "SIGSYS" and sc.seccomp is not None and outcome.error is None:
+        calls = killing_calls(sc.seccomp)
+        return ScenarioResult(
+            verdict=Verdict.CRASHED,
+            chain=chain,
+            explanation=f"the sandbox's seccomp filter killed the child (SIGSYS, after stage "
+            f"'{phase}')"
+            + (f": it kills on {', '.join(calls)}, which OpenSSL calls" if calls else ""),
             **base,
         )
     if outcome.signal is not None and outcome.error is None:
@@ -224,6 +235,8 @@ def _pass_detail(name: str, legacy: bool) -> str:
         return " (by opening the jail's own /dev/urandom or /dev/random)"
     if name == "as-is":
         return " (getrandom(2) needs nothing from the jail)"
+    if name == "as-configured":
+        return " (under the service's own sandbox)"
     return ""
 
 
@@ -260,6 +273,18 @@ def prediction(
     """When production would fail, from the verdicts and the library's reseed settings."""
     if not results or all(r.verdict is Verdict.SKIPPED for r in results):
         return "no prediction: the probe did not run"
+    measured = [
+        r for r in results if r.name == "as-configured" and r.verdict is not Verdict.SKIPPED
+    ]
+    if measured and len(results) > 1:
+        # The service's real sandbox, measured, decides; the what-ifs follow.
+        m = measured[0]
+        if m.verdict is Verdict.CRASHED and m.signal == "SIGSYS":
+            own = f"the service is killed at start: {m.explanation}."
+        else:
+            own = prediction(measured, settings, series)
+        rest = prediction([r for r in results if r is not measured[0]], settings, series)
+        return f"Under the service's own sandbox: {own} Generic what-ifs: {rest}"
     # A FAIL whose cycles all "worked" reseeded from a fake node: TLS goes on, predictably.
     fooled = [
         r.name
@@ -314,6 +339,7 @@ def prediction(
 
 _WHERE = {
     "as-is": "this system",
+    "as-configured": "the service runs under its own sandbox",
     "no-getrandom": "getrandom(2) is blocked (a seccomp sandbox)",
     "old-kernel": "the kernel is older than 4.8 or getrandom is blocked there",
     "old-kernel, devices closed": (

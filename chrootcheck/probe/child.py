@@ -73,11 +73,16 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
         out.send(Skip(f"cannot create {kind} namespaces: {e.strerror}"))
         return
     procs.die_with_parent()  # a new user namespace is a credential change: re-arm
+    if scenario.skip:
+        out.send(Skip(scenario.skip))
+        return
     try:
         if scenario.uname26:
             sandbox.set_uname26()
         if scenario.block_getrandom:
             sandbox.block_getrandom()
+        if scenario.seccomp is not None:
+            sandbox.apply_filter(scenario.seccomp)
     except OSError as e:
         out.send(Skip(f"cannot set up the scenario: {e.strerror}"))
         return
@@ -102,13 +107,14 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
     out.send(CycleRun(0, False, rand.state(), tuple(steps)))
 
     try:
+        deny = scenario.deny_devices
         if jail_fd is not None:
             os.fchdir(jail_fd)  # the very folder the scan judged, whatever its path leads to now
         jail = spec.jail if jail_fd is None else "."
         if spec.library is None:
-            sandbox.enter_jail(jail, spec.uid, spec.gid, spec.groups)
+            sandbox.enter_jail(jail, spec.uid, spec.gid, spec.groups, deny)
         else:
-            sandbox.enter_jail(jail, None, None, ())  # the ids were dropped before the load
+            sandbox.enter_jail(jail, None, None, (), deny)  # the ids were dropped before the load
     except OSError as e:
         out.send(Failed(f"cannot enter the jail: {e}"))
         return

@@ -19,7 +19,7 @@ from chrootcheck.probe.child import ChildSpec
 from chrootcheck.probe.isolated import PreparedLibrary, prepare_library, unprivileged
 from chrootcheck.probe.model import ProbeReport, ScenarioResult, Verdict
 from chrootcheck.probe.runner import ChildOutcome, run_batches
-from chrootcheck.probe.scenarios import BY_NAME, SCENARIOS, Scenario
+from chrootcheck.probe.scenarios import AS_CONFIGURED, NAMES, SCENARIOS, Scenario, as_configured
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding
 
@@ -193,13 +193,18 @@ def _isolated_user(
 
 
 def _scenarios(options: ProbeOptions) -> list[Scenario]:
+    extra = [as_configured(options.sandbox)] if options.sandbox is not None else []
     if options.scenarios is None:
-        return list(SCENARIOS)
-    unknown = [n for n in options.scenarios if n not in BY_NAME]
+        return [*SCENARIOS, *extra]
+    unknown = [n for n in options.scenarios if n not in NAMES]
     if unknown:
-        known = ", ".join(repr(s.name) for s in SCENARIOS)
+        known = ", ".join(repr(n) for n in NAMES)
         raise ToolError(f"unknown probe scenario {unknown[0]!r} (known: {known})")
-    return [s for s in SCENARIOS if s.name in options.scenarios]
+    if AS_CONFIGURED in options.scenarios and not extra:
+        raise ToolError(
+            f"the {AS_CONFIGURED} scenario needs a sandbox: --unit or --seccomp-profile"
+        )
+    return [s for s in [*SCENARIOS, *extra] if s.name in options.scenarios]
 
 
 def _user(

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chrootcheck.sandbox.model import Sandbox, SeccompFilter
+
+AS_CONFIGURED = "as-configured"
 
 
 @dataclass(frozen=True)
@@ -12,6 +18,12 @@ class Scenario:
     block_getrandom: bool = False  # seccomp: getrandom(2) -> ENOSYS
     uname26: bool = False  # personality UNAME26: the kernel looks older than 4.8
     close_devices: bool = False  # RAND_keep_random_devices_open(0)
+    # as-configured: the service's own seccomp filter, and the random devices its device
+    # policy denies (opened, they fail as under systemd's device cgroup)
+    seccomp: SeccompFilter | None = None
+    deny_devices: tuple[str, ...] = ()
+    source: str = ""  # the unit or profile it comes from
+    skip: str = ""  # why this scenario cannot be reproduced here (told as its verdict)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -38,3 +50,29 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
+NAMES = (*BY_NAME, AS_CONFIGURED)
+
+
+def as_configured(sandbox: Sandbox) -> Scenario:
+    """The service's real sandbox: its filter with the same rules and actions, kill included,
+    and its device policy over the jail's random devices."""
+    from chrootcheck.report.devices import ENTROPY_DEVICES
+
+    deny = tuple(
+        d.path
+        for d in ENTROPY_DEVICES
+        if sandbox.devices is not None and not sandbox.devices.may_read(d.path, d.major, d.minor)
+    )
+    return Scenario(
+        AS_CONFIGURED,
+        f"the sandbox of {sandbox.source} ({sandbox.kind}): its seccomp filter"
+        + (f", its device policy denying {', '.join(deny)}" if deny else "")
+        + ", as configured",
+        seccomp=sandbox.seccomp,
+        deny_devices=deny,
+        source=sandbox.source,
+        skip="PrivateDevices=yes: systemd gives the service its own /dev, which the probe "
+        "does not reproduce (the static checks count the devices as provided)"
+        if sandbox.provides_devices()
+        else "",
+    )

@@ -3,7 +3,8 @@ of the scan that produces it and the text every format shows.
 
 Ids never change meaning once released (CI users suppress and track them). Ranges:
 CC1xx the entropy devices, CC15x EGD, CC16x-CC19x what the walk meets, CC2xx the probe,
-CC3xx files OpenSSL loads late (config, engines, providers, PKCS#11 modules).
+CC3xx files OpenSSL loads late (config, engines, providers, PKCS#11 modules), CC4xx the
+service's sandbox (a systemd unit or a seccomp profile).
 
 Each check is a module-level constant (``URANDOM_MISSING``); code makes findings with
 ``URANDOM_MISSING.finding(...)`` and decides on them with the named sets below
@@ -492,6 +493,73 @@ NAMED_FILE_MISSING_ON_HOST = Check(
     "loaded anywhere.",
     "Fix the path in openssl.cnf or install the package that ships the file.",
     stage=Stage.LATE_LOADS,
+)
+
+# --- the service's sandbox (a systemd unit or a seccomp profile) ---
+
+SANDBOX_BLOCKS_GETRANDOM = Check(
+    "CC400",
+    "sandbox-blocks-getrandom",
+    Severity.ERROR,
+    "the service's seccomp filter makes getrandom(2) fail",
+    "OpenSSL 1.1.1+ seeds from getrandom. Without it, 1.1.1d+ on a kernel >= 4.8 refuses "
+    "/dev/urandom until SysV shm key 0x72 says the pool was seeded, and everything else reads "
+    "the random devices by path: an error where the jail lacks them, a warning where they exist.",
+    "Allow getrandom in the filter (SystemCallFilter=@system-service has it; in a profile, "
+    "SCMP_ACT_ALLOW for getrandom), and keep /dev/urandom and /dev/random in the jail.",
+    stage=Stage.SANDBOX,
+)
+SANDBOX_BLOCKS_SHM = Check(
+    "CC401",
+    "sandbox-blocks-shm",
+    Severity.WARNING,
+    "the service's seccomp filter blocks or kills shmget/shmat",
+    "Where getrandom is unavailable (an old kernel, a filter), OpenSSL 1.1.1d+ calls shmget and "
+    "shmat for key 0x72 before it trusts /dev/urandom: blocked, it refuses the device; killed, "
+    "the service dies (openssl#9984: sshd's preauth child).",
+    "Allow shmget and shmat (SystemCallFilter=@ipc), or make them fail with an errno instead "
+    "of killing; keep getrandom allowed.",
+    stage=Stage.SANDBOX,
+)
+SANDBOX_KILLS_OPENSSL_CALL = Check(
+    "CC402",
+    "sandbox-kills-openssl-call",
+    Severity.ERROR,
+    "the service's seccomp filter kills on a call OpenSSL makes",
+    "A kill action (systemd's default SystemCallErrorNumber=, SCMP_ACT_KILL*) on a call "
+    "OpenSSL's random generator makes ends the service with SIGSYS the first time it is made.",
+    "Allow the call, or give it an errno (SystemCallErrorNumber=EPERM, SCMP_ACT_ERRNO).",
+    stage=Stage.SANDBOX,
+)
+DEVICE_POLICY_DENIES_RANDOM = Check(
+    "CC403",
+    "device-policy-denies-random",
+    Severity.ERROR,
+    "the unit's device policy denies a random device",
+    "DevicePolicy=strict without /dev/urandom (or /dev/random) in DeviceAllow=: opening the "
+    "device fails with EPERM though the node exists in the jail.",
+    "Add DeviceAllow=/dev/urandom r and DeviceAllow=/dev/random r, or use DevicePolicy=closed.",
+    stage=Stage.SANDBOX,
+)
+PRIVATE_DEVICES_PROVIDES = Check(
+    "CC404",
+    "private-devices-provides",
+    Severity.INFO,
+    "PrivateDevices=yes gives the service its own /dev with the random devices",
+    "systemd mounts a private /dev with null, zero, full, random, urandom and tty: the jail's "
+    "own device nodes are not used, so missing ones are not fatal.",
+    "Nothing to do for the service; the jail's own nodes matter only outside systemd.",
+    stage=Stage.SANDBOX,
+)
+SANDBOX_UNKNOWN_NAME = Check(
+    "CC405",
+    "sandbox-unknown-name",
+    Severity.WARNING,
+    "the sandbox names a system call or @group this machine does not know",
+    "systemd and runc leave such names out silently: the filter the service gets differs from "
+    "the one its author wrote.",
+    "Fix the name (systemd-analyze syscall-filter lists the groups), or drop it.",
+    stage=Stage.SANDBOX,
 )
 
 

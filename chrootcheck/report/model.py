@@ -80,6 +80,7 @@ class Stage(enum.StrEnum):
     LATE_LOADS = "late-loads"
     PROBE = "probe"
     DISCOVER = "discover"
+    SANDBOX = "sandbox"  # the service's sandbox (a unit or a seccomp profile), read statically
 
 
 class NoticeKind(enum.StrEnum):

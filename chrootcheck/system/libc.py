@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno as errno_mod
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # --- sched.h -------------------------------------------------------------------------------
@@ -89,9 +89,16 @@ struct sock_fprog {
 # --- seccomp.h (libseccomp.so.2) -----------------------------------------------------------
 SECCOMP_H = """
 typedef void *scmp_filter_ctx;
+/* enum scmp_compare is an int-sized enum. */
+struct scmp_arg_cmp {
+    unsigned int arg;
+    int op;
+    uint64_t datum_a;
+    uint64_t datum_b;
+};
 scmp_filter_ctx seccomp_init(uint32_t def_action);
 /* The _array form rather than the variadic seccomp_rule_add: no varargs through libffi. The
-   last argument is a struct scmp_arg_cmp *; we pass no comparisons, so void * suffices. */
+   last argument is a struct scmp_arg_cmp * (declared void *: cast the array to it). */
 int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
                            unsigned int arg_cnt, const void *arg_array);
 int seccomp_load(scmp_filter_ctx ctx);
@@ -129,6 +136,9 @@ IPC_CREAT = 0o1000  # sys/ipc.h, sys/shm.h
 SHM_RDONLY = 0o10000
 
 SCMP_ACT_KILL_PROCESS = 0x80000000  # seccomp.h
+MS_NODEV = 0x4  # sys/mount.h
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
 SCMP_ACT_ALLOW = 0x7FFF0000
 
 
@@ -257,6 +267,54 @@ def renameat2(
 ) -> None:
     rc = libc().renameat2(src_dir, os.fsencode(src), dst_dir, os.fsencode(dst), flags)
     check(int(rc), what)
+
+
+def load_seccomp_rules(
+    default: int, rules: Sequence[tuple[str, int, Sequence[tuple[int, int, int, int]]]]
+) -> None:
+    """Install a seccomp filter: ``default`` for every system call the rules do not match;
+    each rule is (name, action, comparisons), a comparison (argument index, scmp_compare
+    operator, datum_a, datum_b), all of a rule's comparisons to hold. Calls unknown on this
+    architecture are skipped, as runc does; a rule with the default's action is left out (it
+    changes nothing, and libseccomp refuses it). OSError as for ``load_seccomp_filter``."""
+    lib = seccomp()
+    if lib is None:
+        raise OSError(errno_mod.ENOSYS, "libseccomp.so.2 cannot be loaded")
+    f = ffi()
+    ctx = lib.seccomp_init(default)
+    if ctx == f.NULL:
+        raise OSError(errno_mod.ENOMEM, "seccomp_init failed")
+    try:
+        for name, action, comparisons in rules:
+            nr = int(lib.seccomp_syscall_resolve_name(name.encode()))
+            if nr == -1:
+                raise OSError(errno_mod.ENOSYS, f"libseccomp does not know {name}")
+            if action == default:
+                continue
+            cmps = f.new("struct scmp_arg_cmp[]", max(1, len(comparisons)))
+            for i, (arg, op, a, b) in enumerate(comparisons):
+                cmps[i].arg, cmps[i].op, cmps[i].datum_a, cmps[i].datum_b = arg, op, a, b
+            rc = int(
+                lib.seccomp_rule_add_array(
+                    ctx, action, nr, len(comparisons), f.cast("void *", cmps)
+                )
+            )
+            if rc < 0:
+                raise OSError(-rc, f"seccomp_rule_add({name}): {os.strerror(-rc)}")
+        rc = int(lib.seccomp_load(ctx))
+        if rc < 0:
+            raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def known_syscall(name: str) -> bool | None:
+    """Whether libseccomp knows the system call ``name`` (on some architecture); None where
+    libseccomp cannot be loaded."""
+    lib = seccomp()
+    if lib is None:
+        return None
+    return int(lib.seccomp_syscall_resolve_name(name.encode())) != -1
 
 
 def load_seccomp_filter(rules: Mapping[str, int], default: int = SCMP_ACT_ALLOW) -> None:

@@ -1,0 +1,60 @@
+"""The sandbox a scan runs under: a unit (by name or path, read inside ``--root``) or a
+seccomp profile, turned into the ``chrootcheck.sandbox`` model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chrootcheck.discover._common import Notes, Tree, under
+from chrootcheck.jail import fs as jailfs
+from chrootcheck.report.errors import ToolError
+from chrootcheck.sandbox import oci, systemd
+from chrootcheck.sandbox.model import Sandbox
+
+
+@dataclass
+class TreeUnits:
+    """``systemd.UnitReader`` over a tree: every path resolved inside it (jail.fs)."""
+
+    tree: Tree
+    notes: Notes
+
+    def read_text(self, path: str) -> str | None:
+        return self.tree.read_text(path, self.notes)
+
+    def glob(self, pattern: str) -> list[str]:
+        return self.tree.glob(pattern, self.notes)
+
+
+def load_unit(unit: str, root: str = "/") -> tuple[Sandbox, Notes]:
+    """The sandbox of ``unit`` (a name looked up in the unit folders, or a path), with every
+    path resolved inside ``root``. ToolError (one line) for a unit that cannot be had."""
+    notes = Notes()
+    try:
+        tree = Tree(root)
+    except jailfs.JailOpenError as e:
+        raise ToolError(f"--root {root}: {e}") from None
+    with tree:
+        return systemd.read_unit(unit, TreeUnits(tree, notes)), notes
+
+
+def root_directory(sandbox: Sandbox, root: str = "/") -> str:
+    """The host path of the unit's RootDirectory=, resolved inside ``root`` (its symlinks
+    never lead out). ToolError when it is not a folder there."""
+    assert sandbox.root_directory is not None
+    try:
+        tree = Tree(root)
+    except jailfs.JailOpenError as e:
+        raise ToolError(f"--root {root}: {e}") from None
+    with tree:
+        resolved = tree.folder(sandbox.root_directory)
+    if resolved is None:
+        inside = "" if root in ("", "/") else f" inside {root}"
+        raise ToolError(
+            f"{sandbox.source}: RootDirectory={sandbox.root_directory} is not a folder{inside}"
+        )
+    return under(root, resolved)
+
+
+def load_profile(path: str) -> Sandbox:
+    return oci.read_profile(path)

@@ -1,0 +1,165 @@
+"""`scan --unit`, `scan --seccomp-profile` and `scan --discover` with the service's sandbox:
+the real CLI, real jails, the as-configured scenario run for real, the sandbox's checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import debian
+from tests.conftest import good_jail
+
+pytestmark = pytest.mark.root
+
+
+def _open_up(path: Path) -> None:
+    for p in [path, *path.parents]:  # the probe's children run as nobody
+        if p == Path("/"):
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o055)
+
+
+def _write(root: Path, path: str, text: str) -> None:
+    p = root / path.lstrip("/")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+
+
+def _tree(tmp_path: Path, unit: str, devices: bool = True) -> Path:
+    """A system tree with /etc/systemd/system/web.service and its jail /srv/jail."""
+    root = tmp_path / "root"
+    jail = root / "srv" / "jail"
+    (jail / "dev").mkdir(parents=True)
+    if devices:
+        good_jail(jail)
+    _open_up(jail / "dev")
+    _write(root, "/etc/systemd/system/web.service", "[Service]\nRootDirectory=/srv/jail\n" + unit)
+    return root
+
+
+def _json(stdout: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(stdout)
+    return doc
+
+
+def _scenario(jail: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(s for s in jail["probe"]["scenarios"] if s["name"] == name)
+    return found
+
+
+def _checks(jail: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["check"]: f for f in jail["findings"]}
+
+
+def test_a_unit_that_kills_on_getrandom(cli, tmp_path: Path) -> None:
+    debian.tool("systemd-analyze", "systemd")
+    root = _tree(tmp_path, "SystemCallFilter=@system-service\nSystemCallFilter=~getrandom\n")
+    r = cli("scan", "--unit", "web", "--root", str(root), "--no-late-loads", "-f", "json")
+    assert r.code == 1, r
+    (jail,) = _json(r.stdout)["jails"]
+    assert jail["jail"] == str(root / "srv" / "jail")
+    s = _scenario(jail, "as-configured")
+    assert s["verdict"] == "crashed" and s["signal"] == "SIGSYS", s
+    assert "getrandom" in s["explanation"]
+    assert _scenario(jail, "as-is")["verdict"] == "pass"
+    kill = _checks(jail)["CC402"]
+    assert "getrandom" in kill["message"] and kill["severity"] == "error"
+    assert jail["probe"]["prediction"].startswith("Under the service's own sandbox")
+    # the text format names the scenario too
+    text = cli("scan", "--unit", "web", "--root", str(root), "--no-late-loads")
+    assert "as-configured" in text.stdout and "SIGSYS" in text.stdout
+
+
+def test_a_profile_that_blocks_getrandom(cli, tmp_path: Path, jail: Path) -> None:
+    profile = tmp_path / "p.json"
+    profile.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [
+                    {"names": ["getrandom", "shmget"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+                ],
+            }
+        )
+    )
+    _open_up(jail)
+    # no devices in the jail: an error
+    r = cli("scan", str(jail), "--seccomp-profile", str(profile), "--no-late-loads", "-f", "json")
+    (j,) = _json(r.stdout)["jails"]
+    assert _checks(j)["CC400"]["severity"] == "error"
+    assert _checks(j)["CC401"]["severity"] == "warning"
+    assert _scenario(j, "as-configured")["verdict"] == _scenario(j, "no-getrandom")["verdict"]
+    # devices there: a warning
+    good_jail(jail)
+    r = cli("scan", str(jail), "--seccomp-profile", str(profile), "--no-probe", "-f", "json")
+    (j,) = _json(r.stdout)["jails"]
+    assert _checks(j)["CC400"]["severity"] == "warning"
+
+
+def test_a_device_policy_through_discover(cli, tmp_path: Path) -> None:
+    root = _tree(tmp_path, "DevicePolicy=strict\nDeviceAllow=/dev/null rw\n")
+    r = cli("scan", "--discover", "--root", str(root), "--no-late-loads", "-f", "json")
+    (jail,) = _json(r.stdout)["jails"]
+    denied = {f["path"] for f in jail["findings"] if f["check"] == "CC403"}
+    assert denied == {"/dev/urandom", "/dev/random"}, r
+    assert any(s["name"] == "as-configured" for s in jail["probe"]["scenarios"])
+    assert r.code == 1
+
+
+def test_private_devices_through_the_model(cli, tmp_path: Path) -> None:
+    root = _tree(tmp_path, "PrivateDevices=yes\n", devices=False)
+    r = cli("scan", "--unit", "web.service", "--root", str(root), "--no-late-loads", "-f", "json")
+    assert r.code == 0, r
+    (jail,) = _json(r.stdout)["jails"]
+    checks = _checks(jail)
+    assert checks["CC404"]["severity"] == "info"
+    assert checks["CC101"]["severity"] == "info"  # softened: systemd brings its own /dev
+    assert _scenario(jail, "as-configured")["verdict"] == "skipped"
+
+
+def test_the_root_directory_is_resolved_inside_the_root(cli, tmp_path: Path) -> None:
+    root = _tree(tmp_path, "")
+    # /srv/jail is an absolute symlink: it leads to <root>/data/jail, never to the host's
+    (root / "srv" / "jail").rename(root / "srv" / "real")
+    (root / "data").mkdir()
+    (root / "srv" / "real").rename(root / "data" / "jail")
+    (root / "srv" / "jail").symlink_to("/data/jail")
+    r = cli("scan", "--unit", "web", "--root", str(root), "--no-probe", "-f", "json")
+    assert r.code == 0, r
+    assert _json(r.stdout)["jails"][0]["jail"] == str(root / "data" / "jail")
+    (root / "srv" / "jail").unlink()
+    (root / "srv" / "jail").symlink_to("/nowhere")
+    r = cli("scan", "--unit", "web", "--root", str(root), "--no-probe")
+    assert r.code == 2 and "RootDirectory=/srv/jail is not a folder inside" in r.stderr, r
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--seccomp-profile", "{not json"], "not JSON"),
+        (["--unit", "/bad.service"], "not a unit file"),
+        (["--unit", "missing"], "no unit missing.service"),
+        (["--unit", "web", "--seccomp-profile", "x"], "give one sandbox"),
+        (["--scenario", "as-configured"], "needs a sandbox"),
+        (["--unit", "/norootdir.service"], "no RootDirectory="),
+    ],
+)
+def test_bad_input_is_one_line(cli, tmp_path: Path, args: list[str], said: str) -> None:
+    root = tmp_path / "root"
+    _write(root, "/bad.service", "[Service]\nthis is not an assignment\n")
+    _write(root, "/norootdir.service", "[Service]\nUser=www\n")
+    profile = tmp_path / "p.json"
+    profile.write_text("{not json")
+    args = [str(profile) if a == "{not json" else a for a in args]
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    extra = [] if "--unit" in args else [str(jail)]
+    r = cli("scan", *extra, *args, "--root", str(root))
+    assert r.code == 2, r
+    assert "Traceback" not in r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert any(said in x for x in lines), r
