@@ -117,8 +117,7 @@ def _known_scenarios(
     type=click.IntRange(1, 256),
     default=None,
     metavar="N",
-    help="Probe up to N jails at once (each probe forks four children). Default: one per "
-    "core.",
+    help="Probe up to N jails at once (each probe forks four children). Default: one per core.",
 )
 @click.option(
     "--scenario",
