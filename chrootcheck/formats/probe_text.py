@@ -110,7 +110,29 @@ def _chain(sc: ScenarioResult) -> list[RenderableType]:
             meanings.append(meaning)
     for meaning in meanings:
         out.append(Text(f"    means: {meaning}"))
+    if sc.triggers:
+        line = Text("    triggers (measured): ", style="bold")
+        line.append(printable(triggers_compact(sc)))
+        out.append(line)
     return out
+
+
+def triggers_compact(sc: ScenarioResult) -> str:
+    """One line: "time 3600 s, threads 64, RAND_seed 1st, fork 1st, draws held"."""
+    parts = []
+    for t in sc.triggers:
+        label = "RAND_seed" if t.trigger == "rand-seed" else t.trigger
+        if t.breaks is None:
+            parts.append(f"{label} ?")
+        elif not t.breaks:
+            parts.append(f"{label} held" + (f" ({t.tried})" if t.tried > 1 else ""))
+        elif t.trigger == "time":
+            parts.append(f"{label} {t.at} s")
+        elif t.at == 1:
+            parts.append(f"{label} 1st")
+        else:
+            parts.append(f"{label} at {t.at}")
+    return ", ".join(parts)
 
 
 def unique_lines(chain: tuple[ErrorRecord, ...]) -> list[str]:

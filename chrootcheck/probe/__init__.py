@@ -71,6 +71,8 @@ class ProbeOptions:
     # The CLI's --libcrypto, checked and described once for the whole scan (trust.py); when
     # set, ``libcrypto`` and ``allow_jail_libcrypto`` are not looked at again.
     library: PreparedLibrary | None = None
+    # Where a scenario fails, measure each trigger in its own child (docs/probe.md).
+    triggers: bool = True
 
 
 def run_probe(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:

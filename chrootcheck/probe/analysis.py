@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.openssl.results import ReseedSettings
+from chrootcheck.probe import trigger_table
 from chrootcheck.probe.model import Cycle, ScenarioResult, Verdict
 from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings, Skip
 from chrootcheck.report import catalogue
@@ -272,9 +273,11 @@ def prediction(
     if series in ("1.1.0", "1.0.2"):
         if failing:
             return (
-                "TLS keeps working (no DRBG, no reseed to fail), but after the chroot the "
-                "generator never gets fresh entropy: RAND_poll there adds only pid, uid and "
-                "time, which an attacker can guess within a small range."
+                "TLS keeps working (no DRBG, no reseed to fail: new threads, forks, RAND_add "
+                "and many draws all held, measured), but after the chroot the generator never "
+                "gets fresh entropy: md_rand is reseeded only when the application calls "
+                "RAND_poll, which there adds only pid, uid and time, which an attacker can "
+                "guess within a small range."
             )
         return f"No failure predicted: RAND_poll reads the jail's devices ({series})."
     if settings is None:
@@ -289,10 +292,11 @@ def prediction(
         + f"{src}), or at the first backward clock step"
     )
     parts: list[str] = []
-    if "as-is" in failing:
-        parts.append(f"On this system TLS {timing}.")
-    elif failing:
-        parts.append(f"Where {_where(failing)}, TLS {timing}.")
+    by_name = {r.name: r for r in results}
+    for name in ["as-is"] if "as-is" in failing else failing:
+        measured = trigger_table.timing(by_name[name])
+        where = "On this system" if name == "as-is" else f"Where {_where([name])}"
+        parts.append(f"{where}, TLS {measured or timing}.")
     if fooled:
         parts.append(
             f"Where {_where(fooled)}, TLS keeps working, but every reseed after the chroot "
@@ -300,8 +304,9 @@ def prediction(
         )
     if risky:
         parts.append(
-            f"Where {_where(risky)}, the service cannot seed at all and fails at start, "
-            "whatever the jail holds."
+            f"Where {_where(risky)}, OpenSSL cannot seed at all, whatever the jail holds: "
+            "the service cannot start, or starts without TLS (Postfix's smtpd logs "
+            "'disabling TLS support' and accepts mail in clear text)."
         )
     if broken:
         parts.append(f"Unknown for {', '.join(broken)}: the probe child did not finish.")

@@ -23,7 +23,7 @@ from chrootcheck.openssl.library import Libcrypto, load_checked
 from chrootcheck.openssl.rand import Rand, for_library, init_crypto
 from chrootcheck.openssl.results import Step
 from chrootcheck.openssl.trust import CheckedLibrary
-from chrootcheck.probe import isolated, sandbox
+from chrootcheck.probe import isolated, sandbox, triggers
 from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings, Skip
 from chrootcheck.probe.scenarios import Scenario
 from chrootcheck.system import procs
@@ -45,6 +45,8 @@ class ChildSpec:
     # A library that failed the trust check (loaded with consent): the child drops to uid/gid
     # first, loads it, then enters a user namespace to chroot. None: ``lc`` is loaded already.
     library: CheckedLibrary | None = None
+    # A trigger (probe.triggers) to run inside the jail instead of the reseed cycles.
+    trigger: str | None = None
 
 
 def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
@@ -96,7 +98,9 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
             )
     steps.append(_named(rand.draw(32), "RAND_bytes(32) at start-up, before the chroot"))
     out.send(Settings(rand.reseed_settings()))
-    steps.extend(_cycle_steps(rand, inside=False))
+    if spec.trigger is None:
+        steps.extend(_cycle_steps(rand, inside=False))
+    # A trigger's child runs no control cycle: its reseeds would move the counters it measures.
     out.send(CycleRun(0, False, rand.state(), tuple(steps)))
 
     try:
@@ -112,6 +116,10 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
     # in the jail (a FIFO at /dev/urandom) would outlive a SIGKILLed chrootcheck, as nobody.
     procs.die_with_parent()
     out.send(Jailed(os.getuid(), os.getgid()))
+    if spec.trigger is not None:
+        out.send(triggers.run(spec.trigger, rand))
+        out.send(Done())
+        return
     for i in range(1, spec.cycles + 1):
         steps = _cycle_steps(rand, inside=True)
         out.send(CycleRun(i, True, rand.state(), tuple(steps)))

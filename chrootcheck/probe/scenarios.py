@@ -38,3 +38,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
+
+# The triggers run in their own children inside a failing scenario's jail (probe.triggers).
+THREADS = "threads"
+RAND_SEED = "rand-seed"
+FORK = "fork"
+DRAWS = "draws"
+TRIGGERS: tuple[str, ...] = (THREADS, RAND_SEED, FORK, DRAWS)
