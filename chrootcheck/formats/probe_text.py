@@ -111,9 +111,9 @@ def _chain(sc: ScenarioResult) -> list[RenderableType]:
     for meaning in meanings:
         out.append(Text(f"    means: {meaning}"))
     if sc.triggers:
-        line = Text("    triggers (measured): ", style="bold")
-        line.append(printable(triggers_compact(sc)))
-        out.append(line)
+        row = Text("    triggers (measured): ", style="bold")
+        row.append(printable(triggers_compact(sc)))
+        out.append(row)
     return out
 
 
