@@ -79,6 +79,17 @@ OPENSSL_35 = WheelLib(
     ("psycopg2_binary.libs/libcrypto-*.so.3", "psycopg2_binary.libs/libssl-*.so.3"),
 )
 
+# The first and the last 1.1.1 with a wheel here (1.1.1g needs its bundled libz, as 1.0.2q).
+OPENSSL_111G = WheelLib(
+    "psycopg2-binary==2.8.6",
+    "3.8",
+    "manylinux1_x86_64",
+    ("psycopg2_binary.libs/libcrypto-*.so.1.1.1g", "psycopg2_binary.libs/libz-*.so.1.2.3"),
+)
+OPENSSL_111W = WheelLib(
+    "psycopg2-binary==2.9.10", "3.11", "manylinux_2_17_x86_64", (WHEEL_MEMBER_GLOB,)
+)
+
 
 def fetch_wheel_lib(spec: WheelLib) -> Path:
     """The wheel's libcrypto, downloading and unpacking it into the cache if needed."""

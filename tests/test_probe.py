@@ -97,7 +97,7 @@ def test_empty_jail(libcrypto_build: Build, empty_jail: Path) -> None:
     # The jail failure no static finding explains becomes a finding; the risk never does.
     assert [f.check for f in report.findings] == ["CC200"]
     assert report.findings[0].details["scenario"] == CLOSED
-    assert "3600 s" in report.prediction and "forks after the chroot" in report.prediction
+    assert "3600 s" in report.prediction and "forked after the chroot" in report.prediction
     assert (report.uid, report.gid, report.mode) == (65534, 65534, "root")
 
 
