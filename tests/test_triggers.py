@@ -183,3 +183,21 @@ def test_text_report_shows_the_table(empty_jail: Path) -> None:
     text = buf.getvalue()
     assert "triggers (measured): time 3600 s, threads at 64, RAND_seed 1st, fork 1st" in text
     assert "cannot start, or starts without TLS" in text  # no-getrandom: the risk text
+
+
+@pytest.mark.root
+def test_cli_json_and_no_triggers(empty_jail: Path) -> None:
+    from tests.conftest import run_cli
+
+    def closed(*extra: str) -> dict[str, object]:
+        res = run_cli("scan", str(empty_jail), "--format", "json", "--scenario", CLOSED, *extra)
+        assert res.code == 1, res
+        probe = json.loads(res.stdout)["jails"][0]["probe"]
+        sc: dict[str, object] = probe["scenarios"][0]
+        assert "new threads used up the primary DRBG" in probe["prediction"] or extra
+        return sc
+
+    rows = closed()["triggers"]
+    assert isinstance(rows, list) and [r["trigger"] for r in rows][:2] == ["time", "threads"]
+    assert rows[1]["breaks"] is True and rows[1]["at"] == 64
+    assert closed("--no-triggers")["triggers"] == []

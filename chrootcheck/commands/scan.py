@@ -118,6 +118,12 @@ def _known_scenarios(
     "'old-kernel, devices closed').",
 )
 @click.option(
+    "--no-triggers",
+    is_flag=True,
+    help="Do not measure the triggers (new threads, RAND_seed, fork, many draws) in the "
+    "scenarios that fail.",
+)
+@click.option(
     "--no-late-loads",
     is_flag=True,
     help="Skip the check of openssl.cnf, engines, providers and PKCS#11 modules.",
@@ -149,6 +155,7 @@ def command(
     cycles: int,
     probe_timeout: float,
     scenarios: tuple[str, ...],
+    no_triggers: bool,
     no_late_loads: bool,
     discover: bool,
     discover_root: str,
@@ -183,7 +190,12 @@ def command(
     probe = (
         None
         if no_probe
-        else ProbeOptions(cycles=cycles, timeout=probe_timeout, scenarios=scenarios or None)
+        else ProbeOptions(
+            cycles=cycles,
+            timeout=probe_timeout,
+            scenarios=scenarios or None,
+            triggers=not no_triggers,
+        )
     )
     # The library is checked against every jail, refused or loaded once, before any stage
     # (scanner.scan): one cause gives one error line, and jail code never runs as root.
