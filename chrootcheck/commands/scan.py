@@ -40,6 +40,19 @@ def _known_scenarios(
     return value
 
 
+def _known_daemon(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from chrootcheck.report.daemons import PROFILES, lookup
+
+    if value is not None and lookup(value) is None:
+        known = "; ".join(
+            f"{p.name} ({', '.join(m.name for m in p.modes)})" for p in PROFILES.values()
+        )
+        raise click.BadParameter(
+            f"unknown daemon {value!r}; choose NAME or NAME:MODE from {known}", ctx, param
+        )
+    return value
+
+
 @click.command("scan", cls=PluginAwareCommand)
 @click.argument("jails", nargs=-1, metavar="JAIL...", callback=nonempty)
 @click.option(
@@ -118,6 +131,14 @@ def _known_scenarios(
     "'old-kernel, devices closed').",
 )
 @click.option(
+    "--daemon",
+    metavar="NAME[:MODE]",
+    callback=_known_daemon,
+    help="The daemon that uses the jail (haproxy, stunnel, postfix, openssh, unbound, bind; "
+    "a mode: stunnel:daemon, haproxy:'single process'): the prediction joins its profile "
+    "with the measured triggers. --discover finds it by itself.",
+)
+@click.option(
     "--no-triggers",
     is_flag=True,
     help="Do not measure the triggers (new threads, RAND_seed, fork, many draws) in the "
@@ -155,6 +176,7 @@ def command(
     cycles: int,
     probe_timeout: float,
     scenarios: tuple[str, ...],
+    daemon: str | None,
     no_triggers: bool,
     no_late_loads: bool,
     discover: bool,
@@ -195,6 +217,7 @@ def command(
             timeout=probe_timeout,
             scenarios=scenarios or None,
             triggers=not no_triggers,
+            daemon=daemon,
         )
     )
     # The library is checked against every jail, refused or loaded once, before any stage

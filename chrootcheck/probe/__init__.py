@@ -73,6 +73,9 @@ class ProbeOptions:
     library: PreparedLibrary | None = None
     # Where a scenario fails, measure each trigger in its own child (docs/probe.md).
     triggers: bool = True
+    # The daemon that uses the jail, "NAME" or "NAME:MODE" (report.daemons): the prediction
+    # joins its profile with the measured triggers. None: the trigger table alone.
+    daemon: str | None = None
 
 
 def run_probe(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:

@@ -330,3 +330,8 @@ _WHERE = {
 
 def _where(names: list[str]) -> str:
     return "; or where ".join(_WHERE.get(n, n) for n in names)
+
+
+def where(name: str) -> str:
+    """A scenario in plain words, after "Where": "getrandom(2) is blocked (...)"."""
+    return _WHERE.get(name, name)

@@ -77,6 +77,7 @@ class ProbeReport:
     scenarios: tuple[ScenarioResult, ...] = ()
     reseed: ReseedSettings | None = None  # of the library, read before the chroot
     prediction: str = ""
+    daemon: str | None = None  # the profile the prediction used: "stunnel (foreground)"
     findings: tuple[Finding, ...] = ()
     notes: tuple[str, ...] = ()
     seconds: float = 0.0

@@ -14,13 +14,20 @@ from chrootcheck.jail.users import NOBODY
 from chrootcheck.openssl.library import Libcrypto, describe_loaded, load
 from chrootcheck.openssl.results import ReseedSettings
 from chrootcheck.probe import ProbeOptions
-from chrootcheck.probe.analysis import new_findings, prediction, scenario_result, settings_from
+from chrootcheck.probe.analysis import (
+    new_findings,
+    prediction,
+    scenario_result,
+    settings_from,
+    where,
+)
 from chrootcheck.probe.child import ChildSpec
 from chrootcheck.probe.isolated import PreparedLibrary, prepare_library, unprivileged
 from chrootcheck.probe.model import ProbeReport, ScenarioResult, TriggerResult, Verdict
 from chrootcheck.probe.runner import run_children
 from chrootcheck.probe.scenarios import BY_NAME, SCENARIOS, TRIGGERS, Scenario
-from chrootcheck.probe.trigger_table import from_outcome, time_trigger
+from chrootcheck.probe.trigger_table import daemon_prediction, from_outcome, time_trigger
+from chrootcheck.report.daemons import PROFILES, DaemonProfile, Mode, lookup
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding
 
@@ -32,6 +39,7 @@ def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeR
         raise ToolError(f"--cycles must be at least 1, not {options.cycles}")
     if not options.timeout > 0 or not math.isfinite(options.timeout):
         raise ToolError(f"the probe timeout must be a positive number, not {options.timeout}")
+    daemon = _daemon(options.daemon)
     if not os.path.isdir(jail):
         raise ToolError(f"{jail}: not a folder")
     jail = os.path.abspath(jail)
@@ -41,7 +49,7 @@ def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeR
         # this jail, before anything loads it.
         prepared = own = prepare_library(options.libcrypto, [jail], options.allow_jail_libcrypto)
     try:
-        return _run(jail, findings, options, scenarios, prepared, started)
+        return _run(jail, findings, options, scenarios, prepared, started, daemon)
     finally:
         if own is not None:
             own.close()
@@ -54,6 +62,7 @@ def _run(
     scenarios: list[Scenario],
     prepared: PreparedLibrary | None,
     started: float,
+    daemon: tuple[DaemonProfile, Mode] | None,
 ) -> ProbeReport:
     lc: Libcrypto | None
     if prepared is None:
@@ -116,11 +125,37 @@ def _run(
         cycles=options.cycles,
         scenarios=results,
         reseed=settings,
-        prediction=prediction(results, settings, summary.series),
+        prediction=_predict(results, settings, summary.series, daemon),
+        daemon=f"{daemon[0].name} ({daemon[1].name})" if daemon else None,
         findings=new_findings(results),
         notes=tuple(notes),
         seconds=round(time.monotonic() - started, 4),
     )
+
+
+def _daemon(spec: str | None) -> tuple[DaemonProfile, Mode] | None:
+    if spec is None:
+        return None
+    found = lookup(spec)
+    if found is None:
+        known = ", ".join(
+            f"{p.name} ({', '.join(m.name for m in p.modes)})" for p in PROFILES.values()
+        )
+        raise ToolError(f"unknown daemon {spec!r} (known, with their modes: {known})")
+    return found
+
+
+def _predict(
+    results: tuple[ScenarioResult, ...],
+    settings: ReseedSettings | None,
+    series: str,
+    daemon: tuple[DaemonProfile, Mode] | None,
+) -> str:
+    general = prediction(results, settings, series)
+    if daemon is None:
+        return general
+    said = daemon_prediction(results, daemon[0], daemon[1], where)
+    return said or general
 
 
 # A trigger child makes up to 1,024 threads or 131,088 draws: about a second on a busy machine.

@@ -6,12 +6,13 @@ runs them) and the scenario's own cycles (the time trigger).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from chrootcheck.openssl.results import ReseedSettings
 from chrootcheck.probe import scenarios as triggers
 from chrootcheck.probe.model import ScenarioResult, TriggerResult, Verdict
 from chrootcheck.probe.protocol import Failed, TriggerRun
+from chrootcheck.report.daemons import DaemonProfile, Mode
 
 WHAT = {
     "time": "the primary DRBG's reseed interval (the probe's reseed cycles)",
@@ -153,3 +154,61 @@ def timing(result: ScenarioResult) -> str | None:
     if not parts:
         return None
     return "fails " + "; ".join(parts)
+
+
+def daemon_prediction(
+    results: Sequence[ScenarioResult],
+    profile: DaemonProfile,
+    mode: Mode,
+    where: Callable[[str], str],
+) -> str:
+    """The profile joined with the measured triggers: for each failing scenario, the first
+    trigger this daemon meets that broke OpenSSL there, with its number."""
+    label = f"{profile.name} ({mode.name})"
+    out = []
+    for r in results:
+        if r.verdict is Verdict.RISK and r.name == "no-getrandom":
+            out.append(f"Where {where(r.name)}, {label} {profile.getrandom_blocked}.")
+        if r.verdict is not Verdict.FAIL or not r.triggers:
+            continue
+        place = "On this system" if r.name == "as-is" else f"Where {where(r.name)}"
+        out.append(f"{place}, {label}: {_first_hit(r, mode)}.")
+    if out and any(r.verdict is Verdict.FAIL for r in results):
+        out.append(f"It logs: {profile.logs}.")
+        out.append(f"Its packaging: {profile.packaging}.")
+    if out and not profile.measured:
+        out.append(
+            f"(The {profile.name} profile follows from its design; not measured on a real one.)"
+        )
+    return " ".join(out)
+
+
+def _first_hit(r: ScenarioResult, mode: Mode) -> str:
+    by = {t.trigger: t for t in r.triggers}
+    for use in mode.uses:
+        t = by.get(use.trigger)
+        if t is None or not t.breaks or t.at is None:
+            continue
+        if use.trigger == triggers.THREADS:
+            return (
+                f"TLS fails at about {use.unit} {t.at} after start ({t.at - 1} new threads "
+                f"used up the primary DRBG, measured; {use.how})"
+            )
+        if use.trigger == triggers.FORK:
+            return (
+                f"TLS fails from the first {use.unit} ({use.how}: fails at the first fork, "
+                "measured)"
+            )
+        if use.trigger == triggers.RAND_SEED:
+            return (
+                f"TLS fails from the first {use.unit} ({use.how}: fails at the first "
+                "RAND_seed, measured)"
+            )
+        if use.trigger == "time":
+            return (
+                f"TLS fails within {t.at} s of start (the primary DRBG's reseed interval), or "
+                "at the first backward clock step"
+            )
+        return f"TLS fails: {t.summary}"
+    hit = ", ".join(u.trigger for u in mode.uses)
+    return f"TLS keeps working: none of the triggers it meets ({hit}) broke OpenSSL here (measured)"
