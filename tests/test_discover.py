@@ -434,7 +434,7 @@ def test_cli_text_and_json(tmp_path: Path, cli: Callable[..., Result]) -> None:
     r = cli("discover", "--root", str(tmp_path), "--format", "json")
     assert r.code == 0, r
     data = json.loads(r.stdout)
-    assert data["schema_version"] == "1.1"
+    assert data["schema_version"] == "1.2"
     [j] = data["jails"]
     assert (j["path"], j["user"], j["line"], j["exists"]) == (
         "/var/lib/haproxy",

@@ -51,6 +51,7 @@ class Target:
     user: ServiceUser | None = None
     notes: tuple[str, ...] = ()
     provides_devices: bool = False  # systemd PrivateDevices=yes: the unit brings its own /dev
+    daemon: str | None = None  # its daemon profile, "NAME:MODE" (discover): for the prediction
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ def _scan_one(
 ) -> JailReport:
     path = os.path.abspath(target.path)
     notes = tuple(Notice(NoticeKind.NOTE, Stage.DISCOVER, n) for n in target.notes)
+    if target.daemon and request.probe is not None and request.probe.daemon is None:
+        # discover's profile; a --daemon given by hand wins
+        request = replace(request, probe=replace(request.probe, daemon=target.daemon))
     try:
         with open_context(
             path, target.user, library, paths, request.env, target.provides_devices

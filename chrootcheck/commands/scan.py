@@ -271,7 +271,9 @@ def _discovered(root: str, user_spec: str | None) -> list[Target]:
                 notes.append(
                     f"user {spec!r} from the config is not on this host ({e}); checked without it"
                 )
-        targets.append(Target(t.jail, user, tuple(notes), t.provides_devices))
+        if t.profile:
+            notes.append(f"daemon profile {t.profile} (its prediction joins the measured triggers)")
+        targets.append(Target(t.jail, user, tuple(notes), t.provides_devices, daemon=t.profile))
     return targets
 
 

@@ -42,6 +42,9 @@ class DiscoveredJail:
     # filled by discover(): the folder the path leads to inside the root (symlinks resolved
     # there, never on the host), when it exists
     resolved: str | None = None
+    # The daemon profile (report.daemons), "NAME:MODE": the probe's prediction joins it with
+    # the measured triggers. A parser that knows the mode sets it; discover() fills the rest.
+    profile: str | None = None
 
 
 class Notes:
