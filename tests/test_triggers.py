@@ -201,3 +201,47 @@ def test_cli_json_and_no_triggers(empty_jail: Path) -> None:
     assert isinstance(rows, list) and [r["trigger"] for r in rows][:2] == ["time", "threads"]
     assert rows[1]["breaks"] is True and rows[1]["at"] == 64
     assert closed("--no-triggers")["triggers"] == []
+
+
+@pytest.mark.root
+def test_daemon_profiles_join_the_measured_triggers(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+    from tests.test_discover_stunnel import DEBIAN_STUNNEL
+
+    root = tmp_path / "root"
+    (root / "etc/stunnel").mkdir(parents=True)
+    (root / "etc/stunnel/web.conf").write_text(DEBIAN_STUNNEL.replace("setuid = stunnel4\n", ""))
+    (root / "var/lib/stunnel4/dev").mkdir(parents=True)
+    for p in [root / "var/lib/stunnel4", *(root / "var/lib/stunnel4").parents]:
+        if p == Path("/"):
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o055)
+
+    def prediction(*args: str) -> str:
+        res = run_cli("scan", *args, "--format", "json", "--scenario", CLOSED, "--scenario",
+                      "no-getrandom")  # fmt: skip
+        assert res.code == 1, res
+        probe = json.loads(res.stdout)["jails"][0]["probe"]
+        return f"{probe['daemon']} :: {probe['prediction']}"
+
+    # discover finds stunnel in the foreground: a thread per connection
+    found = prediction("--discover", "--discover-root", str(root))
+    assert found.startswith("stunnel (foreground) :: ")
+    assert "stunnel (foreground): TLS fails at about connection 64 after start (63 new threads" in (
+        found
+    )
+    assert "exits 1 at start: 'PRNG was not seeded with enough random bytes'" in found
+    jail = str(root / "var/lib/stunnel4")
+    # by hand, and a mode by hand
+    daemon = prediction(jail, "--daemon", "stunnel:daemon")
+    assert "TLS fails from the first connection (it forks after the chroot" in daemon
+    postfix = prediction(jail, "--daemon", "postfix")
+    assert "TLS fails from the first STARTTLS" in postfix
+    assert "0A0000EA" in postfix and "SYNC_CHROOT=n" in postfix
+    assert "disabling TLS support', and accepts mail in clear text" in postfix
+    haproxy = prediction(jail, "--daemon", "haproxy:single process")
+    assert "haproxy (single process): TLS fails within 3600 s of start" in haproxy
+    assert "not measured on a real one" in prediction(jail, "--daemon", "unbound")
+    bad = run_cli("scan", jail, "--daemon", "stunnel:threads")
+    assert bad.code == 2 and bad.stderr.startswith("chrootcheck: error: ")
+    assert "stunnel (foreground, daemon)" in bad.stderr and "Traceback" not in bad.stderr

@@ -39,7 +39,7 @@ DISCOVER_SCHEMA_VERSION = "1.2"  # 1.1: jails[].resolved; 1.2: jails[].profile
 def command(root: str, fmt: str) -> int:
     """List the chroot jails configured on this host, from each daemon's own configuration.
 
-    Reads haproxy, unbound, BIND, Postfix, OpenSSH and systemd units. Scan them all with
+    Reads haproxy, unbound, BIND, Postfix, OpenSSH, stunnel and systemd units. Scan them all with
     chrootcheck scan --discover.
     """
     from chrootcheck.discover import discover_with_notes
