@@ -118,7 +118,8 @@ def test_trigger_table_per_version(version: str, empty_jail: Path) -> None:
 def test_openssl_102_holds_every_trigger(empty_jail: Path) -> None:
     report = run_probe(str(empty_jail), [], ProbeOptions(libcrypto=_library("1.0.2q"), cycles=1))
     for sc in report.scenarios:
-        assert sc.verdict is Verdict.FAIL and sc.triggers
+        # never a fail: the library does not reseed; measured where RAND_poll reads nothing
+        assert sc.verdict is Verdict.PASS and sc.triggers
         assert all(t.breaks is False for t in sc.triggers), _by(sc)
         time = sc.triggers[0]
         assert time.summary.startswith("never: no DRBG (md_rand)")

@@ -64,6 +64,10 @@ def probe_renderables(probe: ProbeReport) -> list[RenderableType]:
     for sc in probe.scenarios:
         if sc.verdict in (Verdict.FAIL, Verdict.RISK, Verdict.CRASHED, Verdict.TIMEOUT):
             out.extend(_chain(sc))
+        elif sc.triggers:  # 1.0.2: measured where RAND_poll would read nothing
+            row = Text(f"  {printable(sc.name)}: triggers (measured): ", style="bold")
+            row.append(printable(triggers_compact(sc)))
+            out.append(row)
     if probe.prediction:
         text = Text("  prediction: ", style="bold")
         text.append(printable(probe.prediction))

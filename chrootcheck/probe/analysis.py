@@ -14,6 +14,7 @@ from chrootcheck.openssl.results import ReseedSettings
 from chrootcheck.probe import trigger_table
 from chrootcheck.probe.model import Cycle, ScenarioResult, Verdict
 from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings, Skip
+from chrootcheck.probe.scenarios import PROBE_LOOK
 from chrootcheck.report import catalogue
 from chrootcheck.report.devices import ENTROPY_DEVICES
 from chrootcheck.report.model import Finding, Severity
@@ -110,12 +111,40 @@ def scenario_result(
             "the reseed are predictable. No error is ever logged for this.",
             **base,
         )
+    if legacy:
+        return ScenarioResult(verdict=Verdict.PASS, explanation=_legacy_text(cycles), **base)
     return ScenarioResult(
         verdict=Verdict.PASS,
         explanation=f"seeded before the chroot and reseeded inside the jail in all {inside} "
         "cycles" + _pass_detail(sc.name, legacy),
         **base,
     )
+
+
+def legacy_blind(result: ScenarioResult) -> bool:
+    """1.0.2/1.1.0: the probe's look found no device an application's RAND_poll could read."""
+    return any(
+        s.action == PROBE_LOOK and s.ok is False
+        for c in result.cycles
+        if c.inside_jail
+        for s in c.steps
+    )
+
+
+def _legacy_text(cycles: tuple[Cycle, ...]) -> str:
+    text = (
+        "no DRBG (md_rand): seeded once before the chroot, never reseeded from the OS unless "
+        "the application calls RAND_poll, so nothing fails"
+    )
+    looks = [s for c in cycles if c.inside_jail for s in c.steps if s.action == PROBE_LOOK]
+    if any(s.ok is False for s in looks):
+        return text + (
+            "; but an application that calls RAND_poll inside this jail reads none of "
+            "/dev/urandom, /dev/random, /dev/srandom, and RAND_poll still returns 1, having "
+            "mixed in only pid, uid and time (the probe looked; the library never does)"
+        )
+    found = next((s.detail for s in looks if s.ok), "")
+    return text + (f"; RAND_poll there would read {found}" if found else "")
 
 
 def _phase(events: Sequence[object]) -> str:
@@ -134,7 +163,8 @@ def _cycle(run: CycleRun) -> Cycle:
     return Cycle(
         index=run.index,
         inside_jail=run.inside_jail,
-        ok=all(s.ok is not False for s in run.steps),
+        # The probe's own look at the devices (1.0.2) is not the library's: never a failure.
+        ok=all(s.ok is not False for s in run.steps if s.action != PROBE_LOOK),
         state=run.state,
         steps=run.steps,
     )
@@ -271,15 +301,20 @@ def prediction(
     risky = [r.name for r in results if r.verdict is Verdict.RISK]
     broken = [r.name for r in results if r.verdict in (Verdict.CRASHED, Verdict.TIMEOUT)]
     if series in ("1.1.0", "1.0.2"):
-        if failing:
-            return (
-                "TLS keeps working (no DRBG, no reseed to fail: new threads, forks, RAND_add "
-                "and many draws all held, measured), but after the chroot the generator never "
-                "gets fresh entropy: md_rand is reseeded only when the application calls "
-                "RAND_poll, which there adds only pid, uid and time, which an attacker can "
+        blind = [r.name for r in results if legacy_blind(r)]
+        text = (
+            f"TLS keeps working whatever the jail holds ({series}: no DRBG; md_rand is seeded "
+            "once before the chroot and never reseeded from the OS unless the application "
+            "calls RAND_poll; new threads, forks, RAND_seed and many draws all hold"
+            + (", measured)." if any(r.triggers for r in results) else ").")
+        )
+        if blind:
+            text += (
+                " An application that calls RAND_poll inside this jail gets no fresh entropy, "
+                "silently: RAND_poll there adds only pid, uid and time, which an attacker can "
                 "guess within a small range."
             )
-        return f"No failure predicted: RAND_poll reads the jail's devices ({series})."
+        return text
     if settings is None:
         settings = ReseedSettings("documented defaults", primary_requests=256, primary_seconds=3600)
     secs = settings.primary_seconds or 3600

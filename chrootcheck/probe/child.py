@@ -25,7 +25,7 @@ from chrootcheck.openssl.results import Step
 from chrootcheck.openssl.trust import CheckedLibrary
 from chrootcheck.probe import isolated, sandbox, triggers
 from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings, Skip
-from chrootcheck.probe.scenarios import Scenario
+from chrootcheck.probe.scenarios import PROBE_LOOK, Scenario
 from chrootcheck.system import procs
 from chrootcheck.system.worker import Channel
 
@@ -135,7 +135,8 @@ def _cycle_steps(rand: Rand, inside: bool) -> list[Step]:
 
 
 def _legacy_devices() -> Step:
-    # md_rand's RAND_poll reports success even when it reads nothing; look as it would.
+    # md_rand's RAND_poll reports success even when it reads nothing; look as it would. The
+    # library itself never reopens them: this look is the probe's (analysis never counts it).
     for path in _LEGACY_DEVICES:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
@@ -143,13 +144,13 @@ def _legacy_devices() -> Step:
             continue
         try:
             if os.read(fd, 32):
-                return Step("open and read the devices RAND_poll reads", True, (), path)
+                return Step(PROBE_LOOK, True, (), path)
         except OSError:
             pass
         finally:
             os.close(fd)
     return Step(
-        "open and read the devices RAND_poll reads",
+        PROBE_LOOK,
         False,
         (),
         "none of /dev/urandom, /dev/random, /dev/srandom gives bytes: RAND_poll mixes "
