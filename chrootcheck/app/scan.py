@@ -101,7 +101,8 @@ def _openssl_paths(library: PreparedLibrary | None) -> Callable[[], OpenSSLPaths
         if library is None:  # loads the ssl module's library to ask it
             return default_paths(None)
         openssldir, enginesdir, modulesdir = library.dirs
-        return OpenSSLPaths(openssldir, enginesdir or None, modulesdir)
+        loads_config = library.summary.series != "1.0.2"  # 1.0.2 alone never loads it
+        return OpenSSLPaths(openssldir, enginesdir or None, modulesdir, loads_config)
 
     return paths
 
