@@ -40,9 +40,13 @@ __attribute__((constructor)) static void close_devices(void) {
 """
 
 # Applies the scenario to itself, then becomes stunnel (seccomp and personality survive exec).
+# Its own IPC namespace first: under UNAME26 OpenSSL marks SysV shm key 0x72, which on the host
+# would outlive the test and change every later OpenSSL (and the probe's shm test).
 WRAPPER = """
 import os, sys
 from chrootcheck.probe import sandbox
+from chrootcheck.system import libc
+sandbox.unshare(libc.CLONE_NEWIPC)
 sandbox.set_uname26()
 sandbox.block_getrandom()
 os.execve(sys.argv[1], sys.argv[1:], {**os.environ, "LD_PRELOAD": sys.argv[-1]})
@@ -56,6 +60,11 @@ def _listening(port: int) -> bool:
         if fields[1].endswith(want) and fields[3] == "0A":  # LISTEN
             return True
     return False
+
+
+def _shm_keys() -> list[int]:
+    lines = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return [int(line.split()[0]) for line in lines if line.strip()]
 
 
 @pytest.fixture
@@ -93,6 +102,7 @@ def _free_port() -> int:
 
 @pytest.mark.root
 def test_real_stunnel_fails_where_predicted(tmp_path: Path, echo_backend: int) -> None:
+    shm_before = set(_shm_keys())
     stunnel = tool("stunnel4")
     cc = tool("cc", "gcc")
     openssl = tool("openssl")
@@ -154,6 +164,7 @@ def test_real_stunnel_fails_where_predicted(tmp_path: Path, echo_backend: int) -
             proc.kill()
             proc.wait()
     text = log.read_text(errors="replace")
+    assert set(_shm_keys()) <= shm_before, "stunnel's shm segment leaked to the host"
     assert failed_at is not None, f"stunnel never failed in {CAP} connections:\n{text[-2000:]}"
     assert "1C8000BD" in text  # error retrieving entropy, in stunnel's own log
 
