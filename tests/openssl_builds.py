@@ -71,6 +71,25 @@ OPENSSL_102 = WheelLib(
     ("psycopg2/.libs/libcrypto-*.so.1.0.2q", "psycopg2/.libs/libz-*.so.1.2.3"),
 )
 
+# 3.5.8: the newest series, whose empty-jail chain starts with "entropy source strength too weak".
+OPENSSL_35 = WheelLib(
+    "psycopg2-binary==2.9.13",
+    "3.11",
+    "manylinux_2_17_x86_64",
+    ("psycopg2_binary.libs/libcrypto-*.so.3", "psycopg2_binary.libs/libssl-*.so.3"),
+)
+
+# The first and the last 1.1.1 with a wheel here (1.1.1g needs its bundled libz, as 1.0.2q).
+OPENSSL_111G = WheelLib(
+    "psycopg2-binary==2.8.6",
+    "3.8",
+    "manylinux1_x86_64",
+    ("psycopg2_binary.libs/libcrypto-*.so.1.1.1g", "psycopg2_binary.libs/libz-*.so.1.2.3"),
+)
+OPENSSL_111W = WheelLib(
+    "psycopg2-binary==2.9.10", "3.11", "manylinux_2_17_x86_64", (WHEEL_MEMBER_GLOB,)
+)
+
 
 def fetch_wheel_lib(spec: WheelLib) -> Path:
     """The wheel's libcrypto, downloading and unpacking it into the cache if needed."""
@@ -131,6 +150,17 @@ def libcrypto_102() -> Build:
         _unavailable(f"OpenSSL 1.0.2 from {OPENSSL_102.requirement} is not available: {e}")
         raise
     return Build("1.0.2", str(path), "1.0.2")
+
+
+@pytest.fixture(scope="session")
+def libcrypto_35() -> Build:
+    """OpenSSL 3.5.8 from a wheel: the 3.x series beyond the system's 3.0."""
+    try:
+        path = fetch_wheel_lib(OPENSSL_35)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        _unavailable(f"OpenSSL 3.5 from {OPENSSL_35.requirement} is not available: {e}")
+        raise
+    return Build("3.5", str(path), "3.x")
 
 
 @pytest.fixture(scope="session")

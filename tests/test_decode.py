@@ -271,7 +271,14 @@ def test_json(cli, tmp_path: Path) -> None:
     assert r.code == 1, r
     data = json.loads(r.stdout)
     assert data["schema_version"] == "1.0"
-    assert data["summary"] == {"lines": 11, "errors": 9, "chains": 2, "entropy_chains": 2}
+    assert data["summary"] == {
+        "lines": 11,
+        "errors": 9,
+        "chains": 2,
+        "entropy_chains": 2,
+        "messages": 0,
+        "entropy_messages": 0,
+    }
     first = data["chains"][0]
     assert (first["first_line"], first["last_line"], first["thread"]) == (2, 7, "140135125062464")
     malloc = first["errors"][-1]

@@ -35,6 +35,7 @@ class JailContext:
     env: Mapping[str, str]  # the application's environment (OPENSSL_CONF ...)
     provides_devices: bool = False  # systemd PrivateDevices=yes: the unit brings its own /dev
     sandbox: Sandbox | None = None  # the service's unit or seccomp profile, when known
+    daemon: str | None = None  # its daemon profile, "NAME:MODE" (discover), for the prediction
 
 
 @contextmanager
@@ -46,13 +47,14 @@ def open_context(
     env: Mapping[str, str],
     provides_devices: bool = False,
     sandbox: Sandbox | None = None,
+    daemon: str | None = None,
 ) -> Iterator[JailContext]:
     """Raises ``jail.fs.JailOpenError`` when the jail cannot be opened."""
     path = os.path.abspath(path)
     root_fd = jailfs.open_jail(path)
     try:
         yield JailContext(
-            path, root_fd, user, library, openssl_paths, env, provides_devices, sandbox
+            path, root_fd, user, library, openssl_paths, env, provides_devices, sandbox, daemon
         )
     finally:
         os.close(root_fd)

@@ -55,6 +55,7 @@ class Target:
     # The service's sandbox (--unit, --seccomp-profile, a discovered unit): the probe's
     # as-configured scenario, and PrivateDevices= through the same model.
     sandbox: Sandbox | None = None
+    daemon: str | None = None  # its daemon profile, "NAME:MODE" (discover): for the prediction
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def _openssl_paths(library: PreparedLibrary | None) -> Callable[[], OpenSSLPaths
         if library is None:  # loads the ssl module's library to ask it
             return default_paths(None)
         openssldir, enginesdir, modulesdir = library.dirs
-        return OpenSSLPaths(openssldir, enginesdir or None, modulesdir)
+        loads_config = library.summary.series != "1.0.2"  # 1.0.2 alone never loads it
+        return OpenSSLPaths(openssldir, enginesdir or None, modulesdir, loads_config)
 
     return paths
 
@@ -138,13 +140,16 @@ def _scan_batch(
             path = os.path.abspath(target.path)
             notes = tuple(Notice(NoticeKind.NOTE, Stage.DISCOVER, n) for n in target.notes)
             provides, env = target.provides_devices, request.env
+            daemon = target.daemon if request.probe is not None else None
             if target.sandbox is not None:
                 provides = provides or target.sandbox.provides_devices()
                 if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
                     env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
             try:
                 ctx = stack.enter_context(
-                    open_context(path, target.user, library, paths, env, provides, target.sandbox)
+                    open_context(
+                        path, target.user, library, paths, env, provides, target.sandbox, daemon
+                    )
                 )
             except jailfs.JailOpenError as e:  # only open_context raises it
                 error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")

@@ -136,7 +136,12 @@ class Probe:
         jobs = []
         for ctx, prior in jails:
             options = replace(
-                self.options, library=ctx.library, root_fd=ctx.root_fd, sandbox=ctx.sandbox
+                self.options,
+                library=ctx.library,
+                root_fd=ctx.root_fd,
+                sandbox=ctx.sandbox,
+                # discover's profile; a --daemon given by hand wins
+                daemon=self.options.daemon or ctx.daemon,
             )
             if ctx.user is not None:
                 options = replace(

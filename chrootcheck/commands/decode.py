@@ -30,39 +30,56 @@ def command(source: str, fmt: str) -> int:
     """
     from chrootcheck import __version__
     from chrootcheck.decode.chains import Chain, LineReader, chains
+    from chrootcheck.decode.messages import Message, tee
     from chrootcheck.formats.common import printable
-    from chrootcheck.formats.decode_render import render_chain_text, render_json
+    from chrootcheck.formats.decode_render import (
+        render_chain_text,
+        render_json,
+        render_message_text,
+    )
 
     stream = _open(source)
     reader = LineReader(stream)  # counts the lines: a line is one line, whatever its length
     found: list[Chain] = []
+    messages: list[Message] = []  # filled as the lines go by (tee)
+    shown = 0
     n_chains = n_errors = n_entropy = 0
     try:
-        for chain in chains(reader):
+        for chain in chains(tee(reader, messages)):
             n_chains += 1
             n_errors += len(chain.errors)
             n_entropy += chain.entropy_problem
             if fmt == "json":
                 found.append(chain)
             else:  # streamed: a huge log prints as it is read
+                for m in messages[shown:]:
+                    render_message_text(m, sys.stdout)
+                shown = len(messages)
                 render_chain_text(chain, n_chains, sys.stdout)
+        if fmt != "json":
+            for m in messages[shown:]:
+                render_message_text(m, sys.stdout)
     except OSError as e:
         raise ToolError(f"cannot read {printable(source)}: {e.strerror or e}") from None
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+    n_said = sum(1 for m in messages if m.entry.is_entropy_problem)
     stats = {
         "lines": reader.lines,
         "errors": n_errors,
         "chains": n_chains,
         "entropy_chains": n_entropy,
+        "messages": len(messages),
+        "entropy_messages": n_said,
     }
-    code = for_decode(n_entropy)
+    code = for_decode(n_entropy + n_said)
     if fmt == "json":
-        render_json(found, stats, __version__, sys.stdout)
+        render_json(found, stats, __version__, sys.stdout, messages)
+    said = f", {len(messages)} known message(s) ({n_said} about entropy)" if messages else ""
     click.echo(
         f"chrootcheck decode: {reader.lines} line(s), {n_errors} OpenSSL error(s) in "
-        f"{n_chains} chain(s), {n_entropy} with entropy/DRBG errors (exit {int(code)}).",
+        f"{n_chains} chain(s), {n_entropy} with entropy/DRBG errors{said} (exit {int(code)}).",
         err=True,
     )
     return code

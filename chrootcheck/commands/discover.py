@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from chrootcheck.discover import DiscoveredJail
 
 # Bumped like the scan report's: MAJOR on a breaking change, MINOR when fields are added.
-DISCOVER_SCHEMA_VERSION = "1.2"  # 1.1: jails[].resolved; 1.2: jails[].unit
+DISCOVER_SCHEMA_VERSION = "1.3"  # 1.1: jails[].resolved; 1.2: jails[].unit; 1.3: jails[].profile
 
 
 @click.command("discover")
@@ -32,7 +32,7 @@ DISCOVER_SCHEMA_VERSION = "1.2"  # 1.1: jails[].resolved; 1.2: jails[].unit
 def command(root: str, fmt: str) -> int:
     """List the chroot jails configured on this host, from each daemon's own configuration.
 
-    Reads haproxy, unbound, BIND, Postfix, OpenSSH and systemd units. Scan them all with
+    Reads haproxy, unbound, BIND, Postfix, OpenSSH, stunnel and systemd units. Scan them all with
     chrootcheck scan --discover.
     """
     from chrootcheck.discover import discover_with_notes
@@ -68,7 +68,7 @@ def _table(jails: list[DiscoveredJail]) -> None:
         console.print("No chroot jail found in the daemons' configuration.")
         return
     table = Table(title="Configured chroot jails")
-    for name in ("jail", "daemon", "user", "source", "note"):
+    for name in ("jail", "daemon", "profile", "user", "source", "note"):
         # Paths are never cut: a truncated path cannot be copied into a command.
         table.add_column(name, overflow="fold")
     for j in jails:
@@ -76,6 +76,7 @@ def _table(jails: list[DiscoveredJail]) -> None:
         table.add_row(
             printable(j.path) + state,
             printable(j.daemon),
+            printable(j.profile or "-"),
             printable(j.user or "-"),
             printable(f"{j.source_file}:{j.line}"),
             printable(j.note or ""),

@@ -43,6 +43,19 @@ def _known_scenarios(
     return value
 
 
+def _known_daemon(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from chrootcheck.report.daemons import PROFILES, lookup
+
+    if value is not None and lookup(value) is None:
+        known = "; ".join(
+            f"{p.name} ({', '.join(m.name for m in p.modes)})" for p in PROFILES.values()
+        )
+        raise click.BadParameter(
+            f"unknown daemon {value!r}; choose NAME or NAME:MODE from {known}", ctx, param
+        )
+    return value
+
+
 @click.command("scan", cls=PluginAwareCommand)
 @click.argument("jails", nargs=-1, metavar="JAIL...", callback=nonempty)
 @click.option(
@@ -129,6 +142,20 @@ def _known_scenarios(
     "'old-kernel, devices closed', as-configured).",
 )
 @click.option(
+    "--daemon",
+    metavar="NAME[:MODE]",
+    callback=_known_daemon,
+    help="The daemon that uses the jail (haproxy, stunnel, postfix, openssh, unbound, bind; "
+    "a mode: stunnel:daemon, haproxy:'single process'): the prediction joins its profile "
+    "with the measured triggers. --discover finds it by itself.",
+)
+@click.option(
+    "--no-triggers",
+    is_flag=True,
+    help="Do not measure the triggers (new threads, RAND_seed, fork, many draws) in the "
+    "scenarios that fail.",
+)
+@click.option(
     "--no-late-loads",
     is_flag=True,
     help="Skip the check of openssl.cnf, engines, providers and PKCS#11 modules.",
@@ -185,6 +212,8 @@ def command(
     probe_timeout: float,
     jobs: int | None,
     scenarios: tuple[str, ...],
+    daemon: str | None,
+    no_triggers: bool,
     no_late_loads: bool,
     discover: bool,
     discover_root: str,
@@ -237,7 +266,13 @@ def command(
     probe = (
         None
         if no_probe
-        else ProbeOptions(cycles=cycles, timeout=probe_timeout, scenarios=scenarios or None)
+        else ProbeOptions(
+            cycles=cycles,
+            timeout=probe_timeout,
+            scenarios=scenarios or None,
+            triggers=not no_triggers,
+            daemon=daemon,
+        )
     )
     # The library is checked against every jail, refused or loaded once, before any stage
     # (scanner.scan): one cause gives one error line, and jail code never runs as root.
@@ -341,7 +376,11 @@ def _discovered(root: str, user_spec: str | None) -> list[Target]:
                 sandbox, _ = load_unit(t.units[0], root)
             except ToolError as e:
                 notes.append(f"{t.units[0]}: sandbox not read: {e.message}")
-        targets.append(Target(t.jail, user, tuple(notes), t.provides_devices, sandbox))
+        if t.profile:
+            notes.append(f"daemon profile {t.profile} (its prediction joins the measured triggers)")
+        targets.append(
+            Target(t.jail, user, tuple(notes), t.provides_devices, sandbox, daemon=t.profile)
+        )
     return targets
 
 

@@ -66,7 +66,13 @@ _ERROR = re.compile(
 _BARE = re.compile(
     r"(?<![0-9A-Za-z_:.-])(?P<prefix>0[xX])?(?P<code>[0-9A-Fa-f]{8})(?![0-9A-Za-z_.-])"
 )
-_CONTEXT = re.compile(r"openssl|ssl|tls|error|rand|entropy|drbg|crypto", re.IGNORECASE)
+# The words that make a line about OpenSSL (issue 11: "error" alone is in every log line, and
+# a request id such as req_id=0200d031 is 8 hex digits too). "ssl" also matches SSL_read.
+_CONTEXT = re.compile(
+    r"(?<![a-z])(?:openssl|libssl|libcrypto|ssl|sslv3|tls|tlsv1|crypto|rand|prng|entropy|drbg"
+    r"|x509|evp|handshake)(?![a-z])|error:",
+    re.IGNORECASE,
+)
 _FALLBACK = re.compile(r"^(?:lib|func|reason)\((\d+)\)$")
 
 
@@ -111,7 +117,7 @@ class Decoded:
     @property
     def entry(self) -> Entry | None:
         for reading in self.readings:
-            found = knowledge.lookup(reading)
+            found = knowledge.lookup(reading, self.text)
             if found:
                 return found
         return None
@@ -221,10 +227,11 @@ def _plausible(code: int) -> bool:
 
 
 def _bare_ok(code: int, prefixed: bool, line: str) -> bool:
+    """A bare code counts written 0x..., alone on its line, or on a line that carries an
+    OpenSSL word: random hex (request ids, hashes) is everywhere in logs."""
     if _likely(code) is None:
         return False
-    digits = f"{code:08X}".isdigit()
-    return prefixed or not digits or bool(_CONTEXT.search(line))
+    return prefixed or len(line.strip()) == 8 or bool(_CONTEXT.search(line))
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -280,6 +287,10 @@ def _scan(line: str, line_no: int, lo: int, hi: int, excerpt: bool) -> list[Deco
         code = int(m.group("code"), 16)
         lib, func, reason = m.group("lib"), m.group("func"), m.group("reason")
         tid = m.group("tid")
+        if m.group("file") is None:
+            # ERR_error_string ends at the reason: what follows is the log's own text
+            # ("certificate verify failed) while SSL handshaking, client: ...").
+            reason = _trim_reason(reason, _readings(code, lib, _trim_reason(reason, ())))
         readings = _readings(code, lib, reason)
         if m.group("file") is not None and tid is not None:
             # ERR_print_errors: 1.x prints a decimal tid, 3.x a hex one and a C function name.
@@ -331,6 +342,28 @@ def _scan(line: str, line_no: int, lo: int, hi: int, excerpt: bool) -> list[Deco
         )
     found.sort(key=lambda pair: pair[0])
     return [d for _, d in found]
+
+
+def _trim_reason(reason: str, readings: tuple[ErrorRecord, ...]) -> str:
+    """The reason of an ERR_error_string without the text the log put after it: the known
+    reason text where the printed one starts with it, else up to an unbalanced closing
+    bracket or quote (nginx wraps the string in parentheses)."""
+    for r in readings:
+        known = r.reason
+        if known and len(reason) > len(known) and reason.lower().startswith(known.lower()):
+            if not reason[len(known)].isalnum():
+                return reason[: len(known)]
+    depth = 0
+    for i, c in enumerate(reason):
+        if c in "([":
+            depth += 1
+        elif c in ")]":
+            if depth == 0:
+                return reason[:i]
+            depth -= 1
+        elif c in "\"'" and depth == 0 and i:
+            return reason[:i]
+    return reason
 
 
 def _excerpt(text: str, start: int, end: int) -> str:

@@ -128,6 +128,93 @@ SSL_WRAPPER = Entry(
     "(haproxy stopped accepting TLS connections an hour after start).",
     _FIX_NODES, _CONFIRM)
 
+CALLBACK_FAILED = Entry(
+    "ssl-callback-failed", Role.WRAPPER, "an SSL callback failed",
+    "A callback the application installed (session tickets, SNI, ALPN ...) returned an error; "
+    "OpenSSL reports only that it failed.",
+    "In Postfix's smtpd it is the session-ticket callback, which draws random bytes: see "
+    "'postfix-smtpd-callback-failed'. Elsewhere read the application's own log line.",
+    "Depends on the callback; for Postfix see 'postfix-smtpd-callback-failed'.",
+    "chrootcheck decode (with the daemon's whole log)")
+POSTFIX_CALLBACK = Entry(
+    "postfix-smtpd-callback-failed", Role.ENTROPY,
+    "Postfix smtpd: STARTTLS fails in its session-ticket callback (entropy in the jail)",
+    "smtpd logs only 'error:0A0000EA:SSL routines::callback failed' (statem_srvr.c): its "
+    "session-ticket callback could not get random bytes. No entropy code is ever logged.",
+    "smtpd runs chrooted in /var/spool/postfix and calls RAND_seed three times per STARTTLS; "
+    "on OpenSSL 3.x that reseeds the primary DRBG from the OS, so without getrandom and "
+    "without /dev/urandom in the jail every STARTTLS fails from the first session; tlsmgr "
+    "spins on /dev/urandom.",
+    "Create /var/spool/postfix/dev/urandom and dev/random (Debian: 'systemctl restart "
+    "postfix' does it while SYNC_CHROOT=y in /etc/default/postfix), or run smtpd unchrooted "
+    "(master.cf column 5 = n).",
+    "chrootcheck scan /var/spool/postfix --daemon postfix --user postfix")
+STUNNEL_PRNG = Entry(
+    "stunnel-prng-not-seeded", Role.ENTROPY, "stunnel could not seed OpenSSL at start",
+    "stunnel checks RAND_status() before its chroot and gave up: OpenSSL had no seed source "
+    "(its RNDfile, $RANDFILE and EGD fallbacks go through RAND_add, which on 3.x needs the OS "
+    "source too). It exits with 'Failed to initialize TLS'.",
+    "getrandom(2) is blocked (a seccomp filter, an old kernel) and /dev/urandom cannot be "
+    "opened, before the chroot already: the jail is not the cause.",
+    "Allow getrandom(2) in the service's sandbox (SystemCallFilter=), or give it "
+    "/dev/urandom.",
+    "chrootcheck scan JAIL --daemon stunnel (the no-getrandom scenario)")
+CURL_RANDOM = Entry(
+    "curl-insufficient-randomness", Role.ENTROPY, "curl: (35) Insufficient randomness",
+    "curl's TLS backend could not get random bytes for the handshake.",
+    "curl (or libcurl in a daemon) runs inside a chroot with no getrandom and no "
+    "/dev/urandom.",
+    _FIX_NODES, _CONFIRM)
+LIBSODIUM = Entry(
+    "libsodium-randombytes", Role.ENTROPY, "libsodium's randombytes failed or aborted",
+    "libsodium's randombytes could not read its source and aborts the process (often with "
+    "no message at all: libsodium#625, pdns#6125).",
+    "sodium_init ran after the chroot, or getrandom is unavailable and the jail has no "
+    "/dev/urandom.",
+    _FIX_NODES + " Calling sodium_init() before the chroot also avoids it.", _CONFIRM)
+URANDOM_OPEN = Entry(
+    "cannot-open-urandom", Role.ENTROPY, "a process could not open /dev/urandom",
+    "The process seeds its own generator from /dev/urandom and could not open it.",
+    "Inside a chroot the path is looked up in the jail, which has no /dev/urandom (or a "
+    "nodev mount, or a node it may not read).",
+    _FIX_NODES, _CONFIRM)
+SYSTEM_ENTROPY = Entry(
+    "cannot-get-system-entropy", Role.ENTROPY, "the program cannot get system entropy",
+    "Neither getrandom(2) nor /dev/urandom gave the program any random bytes.",
+    "getrandom is blocked or unavailable and the jail has no usable /dev/urandom.",
+    _FIX_NODES, _CONFIRM)
+POSTFIX_NO_TLS = Entry(
+    "postfix-disabling-tls", Role.ENTROPY,
+    "Postfix disabled TLS: mail is accepted in clear text",
+    "smtpd could not create its server SSL_CTX ('cannot allocate server SSL_CTX: disabling "
+    "TLS support'): STARTTLS is no longer offered and mail arrives unencrypted.",
+    "OpenSSL could not seed at all: getrandom(2) is blocked (a seccomp sandbox) and no "
+    "/dev/urandom could be opened, before the chroot already.",
+    "Allow getrandom(2) in the service's sandbox, or give it /dev/urandom; then restart "
+    "Postfix.",
+    "chrootcheck scan /var/spool/postfix --daemon postfix (the no-getrandom scenario)")
+RAND_WRITE_FILE = Entry(
+    "rand-write-file-not-regular", Role.WRAPPER,
+    "RAND_write_file: the seed file is not a regular file",
+    "The application saves its RNG state to $RANDFILE or ~/.rnd and that path is a device or "
+    "other special file (often /dev/urandom itself); OpenSSL refuses to write to it.",
+    "Harmless for seeding: OpenSSL 1.1.1+ seeds from the OS, not from that file. Inside a "
+    "jail the path is the jail's.",
+    "Point RANDFILE at a regular file the service may write, or unset it.",
+    "chrootcheck scan JAIL")
+
+# Messages users paste that carry no OpenSSL code (or need the line around the code).
+PHRASES: tuple[tuple[str, Entry], ...] = (
+    (r"PRNG was not seeded with enough random bytes", STUNNEL_PRNG),
+    (r"PRNG (?:is )?not seeded", NOT_SEEDED),
+    (r"\(35\) Insufficient randomness", CURL_RANDOM),
+    (r"randombytes(?:_[a-z]+)?(?:\(\))?:? failed|randombytes.{0,40}abort", LIBSODIUM),
+    (r"get_seed_from_urandom\(\): failed to open /dev/urandom", URANDOM_OPEN),
+    (r"Cannot get system entropy", SYSTEM_ENTROPY),
+    (r"disabling TLS support", POSTFIX_NO_TLS),
+    (r"RAND_write_file:? ?Not a regular file", RAND_WRITE_FILE),
+)
+
 # The explanation of SSL_new's catch-all when an entropy error came first in the same chain.
 CONSEQUENCE = (
     "This is not an out-of-memory error: SSL_new (or SSL_CTX_new) failed because the random "
@@ -170,11 +257,21 @@ _TABLE_3X: dict[tuple[int, int], Entry] = {
     (ERR_LIB_SSL, _COMMON | ERR_RFLAG_FATAL | 256): SSL_WRAPPER,  # malloc failure (3.0/3.1)
     (ERR_LIB_SSL, _COMMON | 15): SSL_WRAPPER,  # crypto lib (3.2+)
     (ERR_LIB_SSL, _COMMON | 36): SSL_WRAPPER,  # RAND lib
+    (ERR_LIB_SSL, 234): CALLBACK_FAILED,  # 0A0000EA
 }
 
-ENTRIES: tuple[Entry, ...] = tuple(dict.fromkeys([*_TABLE_1X.values(), *_TABLE_3X.values()]))
+ENTRIES: tuple[Entry, ...] = tuple(
+    dict.fromkeys(
+        [*_TABLE_1X.values(), *_TABLE_3X.values(), POSTFIX_CALLBACK, *(e for _, e in PHRASES)]
+    )
+)
 
 
-def lookup(record: ErrorRecord) -> Entry | None:
+def lookup(record: ErrorRecord, text: str = "") -> Entry | None:
+    """The entry for a decoded error; ``text`` (its log line) can make it more precise:
+    0A0000EA from postfix/smtpd is entropy in the Postfix jail."""
     table = _TABLE_1X if record.packing == "1.x" else _TABLE_3X
-    return table.get((record.lib, record.reason_code))
+    entry = table.get((record.lib, record.reason_code))
+    if entry is CALLBACK_FAILED and "postfix/smtpd" in text:
+        return POSTFIX_CALLBACK
+    return entry

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from chrootcheck.discover._common import DiscoveredJail, Notes, Tree, under
 from chrootcheck.jail.fs import JailOpenError
+from chrootcheck.report import daemons
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Notice, NoticeKind, Stage
 
@@ -22,7 +23,7 @@ Parser = Callable[[Tree, Notes], list[DiscoveredJail]]
 
 
 def _parsers() -> list[tuple[str, Parser]]:
-    from chrootcheck.discover import bind, haproxy, openssh, postfix, systemd, unbound
+    from chrootcheck.discover import bind, haproxy, openssh, postfix, stunnel, systemd, unbound
 
     return [
         ("haproxy", haproxy.find),
@@ -30,6 +31,7 @@ def _parsers() -> list[tuple[str, Parser]]:
         ("bind", bind.find),
         ("postfix", postfix.find),
         ("openssh", openssh.find),
+        ("stunnel", stunnel.find),
         ("systemd", systemd.find),
     ]
 
@@ -53,8 +55,16 @@ def discover_with_notes(root: str = "/") -> tuple[list[DiscoveredJail], list[Not
                     NoticeKind.ERROR,
                 )
                 continue
-            jails.extend(_located(tree, j) for j in found)
+            jails.extend(_located(tree, _profiled(j)) for j in found)
     return jails, notes.items
+
+
+def _profiled(j: DiscoveredJail) -> DiscoveredJail:
+    """The daemon's profile in its default mode, unless the parser named the mode."""
+    if j.profile is not None:
+        return j
+    found = daemons.lookup(j.daemon)
+    return replace(j, profile=f"{found[0].name}:{found[1].name}") if found else j
 
 
 def _located(tree: Tree, j: DiscoveredJail) -> DiscoveredJail:
@@ -90,6 +100,7 @@ class ScanTarget:
     provides_devices: bool  # systemd PrivateDevices=yes: device findings do not apply
     notes: tuple[str, ...]
     units: tuple[str, ...] = ()  # the systemd units whose RootDirectory= it is
+    profile: str | None = None  # the daemon profile for the probe's prediction, "NAME:MODE"
 
 
 def scan_targets(root: str = "/") -> tuple[list[ScanTarget], list[Notice]]:
@@ -127,6 +138,7 @@ def scan_targets(root: str = "/") -> tuple[list[ScanTarget], list[Notice]]:
                 all(j.provides_devices for j in group),
                 tuple(notes),
                 tuple(dict.fromkeys(j.unit for j in group if j.unit)),
+                next((j.profile for j in group if j.profile), None),
             )
         )
     return out, notices

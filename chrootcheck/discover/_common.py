@@ -43,6 +43,9 @@ class DiscoveredJail:
     # there, never on the host), when it exists
     resolved: str | None = None
     unit: str | None = None  # the systemd unit (name.service) that configures it, if one does
+    # The daemon profile (report.daemons), "NAME:MODE": the probe's prediction joins it with
+    # the measured triggers. A parser that knows the mode sets it; discover() fills the rest.
+    profile: str | None = None
 
 
 class Notes:

@@ -76,7 +76,12 @@ def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
             if master_worker
             else None
         )
-        out.append(DiscoveredJail(chroot[0], "haproxy", cfg, chroot[1], user, note))
+        mode = "master-worker" if master_worker else "single process"
+        out.append(
+            DiscoveredJail(
+                chroot[0], "haproxy", cfg, chroot[1], user, note, profile=f"haproxy:{mode}"
+            )
+        )
     return out
 
 

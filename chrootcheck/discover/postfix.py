@@ -62,6 +62,7 @@ def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
         return []
     debian = root.exists("/etc/debian_version")
     chrooted: list[tuple[int, str]] = []
+    dashed = False
     for n, line in _logical(master):
         f = line.split()
         if len(f) < 8:
@@ -69,6 +70,7 @@ def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
         col = f[4]
         if col == "y" or (col == "-" and debian):
             chrooted.append((n, f[0]))
+            dashed = dashed or col == "-"
     if not chrooted:
         return []
     params = main_cf(root.read_text(MAIN, notes) or "")
@@ -76,6 +78,6 @@ def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
     owner = _expand(params.get("mail_owner", DEFAULT_OWNER), params) or DEFAULT_OWNER
     names = ", ".join(sorted({s for _, s in chrooted}))
     note = f"chrooted services: {names}"
-    if debian:
+    if dashed:
         note += " ('-' counts as y on Debian)"
     return [DiscoveredJail(queue, "postfix", MASTER, chrooted[0][0], owner, note)]

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from chrootcheck.decode.chains import Chain, Decoded
 from chrootcheck.decode.knowledge import CONSEQUENCE, Entry
+from chrootcheck.decode.messages import Message
 from chrootcheck.formats.common import printable
 from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.report.model import SCHEMA_VERSION
@@ -58,6 +59,19 @@ def render_chain_text(chain: Chain, number: int, stream: TextIO) -> None:
         stream.write(f"    confirm: {entry.confirm}\n")
     stream.write("\n")
     stream.flush()  # a chain is printed as soon as it is complete, even into a pipe
+
+
+def render_message_text(message: Message, stream: TextIO) -> None:
+    entry = message.entry
+    mark = "ENTROPY" if entry.is_entropy_problem else "other"
+    stream.write(f"Message (line {message.line_no}): {mark}\n")
+    stream.write(f"  {printable(message.text.strip())}\n")
+    stream.write(f"  * {entry.title} [{entry.key}]\n")
+    stream.write(f"    means:   {entry.meaning}\n")
+    stream.write(f"    in a jail: {entry.jail_cause}\n")
+    stream.write(f"    fix:     {entry.fix}\n")
+    stream.write(f"    confirm: {entry.confirm}\n\n")
+    stream.flush()
 
 
 def _entries(errors: Iterable[Decoded]) -> list[Entry]:
@@ -125,14 +139,32 @@ def chain_data(chain: Chain) -> dict[str, Any]:
 
 
 def render_json(
-    chains: list[Chain], stats: dict[str, Any], tool_version: str, stream: TextIO
+    chains: list[Chain],
+    stats: dict[str, Any],
+    tool_version: str,
+    stream: TextIO,
+    messages: Iterable[Message] = (),
 ) -> None:
-    entries = _entries(e for c in chains for e in c.errors)
+    messages = list(messages)
+    entries = list(
+        dict.fromkeys(
+            [*_entries(e for c in chains for e in c.errors), *(m.entry for m in messages)]
+        )
+    )
     json.dump(
         {
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "chrootcheck", "version": tool_version},
             "chains": [chain_data(c) for c in chains],
+            "messages": [
+                {
+                    "line_no": m.line_no,
+                    "knowledge": m.entry.key,
+                    "entropy_problem": m.entry.is_entropy_problem,
+                    "text": printable(m.text.strip()),
+                }
+                for m in messages
+            ],
             "knowledge": {entry.key: _entry_data(entry) for entry in entries},
             "summary": stats,
         },

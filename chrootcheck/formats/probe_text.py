@@ -64,6 +64,10 @@ def probe_renderables(probe: ProbeReport) -> list[RenderableType]:
     for sc in probe.scenarios:
         if sc.verdict in (Verdict.FAIL, Verdict.RISK, Verdict.CRASHED, Verdict.TIMEOUT):
             out.extend(_chain(sc))
+        elif sc.triggers:  # 1.0.2: measured where RAND_poll would read nothing
+            row = Text(f"  {printable(sc.name)}: triggers (measured): ", style="bold")
+            row.append(printable(triggers_compact(sc)))
+            out.append(row)
     if probe.prediction:
         text = Text("  prediction: ", style="bold")
         text.append(printable(probe.prediction))
@@ -110,7 +114,29 @@ def _chain(sc: ScenarioResult) -> list[RenderableType]:
             meanings.append(meaning)
     for meaning in meanings:
         out.append(Text(f"    means: {meaning}"))
+    if sc.triggers:
+        row = Text("    triggers (measured): ", style="bold")
+        row.append(printable(triggers_compact(sc)))
+        out.append(row)
     return out
+
+
+def triggers_compact(sc: ScenarioResult) -> str:
+    """One line: "time 3600 s, threads 64, RAND_seed 1st, fork 1st, draws held"."""
+    parts = []
+    for t in sc.triggers:
+        label = "RAND_seed" if t.trigger == "rand-seed" else t.trigger
+        if t.breaks is None:
+            parts.append(f"{label} ?")
+        elif not t.breaks:
+            parts.append(f"{label} held" + (f" ({t.tried})" if t.tried > 1 else ""))
+        elif t.trigger == "time":
+            parts.append(f"{label} {t.at} s")
+        elif t.at == 1:
+            parts.append(f"{label} 1st")
+        else:
+            parts.append(f"{label} at {t.at}")
+    return ", ".join(parts)
 
 
 def unique_lines(chain: tuple[ErrorRecord, ...]) -> list[str]:

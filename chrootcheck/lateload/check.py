@@ -44,6 +44,9 @@ class OpenSSLPaths:
     openssldir: str
     enginesdir: str | None = None
     modulesdir: str | None = None
+    # 1.1.0+ loads openssl.cnf by itself (OPENSSL_init_crypto), and so does the probe before
+    # its chroot; 1.0.2's libcrypto alone never does: only an application that asks for it.
+    loads_config: bool = True
 
 
 def default_paths(libcrypto: str | None = None, jails: Sequence[str] = ()) -> OpenSSLPaths:
@@ -58,8 +61,9 @@ def default_paths(libcrypto: str | None = None, jails: Sequence[str] = ()) -> Op
 
     # Only the folders: gather_info would seed a DRBG in this (parent) process, and every
     # probe child forked afterwards would inherit it.
-    openssldir, enginesdir, modulesdir = library_dirs(load(libcrypto, jails=jails))
-    return OpenSSLPaths(openssldir, enginesdir or None, modulesdir)
+    lc = load(libcrypto, jails=jails)
+    openssldir, enginesdir, modulesdir = library_dirs(lc)
+    return OpenSSLPaths(openssldir, enginesdir or None, modulesdir, lc.series != "1.0.2")
 
 
 class LoadTime(enum.StrEnum):
@@ -188,7 +192,7 @@ def check_late_loads(
                 urandom_needed=out.policy.urandom_needed,
             )
         )
-    out.notices.extend(_timing_notices(out.files, cnf))
+    out.notices.extend(_timing_notices(out.files, cnf, paths.loads_config))
     return out
 
 
@@ -638,19 +642,22 @@ def _policy_text(p: EntropyPolicy) -> str:
     return text + (f" [{p.where}]" if p.where else "")
 
 
-def _timing_notices(files: list[LateFile], cnf: str) -> list[Notice]:
+def _timing_notices(files: list[LateFile], cnf: str, loads_config: bool = True) -> list[Notice]:
     with_config = [f.path for f in files if f.when is LoadTime.WITH_CONFIG]
     first_use = [f.path for f in files if f.when is LoadTime.FIRST_USE and f.required]
+    if loads_config:
+        when = (
+            f"the probe loads {cnf} before its chroot on purpose; an application that "
+            "first uses OpenSSL after its chroot reads these inside the jail: "
+        )
+    else:
+        when = (
+            f"1.0.2's libcrypto alone never loads {cnf} (nor does the probe with it); an "
+            "application that loads it itself (OPENSSL_config, CONF_modules_load_file) after "
+            "its chroot reads these inside the jail: "
+        )
     out = (
-        [
-            Notice(
-                NoticeKind.NOTE,
-                Stage.LATE_LOADS,
-                f"the probe loads {cnf} before its chroot on purpose; an application that "
-                "first uses OpenSSL after its chroot reads these inside the jail: "
-                + ", ".join(with_config),
-            )
-        ]
+        [Notice(NoticeKind.NOTE, Stage.LATE_LOADS, when + ", ".join(with_config))]
         if with_config
         else []
     )

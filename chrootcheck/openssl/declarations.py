@@ -66,6 +66,10 @@ RAND_H = """
 int RAND_bytes(unsigned char *buf, int num);
 int RAND_status(void);
 int RAND_poll(void);
+void RAND_seed(const void *buf, int num);
+void RAND_add(const void *buf, int num, double randomness);
+/* [1.1.1+] from the per-thread private DRBG (keys), as a TLS handshake draws them. */
+int RAND_priv_bytes(unsigned char *buf, int num);
 
 /* [1.1.1+] default 1 (keep); 0 closes the cached device fds now and after every read. */
 void RAND_keep_random_devices_open(int keep);

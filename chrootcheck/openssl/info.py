@@ -142,11 +142,12 @@ def _rand_method(lc: Libcrypto) -> str:
     default = lc.lib.RAND_OpenSSL if lc.series != "1.0.2" else lc.lib.RAND_SSLeay
     same = lc.lib.RAND_get_rand_method() == default()
     drain(lc)
-    return (
-        "the library's own DRBG (RAND_OpenSSL)"
-        if same
-        else "replaced (a RAND engine or custom method): the DRBG facts may not apply"
-    )
+    if not same:
+        return "replaced (a RAND engine or custom method): the DRBG facts may not apply"
+    if lc.capabilities.has_evp_rand or lc.capabilities.has_drbg_1_1_1:
+        return "the library's own DRBG (RAND_OpenSSL)"
+    name = "RAND_SSLeay" if lc.series == "1.0.2" else "RAND_OpenSSL"
+    return f"the library's own md_rand ({name}): no DRBG, seeded once, never reseeded"
 
 
 def getrandom_status() -> tuple[bool, str]:

@@ -49,6 +49,38 @@ class Rand:
         buf = ffi.new("unsigned char[]", n)
         return self._call(f"RAND_bytes({n})", lambda: int(self.lib.RAND_bytes(buf, n)) == 1)
 
+    def draw_until_failure(self, count: int, n: int = 32) -> tuple[int, Step | None]:
+        """Up to ``count`` draws of ``n`` bytes in a tight loop: (1-based index, its Step) of
+        the first that failed, or (0, None)."""
+        drain(self.lc)
+        buf = ffi.new("unsigned char[]", n)
+        rand_bytes = self.lib.RAND_bytes
+        for i in range(1, count + 1):
+            if int(rand_bytes(buf, n)) != 1:
+                return i, Step(f"RAND_bytes({n})", False, drain(self.lc))
+        drain(self.lc)
+        return 0, None
+
+    def draw_private(self, n: int = 32) -> Step:
+        """RAND_priv_bytes (1.1.1+: the per-thread private DRBG, as key generation uses)."""
+        if not self.has_drbg:
+            return Step(f"RAND_priv_bytes({n})", None, (), "no private DRBG in this library")
+        buf = ffi.new("unsigned char[]", n)
+        return self._call(
+            f"RAND_priv_bytes({n})", lambda: int(self.lib.RAND_priv_bytes(buf, n)) == 1
+        )
+
+    def seed(self, data: bytes) -> Step:
+        """RAND_seed(data): what Postfix's smtpd and tlsmgr call inside their jail. It returns
+        nothing: the errors it leaves say whether it worked."""
+        buf = ffi.new("unsigned char[]", data)
+
+        def call() -> bool:
+            self.lib.RAND_seed(buf, len(data))
+            return int(self.lib.ERR_peek_error()) == 0
+
+        return self._call(f"RAND_seed({len(data)} bytes)", call)
+
     def state(self) -> str:
         """The primary DRBG's state: ready / error / uninitialised / absent."""
         raise NotImplementedError

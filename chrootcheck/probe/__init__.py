@@ -79,6 +79,11 @@ class ProbeOptions:
     root_fd: int | None = None
     # The service's sandbox (a unit or a seccomp profile): adds the as-configured scenario.
     sandbox: Sandbox | None = None
+    # Where a scenario fails, measure each trigger in its own child (docs/probe.md).
+    triggers: bool = True
+    # The daemon that uses the jail, "NAME" or "NAME:MODE" (report.daemons): the prediction
+    # joins its profile with the measured triggers. None: the trigger table alone.
+    daemon: str | None = None
 
 
 def run_probe(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.openssl.results import ReseedSettings
+from chrootcheck.probe import trigger_table
 from chrootcheck.probe.model import Cycle, ScenarioResult, Verdict
 from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings, Skip
+from chrootcheck.probe.scenarios import PROBE_LOOK
 from chrootcheck.report import catalogue
 from chrootcheck.report.devices import ENTROPY_DEVICES
 from chrootcheck.report.model import Finding, Severity
@@ -120,12 +122,40 @@ def scenario_result(
             "the reseed are predictable. No error is ever logged for this.",
             **base,
         )
+    if legacy:
+        return ScenarioResult(verdict=Verdict.PASS, explanation=_legacy_text(cycles), **base)
     return ScenarioResult(
         verdict=Verdict.PASS,
         explanation=f"seeded before the chroot and reseeded inside the jail in all {inside} "
         "cycles" + _pass_detail(sc.name, legacy),
         **base,
     )
+
+
+def legacy_blind(result: ScenarioResult) -> bool:
+    """1.0.2/1.1.0: the probe's look found no device an application's RAND_poll could read."""
+    return any(
+        s.action == PROBE_LOOK and s.ok is False
+        for c in result.cycles
+        if c.inside_jail
+        for s in c.steps
+    )
+
+
+def _legacy_text(cycles: tuple[Cycle, ...]) -> str:
+    text = (
+        "no DRBG (md_rand): seeded once before the chroot, never reseeded from the OS unless "
+        "the application calls RAND_poll, so nothing fails"
+    )
+    looks = [s for c in cycles if c.inside_jail for s in c.steps if s.action == PROBE_LOOK]
+    if any(s.ok is False for s in looks):
+        return text + (
+            "; but an application that calls RAND_poll inside this jail reads none of "
+            "/dev/urandom, /dev/random, /dev/srandom, and RAND_poll still returns 1, having "
+            "mixed in only pid, uid and time (the probe looked; the library never does)"
+        )
+    found = next((s.detail for s in looks if s.ok), "")
+    return text + (f"; RAND_poll there would read {found}" if found else "")
 
 
 def _phase(events: Sequence[object]) -> str:
@@ -144,7 +174,8 @@ def _cycle(run: CycleRun) -> Cycle:
     return Cycle(
         index=run.index,
         inside_jail=run.inside_jail,
-        ok=all(s.ok is not False for s in run.steps),
+        # The probe's own look at the devices (1.0.2) is not the library's: never a failure.
+        ok=all(s.ok is not False for s in run.steps if s.action != PROBE_LOOK),
         state=run.state,
         steps=run.steps,
     )
@@ -273,17 +304,17 @@ def prediction(
     """When production would fail, from the verdicts and the library's reseed settings."""
     if not results or all(r.verdict is Verdict.SKIPPED for r in results):
         return "no prediction: the probe did not run"
-    measured = [
+    configured = [
         r for r in results if r.name == "as-configured" and r.verdict is not Verdict.SKIPPED
     ]
-    if measured and len(results) > 1:
+    if configured and len(results) > 1:
         # The service's real sandbox, measured, decides; the what-ifs follow.
-        m = measured[0]
+        m = configured[0]
         if m.verdict is Verdict.CRASHED and m.signal == "SIGSYS":
             own = f"the service is killed at start: {m.explanation}."
         else:
-            own = prediction(measured, settings, series)
-        rest = prediction([r for r in results if r is not measured[0]], settings, series)
+            own = prediction(configured, settings, series)
+        rest = prediction([r for r in results if r is not m], settings, series)
         return f"Under the service's own sandbox: {own} Generic what-ifs: {rest}"
     # A FAIL whose cycles all "worked" reseeded from a fake node: TLS goes on, predictably.
     fooled = [
@@ -295,13 +326,20 @@ def prediction(
     risky = [r.name for r in results if r.verdict is Verdict.RISK]
     broken = [r.name for r in results if r.verdict in (Verdict.CRASHED, Verdict.TIMEOUT)]
     if series in ("1.1.0", "1.0.2"):
-        if failing:
-            return (
-                "TLS keeps working (no DRBG, no reseed to fail), but after the chroot the "
-                "generator never gets fresh entropy: RAND_poll there adds only pid, uid and "
-                "time, which an attacker can guess within a small range."
+        blind = [r.name for r in results if legacy_blind(r)]
+        text = (
+            f"TLS keeps working whatever the jail holds ({series}: no DRBG; md_rand is seeded "
+            "once before the chroot and never reseeded from the OS unless the application "
+            "calls RAND_poll; new threads, forks, RAND_seed and many draws all hold"
+            + (", measured)." if any(r.triggers for r in results) else ").")
+        )
+        if blind:
+            text += (
+                " An application that calls RAND_poll inside this jail gets no fresh entropy, "
+                "silently: RAND_poll there adds only pid, uid and time, which an attacker can "
+                "guess within a small range."
             )
-        return f"No failure predicted: RAND_poll reads the jail's devices ({series})."
+        return text
     if settings is None:
         settings = ReseedSettings("documented defaults", primary_requests=256, primary_seconds=3600)
     secs = settings.primary_seconds or 3600
@@ -314,10 +352,11 @@ def prediction(
         + f"{src}), or at the first backward clock step"
     )
     parts: list[str] = []
-    if "as-is" in failing:
-        parts.append(f"On this system TLS {timing}.")
-    elif failing:
-        parts.append(f"Where {_where(failing)}, TLS {timing}.")
+    by_name = {r.name: r for r in results}
+    for name in ["as-is"] if "as-is" in failing else failing:
+        measured = trigger_table.timing(by_name[name])
+        where = "On this system" if name == "as-is" else f"Where {_where([name])}"
+        parts.append(f"{where}, TLS {measured or timing}.")
     if fooled:
         parts.append(
             f"Where {_where(fooled)}, TLS keeps working, but every reseed after the chroot "
@@ -325,8 +364,9 @@ def prediction(
         )
     if risky:
         parts.append(
-            f"Where {_where(risky)}, the service cannot seed at all and fails at start, "
-            "whatever the jail holds."
+            f"Where {_where(risky)}, OpenSSL cannot seed at all, whatever the jail holds: "
+            "the service cannot start, or starts without TLS (Postfix's smtpd logs "
+            "'disabling TLS support' and accepts mail in clear text)."
         )
     if broken:
         parts.append(f"Unknown for {', '.join(broken)}: the probe child did not finish.")
@@ -351,3 +391,8 @@ _WHERE = {
 
 def _where(names: list[str]) -> str:
     return "; or where ".join(_WHERE.get(n, n) for n in names)
+
+
+def where(name: str) -> str:
+    """A scenario in plain words, after "Where": "getrandom(2) is blocked (...)"."""
+    return _WHERE.get(name, name)

@@ -23,9 +23,9 @@ from chrootcheck.openssl.library import Libcrypto, load_checked
 from chrootcheck.openssl.rand import Rand, for_library, init_crypto
 from chrootcheck.openssl.results import Step
 from chrootcheck.openssl.trust import CheckedLibrary
-from chrootcheck.probe import isolated, sandbox
+from chrootcheck.probe import isolated, sandbox, triggers
 from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings, Skip
-from chrootcheck.probe.scenarios import Scenario
+from chrootcheck.probe.scenarios import PROBE_LOOK, Scenario
 from chrootcheck.system import procs
 from chrootcheck.system.worker import Channel
 
@@ -46,6 +46,8 @@ class ChildSpec:
     # first, loads it, then enters a user namespace to chroot. None: ``lc`` is loaded already.
     library: CheckedLibrary | None = None
     root_fd: int | None = None  # the scan's descriptor on the jail root; None: open spec.jail
+    # A trigger (probe.triggers) to run inside the jail instead of the reseed cycles.
+    trigger: str | None = None
 
 
 def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
@@ -103,7 +105,9 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
             )
     steps.append(_named(rand.draw(32), "RAND_bytes(32) at start-up, before the chroot"))
     out.send(Settings(rand.reseed_settings()))
-    steps.extend(_cycle_steps(rand, inside=False))
+    if spec.trigger is None:
+        steps.extend(_cycle_steps(rand, inside=False))
+    # A trigger's child runs no control cycle: its reseeds would move the counters it measures.
     out.send(CycleRun(0, False, rand.state(), tuple(steps)))
 
     try:
@@ -122,6 +126,10 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
     # in the jail (a FIFO at /dev/urandom) would outlive a SIGKILLed chrootcheck, as nobody.
     procs.die_with_parent()
     out.send(Jailed(os.getuid(), os.getgid()))
+    if spec.trigger is not None:
+        out.send(triggers.run(spec.trigger, rand))
+        out.send(Done())
+        return
     for i in range(1, spec.cycles + 1):
         steps = _cycle_steps(rand, inside=True)
         out.send(CycleRun(i, True, rand.state(), tuple(steps)))
@@ -137,7 +145,8 @@ def _cycle_steps(rand: Rand, inside: bool) -> list[Step]:
 
 
 def _legacy_devices() -> Step:
-    # md_rand's RAND_poll reports success even when it reads nothing; look as it would.
+    # md_rand's RAND_poll reports success even when it reads nothing; look as it would. The
+    # library itself never reopens them: this look is the probe's (analysis never counts it).
     for path in _LEGACY_DEVICES:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
@@ -145,13 +154,13 @@ def _legacy_devices() -> Step:
             continue
         try:
             if os.read(fd, 32):
-                return Step("open and read the devices RAND_poll reads", True, (), path)
+                return Step(PROBE_LOOK, True, (), path)
         except OSError:
             pass
         finally:
             os.close(fd)
     return Step(
-        "open and read the devices RAND_poll reads",
+        PROBE_LOOK,
         False,
         (),
         "none of /dev/urandom, /dev/random, /dev/srandom gives bytes: RAND_poll mixes "

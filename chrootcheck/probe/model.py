@@ -32,6 +32,23 @@ class Cycle:
 
 
 @dataclass(frozen=True)
+class TriggerResult:
+    """One trigger measured inside the jail (docs/probe.md, "Triggers").
+
+    ``breaks``: True when it made OpenSSL fail, False when it held to the cap, None when it
+    could not be measured (its child crashed or hung). ``at``: the try that failed (the
+    N-th new thread, the first RAND_seed ...), None when it did not fail."""
+
+    trigger: str  # time, threads, rand-seed, fork, draws
+    what: str  # plain words: what the trigger does
+    breaks: bool | None
+    at: int | None = None
+    tried: int = 0  # how many tries the child made (or was allowed)
+    summary: str = ""  # "fails at new thread 64 (63 new threads worked)"
+    chain: tuple[ErrorRecord, ...] = ()
+
+
+@dataclass(frozen=True)
 class ScenarioResult:
     name: str
     description: str
@@ -44,6 +61,8 @@ class ScenarioResult:
     exit_status: int | None = None
     phase: str = ""  # how far the child got: start, seeded, jailed, done
     seconds: float = 0.0
+    # Measured where the verdict is fail (reseeding inside the jail fails); else empty.
+    triggers: tuple[TriggerResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,7 @@ class ProbeReport:
     scenarios: tuple[ScenarioResult, ...] = ()
     reseed: ReseedSettings | None = None  # of the library, read before the chroot
     prediction: str = ""
+    daemon: str | None = None  # the profile the prediction used: "stunnel (foreground)"
     findings: tuple[Finding, ...] = ()
     notes: tuple[str, ...] = ()
     seconds: float = 0.0

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chrootcheck.openssl.errcodes import ErrorRecord
 from chrootcheck.openssl.results import ReseedSettings, Step
 from chrootcheck.system.worker import Failed, Protocol
 
-__all__ = ["CycleRun", "Done", "Failed", "Jailed", "Settings", "Skip", "protocol"]
+__all__ = [
+    "CycleRun",
+    "Done",
+    "Failed",
+    "Jailed",
+    "Settings",
+    "Skip",
+    "TriggerRun",
+    "protocol",
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,19 @@ class Jailed:
 
 
 @dataclass(frozen=True)
+class TriggerRun:
+    """One trigger inside the jail (``probe.triggers``): whether it broke the generator, at
+    which try (``count``, 1-based; 0 when it did not), out of at most ``cap``."""
+
+    trigger: str
+    broke: bool
+    count: int
+    cap: int
+    action: str = ""  # the call that failed
+    errors: tuple[ErrorRecord, ...] = ()
+
+
+@dataclass(frozen=True)
 class Done:
     """Every cycle ran."""
 
@@ -58,4 +81,6 @@ def protocol(cycles: int) -> Protocol:
     """The probe's messages; at most one per cycle and a few more, 64 KiB each on average (a
     cycle's error chain is a few KiB): a child that loaded jail code cannot flood the parent."""
     most = cycles + 8
-    return Protocol(Skip, Settings, CycleRun, Jailed, Done, max_messages=most, max_bytes=most << 16)
+    return Protocol(
+        Skip, Settings, CycleRun, Jailed, TriggerRun, Done, max_messages=most, max_bytes=most << 16
+    )

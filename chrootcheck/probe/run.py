@@ -3,6 +3,7 @@ the scenarios, judge them. ``run_many`` does it for several jails at once (scan'
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pwd
@@ -12,14 +13,30 @@ from dataclasses import dataclass
 
 from chrootcheck.jail.users import NOBODY
 from chrootcheck.openssl.library import Libcrypto, describe_loaded, load
-from chrootcheck.openssl.results import LibcryptoSummary
+from chrootcheck.openssl.results import LibcryptoSummary, ReseedSettings
 from chrootcheck.probe import ProbeOptions
-from chrootcheck.probe.analysis import new_findings, prediction, scenario_result, settings_from
+from chrootcheck.probe.analysis import (
+    legacy_blind,
+    new_findings,
+    prediction,
+    scenario_result,
+    settings_from,
+    where,
+)
 from chrootcheck.probe.child import ChildSpec
 from chrootcheck.probe.isolated import PreparedLibrary, prepare_library, unprivileged
-from chrootcheck.probe.model import ProbeReport, ScenarioResult, Verdict
-from chrootcheck.probe.runner import ChildOutcome, run_batches
-from chrootcheck.probe.scenarios import AS_CONFIGURED, NAMES, SCENARIOS, Scenario, as_configured
+from chrootcheck.probe.model import ProbeReport, ScenarioResult, TriggerResult, Verdict
+from chrootcheck.probe.runner import ChildOutcome, run_batches, run_children
+from chrootcheck.probe.scenarios import (
+    AS_CONFIGURED,
+    NAMES,
+    SCENARIOS,
+    TRIGGERS,
+    Scenario,
+    as_configured,
+)
+from chrootcheck.probe.trigger_table import daemon_prediction, from_outcome, time_trigger
+from chrootcheck.report.daemons import PROFILES, DaemonProfile, Mode, lookup
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding
 
@@ -79,15 +96,18 @@ class _Plan:
     gid: int | None
     notes: list[str]
     specs: list[ChildSpec]
+    daemon: tuple[DaemonProfile, Mode] | None = None
 
 
 def _plan(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> _Plan:
     started = time.monotonic()
     scenarios = _scenarios(options)
+    daemon = _daemon(options.daemon)
     if options.cycles < 1:
         raise ToolError(f"--cycles must be at least 1, not {options.cycles}")
     if not options.timeout > 0 or not math.isfinite(options.timeout):
         raise ToolError(f"the probe timeout must be a positive number, not {options.timeout}")
+    daemon = _daemon(options.daemon)
     if not os.path.isdir(jail):
         raise ToolError(f"{jail}: not a folder")
     jail = os.path.abspath(jail)
@@ -97,7 +117,9 @@ def _plan(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> _Pla
         # this jail, before anything loads it.
         prepared = own = prepare_library(options.libcrypto, [jail], options.allow_jail_libcrypto)
     try:
-        return _specs(jail, findings, options, scenarios, prepared, own, started)
+        plan = _specs(jail, findings, options, scenarios, prepared, own, started)
+        plan.daemon = daemon
+        return plan
     except BaseException:
         if own is not None:
             own.close()
@@ -163,6 +185,9 @@ def _finish(plan: _Plan, outcomes: list[ChildOutcome]) -> ProbeReport:
         ),
         None,
     )
+    if options.triggers:
+        results = _with_triggers(plan.lc, plan.specs, results, settings, legacy, options.timeout)
+    daemon = plan.daemon
     return ProbeReport(
         jail=plan.jail,
         libcrypto=summary,
@@ -173,10 +198,86 @@ def _finish(plan: _Plan, outcomes: list[ChildOutcome]) -> ProbeReport:
         cycles=options.cycles,
         scenarios=results,
         reseed=settings,
-        prediction=prediction(results, settings, summary.series),
+        prediction=_predict(results, settings, summary.series, daemon),
+        daemon=f"{daemon[0].name} ({daemon[1].name})" if daemon else None,
         findings=new_findings(results),
         notes=tuple(plan.notes),
         seconds=round(time.monotonic() - plan.started, 4),
+    )
+
+
+def _daemon(spec: str | None) -> tuple[DaemonProfile, Mode] | None:
+    if spec is None:
+        return None
+    found = lookup(spec)
+    if found is None:
+        known = ", ".join(
+            f"{p.name} ({', '.join(m.name for m in p.modes)})" for p in PROFILES.values()
+        )
+        raise ToolError(f"unknown daemon {spec!r} (known, with their modes: {known})")
+    return found
+
+
+def _predict(
+    results: tuple[ScenarioResult, ...],
+    settings: ReseedSettings | None,
+    series: str,
+    daemon: tuple[DaemonProfile, Mode] | None,
+) -> str:
+    general = prediction(results, settings, series)
+    if daemon is None:
+        return general
+    said = daemon_prediction(results, daemon[0], daemon[1], where)
+    return said or general
+
+
+# A trigger child makes up to 1,024 threads or 131,088 draws: about a second on a busy machine.
+TRIGGER_TIMEOUT = 20.0
+
+
+def _with_triggers(
+    lc: Libcrypto | None,
+    specs: list[ChildSpec],
+    results: tuple[ScenarioResult, ...],
+    settings: ReseedSettings | None,
+    legacy: bool,
+    timeout: float,
+) -> tuple[ScenarioResult, ...]:
+    """Each trigger in its own child, for every scenario whose reseeding inside the jail fails
+    (with 1.0.2/1.1.0: where RAND_poll would read no device)."""
+    # 1.0.2/1.1.0 never fail by themselves: measured where an application's RAND_poll would
+    # read nothing, so that the table says which triggers hold.
+    failing = {r.name for r in results if r.verdict is Verdict.FAIL or (legacy and legacy_blind(r))}
+    trigger_specs = [
+        dataclasses.replace(spec, trigger=name)
+        for spec in specs
+        if spec.scenario.name in failing
+        for name in TRIGGERS
+    ]
+    if not trigger_specs:
+        return results
+    try:
+        outcomes = run_children(lc, trigger_specs, max(timeout, TRIGGER_TIMEOUT))
+    except OSError as e:
+        raise ToolError(f"cannot start the probe's trigger children: {e}") from None
+    measured: dict[str, list[TriggerResult]] = {}
+    for o in outcomes:
+        assert o.spec.trigger is not None
+        measured.setdefault(o.spec.scenario.name, []).append(
+            from_outcome(
+                o.spec.trigger,
+                o.events,
+                timed_out=o.timed_out,
+                signal=o.signal,
+                error=o.error,
+                legacy=legacy,
+            )
+        )
+    return tuple(
+        dataclasses.replace(r, triggers=(time_trigger(r, settings, legacy), *measured[r.name]))
+        if r.name in measured
+        else r
+        for r in results
     )
 
 

@@ -76,3 +76,14 @@ def as_configured(sandbox: Sandbox) -> Scenario:
         if sandbox.provides_devices()
         else "",
     )
+
+# The triggers run in their own children inside a failing scenario's jail (probe.triggers).
+THREADS = "threads"
+RAND_SEED = "rand-seed"
+FORK = "fork"
+DRAWS = "draws"
+TRIGGERS: tuple[str, ...] = (THREADS, RAND_SEED, FORK, DRAWS)
+
+# 1.0.2/1.1.0 (md_rand): the probe looks at the devices RAND_poll would open, as the library
+# itself never does after seeding. This step is the probe's, never counted as the library's.
+PROBE_LOOK = "the probe's own look at the devices RAND_poll would read (not the library's)"
