@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from chrootcheck.probe import ProbeOptions, ProbeReport, ScenarioResult, Verdict, run_probe
+from chrootcheck.probe.analysis import legacy_blind
 from chrootcheck.report.errors import ToolError
 from chrootcheck.sandbox import oci, systemd
 from chrootcheck.sandbox.model import Sandbox
@@ -127,14 +128,17 @@ def test_a_unit_allow_list_with_kill_as_default(jail: Path) -> None:
 
 
 def test_a_device_policy_that_denies_urandom(jail: Path, libcrypto_102: Build) -> None:
-    # 1.0.2 reads the jail's devices after the chroot: a strict policy makes them unreadable
-    # though the nodes exist, as a device cgroup does.
+    # A strict policy makes the jail's devices unreadable though the nodes exist, as a device
+    # cgroup does. 1.0.2 never rereads them by itself (pass, as the trigger issue measured),
+    # but an application's RAND_poll inside the jail would read nothing: the probe's look says
+    # so under the policy, and not without it.
     strict = unit("DevicePolicy=strict\nDeviceAllow=/dev/null rw\n")
     report = probe(jail, strict, libcrypto_102.path)
     assert report.verdicts()["as-is"] is Verdict.PASS
-    assert result(report).verdict is Verdict.FAIL
+    assert legacy_blind(result(report))
+    assert not legacy_blind(next(r for r in report.scenarios if r.name == "as-is"))
     allowed = unit("DevicePolicy=strict\nDeviceAllow=/dev/urandom r\nDeviceAllow=/dev/random r\n")
-    assert result(probe(jail, allowed, libcrypto_102.path)).verdict is Verdict.PASS
+    assert not legacy_blind(result(probe(jail, allowed, libcrypto_102.path)))
     # nothing is left mounted on the jail's devices
     assert str(jail) not in Path("/proc/self/mountinfo").read_text()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli_subprocess
 from tests.debian import tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +168,8 @@ def test_real_stunnel_fails_where_predicted(tmp_path: Path, echo_backend: int) -
     assert failed_at is not None, f"stunnel never failed in {CAP} connections:\n{text[-2000:]}"
     assert "1C8000BD" in text  # error retrieving entropy, in stunnel's own log
 
-    res = run_cli(
+    # A real process: this test's TLS backend thread is still running.
+    res = run_cli_subprocess(
         "scan", str(jail), "--user", "nobody", "--daemon", "stunnel", "--scenario", CLOSED,
         "--format", "json", timeout=120,
     )  # fmt: skip
