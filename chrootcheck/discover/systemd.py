@@ -6,16 +6,7 @@ from __future__ import annotations
 import os
 
 from chrootcheck.discover._common import DiscoveredJail, Notes, Tree
-
-# Highest precedence first: a unit in /etc masks the one of the same name in /lib.
-UNIT_DIRS = (
-    "/etc/systemd/system",
-    "/run/systemd/system",
-    "/usr/local/lib/systemd/system",
-    "/lib/systemd/system",
-    "/usr/lib/systemd/system",
-)
-_TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
+from chrootcheck.sandbox.systemd import TRUE_WORDS, UNIT_DIRS
 
 
 def _entries(text: str) -> list[tuple[int, str, str, str]]:
@@ -78,14 +69,14 @@ def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
                 notes.add(f"{name}: RootImage= (a disk image) is not scanned")
             continue
         user = settings.get("User", ("",))[0] or None
-        private = settings.get("PrivateDevices", ("no",))[0].lower() in _TRUE
+        private = settings.get("PrivateDevices", ("no",))[0].lower() in TRUE_WORDS
         note_parts = []
         if private:
             note_parts.append(
                 "PrivateDevices=yes: systemd provides /dev/random and "
                 "/dev/urandom itself; the jail's /dev is not used"
             )
-        if settings.get("DynamicUser", ("no",))[0].lower() in _TRUE:
+        if settings.get("DynamicUser", ("no",))[0].lower() in TRUE_WORDS:
             note_parts.append("DynamicUser=yes: the user is allocated at start")
         if "%" in root_dir[0]:
             note_parts.append("contains unit specifiers (%): not expanded")

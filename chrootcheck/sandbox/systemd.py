@@ -42,7 +42,7 @@ UNIT_DIRS = (
     "/lib/systemd/system",
     "/usr/lib/systemd/system",
 )
-_TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
+TRUE_WORDS = frozenset({"1", "yes", "y", "true", "t", "on"})
 _FALSE = frozenset({"0", "no", "n", "false", "f", "off"})
 _KEYS = frozenset(
     {
@@ -254,7 +254,7 @@ def parse_unit(files: Sequence[tuple[str, str]], reader: UnitReader | None = Non
         root_directory=single.get("RootDirectory") or None,
         root_image=single.get("RootImage") or None,
         user=single.get("User") or None,
-        dynamic_user=single.get("DynamicUser", "no").lower() in _TRUE,
+        dynamic_user=single.get("DynamicUser", "no").lower() in TRUE_WORDS,
         mounts=tuple(mounts),
         openssl_conf=env.get("OPENSSL_CONF"),
         files=tuple(f for f, _ in files),
@@ -387,7 +387,7 @@ def _errno_action(text: str, where: str) -> Action:
 
 
 def _bool(text: str, where: str) -> bool:
-    if text.lower() in _TRUE:
+    if text.lower() in TRUE_WORDS:
         return True
     if text.lower() in _FALSE or not text:
         return False
