@@ -274,9 +274,10 @@ def load_seccomp_rules(
 ) -> None:
     """Install a seccomp filter: ``default`` for every system call the rules do not match;
     each rule is (name, action, comparisons), a comparison (argument index, scmp_compare
-    operator, datum_a, datum_b), all of a rule's comparisons to hold. Calls unknown on this
-    architecture are skipped, as runc does; a rule with the default's action is left out (it
-    changes nothing, and libseccomp refuses it). OSError as for ``load_seccomp_filter``."""
+    operator, datum_a, datum_b), all of a rule's comparisons to hold. A name libseccomp does
+    not know is OSError(ENOSYS) (the profile readers leave those out first, as runc does); a
+    rule with the default's action is left out (it changes nothing, and libseccomp refuses
+    it). libseccomp's own failures carry its negative errno."""
     lib = seccomp()
     if lib is None:
         raise OSError(errno_mod.ENOSYS, "libseccomp.so.2 cannot be loaded")
@@ -287,6 +288,8 @@ def load_seccomp_rules(
     try:
         for name, action, comparisons in rules:
             nr = int(lib.seccomp_syscall_resolve_name(name.encode()))
+            # -1 is __NR_SCMP_ERROR; other negative numbers are libseccomp's pseudo-syscalls
+            # for calls this architecture lacks (open on aarch64), which it accepts in rules.
             if nr == -1:
                 raise OSError(errno_mod.ENOSYS, f"libseccomp does not know {name}")
             if action == default:
@@ -322,25 +325,4 @@ def load_seccomp_filter(rules: Mapping[str, int], default: int = SCMP_ACT_ALLOW)
     ones named in ``rules`` (name -> action, e.g. ``scmp_act_errno(ENOSYS)``). It also sets
     no_new_privs (libseccomp's default). OSError(ENOSYS) without libseccomp or for a name it
     does not know; libseccomp's own failures carry its negative errno."""
-    lib = seccomp()
-    if lib is None:
-        raise OSError(errno_mod.ENOSYS, "libseccomp.so.2 cannot be loaded")
-    f = ffi()
-    ctx = lib.seccomp_init(default)
-    if ctx == f.NULL:
-        raise OSError(errno_mod.ENOMEM, "seccomp_init failed")
-    try:
-        for name, action in rules.items():
-            nr = int(lib.seccomp_syscall_resolve_name(name.encode()))
-            # -1 is __NR_SCMP_ERROR; other negative numbers are libseccomp's pseudo-syscalls
-            # for calls this architecture lacks (open on aarch64), which it accepts in rules.
-            if nr == -1:
-                raise OSError(errno_mod.ENOSYS, f"libseccomp does not know {name}")
-            rc = int(lib.seccomp_rule_add_array(ctx, action, nr, 0, f.NULL))
-            if rc < 0:
-                raise OSError(-rc, f"seccomp_rule_add: {os.strerror(-rc)}")
-        rc = int(lib.seccomp_load(ctx))
-        if rc < 0:
-            raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
-    finally:
-        lib.seccomp_release(ctx)
+    load_seccomp_rules(default, [(name, action, ()) for name, action in rules.items()])
