@@ -18,7 +18,14 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from chrootcheck.jail.fs import Resolution, open_jail, resolve
+from chrootcheck.jail.fs import (
+    RefusedRead,
+    Resolution,
+    open_jail,
+    open_regular,
+    read_chunks,
+    resolve,
+)
 from chrootcheck.report.model import Notice, NoticeKind, Stage
 
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
@@ -137,40 +144,31 @@ class Tree:
             notes.add(f"{path} is larger than {MAX_CONFIG_SIZE >> 20} MiB: not read")
             return None
         try:
-            # Never blocks (a FIFO swapped in meanwhile), never follows a symlink, and must
-            # be the very file resolve() looked at.
-            fd = os.open(
-                res.name,
-                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
-                dir_fd=res.parent_fd,
+            # jail.fs's careful reader: never blocks on a FIFO swapped in meanwhile, never
+            # follows a symlink; and it must be the very file resolve() looked at.
+            fd, now = open_regular(res.name, dir_fd=res.parent_fd, limit=MAX_CONFIG_SIZE)
+        except RefusedRead as e:
+            too_big = e.errno == errno.EFBIG
+            notes.add(
+                f"{path} is larger than {MAX_CONFIG_SIZE >> 20} MiB: not read"
+                if too_big
+                else f"cannot read {path}: {e.strerror}"
             )
-        except OSError as e:
-            notes.add(f"cannot read {path}: {e.strerror}")
             return None
         try:
-            now = os.fstat(fd)
-            if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (
-                st.st_dev,
-                st.st_ino,
-            ):
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 notes.add(f"{path} changed while it was read: not read")
                 return None
-            chunks, size = [], 0
-            while size <= MAX_CONFIG_SIZE:
-                chunk = os.read(fd, MAX_CONFIG_SIZE + 1 - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        except OSError as e:
+            data = b"".join(read_chunks(fd, MAX_CONFIG_SIZE + 1))
+        except RefusedRead as e:
             notes.add(f"cannot read {path}: {e.strerror}")
             return None
         finally:
             os.close(fd)
-        if size > MAX_CONFIG_SIZE:
+        if len(data) > MAX_CONFIG_SIZE:
             notes.add(f"{path} is larger than {MAX_CONFIG_SIZE >> 20} MiB: not read")
             return None
-        return b"".join(chunks).decode("utf-8", "surrogateescape")
+        return data.decode("utf-8", "surrogateescape")
 
     def listdir(self, path: str) -> list[str]:
         """The names in the folder ``path`` leads to inside the tree ([] when none)."""
