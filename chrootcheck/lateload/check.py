@@ -426,7 +426,8 @@ def _p11kit_module_lines(path: str) -> list[tuple[int, str]]:
 
 def _locate(root_fd: int, item: _Item) -> LateFile:
     on_host = os.path.isdir(item.path) if item.is_dir else os.path.isfile(item.path)
-    if not item.path.startswith("/"):
+
+    def seen(presence: Presence, detail: str) -> LateFile:
         return LateFile(
             item.path,
             item.role,
@@ -434,9 +435,14 @@ def _locate(root_fd: int, item: _Item) -> LateFile:
             item.origin,
             item.required,
             on_host,
-            Presence.UNREACHABLE,
-            "relative path: looked up from the process's working folder",
+            presence,
+            detail,
             item.is_dir,
+        )
+
+    if not item.path.startswith("/"):
+        return seen(
+            Presence.UNREACHABLE, "relative path: looked up from the process's working folder"
         )
     with jailfs.resolve(root_fd, item.path) as res:
         if not res.found:
@@ -446,31 +452,12 @@ def _locate(root_fd: int, item: _Item) -> LateFile:
                 detail = f"it kept changing during the scan at {res.failed_at}"
             if res.links:
                 detail += " (via symlink " + ", ".join(f"{a} -> {b}" for a, b in res.links) + ")"
-            return LateFile(
-                item.path,
-                item.role,
-                item.when,
-                item.origin,
-                item.required,
-                on_host,
-                presence,
-                detail,
-                item.is_dir,
-            )
+            return seen(presence, detail)
         assert res.stat is not None
         mode = res.stat.st_mode
-        ok = stat.S_ISDIR(mode) if item.is_dir else stat.S_ISREG(mode)
-        return LateFile(
-            item.path,
-            item.role,
-            item.when,
-            item.origin,
-            item.required,
-            on_host,
-            Presence.PRESENT if ok else Presence.WRONG_TYPE,
-            "" if ok else f"a {jailfs.kind_of(mode)} at {res.path}",
-            item.is_dir,
-        )
+        if stat.S_ISDIR(mode) if item.is_dir else stat.S_ISREG(mode):
+            return seen(Presence.PRESENT, "")
+        return seen(Presence.WRONG_TYPE, f"a {jailfs.kind_of(mode)} at {res.path}")
 
 
 _ROLE_CHECK = {
