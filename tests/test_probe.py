@@ -31,6 +31,7 @@ from chrootcheck.report import catalogue as checks
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding
 from tests.openssl_builds import Build
+from tests.probe_helpers import verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOSED = "old-kernel, devices closed"
@@ -76,7 +77,7 @@ def _codes(report: ProbeReport, name: str) -> set[int]:
 def test_empty_jail(libcrypto_build: Build, empty_jail: Path) -> None:
     report = run_probe(str(empty_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
     assert report.skipped_reason is None
-    assert report.verdicts() == {
+    assert verdicts(report) == {
         "as-is": Verdict.PASS,
         "no-getrandom": Verdict.RISK,
         "old-kernel": Verdict.PASS,
@@ -134,7 +135,7 @@ def test_fresh_daemon_3x_primary_cannot_be_created(libcrypto_30: Build, empty_ja
 @pytest.mark.root
 def test_correct_jail(libcrypto_build: Build, correct_jail: Path) -> None:
     report = run_probe(str(correct_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
-    assert report.verdicts() == {
+    assert verdicts(report) == {
         "as-is": Verdict.PASS,
         "no-getrandom": Verdict.RISK,
         "old-kernel": Verdict.PASS,
@@ -177,8 +178,7 @@ def test_a_fake_node_that_reseeds_is_not_a_pass(
     static = inspect_jail(str(empty_jail)).findings
     options = ProbeOptions(libcrypto=libcrypto_build.path, scenarios=("as-is", CLOSED), cycles=2)
     report = run_probe(str(empty_jail), static, options)
-    verdicts = report.verdicts()
-    assert verdicts["as-is"] is Verdict.PASS  # getrandom: nothing read from the jail
+    assert verdicts(report)["as-is"] is Verdict.PASS  # getrandom: nothing read from the jail
     closed = next(s for s in report.scenarios if s.name == CLOSED)
     assert closed.verdict is Verdict.FAIL, closed.explanation
     assert closed.caused_by == (("CC121",) if content is None else ("CC110",))
@@ -193,9 +193,9 @@ def test_jail_root_not_searchable_by_the_user_fails(
     # Correct nodes, but the jail's root folder is 0700: nobody cannot reach /dev/urandom.
     os.chmod(correct_jail, 0o700)
     options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1)
-    assert run_probe(str(correct_jail), [], options).verdicts() == {CLOSED: Verdict.FAIL}
+    assert verdicts(run_probe(str(correct_jail), [], options)) == {CLOSED: Verdict.FAIL}
     as_root = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1, uid=0, gid=0)
-    assert run_probe(str(correct_jail), [], as_root).verdicts() == {CLOSED: Verdict.PASS}
+    assert verdicts(run_probe(str(correct_jail), [], as_root)) == {CLOSED: Verdict.PASS}
 
 
 @pytest.mark.root
@@ -241,7 +241,7 @@ def test_leaves_no_shm_mount_or_process(libcrypto_build: Build, correct_jail: Pa
     fds_before = set(os.listdir("/proc/self/fd"))
     report = run_probe(str(correct_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
     # The old-kernel children really created shm key 0x72 (in their own IPC namespace) ...
-    assert report.verdicts()["old-kernel"] is Verdict.PASS
+    assert verdicts(report)["old-kernel"] is Verdict.PASS
     # ... and none of it is left on the host.
     assert 0x72 not in _shm_keys()
     assert _shm_keys() == shm_before
@@ -260,9 +260,9 @@ def test_parent_already_seeded(libcrypto_build: Build, empty_jail: Path) -> None
     lc = library.load(libcrypto_build.path)
     assert rand.for_library(lc).draw(8).ok
     report = run_probe(str(empty_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
-    assert report.verdicts()[CLOSED] is Verdict.FAIL
-    assert report.verdicts()["no-getrandom"] is Verdict.RISK
-    assert report.verdicts()["old-kernel"] is Verdict.PASS
+    assert verdicts(report)[CLOSED] is Verdict.FAIL
+    assert verdicts(report)["no-getrandom"] is Verdict.RISK
+    assert verdicts(report)["old-kernel"] is Verdict.PASS
 
 
 @pytest.mark.root
@@ -275,7 +275,7 @@ def test_refuses_a_libcrypto_inside_the_jail(libcrypto_111: Build, correct_jail:
     allowed = ProbeOptions(libcrypto=str(inside), allow_jail_libcrypto=True, scenarios=("as-is",))
     report = run_probe(str(correct_jail), [], allowed)
     assert report.libcrypto is not None and report.libcrypto.path == str(inside)
-    assert report.verdicts() == {"as-is": Verdict.PASS}
+    assert verdicts(report) == {"as-is": Verdict.PASS}
 
 
 @pytest.mark.parametrize(
@@ -311,7 +311,7 @@ out = {}
 for jail in sys.argv[1:]:
     r = run_probe(jail, [], ProbeOptions(cycles=1))
     out[jail] = {"skipped": r.skipped_reason, "mode": r.mode, "uid": r.uid,
-                 "verdicts": {k: v.value for k, v in r.verdicts().items()}}
+                 "verdicts": {s.name: s.verdict.value for s in r.scenarios}}
 print(json.dumps(out))
 """
 
@@ -405,7 +405,7 @@ def test_openssl_102_without_drbg(libcrypto_102: Build, empty_jail: Path) -> Non
     # own look at the devices is not counted as the library's).
     options = ProbeOptions(libcrypto=libcrypto_102.path, cycles=1)
     report = run_probe(str(empty_jail), [], options)
-    assert set(report.verdicts().values()) == {Verdict.PASS}
+    assert set(verdicts(report).values()) == {Verdict.PASS}
     assert report.findings == ()  # no CC200: the library never failed
     assert "pid, uid and time" in report.prediction and "RAND_poll" in report.prediction
     assert all(s.chain == () for s in report.scenarios)  # silent: no OpenSSL error at all
@@ -415,7 +415,7 @@ def test_openssl_102_without_drbg(libcrypto_102: Build, empty_jail: Path) -> Non
         assert all(c.ok for c in sc.cycles)
     _node(empty_jail / "dev" / "urandom", 1, 9)
     fixed = run_probe(str(empty_jail), [], options)
-    assert set(fixed.verdicts().values()) == {Verdict.PASS}
+    assert set(verdicts(fixed).values()) == {Verdict.PASS}
     assert fixed.findings == ()
     assert all("RAND_poll there would read /dev/urandom" in s.explanation for s in fixed.scenarios)
     assert all(s.triggers == () for s in fixed.scenarios)
@@ -495,11 +495,11 @@ def test_children_enter_the_folder_the_scan_opened(
             judged.symlink_to(elsewhere)
         options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1)
         # By path, the probe sees the correct folder now in its place ...
-        assert run_probe(str(judged), [], options).verdicts() == {CLOSED: Verdict.PASS}
+        assert verdicts(run_probe(str(judged), [], options)) == {CLOSED: Verdict.PASS}
         # ... through the scan's descriptor, the empty folder it judged.
         through_fd = ProbeOptions(
             libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1, root_fd=fd
         )
-        assert run_probe(str(judged), [], through_fd).verdicts() == {CLOSED: Verdict.FAIL}
+        assert verdicts(run_probe(str(judged), [], through_fd)) == {CLOSED: Verdict.FAIL}
     finally:
         os.close(fd)

@@ -17,6 +17,7 @@ from chrootcheck.sandbox import oci, systemd
 from chrootcheck.sandbox.model import Sandbox
 from tests import debian
 from tests.openssl_builds import Build
+from tests.probe_helpers import verdicts
 
 pytestmark = pytest.mark.root
 AS_CONFIGURED = "as-configured"
@@ -69,7 +70,7 @@ def test_a_filter_that_kills_on_getrandom(tmp_path: Path, jail: Path) -> None:
     assert r.verdict is Verdict.CRASHED and r.signal == "SIGSYS"
     assert "kills on getrandom" in r.explanation
     assert report.prediction.startswith("Under the service's own sandbox: the service is killed")
-    assert report.verdicts()["as-is"] is Verdict.PASS
+    assert verdicts(report)["as-is"] is Verdict.PASS
 
 
 def test_errno_matches_the_generic_what_if(tmp_path: Path, jail: Path) -> None:
@@ -82,7 +83,7 @@ def test_errno_matches_the_generic_what_if(tmp_path: Path, jail: Path) -> None:
     )
     report = probe(jail, sb)
     # ENOSYS on getrandom is exactly the no-getrandom what-if: the same measured verdict.
-    assert result(report).verdict is report.verdicts()["no-getrandom"]
+    assert result(report).verdict is verdicts(report)["no-getrandom"]
     assert result(report).verdict is not Verdict.PASS  # the system's 3.x refuses the devices
 
 
@@ -134,7 +135,7 @@ def test_a_device_policy_that_denies_urandom(jail: Path, libcrypto_102: Build) -
     # so under the policy, and not without it.
     strict = unit("DevicePolicy=strict\nDeviceAllow=/dev/null rw\n")
     report = probe(jail, strict, libcrypto_102.path)
-    assert report.verdicts()["as-is"] is Verdict.PASS
+    assert verdicts(report)["as-is"] is Verdict.PASS
     assert legacy_blind(result(report))
     assert not legacy_blind(next(r for r in report.scenarios if r.name == "as-is"))
     allowed = unit("DevicePolicy=strict\nDeviceAllow=/dev/urandom r\nDeviceAllow=/dev/random r\n")

@@ -27,6 +27,7 @@ from chrootcheck.probe.model import ScenarioResult
 from chrootcheck.probe.protocol import Failed, TriggerRun
 from chrootcheck.probe.trigger_table import from_outcome
 from tests import openssl_builds as builds
+from tests.probe_helpers import verdicts
 
 CLOSED = "old-kernel, devices closed"
 HELD = False
@@ -81,7 +82,7 @@ def _by(sc: ScenarioResult) -> dict[str, tuple[bool | None, int | None]]:
 @pytest.mark.parametrize("version", sorted(EXPECTED))
 def test_trigger_table_per_version(version: str, empty_jail: Path) -> None:
     report = run_probe(str(empty_jail), [], ProbeOptions(libcrypto=_library(version), cycles=1))
-    assert report.verdicts() == {
+    assert verdicts(report) == {
         "as-is": Verdict.PASS,
         "no-getrandom": Verdict.RISK,
         "old-kernel": Verdict.PASS,
@@ -135,7 +136,7 @@ def test_openssl_102_holds_every_trigger(empty_jail: Path) -> None:
 def test_no_triggers_without_a_failure_or_when_turned_off(empty_jail: Path) -> None:
     lib = _library("3.0")
     off = run_probe(str(empty_jail), [], ProbeOptions(libcrypto=lib, cycles=1, triggers=False))
-    assert off.verdicts()[CLOSED] is Verdict.FAIL
+    assert verdicts(off)[CLOSED] is Verdict.FAIL
     assert all(s.triggers == () for s in off.scenarios)
     assert "3600 s" in off.prediction  # the prediction without a table: the reseed interval
     for dev, minor in (("urandom", 9), ("random", 8)):

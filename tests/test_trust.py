@@ -26,6 +26,7 @@ from chrootcheck.probe import ProbeOptions, Verdict, run_probe
 from chrootcheck.report.errors import ToolError
 from tests.conftest import Result, good_jail, run_cli
 from tests.openssl_builds import Build
+from tests.probe_helpers import verdicts
 
 Cli = Callable[..., Result]
 
@@ -443,7 +444,7 @@ def test_with_consent_the_probe_api_isolates_it_too(tmp_path: Path, libcrypto_11
     fds_before = set(os.listdir("/proc/self/fd"))
     report = run_probe(str(jail), [], allowed)
     assert report.libcrypto is not None and report.libcrypto.series == "1.1.1"
-    assert report.verdicts() == {"as-is": Verdict.PASS}
+    assert verdicts(report) == {"as-is": Verdict.PASS}
     # This (root) process never loaded it.
     assert str(inside) not in {os.path.realpath(lc.path) for lc in library._CACHE.values()}
     assert set(os.listdir("/proc/self/fd")) == fds_before

@@ -82,9 +82,6 @@ class ProbeReport:
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
 
-    def verdicts(self) -> dict[str, Verdict]:
-        return {s.name: s.verdict for s in self.scenarios}
-
     @property
     def failed(self) -> bool:
         """Some scenario fails because of the jail."""
