@@ -25,7 +25,9 @@ def fix_jail(
 ) -> FixRun:
     plan = plan_fix(jail, options)
     run = FixRun(plan=plan, dry_run=dry_run)
-    if not dry_run and plan.refusal is None:
+    if not dry_run:
+        # The plan that counts is made under the lock: one made outside it can see another
+        # fix's nodes appear in /dev (its ctime moves) and refuse for a change that was ours.
         with jail_lock(jail):
             plan = run.plan = plan_fix(jail, options)
             if plan.refusal is None:
