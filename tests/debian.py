@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
-
 import pytest
 
-_lock = threading.Lock()
+from tests.locks import held
+
 _updated = False
 
 
@@ -33,7 +32,7 @@ def install(package: str) -> str | None:
         return "installing Debian packages needs root"
     if shutil.which("apt-get") is None:
         return "no apt-get on this machine"
-    with _lock:
+    with held("apt"):  # one apt-get at a time across the run's worker processes
         done = _apt(
             "install", "-y", "--no-upgrade", "--no-install-recommends", package, timeout=600
         )

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.locks import held
+
 IN_CI = bool(os.environ.get("CI"))
 WHEEL_REQ = "psycopg2-binary==2.9.5"
 WHEEL_MEMBER_GLOB = "psycopg2_binary.libs/libcrypto-*.so.1.1"
@@ -93,6 +95,11 @@ OPENSSL_111W = WheelLib(
 
 def fetch_wheel_lib(spec: WheelLib) -> Path:
     """The wheel's libcrypto, downloading and unpacking it into the cache if needed."""
+    with held("wheels"):  # two worker processes never download into the cache at once
+        return _fetch_wheel_lib(spec)
+
+
+def _fetch_wheel_lib(spec: WheelLib) -> Path:
     target = cache_dir() / spec.folder
     found = [sorted(glob.glob(str(target / Path(m).name))) for m in spec.members]
     if all(found):
