@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,36 +227,47 @@ def bad_jail(jail: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def promtool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def promtool() -> str:
     """promtool from Debian's prometheus package. Not installed system-wide (the package's
     maintainer scripts would start a Prometheus server): the .deb is fetched with apt-get
-    download and only promtool is unpacked into a temp folder. Fails under CI when it
-    cannot be had; skips elsewhere."""
+    download and only promtool is kept, in the builds' cache, once for every worker and run.
+    Fails under CI when it cannot be had; skips elsewhere."""
     found = shutil.which("promtool")
     if found:
-        yield found
-        return
-    # In conftest: one download per session, whichever module asks first.
-    where = tmp_path_factory.mktemp("promtool")
-    for attempt in ("download", "update-then-download"):
-        if attempt != "download":
-            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300)
-        r = subprocess.run(
-            ["apt-get", "download", "prometheus"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if r.returncode == 0:
-            break
-    debs = list(where.glob("prometheus_*.deb"))
-    if not debs:
-        message = f"promtool unavailable (apt-get download prometheus: {r.stderr.strip()})"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(where / "root")], check=True)
-    tool = where / "root" / "usr" / "bin" / "promtool"
-    assert tool.exists()
-    yield str(tool)
+        return found
+    from tests.locks import held
+    from tests.openssl_builds import cache_dir
+
+    tool = cache_dir() / "promtool"
+    with held("promtool"):
+        if not tool.exists():
+            _fetch_promtool(tool)
+    return str(tool)
+
+
+def _fetch_promtool(tool: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(tmp)
+        for attempt in ("download", "update-then-download"):
+            if attempt != "download":
+                subprocess.run(["apt-get", "update"], capture_output=True, timeout=300)
+            r = subprocess.run(
+                ["apt-get", "download", "prometheus"],
+                cwd=where,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if r.returncode == 0:
+                break
+        debs = list(where.glob("prometheus_*.deb"))
+        if not debs:
+            message = f"promtool unavailable (apt-get download prometheus: {r.stderr.strip()})"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(where / "root")], check=True)
+        tool.parent.mkdir(parents=True, exist_ok=True)
+        part = tool.with_suffix(".part")
+        shutil.copy2(where / "root" / "usr" / "bin" / "promtool", part)
+        os.replace(part, tool)  # whole or absent: a killed run never leaves half a tool
