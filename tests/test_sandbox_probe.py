@@ -180,3 +180,26 @@ def test_a_fifo_as_profile_is_refused_at_once(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(ToolError, match="not a regular file"):
         oci.read_profile(str(fifo))
+
+
+def test_the_triggers_run_under_the_sandbox_too(jail: Path, libcrypto_102: Build) -> None:
+    # 1.0.2 under a strict device policy: RAND_poll would read nothing inside the jail, so the
+    # trigger children run, each under the same filter and policy: the filter kills clone and
+    # clone3, so the service's threads and forks die of SIGSYS there (and only there), while
+    # RAND_seed and many draws hold; the kill-by-default allow-list of @system-service lets
+    # every trigger be measured.
+    report = probe(
+        jail, unit("SystemCallFilter=~clone clone3\nDevicePolicy=strict\n"), libcrypto_102.path
+    )
+    by = {t.trigger: t for t in result(report).triggers}
+    assert list(by) == ["time", "threads", "rand-seed", "fork", "draws"]
+    for name in ("threads", "fork"):
+        assert by[name].breaks is None and "seccomp filter (SIGSYS)" in by[name].summary, by[name]
+    assert by["rand-seed"].breaks is False and by["draws"].breaks is False
+    assert "own sandbox kills it at fork, threads" in report.prediction
+    as_is = next(r for r in report.scenarios if r.name == "as-is")
+    assert not as_is.triggers  # the jail's devices are readable without the policy
+    debian.tool("systemd-analyze", "systemd")
+    strict = unit("SystemCallFilter=@system-service\nDevicePolicy=strict\n")
+    measured = result(probe(jail, strict, libcrypto_102.path)).triggers
+    assert [t.breaks for t in measured] == [False] * 5, measured

@@ -227,7 +227,10 @@ def _predict(
     general = prediction(results, settings, series)
     if daemon is None:
         return general
-    said = daemon_prediction(results, daemon[0], daemon[1], where)
+    # The service's real sandbox, measured, comes first: its trigger table is the one that
+    # counts for this service; the what-ifs follow.
+    ordered = sorted(results, key=lambda r: r.name != AS_CONFIGURED or r.verdict is Verdict.SKIPPED)
+    said = daemon_prediction(ordered, daemon[0], daemon[1], where)
     return said or general
 
 
