@@ -118,7 +118,22 @@ def test_private_devices_through_the_model(cli, tmp_path: Path) -> None:
     checks = _checks(jail)
     assert checks["CC404"]["severity"] == "info"
     assert checks["CC101"]["severity"] == "info"  # softened: systemd brings its own /dev
-    assert _scenario(jail, "as-configured")["verdict"] == "skipped"
+    # measured: the probe child made systemd's private /dev in the jail, in its own namespace
+    assert _scenario(jail, "as-configured")["verdict"] == "pass"
+    assert "measured: the as-configured scenario passed" in checks["CC101"]["message"]
+    assert not (root / "srv" / "jail" / "dev" / "urandom").exists()
+
+
+def test_a_missing_bind_source_is_a_finding(cli, tmp_path: Path) -> None:
+    root = _tree(tmp_path, "BindReadOnlyPaths=/dev/hwrng:/dev/urandom\nBindPaths=-/opt/x\n")
+    r = cli("scan", "--unit", "web", "--root", str(root), "--no-late-loads", "-f", "json")
+    assert r.code == 1, r
+    (jail,) = _json(r.stdout)["jails"]
+    missing = [f for f in jail["findings"] if f["check"] == "CC406"]
+    assert [f["details"]["source"] for f in missing] == ["/dev/hwrng"], missing  # not "-" ones
+    assert "inside " + str(root) in missing[0]["message"]
+    s = _scenario(jail, "as-configured")
+    assert s["verdict"] == "skipped" and "the unit does not start" in s["explanation"], s
 
 
 def test_the_root_directory_is_resolved_inside_the_root(cli, tmp_path: Path) -> None:

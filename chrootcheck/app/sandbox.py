@@ -3,7 +3,8 @@ seccomp profile, turned into the ``chrootcheck.sandbox`` model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 from chrootcheck.discover._common import Notes, Tree, under
 from chrootcheck.jail import fs as jailfs
@@ -35,7 +36,20 @@ def load_unit(unit: str, root: str = "/") -> tuple[Sandbox, Notes]:
     except jailfs.JailOpenError as e:
         raise ToolError(f"--root {root}: {e}") from None
     with tree:
-        return systemd.read_unit(unit, TreeUnits(tree, notes)), notes
+        sandbox = systemd.read_unit(unit, TreeUnits(tree, notes))
+        # A bind mount's source is on the host (or inside --root): one without "-" that is
+        # not there keeps the unit from starting.
+        missing = tuple(
+            m.source
+            for m in sandbox.mounts
+            if m.source is not None and not m.optional and not _found(tree, m.source)
+        )
+    return replace(sandbox, tree_root=os.path.abspath(root), missing_sources=missing), notes
+
+
+def _found(tree: Tree, path: str) -> bool:
+    with tree.resolve(path) as res:  # symlinks followed, inside the tree
+        return res.found
 
 
 def root_directory(sandbox: Sandbox, root: str = "/") -> str:

@@ -197,6 +197,10 @@ class Sandbox:
     dynamic_user: bool = False
     mounts: tuple[Mount, ...] = ()
     openssl_conf: str | None = None  # OPENSSL_CONF from Environment=/EnvironmentFile=
+    tree_root: str = "/"  # where its paths are (--root): the mounts' sources, OPENSSL_CONF
+    # BindPaths=/BindReadOnlyPaths= sources without "-" that are not there: systemd refuses
+    # to start the unit (filled by the caller, which reads the tree)
+    missing_sources: tuple[str, ...] = ()
     files: tuple[str, ...] = ()  # the files read, in the order they apply
     # Names the sandbox lists that this machine does not know (unknown system calls and
     # @groups): each one a line for the report.
@@ -207,7 +211,8 @@ class Sandbox:
         return (self.seccomp or SeccompFilter(ALLOW)).outcome(name, args)
 
     def provides_devices(self) -> bool:
-        """PrivateDevices=yes: systemd mounts its own /dev with random and urandom."""
+        """PrivateDevices=yes: systemd mounts its own /dev with random and urandom (in the
+        jail only when the jail is the unit's RootDirectory=: see ``scenarios.as_configured``)."""
         return self.devices is not None and self.devices.private
 
     def brings_device(self, path: str) -> bool:
