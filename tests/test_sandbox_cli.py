@@ -178,3 +178,19 @@ def test_bad_input_is_one_line(cli, tmp_path: Path, args: list[str], said: str) 
     assert "Traceback" not in r.stderr
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert any(said in x for x in lines), r
+
+
+def test_a_root_image_is_never_a_silent_pass(cli, tmp_path: Path, jail: Path) -> None:
+    root = tmp_path / "root"
+    _write(root, "/etc/systemd/system/img.service", "[Service]\nRootImage=/var/img.raw\n")
+    r = cli("scan", "--unit", "img", "--root", str(root), "--no-probe")
+    assert r.code == 2 and r.stderr.count("\n") == 1, r
+    assert "RootImage=/var/img.raw: the image is not scanned" in r.stderr
+    assert "mount it read-only" in r.stderr and "scan --unit UNIT DIR" in r.stderr
+    # the image mounted by the user, given as the JAIL: checked, and the report says so
+    good_jail(jail)
+    r = cli("scan", "--unit", "img", "--root", str(root), str(jail), "--no-probe", "-f", "json")
+    assert r.code == 0, r
+    (j,) = _json(r.stdout)["jails"]
+    said = [n["message"] for n in j["notices"] if n["topic"] == "sandbox"]
+    assert any("the image is not scanned; this jail" in m for m in said), j["notices"]

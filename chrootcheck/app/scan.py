@@ -144,7 +144,7 @@ def _scan_batch(
             if target.sandbox is not None:
                 # PrivateDevices=yes mounts its /dev in the jail only when the jail is the
                 # unit's RootDirectory=; a daemon that chroots itself still sees the jail's /dev.
-                own_root = target.sandbox.root_directory is not None
+                own_root = target.sandbox.own_root()
                 provides = provides or (own_root and target.sandbox.provides_devices())
                 if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
                     env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}

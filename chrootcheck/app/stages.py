@@ -112,8 +112,17 @@ class SandboxStage:
 
     def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[None]:
         from chrootcheck.sandbox.checks import findings
+        from chrootcheck.sandbox.model import ROOT_IMAGE_ADVICE
 
-        notes = tuple(Notice(NoticeKind.NOTE, self.stage, n) for n in self.sandbox.notes)
+        said = list(self.sandbox.notes)
+        if self.sandbox.root_image and not self.sandbox.root_directory:
+            # Never a silent pass: the service's real root is an image we did not open.
+            said.append(
+                f"RootImage={self.sandbox.root_image}: the image is not scanned; this jail "
+                f"({ctx.path}) is checked in its place (to check the image itself, "
+                f"{ROOT_IMAGE_ADVICE})"
+            )
+        notes = tuple(Notice(NoticeKind.NOTE, self.stage, n) for n in said)
         return StageResult(tuple(findings(self.sandbox, prior)), notes)
 
 

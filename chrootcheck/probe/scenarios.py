@@ -69,7 +69,7 @@ def as_configured(sandbox: Sandbox) -> Scenario:
         for d in ENTROPY_DEVICES
         if sandbox.devices is not None and not sandbox.devices.may_read(d.path, d.major, d.minor)
     )
-    own_root = sandbox.root_directory is not None
+    own_root = sandbox.own_root()
     private = own_root and sandbox.provides_devices()
     mounts = sandbox.mounts if own_root else ()
     parts = ["its seccomp filter"]
@@ -81,8 +81,8 @@ def as_configured(sandbox: Sandbox) -> Scenario:
         parts.append("its mounts in the jail (" + ", ".join(m.target for m in mounts) + ")")
     if not own_root and (sandbox.provides_devices() or sandbox.mounts):
         parts.append(
-            "not its PrivateDevices=/mounts: without RootDirectory= they change the host's "
-            "tree, not this jail"
+            "not its PrivateDevices=/mounts: without RootDirectory= or RootImage= they change "
+            "the host's tree, not this jail"
         )
     return Scenario(
         AS_CONFIGURED,

@@ -183,6 +183,13 @@ class Mount:
     optional: bool = False  # "-": a missing source is ignored
 
 
+# What to do with a unit's RootImage=, which chrootcheck does not open.
+ROOT_IMAGE_ADVICE = (
+    "mount it read-only (systemd-dissect --mount --read-only IMAGE DIR, or mount -o ro,loop) "
+    "and give DIR as the JAIL: chrootcheck scan --unit UNIT DIR"
+)
+
+
 @dataclass(frozen=True)
 class Sandbox:
     """The sandbox of one service: where it comes from and what it does to OpenSSL's calls."""
@@ -209,6 +216,11 @@ class Sandbox:
 
     def outcome(self, name: str, args: tuple[int, ...] = ()) -> Outcome:
         return (self.seccomp or SeccompFilter(ALLOW)).outcome(name, args)
+
+    def own_root(self) -> bool:
+        """The service runs in its own root (RootDirectory= or RootImage=): the jail scanned
+        under it is that root, and its PrivateDevices= and mounts are made there."""
+        return self.root_directory is not None or self.root_image is not None
 
     def provides_devices(self) -> bool:
         """PrivateDevices=yes: systemd mounts its own /dev with random and urandom (in the
