@@ -13,7 +13,7 @@ import stat
 from collections.abc import Sequence
 
 from chrootcheck.jail import fs as jailfs
-from chrootcheck.sandbox.model import ALLOW, COMPARE_OPS, Mount, SeccompFilter
+from chrootcheck.sandbox.model import ALLOW, COMPARE_OPS, Mount, SeccompFilter, libseccomp_arch
 from chrootcheck.system import libc
 
 
@@ -118,7 +118,12 @@ def apply_filter(flt: SeccompFilter) -> None:
     ]
     if flt.default.kind != "allow":
         rules += [(name, ALLOW.value, []) for name in sorted(HARNESS_CALLS)]
-    libc.load_seccomp_rules(flt.default.value, rules)
+    # The architectures whose calls the rules meet (a name libseccomp here does not know is
+    # left out, as systemd and runc do); the others get bad_arch (systemd: kill).
+    tokens = [libc.arch_token(libseccomp_arch(a)) for a in flt.architectures]
+    arches = list(dict.fromkeys(t for t in tokens if t is not None))
+    bad = flt.bad_arch.value if flt.bad_arch is not None else None
+    libc.load_seccomp_rules(flt.default.value, rules, arches, bad)
 
 
 # statvfs flags -> the mount flags a bind remount must repeat (a user namespace may not

@@ -125,6 +125,9 @@ class SeccompFilter:
     default: Action
     rules: tuple[Rule, ...] = ()
     architectures: tuple[str, ...] = ()  # as the source names them; () = native only
+    # the action on a call of an architecture not listed (None: libseccomp's, kill the thread);
+    # systemd's SystemCallArchitectures= kills the process
+    bad_arch: Action | None = None
 
     def outcome(self, name: str, args: tuple[int, ...] = ()) -> Outcome:
         """The action for ``name`` called with ``args`` (missing arguments count as 0). As
@@ -136,6 +139,29 @@ class SeccompFilter:
             return Outcome(self.default, conditional)
         best = min(matching, key=lambda r: _restrictiveness(r.action))
         return Outcome(best.action, conditional, best)
+
+
+# systemd's and OCI's names for architectures, by libseccomp's (seccomp_arch_resolve_name).
+_ARCH_NAMES = {
+    "x86-64": "x86_64",
+    "arm64": "aarch64",
+    "ppc64-le": "ppc64le",
+    "mips-le": "mipsel",
+    "mips64-le": "mipsel64",
+    "mips64-n32": "mips64n32",
+    "mips64-le-n32": "mipsel64n32",
+}
+# What systemd adds to a filter besides the native architecture when SystemCallArchitectures=
+# is not set (seccomp_add_secondary_archs), so that their calls meet the same rules.
+SECONDARY_ARCHES = {"x86_64": ("x86", "x32"), "aarch64": ("arm",)}
+
+
+def libseccomp_arch(name: str) -> str:
+    """libseccomp's name for an architecture as a unit ("x86-64", "native") or an OCI profile
+    ("SCMP_ARCH_X86_64") names it."""
+    if name.startswith("SCMP_ARCH_"):
+        return name.removeprefix("SCMP_ARCH_").lower()
+    return _ARCH_NAMES.get(name, name)
 
 
 def _restrictiveness(action: Action) -> int:
