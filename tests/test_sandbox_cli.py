@@ -12,6 +12,9 @@ import pytest
 
 from tests import debian
 from tests.conftest import good_jail
+from tests.test_trust import compile_so, marker, ran
+
+__all__ = ["marker"]  # the fixture, shared with tests/test_trust.py
 
 pytestmark = pytest.mark.root
 
@@ -194,3 +197,77 @@ def test_a_root_image_is_never_a_silent_pass(cli, tmp_path: Path, jail: Path) ->
     (j,) = _json(r.stdout)["jails"]
     said = [n["message"] for n in j["notices"] if n["topic"] == "sandbox"]
     assert any("the image is not scanned; this jail" in m for m in said), j["notices"]
+
+
+PROVIDER_CONF = """openssl_conf = init
+[init]
+providers = prov
+[prov]
+planted = planted_sect
+default = default_sect
+[planted_sect]
+module = {module}
+activate = 1
+[default_sect]
+activate = 1
+"""
+
+
+def _conf_unit(tmp_path: Path, module: Path, mode: int = 0o644) -> tuple[Path, Path]:
+    conf = tmp_path / "etc-ssl" / "service.cnf"
+    conf.parent.mkdir()
+    conf.write_text(PROVIDER_CONF.format(module=module))
+    os.chmod(conf, mode)
+    unit = tmp_path / "web.service"
+    unit.write_text(f"[Service]\nEnvironment=OPENSSL_CONF={conf}\n")
+    return unit, conf
+
+
+def test_the_units_openssl_conf_is_loaded_once_trusted(
+    cli, tmp_path: Path, jail: Path, marker: Path
+) -> None:
+    # A provider the unit's config names, root's and outside the jail: the as-configured
+    # child loads it (the marker shows uid 0: before the chroot, as the daemon does); the
+    # other scenarios keep the host's config.
+    good_jail(jail)
+    _open_up(jail)
+    (tmp_path / "trusted").mkdir()
+    module = compile_so(tmp_path / "trusted" / "planted.so", marker)
+    unit, _ = _conf_unit(tmp_path, module)
+    args = ("scan", "--unit", str(unit), str(jail), "--no-late-loads", "-f", "json")
+    r = cli(*args)
+    (j,) = _json(r.stdout)["jails"]
+    s = _scenario(j, "as-configured")
+    assert s["verdict"] == "pass" and "OPENSSL_CONF=" in s["description"], s
+    assert ran(marker) == [0]
+    loaded = [st for st in s["cycles"][0]["steps"] if "CONF_modules_load_file" in st["action"]]
+    assert loaded and str(unit.parent) in loaded[0]["action"], s["cycles"][0]
+    assert all(
+        "CONF_modules" not in st["action"] for st in _scenario(j, "as-is")["cycles"][0]["steps"]
+    )
+
+
+def test_an_untrusted_openssl_conf_is_refused(
+    cli, tmp_path: Path, jail: Path, marker: Path
+) -> None:
+    good_jail(jail)
+    _open_up(jail)
+    # a provider inside the jail: never loaded as root, the scenario says why
+    (jail / "lib").mkdir()
+    module = compile_so(jail / "lib" / "planted.so", marker)
+    unit, conf = _conf_unit(tmp_path, module)
+    r = cli("scan", "--unit", str(unit), str(jail), "--no-late-loads", "-f", "json")
+    s = _scenario(_json(r.stdout)["jails"][0], "as-configured")
+    assert s["verdict"] == "skipped", s
+    assert "refusing to load the unit's OPENSSL_CONF" in s["explanation"]
+    assert f"its provider {module}" in s["explanation"] and "inside the jail" in s["explanation"]
+    # a config another user may rewrite: refused too, whatever it names
+    os.chmod(conf, 0o666)
+    (tmp_path / "trusted").mkdir()
+    unit, conf = _conf_unit(
+        tmp_path / "trusted", compile_so(tmp_path / "trusted" / "p.so", marker), 0o666
+    )
+    r = cli("scan", "--unit", str(unit), str(jail), "--no-late-loads", "-f", "json")
+    s = _scenario(_json(r.stdout)["jails"][0], "as-configured")
+    assert s["verdict"] == "skipped" and "writable by every user" in s["explanation"], s
+    assert ran(marker) == []

@@ -21,7 +21,7 @@ import errno
 import os
 
 from chrootcheck.openssl.library import Libcrypto, load_checked
-from chrootcheck.openssl.rand import Rand, for_library, init_crypto
+from chrootcheck.openssl.rand import Rand, for_library, init_crypto, load_config
 from chrootcheck.openssl.results import Step
 from chrootcheck.openssl.trust import CheckedLibrary
 from chrootcheck.probe import isolated, sandbox, triggers
@@ -107,8 +107,14 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
         out.send(Skip(f"cannot set up the scenario: {e.strerror}"))
         return
 
+    if scenario.openssl_conf:
+        os.environ["OPENSSL_CONF"] = scenario.openssl_conf  # the unit's (vetted by the scan)
     rand = for_library(lc)
     steps = [init_crypto(lc)]
+    if scenario.openssl_conf:
+        # The library may be initialised already (Python's ssl module shares the system's):
+        # its modules loaded now, before the chroot, as the daemon's start loads them.
+        steps.append(load_config(lc, scenario.openssl_conf))
     if scenario.close_devices:
         if rand.keep_devices_open(False):
             steps.append(Step("RAND_keep_random_devices_open(0)", True))

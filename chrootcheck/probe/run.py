@@ -297,7 +297,11 @@ def _isolated_user(
 
 
 def _scenarios(options: ProbeOptions) -> list[Scenario]:
-    extra = [as_configured(options.sandbox)] if options.sandbox is not None else []
+    extra = (
+        [as_configured(options.sandbox, options.openssl_conf, options.openssl_conf_refused)]
+        if options.sandbox is not None
+        else []
+    )
     if options.scenarios is None:
         return [*SCENARIOS, *extra]
     unknown = [n for n in options.scenarios if n not in NAMES]

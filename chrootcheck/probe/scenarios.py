@@ -27,6 +27,7 @@ class Scenario:
     private_devices: bool = False
     mounts: tuple[Mount, ...] = ()
     sources_root: str = "/"
+    openssl_conf: str | None = None  # the unit's, vetted: loaded by the child before the chroot
     source: str = ""  # the unit or profile it comes from
     skip: str = ""  # why this scenario cannot be reproduced here (told as its verdict)
 
@@ -58,7 +59,9 @@ BY_NAME = {s.name: s for s in SCENARIOS}
 NAMES = (*BY_NAME, AS_CONFIGURED)
 
 
-def as_configured(sandbox: Sandbox) -> Scenario:
+def as_configured(
+    sandbox: Sandbox, openssl_conf: str | None = None, refused: str | None = None
+) -> Scenario:
     """The service's real sandbox: its filter with the same rules and actions, kill included,
     its device policy over the jail's random devices, and, for a unit whose RootDirectory= is
     the jail, its own mounts over the jail (PrivateDevices=, BindPaths=, TemporaryFileSystem=)."""
@@ -79,6 +82,8 @@ def as_configured(sandbox: Sandbox) -> Scenario:
         parts.append("PrivateDevices=yes (its own /dev in the jail)")
     if mounts:
         parts.append("its mounts in the jail (" + ", ".join(m.target for m in mounts) + ")")
+    if openssl_conf:
+        parts.append(f"its OPENSSL_CONF={openssl_conf}")
     if not own_root and (sandbox.provides_devices() or sandbox.mounts):
         parts.append(
             "not its PrivateDevices=/mounts: without RootDirectory= or RootImage= they change "
@@ -94,7 +99,9 @@ def as_configured(sandbox: Sandbox) -> Scenario:
         private_devices=private,
         mounts=mounts,
         sources_root=sandbox.tree_root,
+        openssl_conf=openssl_conf,
         source=sandbox.source,
+        skip=refused or "",
     )
 
 
