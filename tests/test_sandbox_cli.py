@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ import pytest
 
 from tests import debian
 from tests.conftest import good_jail
+from tests.openssl_builds import Build
+from tests.test_signals import cli_args, jailed, spawn, wait_for
 from tests.test_trust import compile_so, marker, ran
 
-__all__ = ["marker"]  # the fixture, shared with tests/test_trust.py
+__all__ = ["marker", "spawn"]  # fixtures shared with tests/test_trust.py, test_signals.py
 
 pytestmark = pytest.mark.root
 
@@ -271,3 +274,39 @@ def test_an_untrusted_openssl_conf_is_refused(
     s = _scenario(_json(r.stdout)["jails"][0], "as-configured")
     assert s["verdict"] == "skipped" and "writable by every user" in s["explanation"], s
     assert ran(marker) == []
+
+
+def _with_private_dev(pid: int) -> bool:
+    """Whether process ``pid`` (chrooted) sees a tmpfs on /dev: the unit's mounts are made."""
+    try:
+        lines = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    return any(ln.split()[4] == "/dev" and " - tmpfs " in ln for ln in lines)
+
+
+def test_sigkill_leaves_none_of_the_units_mounts(
+    spawn, tmp_path: Path, libcrypto_102: Build
+) -> None:
+    # 1.0.2 under PrivateDevices=yes with a strict policy: RAND_poll would read nothing, so
+    # trigger children run, each with the unit's mounts in its own namespace. chrootcheck is
+    # killed while one of them has them: the children die with it (PR_SET_PDEATHSIG), their
+    # namespaces with them; nothing was ever mounted or made on the host or in the jail.
+    jail = tmp_path / "bare"
+    (jail / "dev").mkdir(parents=True)
+    _open_up(jail / "dev")
+    unit = tmp_path / "web.service"
+    unit.write_text("[Service]\nRootDirectory=/srv/jail\nPrivateDevices=yes\nDevicePolicy=strict\n")
+    args = ("scan", "--unit", str(unit), str(jail), "--libcrypto", libcrypto_102.path)
+    p = spawn(*cli_args(*args, "--no-late-loads", "-f", "json"), jail=jail)
+    wait_for(
+        lambda: any(_with_private_dev(pid) for pid in jailed(jail)),
+        30,
+        "a probe child with the unit's /dev",
+    )
+    assert str(jail) not in Path("/proc/self/mountinfo").read_text()  # not even meanwhile
+    p.proc.kill()
+    assert p.proc.wait(timeout=10) == -signal.SIGKILL
+    wait_for(lambda: not jailed(jail), 5, "the probe children to die")
+    assert os.listdir(jail / "dev") == []
+    assert str(jail) not in Path("/proc/self/mountinfo").read_text()
