@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,12 @@ import pytest
 from tests import debian
 from tests.conftest import good_jail
 from tests.openssl_builds import Build
+from tests.test_fix import as_nobody
 from tests.test_signals import cli_args, jailed, spawn, wait_for
 from tests.test_trust import compile_so, marker, ran
 
-__all__ = ["marker", "spawn"]  # fixtures shared with tests/test_trust.py, test_signals.py
+# fixtures shared with tests/test_trust.py, test_signals.py, test_fix.py
+__all__ = ["as_nobody", "marker", "spawn"]
 
 pytestmark = pytest.mark.root
 
@@ -310,3 +314,26 @@ def test_sigkill_leaves_none_of_the_units_mounts(
     wait_for(lambda: not jailed(jail), 5, "the probe children to die")
     assert os.listdir(jail / "dev") == []
     assert str(jail) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_the_units_dev_without_root(as_nobody, libcrypto_102: Build) -> None:
+    # Not root: the probe runs in a user namespace, where mknod is refused: systemd's nodes
+    # are bound from the host's /dev instead, and the jail's missing /dev made in a shadow of
+    # its root. 1.0.2's RAND_poll then reads /dev/urandom inside it.
+    base, run = as_nobody
+    lib = base / "lib"
+    shutil.copytree(Path(libcrypto_102.path).parent, lib)
+    jail = base / "jail"
+    jail.mkdir()
+    unit = base / "web.service"
+    unit.write_text("[Service]\nRootDirectory=/srv/jail\nPrivateDevices=yes\n")
+    subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
+    library = str(lib / Path(libcrypto_102.path).name)
+    args = ("scan", "--unit", str(unit), str(jail), "--libcrypto", library, "--no-late-loads")
+    r = run(*args, "-f", "json")
+    (j,) = _json(r.stdout)["jails"]
+    assert j["probe"]["mode"] == "user namespace", j["probe"]
+    s = _scenario(j, "as-configured")
+    assert s["verdict"] == "pass" and "RAND_poll there would read /dev/urandom" in s["explanation"]
+    assert "reads none" in _scenario(j, "as-is")["explanation"]
+    assert os.listdir(jail) == []
