@@ -337,3 +337,16 @@ def test_the_units_dev_without_root(as_nobody, libcrypto_102: Build) -> None:
     assert s["verdict"] == "pass" and "RAND_poll there would read /dev/urandom" in s["explanation"]
     assert "reads none" in _scenario(j, "as-is")["explanation"]
     assert os.listdir(jail) == []
+
+
+def test_an_openssl_conf_inside_root_is_never_loaded(cli, tmp_path: Path, marker: Path) -> None:
+    root = _tree(tmp_path, "Environment=OPENSSL_CONF=/etc/ssl/service.cnf\n")
+    (root / "trusted").mkdir()
+    module = compile_so(root / "trusted" / "planted.so", marker)
+    _write(root, "/etc/ssl/service.cnf", PROVIDER_CONF.format(module=module))
+    r = cli("scan", "--unit", "web", "--root", str(root), "--no-late-loads", "-f", "json")
+    s = _scenario(_json(r.stdout)["jails"][0], "as-configured")
+    assert (
+        s["verdict"] == "pass" and "not its OPENSSL_CONF=/etc/ssl/service.cnf" in s["description"]
+    )
+    assert ran(marker) == []

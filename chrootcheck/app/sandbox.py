@@ -86,7 +86,7 @@ def vet_openssl_conf(
     before the chroot as the daemon does: (the config to load, None), or (None, why it is
     refused). Refused when it, or anything it includes or loads (engines, providers, PKCS#11
     modules), fails openssl.trust's rules: inside one of ``jails``, or writable by another
-    user. A config inside --root is another system's: never loaded here."""
+    user. (None, None) for a config inside --root: another system's, never loaded here."""
     from chrootcheck.lateload.check import config_loads
     from chrootcheck.openssl import trust
 
@@ -94,10 +94,7 @@ def vet_openssl_conf(
     assert conf is not None
     what = f"the unit's OPENSSL_CONF={conf}"
     if sandbox.tree_root not in ("", "/"):
-        return None, (
-            f"{what} is inside --root {sandbox.tree_root}: another system's config, whose "
-            "engines and providers name that system's files, is not loaded by the probe"
-        )
+        return None, None  # another system's config: not loaded (as_configured says so)
     if not conf.startswith("/"):
         return None, f"{what} is not an absolute path"
     roots = trust.jail_roots(jails)

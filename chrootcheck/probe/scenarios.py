@@ -84,6 +84,12 @@ def as_configured(
         parts.append("its mounts in the jail (" + ", ".join(m.target for m in mounts) + ")")
     if openssl_conf:
         parts.append(f"its OPENSSL_CONF={openssl_conf}")
+    elif sandbox.openssl_conf and not refused:
+        parts.append(
+            f"not its OPENSSL_CONF={sandbox.openssl_conf}: inside --root {sandbox.tree_root}, "
+            "another system's config (its engines and providers name that system's files) is "
+            "not loaded"
+        )
     if not own_root and (sandbox.provides_devices() or sandbox.mounts):
         parts.append(
             "not its PrivateDevices=/mounts: without RootDirectory= or RootImage= they change "
