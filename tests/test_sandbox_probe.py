@@ -144,9 +144,216 @@ def test_a_device_policy_that_denies_urandom(jail: Path, libcrypto_102: Build) -
     assert str(jail) not in Path("/proc/self/mountinfo").read_text()
 
 
-def test_private_devices_is_told_not_guessed(jail: Path) -> None:
-    r = result(probe(jail, unit("PrivateDevices=yes\n")))
-    assert r.verdict is Verdict.SKIPPED and "PrivateDevices=yes" in r.explanation
+def rooted(text: str) -> Sandbox:
+    """A unit whose RootDirectory= is the jail: its mounts are made in the jail."""
+    return unit("RootDirectory=/srv/jail\n" + text)
+
+
+@pytest.mark.parametrize("dev", ["no /dev", "empty /dev"])
+def test_private_devices_is_measured(tmp_path: Path, libcrypto_102: Build, dev: str) -> None:
+    # A jail without devices: 1.0.2's RAND_poll reads nothing in it, except under
+    # PrivateDevices=yes, which the child reproduces (a tmpfs /dev with systemd's nodes, in its
+    # own mount namespace: the jail itself is never written, even to make its missing /dev).
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    if dev == "empty /dev":
+        (bare / "dev").mkdir()
+    before = sorted(p.name for p in bare.iterdir())
+    mounts_before = Path("/proc/self/mountinfo").read_text()
+    without = result(probe(bare, rooted(""), libcrypto_102.path))
+    assert without.verdict is Verdict.PASS and legacy_blind(without)
+    private = result(probe(bare, rooted("PrivateDevices=yes\n"), libcrypto_102.path))
+    assert private.verdict is Verdict.PASS and not legacy_blind(private), private
+    assert "PrivateDevices=yes" in private.description
+    # the system's 3.x too (getrandom: a pass either way, now measured instead of skipped)
+    assert result(probe(bare, rooted("PrivateDevices=yes\n"))).verdict is Verdict.PASS
+    assert sorted(p.name for p in bare.iterdir()) == before
+    assert Path("/proc/self/mountinfo").read_text() == mounts_before
+
+
+def test_private_devices_without_root_directory_is_the_hosts(
+    tmp_path: Path, libcrypto_102: Build
+) -> None:
+    # Without RootDirectory= the daemon chroots itself: PrivateDevices= changes the host's
+    # /dev, never the jail's, so the jail's missing devices still count.
+    bare = tmp_path / "bare"
+    (bare / "dev").mkdir(parents=True)
+    r = result(probe(bare, unit("PrivateDevices=yes\n"), libcrypto_102.path))
+    assert legacy_blind(r) and "without RootDirectory=" in r.description
+
+
+def test_a_missing_bind_source_keeps_the_unit_from_starting(tmp_path: Path, jail: Path) -> None:
+    r = result(probe(jail, rooted(f"BindReadOnlyPaths={tmp_path}/nowhere:/dev/urandom\n")))
+    assert r.verdict is Verdict.SKIPPED and "the unit does not start" in r.explanation, r
+    # with "-" it is ignored, as systemd does
+    r = result(probe(jail, rooted(f"BindReadOnlyPaths=-{tmp_path}/nowhere:/dev/urandom\n")))
+    assert r.verdict is Verdict.PASS, r
+
+
+def test_bind_paths_bring_urandom_in(tmp_path: Path, libcrypto_102: Build) -> None:
+    bare = tmp_path / "bare"
+    (bare / "dev").mkdir(parents=True)
+    for p in [bare, *bare.parents]:
+        if p == Path("/"):
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o055)
+    brought = rooted("BindReadOnlyPaths=/dev/urandom\n")
+    r = result(probe(bare, brought, libcrypto_102.path))
+    assert not legacy_blind(r), r
+    hidden = rooted("BindReadOnlyPaths=/dev/urandom\nTemporaryFileSystem=/dev\n")
+    assert not legacy_blind(result(probe(bare, hidden, libcrypto_102.path)))  # parents first
+    assert legacy_blind(
+        result(
+            probe(
+                jail_with_devices(tmp_path),
+                rooted("TemporaryFileSystem=/dev\n"),
+                libcrypto_102.path,
+            )
+        )
+    )
+    assert os.listdir(bare / "dev") == []
+
+
+def jail_with_devices(tmp_path: Path) -> Path:
+    j = tmp_path / "full"
+    (j / "dev").mkdir(parents=True)
+    for name, minor in (("urandom", 9), ("random", 8)):
+        os.mknod(j / "dev" / name, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+        os.chmod(j / "dev" / name, 0o666)
+    return j
+
+
+def _view(jail: Path, sandbox: Sandbox, look: list[str]) -> dict[str, object]:
+    """What a process sees after the unit's mounts and the chroot: a child of this test in
+    its own mount namespace runs probe.sandbox.build_namespace for real, chroots, and reports
+    the kind (and text, for a file) of each path in ``look`` and whether it can write it."""
+    from chrootcheck.probe import sandbox as psandbox
+    from chrootcheck.probe.scenarios import as_configured
+    from chrootcheck.system import libc
+
+    scenario = as_configured(sandbox)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(r)
+            psandbox.enter_namespaces(True)
+            fd = os.open(jail, os.O_PATH | os.O_DIRECTORY)
+            fd = psandbox.build_namespace(
+                fd, scenario.private_devices, scenario.mounts, scenario.sources_root
+            )
+            os.fchdir(fd)
+            os.chroot(".")
+            seen: dict[str, object] = {}
+            for path in look:
+                try:
+                    st = os.lstat(path)
+                except OSError as e:
+                    seen[path] = e.strerror
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    seen[path] = sorted(os.listdir(path))
+                elif stat.S_ISCHR(st.st_mode):
+                    seen[path] = f"char {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+                elif stat.S_ISFIFO(st.st_mode):
+                    seen[path] = "fifo"
+                elif stat.S_ISLNK(st.st_mode):
+                    seen[path] = "-> " + os.readlink(path)
+                else:
+                    with open(path) as f:
+                        seen[path] = f.read()
+                seen[path + " writable"] = os.access(path, os.W_OK) and not (
+                    os.statvfs(path).f_flag & os.ST_RDONLY
+                )
+            os.write(w, json.dumps(seen).encode())
+            code = 0
+        except BaseException as e:
+            os.write(w, repr(e).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, data
+    del libc
+    out: dict[str, object] = json.loads(data)
+    return out
+
+
+def test_the_units_mounts_as_the_service_sees_them(tmp_path: Path) -> None:
+    # A jail with no /dev, a file, a symlink and a FIFO at its top (kept in the shadow of its
+    # root: bound back, never opened), a bind source on the host brought to a new folder,
+    # read-only, and a TemporaryFileSystem= over the jail's /tmp.
+    j = tmp_path / "j"
+    (j / "etc").mkdir(parents=True)
+    (j / "etc" / "hosts").write_text("jail hosts")
+    (j / "tmp").mkdir()
+    (j / "tmp" / "secret").write_text("x")
+    (j / "link").symlink_to("/etc/hosts")
+    os.mkfifo(j / "pipe")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data.txt").write_text("host data")
+    before = sorted(p.name for p in j.iterdir())
+    sb = rooted(
+        f"PrivateDevices=yes\nBindReadOnlyPaths={src}:/srv/data\nTemporaryFileSystem=/tmp\n"
+    )
+    seen = _view(
+        j,
+        sb,
+        [
+            "/dev",
+            "/dev/urandom",
+            "/dev/random",
+            "/dev/tty",
+            "/etc/hosts",
+            "/link",
+            "/pipe",
+            "/srv/data/data.txt",
+            "/tmp",
+        ],
+    )
+    assert seen["/dev"] == sorted(
+        [
+            "null",
+            "zero",
+            "full",
+            "random",
+            "urandom",
+            "tty",
+            "fd",
+            "stdin",
+            "stdout",
+            "stderr",
+            "shm",
+        ]
+    )
+    assert (seen["/dev/urandom"], seen["/dev/random"]) == ("char 1:9", "char 1:8")
+    assert seen["/dev/tty"] == "char 5:0"
+    assert seen["/etc/hosts"] == "jail hosts" and seen["/link"] == "-> /etc/hosts"
+    assert seen["/pipe"] == "fifo"
+    assert seen["/srv/data/data.txt"] == "host data"
+    assert seen["/srv/data/data.txt writable"] is False
+    assert seen["/tmp"] == []
+    # nothing was made or changed in the jail, nothing stays mounted
+    assert sorted(p.name for p in j.iterdir()) == before
+    assert str(j) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_a_target_symlink_never_leads_out(tmp_path: Path) -> None:
+    # The jail's /dev points out of it: resolved inside the jail (dangling there), so the
+    # private /dev is made in a shadow of the jail's root, never on the host's folder.
+    j = tmp_path / "j"
+    j.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (j / "dev").symlink_to(outside)
+    r = result(probe(j, rooted("PrivateDevices=yes\n")))
+    assert r.verdict is Verdict.SKIPPED and "cannot set up the unit's mounts" in r.explanation
+    assert list(outside.iterdir()) == []
+    assert str(outside) not in Path("/proc/self/mountinfo").read_text()
 
 
 def test_as_configured_needs_a_sandbox(jail: Path) -> None:
@@ -180,3 +387,75 @@ def test_a_fifo_as_profile_is_refused_at_once(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(ToolError, match="not a regular file"):
         oci.read_profile(str(fifo))
+
+
+def test_the_triggers_run_under_the_sandbox_too(jail: Path, libcrypto_102: Build) -> None:
+    # 1.0.2 under a strict device policy: RAND_poll would read nothing inside the jail, so the
+    # trigger children run, each under the same filter and policy: the filter kills clone and
+    # clone3, so the service's threads and forks die of SIGSYS there (and only there), while
+    # RAND_seed and many draws hold; the kill-by-default allow-list of @system-service lets
+    # every trigger be measured.
+    report = probe(
+        jail, unit("SystemCallFilter=~clone clone3\nDevicePolicy=strict\n"), libcrypto_102.path
+    )
+    by = {t.trigger: t for t in result(report).triggers}
+    assert list(by) == ["time", "threads", "rand-seed", "fork", "draws"]
+    for name in ("threads", "fork"):
+        assert by[name].breaks is None and "seccomp filter (SIGSYS)" in by[name].summary, by[name]
+    assert by["rand-seed"].breaks is False and by["draws"].breaks is False
+    assert "own sandbox kills it at fork, threads" in report.prediction
+    as_is = next(r for r in report.scenarios if r.name == "as-is")
+    assert not as_is.triggers  # the jail's devices are readable without the policy
+    debian.tool("systemd-analyze", "systemd")
+    strict = unit("SystemCallFilter=@system-service\nDevicePolicy=strict\n")
+    measured = result(probe(jail, strict, libcrypto_102.path)).triggers
+    assert [t.breaks for t in measured] == [False] * 5, measured
+
+
+def _x32_getpid_under(sandbox: Sandbox) -> str:
+    """In a child of this test: the as-configured filter installed for real, then getpid as
+    an x32 system call (the x32 bit on x86-64's number, through syscall(2)): "killed" (SIGSYS)
+    or "returned"."""
+    from chrootcheck.probe import sandbox as psandbox
+    from chrootcheck.probe.scenarios import as_configured
+    from chrootcheck.system import libc
+
+    flt = as_configured(sandbox).seccomp
+    assert flt is not None
+    libc.load(with_seccomp=True)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 3  # the filter could not be installed
+        try:
+            psandbox.apply_filter(flt)
+            libc.libc().syscall(libc.ffi().cast("long", 0x40000000 | 39))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == 31, status  # SIGSYS
+        return "killed"
+    assert os.WEXITSTATUS(status) == 0
+    return "returned"
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x32 calls exist on x86-64 only")
+def test_system_call_architectures_are_enforced(jail: Path) -> None:
+    native = unit("SystemCallArchitectures=native\n")
+    assert native.seccomp is not None and native.seccomp.bad_arch is not None
+    assert any("SystemCallArchitectures=native" in n for n in native.notes)
+    assert _x32_getpid_under(native) == "killed"
+    assert _x32_getpid_under(unit("SystemCallArchitectures=native x32\n")) == "returned"
+    # without it, systemd filters x86 and x32 calls with the same rules: not killed for that
+    debian.tool("systemd-analyze", "systemd")
+    service = unit("SystemCallFilter=@system-service\n")
+    assert _x32_getpid_under(service) == "returned"
+    assert (
+        _x32_getpid_under(
+            unit("SystemCallFilter=@system-service\nSystemCallArchitectures=native\n")
+        )
+        == "killed"
+    )
+    # OpenSSL's own (native) calls pass under it, measured
+    assert result(probe(jail, native)).verdict is Verdict.PASS

@@ -142,7 +142,10 @@ def _scan_batch(
             provides, env = target.provides_devices, request.env
             daemon = target.daemon if request.probe is not None else None
             if target.sandbox is not None:
-                provides = provides or target.sandbox.provides_devices()
+                # PrivateDevices=yes mounts its /dev in the jail only when the jail is the
+                # unit's RootDirectory=; a daemon that chroots itself still sees the jail's /dev.
+                own_root = target.sandbox.own_root()
+                provides = provides or (own_root and target.sandbox.provides_devices())
                 if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
                     env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
             try:
@@ -182,7 +185,9 @@ class _Pending:
     def finish(self) -> JailReport:
         findings = self.findings
         if self.ctx.provides_devices:
-            findings = relax_for_private_devices(findings)
+            measured = _as_configured_passed(self.report.probe)
+            if measured is not False:  # a measured failure keeps the findings as they are
+                findings = relax_for_private_devices(findings, measured=bool(measured))
         self.report.findings, self.report.notices = findings, self.notices
         return self.report
 
@@ -242,11 +247,28 @@ def relax_for_config(findings: Iterable[Finding], policy: EntropyPolicy) -> list
     ]
 
 
-def relax_for_private_devices(findings: Iterable[Finding]) -> list[Finding]:
-    """A systemd unit with PrivateDevices=yes brings its own /dev: the devices are info."""
+def _as_configured_passed(probe: object) -> bool | None:
+    """Whether the probe's as-configured scenario (systemd's private /dev reproduced in the
+    jail) passed, with 1.0.2/1.1.0 reading a device there; None where it did not run."""
+    from chrootcheck.probe.analysis import legacy_blind
+    from chrootcheck.probe.model import ProbeReport, Verdict
+    from chrootcheck.probe.scenarios import AS_CONFIGURED
+
+    if not isinstance(probe, ProbeReport):
+        return None
+    r = next((s for s in probe.scenarios if s.name == AS_CONFIGURED), None)
+    if r is None or r.verdict is Verdict.SKIPPED:
+        return None
+    return r.verdict is Verdict.PASS and not legacy_blind(r)
+
+
+def relax_for_private_devices(findings: Iterable[Finding], measured: bool = False) -> list[Finding]:
+    """A systemd unit with PrivateDevices=yes brings its own /dev: the devices are info
+    (``measured``: the as-configured scenario passed with it)."""
     note = (
         "Not fatal here: the systemd unit sets PrivateDevices=yes, which gives the "
-        "service its own /dev with urandom and random."
+        "service its own /dev with urandom and random"
+        + (" (measured: the as-configured scenario passed with it)." if measured else ".")
     )
     return [
         _soften(f, Severity.INFO, note) if f.check in catalogue.SEED_SOURCE_MISSING else f

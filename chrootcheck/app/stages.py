@@ -112,8 +112,17 @@ class SandboxStage:
 
     def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[None]:
         from chrootcheck.sandbox.checks import findings
+        from chrootcheck.sandbox.model import ROOT_IMAGE_ADVICE
 
-        notes = tuple(Notice(NoticeKind.NOTE, self.stage, n) for n in self.sandbox.notes)
+        said = list(self.sandbox.notes)
+        if self.sandbox.root_image and not self.sandbox.root_directory:
+            # Never a silent pass: the service's real root is an image we did not open.
+            said.append(
+                f"RootImage={self.sandbox.root_image}: the image is not scanned; this jail "
+                f"({ctx.path}) is checked in its place (to check the image itself, "
+                f"{ROOT_IMAGE_ADVICE})"
+            )
+        notes = tuple(Notice(NoticeKind.NOTE, self.stage, n) for n in said)
         return StageResult(tuple(findings(self.sandbox, prior)), notes)
 
 
@@ -143,6 +152,8 @@ class Probe:
                 # discover's profile; a --daemon given by hand wins
                 daemon=self.options.daemon or ctx.daemon,
             )
+            if ctx.sandbox is not None and ctx.sandbox.openssl_conf:
+                options = self._with_openssl_conf(options, ctx, [c.path for c, _ in jails])
             if ctx.user is not None:
                 options = replace(
                     options, uid=ctx.user.uid, gid=ctx.user.gid, groups=ctx.user.groups
@@ -152,6 +163,22 @@ class Probe:
             self._result(probe, options)
             for probe, (_, _, options) in zip(run_probes(jobs), jobs, strict=True)
         ]
+
+    @staticmethod
+    def _with_openssl_conf(
+        options: ProbeOptions, ctx: JailContext, jails: Sequence[str]
+    ) -> ProbeOptions:
+        """The unit's OPENSSL_CONF for the as-configured children, once it and all it loads
+        pass the trust rules (app.sandbox.vet_openssl_conf); else that scenario says why."""
+        from chrootcheck.app.sandbox import vet_openssl_conf
+
+        assert ctx.sandbox is not None
+        try:
+            paths = ctx.openssl_paths()
+        except ToolError as e:
+            return replace(options, openssl_conf_refused=f"OPENSSL_CONF not vetted: {e.message}")
+        conf, refused = vet_openssl_conf(ctx.sandbox, paths, jails)
+        return replace(options, openssl_conf=conf, openssl_conf_refused=refused)
 
     def _result(
         self, probe: ProbeReport | ToolError, options: ProbeOptions

@@ -329,8 +329,14 @@ def _unit_targets(
     if jails:
         return [_with_sandbox(t, sandbox, user) for t in jails]
     if not sandbox.root_directory:
-        what = "RootImage= (a disk image) is not scanned" if sandbox.root_image else "none"
-        raise ToolError(f"{sandbox.source}: no RootDirectory= ({what}): give the JAIL to scan")
+        if sandbox.root_image:
+            from chrootcheck.sandbox.model import ROOT_IMAGE_ADVICE
+
+            raise ToolError(
+                f"{sandbox.source}: RootImage={sandbox.root_image}: the image is not scanned "
+                f"({ROOT_IMAGE_ADVICE})"
+            )
+        raise ToolError(f"{sandbox.source}: no RootDirectory= (none): give the JAIL to scan")
     path = root_directory(sandbox, root)
     svc_user = user
     spec = user_spec or sandbox.user

@@ -66,7 +66,10 @@ def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
         root_dir = settings.get("RootDirectory")
         if not root_dir or not root_dir[0]:
             if settings.get("RootImage", ("",))[0]:
-                notes.add(f"{name}: RootImage= (a disk image) is not scanned")
+                notes.add(
+                    f"{name}: RootImage= (a disk image) is not scanned: mount it read-only and "
+                    "scan that folder (chrootcheck scan --unit UNIT DIR)"
+                )
             continue
         user = settings.get("User", ("",))[0] or None
         private = settings.get("PrivateDevices", ("no",))[0].lower() in TRUE_WORDS

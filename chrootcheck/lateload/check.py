@@ -196,6 +196,17 @@ def check_late_loads(
     return out
 
 
+def config_loads(env: Mapping[str, str], paths: OpenSSLPaths) -> list[tuple[str, str, bool]]:
+    """What the config ``env`` names (OPENSSL_CONF ...) makes a process read or load before
+    the chroot, on the host: (path, role, is a folder) for the config files and include
+    folders, engines, providers and PKCS#11 modules. For a caller that must judge them before
+    root loads the config (the probe's as-configured scenario)."""
+    env = dict(env)
+    cfg = parse_file(config_path(env, paths.openssldir), env)
+    items = _collect(cfg, load_modules(cfg), paths, env, LateLoadResult(config=""))
+    return [(i.path, i.role, i.is_dir) for i in items]
+
+
 def check_jail(
     jail_path: str,
     paths: OpenSSLPaths | None = None,

@@ -19,17 +19,23 @@ from typing import Any
 
 
 def _load() -> Any:
+    from chrootcheck.openssl.declarations import DECLARATIONS, DECLARATIONS_VERSION
+
     try:
         from chrootcheck.openssl._libcrypto_cffi import ffi as built  # type: ignore[import-not-found, unused-ignore]
+
+        # a module built from older declarations (not rebuilt since) is not used
+        if getattr(built.dlopen(None), "CHROOTCHECK_LIBCRYPTO_DECLARATIONS", 0) == (
+            DECLARATIONS_VERSION
+        ):
+            return built
     except ImportError:  # a source tree never built: parse the declarations now
-        from cffi import FFI  # type: ignore[import-untyped, unused-ignore]
+        pass
+    from cffi import FFI  # type: ignore[import-untyped, unused-ignore]
 
-        from chrootcheck.openssl.declarations import DECLARATIONS
-
-        parsed = FFI()
-        parsed.cdef(DECLARATIONS)
-        return parsed
-    return built
+    parsed = FFI()
+    parsed.cdef(DECLARATIONS)
+    return parsed
 
 
 ffi: Any = _load()

@@ -160,4 +160,21 @@ ERR_TXT_STRING = 0x02
 
 
 # Every declaration, in the order they depend on each other.
-DECLARATIONS = "".join((CRYPTO_H, ERR_H, RAND_H, RAND_DRBG_H, PARAMS_H, EVP_H))
+# --- openssl/conf.h ---------------------------------------------------------------------
+CONF_H = """
+/* A config file's modules (providers, engines, [random] ...), as OPENSSL_init_crypto loads
+   OPENSSL_CONF; appname NULL: the default section. */
+int CONF_modules_load_file(const char *filename, const char *appname, unsigned long flags);
+"""
+CONF_MFLAGS_IGNORE_MISSING_FILE = 0x10
+CONF_MFLAGS_DEFAULT_SECTION = 0x20
+
+# --- which declarations a built module holds ----------------------------------------------
+# Raised whenever the declarations change: an out-of-line module built from older ones (a tree
+# not rebuilt after a merge) is then ignored and the declarations parsed instead.
+DECLARATIONS_VERSION = 2
+VERSION_H = f"""
+#define CHROOTCHECK_LIBCRYPTO_DECLARATIONS {DECLARATIONS_VERSION}
+"""
+
+DECLARATIONS = "".join((CRYPTO_H, ERR_H, RAND_H, RAND_DRBG_H, PARAMS_H, EVP_H, CONF_H, VERSION_H))

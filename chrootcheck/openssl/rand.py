@@ -300,6 +300,25 @@ def init_crypto(lc: Libcrypto) -> Step:
     )
 
 
+def load_config(lc: Libcrypto, path: str) -> Step:
+    """A service's own config file (its unit's OPENSSL_CONF), loaded as OPENSSL_init_crypto
+    loads one: the default section's modules (providers, engines, [random]), a missing file
+    ignored. The caller has judged it and everything it loads (app.sandbox)."""
+    flags = decl.CONF_MFLAGS_DEFAULT_SECTION | decl.CONF_MFLAGS_IGNORE_MISSING_FILE
+    stale = drain(lc)
+    if int(lc.lib.CONF_modules_load_file(path.encode(), ffi.NULL, flags)) > 0:
+        return Step(f"CONF_modules_load_file({path})", True, stale + drain(lc))
+    # As at a daemon's start: a module that fails to load is ignored unless the config sets
+    # config_diagnostics = 1 (then OpenSSL's own initialisation fails, measured by init).
+    return Step(
+        f"CONF_modules_load_file({path})",
+        None,
+        stale + drain(lc),
+        "not every module of the config loaded (OpenSSL ignores that at start unless "
+        "config_diagnostics = 1)",
+    )
+
+
 def _set_uint(lib: Any, ctx: Any, key: str, value: int) -> bool:
     name = ffi.new("char[]", key.encode())
     data = ffi.new("unsigned int *", value)

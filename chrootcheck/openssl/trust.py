@@ -107,6 +107,23 @@ def check_library(path: str, jails: Sequence[JailRoot] = ()) -> CheckedLibrary:
     return CheckedLibrary(path, real, fd, file_st.st_dev, file_st.st_ino, concern, tuple(jails))
 
 
+def check_folder(path: str, jails: Sequence[JailRoot] = ()) -> str | None:
+    """``check_library``'s judgement for a folder whose files OpenSSL reads (a config's
+    include folder): why root must not trust it, or None. CheckError when it is not a
+    folder."""
+    if not path or "\0" in path:
+        raise CheckError("not a folder name")
+    ancestors, name, fd = _resolve(os.path.join(os.getcwd(), path), folder=True)
+    try:
+        st = os.fstat(fd)
+        real = os.path.join(ancestors[-1][0], name)
+        return _ownership_concern(ancestors, st, real) or _jail_concern(ancestors, fd, st, jails)
+    finally:
+        os.close(fd)
+        for _, d in ancestors:
+            os.close(d)
+
+
 def refuse_untrusted(lib: CheckedLibrary, consent: bool, hint: str = CONSENT_HINT) -> None:
     """The one refusal: a library that fails the check, without the user's consent."""
     if lib.concern is not None and not consent:
@@ -116,8 +133,9 @@ def refuse_untrusted(lib: CheckedLibrary, consent: bool, hint: str = CONSENT_HIN
 # -- resolution -----------------------------------------------------------------------------
 
 
-def _resolve(path: str) -> tuple[list[tuple[str, int]], str, int]:
-    """(folder path, O_PATH fd) from / down to the file's folder, its name, an O_RDONLY fd."""
+def _resolve(path: str, folder: bool = False) -> tuple[list[tuple[str, int]], str, int]:
+    """(folder path, O_PATH fd) from / down to the file's folder, its name, an O_RDONLY fd
+    (``folder``: the path leads to a folder; an O_PATH fd on it)."""
     parts = deque(p for p in path.split("/") if p not in ("", "."))
     stack: list[tuple[str, int]] = [("/", os.open("/", _O_PATH_DIR))]
     links = 0
@@ -152,6 +170,13 @@ def _resolve(path: str) -> tuple[list[tuple[str, int]], str, int]:
                 except OSError as e:
                     raise CheckError(_reason(e)) from None
                 continue
+            if folder:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise CheckError("not a folder")
+                try:
+                    return stack, name, os.open(name, _O_PATH_DIR, dir_fd=dfd)
+                except OSError as e:
+                    raise CheckError(_reason(e)) from None
             return stack, name, _open_file(name, dfd)
         raise CheckError("is a directory")
     except BaseException:

@@ -79,6 +79,10 @@ class ProbeOptions:
     root_fd: int | None = None
     # The service's sandbox (a unit or a seccomp profile): adds the as-configured scenario.
     sandbox: Sandbox | None = None
+    # The unit's OPENSSL_CONF, vetted by the caller (app.sandbox.vet_openssl_conf): the
+    # as-configured children load it; or why it was refused (that scenario is then skipped).
+    openssl_conf: str | None = None
+    openssl_conf_refused: str | None = None
     # Where a scenario fails, measure each trigger in its own child (docs/probe.md).
     triggers: bool = True
     # The daemon that uses the jail, "NAME" or "NAME:MODE" (report.daemons): the prediction

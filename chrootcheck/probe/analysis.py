@@ -333,6 +333,19 @@ def prediction(
             "calls RAND_poll; new threads, forks, RAND_seed and many draws all hold"
             + (", measured)." if any(r.triggers for r in results) else ").")
         )
+        killed = sorted(
+            {
+                t.trigger
+                for r in results
+                for t in r.triggers
+                if t.summary.startswith(trigger_table.KILLED)
+            }
+        )
+        if killed:
+            text += (
+                f" But the service's own sandbox kills it at {', '.join(killed)} (SIGSYS, "
+                "measured): not OpenSSL, the filter."
+            )
         if blind:
             text += (
                 " An application that calls RAND_poll inside this jail gets no fresh entropy, "

@@ -17,10 +17,11 @@ is imported at the top of this file.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 
 from chrootcheck.openssl.library import Libcrypto, load_checked
-from chrootcheck.openssl.rand import Rand, for_library, init_crypto
+from chrootcheck.openssl.rand import Rand, for_library, init_crypto, load_config
 from chrootcheck.openssl.results import Step
 from chrootcheck.openssl.trust import CheckedLibrary
 from chrootcheck.probe import isolated, sandbox, triggers
@@ -78,6 +79,23 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
     if scenario.skip:
         out.send(Skip(scenario.skip))
         return
+    if scenario.private_devices or scenario.mounts or scenario.deny_devices:
+        # The unit's own mounts over the jail, in this child's private mount namespace, as
+        # systemd sets them up before the service starts.
+        try:
+            if jail_fd is None:
+                jail_fd = os.open(spec.jail, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                jail_fd = _in_this_namespace(jail_fd)
+            jail_fd = sandbox.build_namespace(
+                jail_fd, scenario.private_devices, scenario.mounts, scenario.sources_root
+            )
+        except sandbox.Unstartable as e:
+            out.send(Skip(str(e)))
+            return
+        except OSError as e:
+            out.send(Skip(f"cannot set up the unit's mounts: {e.strerror or e}"))
+            return
     try:
         if scenario.uname26:
             sandbox.set_uname26()
@@ -89,8 +107,14 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
         out.send(Skip(f"cannot set up the scenario: {e.strerror}"))
         return
 
+    if scenario.openssl_conf:
+        os.environ["OPENSSL_CONF"] = scenario.openssl_conf  # the unit's (vetted by the scan)
     rand = for_library(lc)
     steps = [init_crypto(lc)]
+    if scenario.openssl_conf:
+        # The library may be initialised already (Python's ssl module shares the system's):
+        # its modules loaded now, before the chroot, as the daemon's start loads them.
+        steps.append(load_config(lc, scenario.openssl_conf))
     if scenario.close_devices:
         if rand.keep_devices_open(False):
             steps.append(Step("RAND_keep_random_devices_open(0)", True))
@@ -134,6 +158,18 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
         steps = _cycle_steps(rand, inside=True)
         out.send(CycleRun(i, True, rand.state(), tuple(steps)))
     out.send(Done())
+
+
+def _in_this_namespace(fd: int) -> int:
+    """The scan's descriptor on the jail was opened in the parent's mount namespace: a mount
+    on it (or under a chroot into it) would fail with EINVAL here. The same folder, opened in
+    this child's namespace and checked by identity (a path swapped meanwhile is refused)."""
+    new = os.open(os.readlink(f"/proc/self/fd/{fd}"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    a, b = os.fstat(fd), os.fstat(new)
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        os.close(new)
+        raise OSError(errno.ESTALE, "the jail's folder changed while the probe started")
+    return new
 
 
 def _cycle_steps(rand: Rand, inside: bool) -> list[Step]:

@@ -227,7 +227,10 @@ def _predict(
     general = prediction(results, settings, series)
     if daemon is None:
         return general
-    said = daemon_prediction(results, daemon[0], daemon[1], where)
+    # The service's real sandbox, measured, comes first: its trigger table is the one that
+    # counts for this service; the what-ifs follow.
+    ordered = sorted(results, key=lambda r: r.name != AS_CONFIGURED or r.verdict is Verdict.SKIPPED)
+    said = daemon_prediction(ordered, daemon[0], daemon[1], where)
     return said or general
 
 
@@ -294,7 +297,11 @@ def _isolated_user(
 
 
 def _scenarios(options: ProbeOptions) -> list[Scenario]:
-    extra = [as_configured(options.sandbox)] if options.sandbox is not None else []
+    extra = (
+        [as_configured(options.sandbox, options.openssl_conf, options.openssl_conf_refused)]
+        if options.sandbox is not None
+        else []
+    )
     if options.scenarios is None:
         return [*SCENARIOS, *extra]
     unknown = [n for n in options.scenarios if n not in NAMES]

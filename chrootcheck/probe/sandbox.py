@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import errno as errno_mod
 import os
+import posixpath
+import stat
+from collections.abc import Sequence
 
-from chrootcheck.sandbox.model import ALLOW, COMPARE_OPS, SeccompFilter
+from chrootcheck.jail import fs as jailfs
+from chrootcheck.sandbox.model import ALLOW, COMPARE_OPS, Mount, SeccompFilter, libseccomp_arch
 from chrootcheck.system import libc
 
 
@@ -88,13 +92,15 @@ def enter_jail(
 # What the probe child itself calls after the filter is in place and OpenSSL never does: the
 # chroot and privilege drop a service's manager makes before its filter (systemd applies
 # RootDirectory= and User= first), the bind mounts of a device policy, the pipe to the parent,
-# and the Python runtime's memory and signal calls. Allowed whatever the sandbox says, so the
-# measured verdict is about OpenSSL's calls only.
+# the Python runtime's memory and signal calls, and the trigger children's own bookkeeping
+# (the fork trigger checks its parent and reaps its child). Allowed whatever the sandbox says,
+# so the measured verdict is about OpenSSL's calls: the threads and forks themselves (clone,
+# clone3) are the service's, and stay under its filter.
 HARNESS_CALLS = frozenset(
     """chroot chdir fchdir mount setgroups setgid setuid setresuid setresgid setfsuid setfsgid
     capget capset prctl write exit exit_group rt_sigreturn rt_sigaction rt_sigprocmask
     sigaltstack mmap munmap mprotect mremap brk madvise futex getuid geteuid getgid getegid
-    gettid statfs fstatfs""".split()
+    gettid statfs fstatfs getppid wait4""".split()
 )
 
 
@@ -112,7 +118,12 @@ def apply_filter(flt: SeccompFilter) -> None:
     ]
     if flt.default.kind != "allow":
         rules += [(name, ALLOW.value, []) for name in sorted(HARNESS_CALLS)]
-    libc.load_seccomp_rules(flt.default.value, rules)
+    # The architectures whose calls the rules meet (a name libseccomp here does not know is
+    # left out, as systemd and runc do); the others get bad_arch (systemd: kill).
+    tokens = [libc.arch_token(libseccomp_arch(a)) for a in flt.architectures]
+    arches = list(dict.fromkeys(t for t in tokens if t is not None))
+    bad = flt.bad_arch.value if flt.bad_arch is not None else None
+    libc.load_seccomp_rules(flt.default.value, rules, arches, bad)
 
 
 # statvfs flags -> the mount flags a bind remount must repeat (a user namespace may not
@@ -140,3 +151,242 @@ def deny_devices(paths: tuple[str, ...]) -> list[str]:
         libc.mount(path, path, flags, what=f"remount {path} nodev")
         done.append(path)
     return done
+
+
+# --- the unit's own mount namespace: PrivateDevices=, BindPaths=, TemporaryFileSystem= ------
+# Built in the child's private mount namespace (enter_namespaces made it MS_PRIVATE first),
+# before the chroot, as systemd builds it before it starts the service. Nothing is ever
+# created or changed in the jail itself: a mount point the jail lacks is made in a "shadow" of
+# its folder (a tmpfs mounted over that folder in this namespace, every entry of the folder
+# bound back into it), never on disk. Every mount dies with the child.
+
+# What systemd's PrivateDevices=yes puts in the service's /dev (and nothing else of the
+# host's): name, major, minor.
+PRIVATE_NODES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+_PRIVATE_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+)
+# A folder with more entries than this is not shadowed (one bind mount per entry).
+SHADOW_CAP = 4096
+
+
+class Unstartable(Exception):
+    """The unit would not start (systemd refuses it): told as the scenario's verdict."""
+
+
+def build_namespace(
+    root_fd: int,
+    private_devices: bool,
+    mounts: Sequence[Mount],
+    sources_root: str,
+) -> int:
+    """The unit's mounts over the jail whose root is ``root_fd``, in order of depth (parents
+    first, as systemd sorts them): PrivateDevices= on /dev, then BindPaths=,
+    BindReadOnlyPaths= and TemporaryFileSystem=. Targets are resolved inside the jail
+    (jail.fs: symlinks never lead out); sources on the host, or inside ``sources_root``
+    (--root). Returns the descriptor to chroot into: a new one when the jail's root folder
+    itself had to be shadowed. OSError when a mount fails; Unstartable for a missing source
+    without "-"."""
+    root = os.dup(root_fd)
+    todo: list[tuple[str, Mount | None]] = [("/dev", None)] if private_devices else []
+    todo += [(posixpath.normpath("/" + m.target.lstrip("/")), m) for m in mounts]
+    todo.sort(key=lambda t: 0 if t[0] == "/" else t[0].count("/"))
+    for target, m in todo:
+        if m is None:
+            root = _private_dev(root)
+            continue
+        tree = _source(m, sources_root)
+        if tree is None:
+            continue  # "-": a missing source is ignored
+        try:
+            is_dir = m.source is None or stat.S_ISDIR(os.fstat(tree).st_mode)
+            where, root = _mountpoint(root, target, is_dir)
+            try:
+                libc.move_mount(
+                    tree,
+                    "",
+                    where,
+                    "",
+                    libc.MOVE_MOUNT_F_EMPTY_PATH | libc.MOVE_MOUNT_T_EMPTY_PATH,
+                    what=f"mount on {target}",
+                )
+            finally:
+                os.close(where)
+        finally:
+            os.close(tree)
+    return root
+
+
+def _source(m: Mount, sources_root: str) -> int | None:
+    """A detached mount for ``m``: a clone of its source's tree, or a new tmpfs."""
+    if m.source is None:
+        return libc.new_tmpfs({"mode": "755"}, libc.MOUNT_ATTR_RDONLY if m.read_only else 0)
+    top = os.open(sources_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with jailfs.resolve(top, m.source) as res:
+            if not res.found or res.fd is None:
+                if m.optional:
+                    return None
+                raise Unstartable(
+                    f"the unit does not start: the source of its bind mount {m.source} is "
+                    f"missing ({os.strerror(res.error or errno_mod.ENOENT)}) and has no '-'"
+                )
+            tree = libc.open_tree(
+                res.fd,
+                "",
+                libc.OPEN_TREE_CLONE | libc.AT_EMPTY_PATH | libc.AT_RECURSIVE,
+                what=f"bind {m.source}",
+            )
+    finally:
+        os.close(top)
+    if m.read_only:
+        try:
+            libc.set_read_only(tree, what=f"bind {m.source} read-only")
+        except OSError:
+            os.close(tree)
+            raise
+    return tree
+
+
+def _mountpoint(root: int, target: str, directory: bool) -> tuple[int, int]:
+    """An O_PATH descriptor on ``target`` inside the jail, and the (maybe new) root. A target
+    the jail lacks is made, with the folders above it it lacks, in a shadow of the deepest
+    folder it has: systemd would create them on disk."""
+    with jailfs.resolve(root, target) as res:
+        if res.found and res.fd is not None:
+            return os.dup(res.fd), root
+        err = res.error
+    if err != errno_mod.ENOENT:
+        raise OSError(err or errno_mod.EIO, f"{target}: {os.strerror(err or errno_mod.EIO)}")
+    missing: list[str] = []
+    parent = target
+    while True:
+        parent, name = posixpath.split(parent)
+        missing.insert(0, name)
+        with jailfs.resolve(root, parent) as up:
+            if up.found and up.fd is not None and up.stat is not None:
+                if not stat.S_ISDIR(up.stat.st_mode):
+                    raise OSError(errno_mod.ENOTDIR, f"{target}: {up.path} is not a folder")
+                shadow = _shadow(up.fd)
+                if up.path == "/":  # the jail's root folder itself: chroot into its shadow
+                    os.close(root)
+                    root = os.dup(shadow)
+                break
+            if up.error != errno_mod.ENOENT or parent == "/":
+                why = os.strerror(up.error or errno_mod.EIO)
+                raise OSError(up.error or errno_mod.EIO, f"{target}: {parent}: {why}")
+    try:
+        here = shadow
+        for name in missing[:-1]:  # the folders it lacks, made in our tmpfs
+            os.mkdir(name, 0o755, dir_fd=here)
+            nxt = os.open(
+                name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=here
+            )
+            if here != shadow:
+                os.close(here)
+            here = nxt
+        name = missing[-1]
+        if directory:
+            os.mkdir(name, 0o755, dir_fd=here)
+        else:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644, dir_fd=here))
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=here)
+        if here != shadow:
+            os.close(here)
+    finally:
+        os.close(shadow)
+    return fd, root
+
+
+def _shadow(dir_fd: int) -> int:
+    """A tmpfs over the folder ``dir_fd`` in this mount namespace, holding every entry of the
+    folder again (folders and files bound back from it, symlinks copied), so that new names
+    can be added without touching the folder. Returns a descriptor on the tmpfs's root."""
+    st = os.fstat(dir_fd)
+    listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        names = os.listdir(listing)
+        if len(names) > SHADOW_CAP:
+            raise OSError(errno_mod.E2BIG, f"more than {SHADOW_CAP} entries to shadow")
+        options = {"mode": f"{st.st_mode & 0o7777:o}", "uid": str(st.st_uid), "gid": str(st.st_gid)}
+        try:
+            shadow = libc.new_tmpfs(options, 0, what="shadow")
+        except OSError:  # a user namespace that does not map the folder's owner
+            shadow = libc.new_tmpfs({"mode": options["mode"]}, 0, what="shadow")
+        try:
+            flags = libc.MOVE_MOUNT_F_EMPTY_PATH | libc.MOVE_MOUNT_T_EMPTY_PATH
+            libc.move_mount(shadow, "", dir_fd, "", flags, what="shadow")
+            for name in names:
+                _shadow_entry(listing, shadow, name)
+        except BaseException:
+            os.close(shadow)
+            raise
+        return shadow
+    finally:
+        os.close(listing)
+
+
+def _shadow_entry(listing: int, shadow: int, name: str) -> None:
+    st = os.lstat(name, dir_fd=listing)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=listing), name, dir_fd=shadow)
+        return
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(name, 0o755, dir_fd=shadow)
+    else:  # a file, FIFO, socket or node: bound, never opened
+        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600, dir_fd=shadow))
+    flags = libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE | libc.AT_SYMLINK_NOFOLLOW
+    tree = libc.open_tree(listing, name, flags, what=f"shadow {name}")
+    try:
+        libc.move_mount(tree, "", shadow, name, libc.MOVE_MOUNT_F_EMPTY_PATH, what=f"shadow {name}")
+    finally:
+        os.close(tree)
+
+
+def _private_dev(root: int) -> int:
+    """PrivateDevices=yes: a new tmpfs on the jail's /dev holding only PRIVATE_NODES (made
+    with mknod, or bound from the host's /dev where mknod is not allowed: a user namespace)."""
+    where, root = _mountpoint(root, "/dev", True)
+    try:
+        dev = libc.new_tmpfs(
+            {"mode": "755"}, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC, what="/dev"
+        )
+        try:
+            flags = libc.MOVE_MOUNT_F_EMPTY_PATH | libc.MOVE_MOUNT_T_EMPTY_PATH
+            libc.move_mount(dev, "", where, "", flags, what="PrivateDevices /dev")
+            for name, major, minor in PRIVATE_NODES:
+                _node(dev, name, major, minor)
+            for name, target in _PRIVATE_LINKS:
+                os.symlink(target, name, dir_fd=dev)
+            os.mkdir("shm", 0o1777, dir_fd=dev)
+            os.chmod("shm", 0o1777, dir_fd=dev)
+        finally:
+            os.close(dev)
+    finally:
+        os.close(where)
+    return root
+
+
+def _node(dev: int, name: str, major: int, minor: int) -> None:
+    try:
+        os.mknod(name, stat.S_IFCHR | 0o666, os.makedev(major, minor), dir_fd=dev)
+        os.chmod(name, 0o666, dir_fd=dev)
+        return
+    except PermissionError:
+        pass
+    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666, dir_fd=dev))
+    tree = libc.open_tree(-100, f"/dev/{name}", libc.OPEN_TREE_CLONE, what=f"/dev/{name}")
+    try:
+        libc.move_mount(tree, "", dev, name, libc.MOVE_MOUNT_F_EMPTY_PATH, what=f"/dev/{name}")
+    finally:
+        os.close(tree)

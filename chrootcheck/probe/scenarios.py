@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chrootcheck.sandbox.model import Sandbox, SeccompFilter
+    from chrootcheck.sandbox.model import Mount, Sandbox, SeccompFilter
 
 AS_CONFIGURED = "as-configured"
 
@@ -22,6 +22,12 @@ class Scenario:
     # policy denies (opened, they fail as under systemd's device cgroup)
     seccomp: SeccompFilter | None = None
     deny_devices: tuple[str, ...] = ()
+    # the unit's own mount namespace over the jail (its RootDirectory=): PrivateDevices=yes,
+    # BindPaths=, BindReadOnlyPaths=, TemporaryFileSystem= (sources inside ``sources_root``)
+    private_devices: bool = False
+    mounts: tuple[Mount, ...] = ()
+    sources_root: str = "/"
+    openssl_conf: str | None = None  # the unit's, vetted: loaded by the child before the chroot
     source: str = ""  # the unit or profile it comes from
     skip: str = ""  # why this scenario cannot be reproduced here (told as its verdict)
 
@@ -53,9 +59,12 @@ BY_NAME = {s.name: s for s in SCENARIOS}
 NAMES = (*BY_NAME, AS_CONFIGURED)
 
 
-def as_configured(sandbox: Sandbox) -> Scenario:
+def as_configured(
+    sandbox: Sandbox, openssl_conf: str | None = None, refused: str | None = None
+) -> Scenario:
     """The service's real sandbox: its filter with the same rules and actions, kill included,
-    and its device policy over the jail's random devices."""
+    its device policy over the jail's random devices, and, for a unit whose RootDirectory= is
+    the jail, its own mounts over the jail (PrivateDevices=, BindPaths=, TemporaryFileSystem=)."""
     from chrootcheck.report.devices import ENTROPY_DEVICES
 
     deny = tuple(
@@ -63,19 +72,44 @@ def as_configured(sandbox: Sandbox) -> Scenario:
         for d in ENTROPY_DEVICES
         if sandbox.devices is not None and not sandbox.devices.may_read(d.path, d.major, d.minor)
     )
+    own_root = sandbox.own_root()
+    private = own_root and sandbox.provides_devices()
+    mounts = sandbox.mounts if own_root else ()
+    parts = ["its seccomp filter"]
+    if deny:
+        parts.append(f"its device policy denying {', '.join(deny)}")
+    if private:
+        parts.append("PrivateDevices=yes (its own /dev in the jail)")
+    if mounts:
+        parts.append("its mounts in the jail (" + ", ".join(m.target for m in mounts) + ")")
+    if openssl_conf:
+        parts.append(f"its OPENSSL_CONF={openssl_conf}")
+    elif sandbox.openssl_conf and not refused:
+        parts.append(
+            f"not its OPENSSL_CONF={sandbox.openssl_conf}: inside --root {sandbox.tree_root}, "
+            "another system's config (its engines and providers name that system's files) is "
+            "not loaded"
+        )
+    if not own_root and (sandbox.provides_devices() or sandbox.mounts):
+        parts.append(
+            "not its PrivateDevices=/mounts: without RootDirectory= or RootImage= they change "
+            "the host's tree, not this jail"
+        )
     return Scenario(
         AS_CONFIGURED,
-        f"the sandbox of {sandbox.source} ({sandbox.kind}): its seccomp filter"
-        + (f", its device policy denying {', '.join(deny)}" if deny else "")
+        f"the sandbox of {sandbox.source} ({sandbox.kind}): "
+        + ", ".join(parts)
         + ", as configured",
         seccomp=sandbox.seccomp,
         deny_devices=deny,
+        private_devices=private,
+        mounts=mounts,
+        sources_root=sandbox.tree_root,
+        openssl_conf=openssl_conf,
         source=sandbox.source,
-        skip="PrivateDevices=yes: systemd gives the service its own /dev, which the probe "
-        "does not reproduce (the static checks count the devices as provided)"
-        if sandbox.provides_devices()
-        else "",
+        skip=refused or "",
     )
+
 
 # The triggers run in their own children inside a failing scenario's jail (probe.triggers).
 THREADS = "threads"

@@ -22,6 +22,13 @@ WHAT = {
     triggers.DRAWS: "many draws from one thread (the public DRBG's request counter)",
 }
 ORDER = ("time", *triggers.TRIGGERS)
+KILLED = "killed by the sandbox's seccomp filter (SIGSYS)"
+_DOES = {
+    triggers.THREADS: "the service cannot make a new thread under it",
+    triggers.RAND_SEED: "at RAND_seed or the draw after it",
+    triggers.FORK: "the service cannot fork under it",
+    triggers.DRAWS: "at a draw",
+}
 
 LEGACY_NOTE = (
     "no DRBG (md_rand): seeded once before the chroot, never reseeded from the OS unless the "
@@ -66,6 +73,10 @@ def from_outcome(
 ) -> TriggerResult:
     what = WHAT[name]
     run = next((e for e in events if isinstance(e, TriggerRun)), None)
+    if run is None and signal == "SIGSYS":
+        # Only the as-configured scenario's filter kills: the service's own sandbox stops it
+        # at what the trigger does (a thread or a fork it may not make), OpenSSL aside.
+        return TriggerResult(name, what, None, summary=f"{KILLED} ({_DOES[name]})")
     if run is None:
         failed = next((e for e in events if isinstance(e, Failed)), None)
         why = (

@@ -562,6 +562,17 @@ SANDBOX_UNKNOWN_NAME = Check(
     stage=Stage.SANDBOX,
 )
 
+SANDBOX_BIND_SOURCE_MISSING = Check(
+    "CC406",
+    "sandbox-bind-source-missing",
+    Severity.ERROR,
+    "a BindPaths=/BindReadOnlyPaths= source is missing: the unit does not start",
+    "systemd refuses to start a service whose bind mount source does not exist, unless the "
+    "entry starts with '-'.",
+    "Create the source, fix the path, or prefix the entry with '-' if it is optional.",
+    stage=Stage.SANDBOX,
+)
+
 
 # --- the whole catalogue ------------------------------------------------------------------
 

@@ -87,6 +87,16 @@ def findings(sandbox: Sandbox, prior: Sequence[Finding]) -> list[Finding]:
                 "random and urandom",
             )
         )
+    for source in sandbox.missing_sources:
+        out.append(
+            catalogue.SANDBOX_BIND_SOURCE_MISSING.finding(
+                where,
+                f"{where}: the bind mount source {source} does not exist"
+                + ("" if sandbox.tree_root in ("", "/") else f" inside {sandbox.tree_root}")
+                + ": systemd refuses to start the unit",
+                source=source,
+            )
+        )
     for name in sandbox.unknown:
         out.append(catalogue.SANDBOX_UNKNOWN_NAME.finding(where, name))
     return out

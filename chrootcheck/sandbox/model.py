@@ -125,6 +125,9 @@ class SeccompFilter:
     default: Action
     rules: tuple[Rule, ...] = ()
     architectures: tuple[str, ...] = ()  # as the source names them; () = native only
+    # the action on a call of an architecture not listed (None: libseccomp's, kill the thread);
+    # systemd's SystemCallArchitectures= kills the process
+    bad_arch: Action | None = None
 
     def outcome(self, name: str, args: tuple[int, ...] = ()) -> Outcome:
         """The action for ``name`` called with ``args`` (missing arguments count as 0). As
@@ -136,6 +139,29 @@ class SeccompFilter:
             return Outcome(self.default, conditional)
         best = min(matching, key=lambda r: _restrictiveness(r.action))
         return Outcome(best.action, conditional, best)
+
+
+# systemd's and OCI's names for architectures, by libseccomp's (seccomp_arch_resolve_name).
+_ARCH_NAMES = {
+    "x86-64": "x86_64",
+    "arm64": "aarch64",
+    "ppc64-le": "ppc64le",
+    "mips-le": "mipsel",
+    "mips64-le": "mipsel64",
+    "mips64-n32": "mips64n32",
+    "mips64-le-n32": "mipsel64n32",
+}
+# What systemd adds to a filter besides the native architecture when SystemCallArchitectures=
+# is not set (seccomp_add_secondary_archs), so that their calls meet the same rules.
+SECONDARY_ARCHES = {"x86_64": ("x86", "x32"), "aarch64": ("arm",)}
+
+
+def libseccomp_arch(name: str) -> str:
+    """libseccomp's name for an architecture as a unit ("x86-64", "native") or an OCI profile
+    ("SCMP_ARCH_X86_64") names it."""
+    if name.startswith("SCMP_ARCH_"):
+        return name.removeprefix("SCMP_ARCH_").lower()
+    return _ARCH_NAMES.get(name, name)
 
 
 def _restrictiveness(action: Action) -> int:
@@ -183,6 +209,13 @@ class Mount:
     optional: bool = False  # "-": a missing source is ignored
 
 
+# What to do with a unit's RootImage=, which chrootcheck does not open.
+ROOT_IMAGE_ADVICE = (
+    "mount it read-only (systemd-dissect --mount --read-only IMAGE DIR, or mount -o ro,loop) "
+    "and give DIR as the JAIL: chrootcheck scan --unit UNIT DIR"
+)
+
+
 @dataclass(frozen=True)
 class Sandbox:
     """The sandbox of one service: where it comes from and what it does to OpenSSL's calls."""
@@ -197,6 +230,10 @@ class Sandbox:
     dynamic_user: bool = False
     mounts: tuple[Mount, ...] = ()
     openssl_conf: str | None = None  # OPENSSL_CONF from Environment=/EnvironmentFile=
+    tree_root: str = "/"  # where its paths are (--root): the mounts' sources, OPENSSL_CONF
+    # BindPaths=/BindReadOnlyPaths= sources without "-" that are not there: systemd refuses
+    # to start the unit (filled by the caller, which reads the tree)
+    missing_sources: tuple[str, ...] = ()
     files: tuple[str, ...] = ()  # the files read, in the order they apply
     # Names the sandbox lists that this machine does not know (unknown system calls and
     # @groups): each one a line for the report.
@@ -206,8 +243,14 @@ class Sandbox:
     def outcome(self, name: str, args: tuple[int, ...] = ()) -> Outcome:
         return (self.seccomp or SeccompFilter(ALLOW)).outcome(name, args)
 
+    def own_root(self) -> bool:
+        """The service runs in its own root (RootDirectory= or RootImage=): the jail scanned
+        under it is that root, and its PrivateDevices= and mounts are made there."""
+        return self.root_directory is not None or self.root_image is not None
+
     def provides_devices(self) -> bool:
-        """PrivateDevices=yes: systemd mounts its own /dev with random and urandom."""
+        """PrivateDevices=yes: systemd mounts its own /dev with random and urandom (in the
+        jail only when the jail is the unit's RootDirectory=: see ``scenarios.as_configured``)."""
         return self.devices is not None and self.devices.private
 
     def brings_device(self, path: str) -> bool:

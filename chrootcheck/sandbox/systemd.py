@@ -25,6 +25,7 @@ from chrootcheck.report.errors import ToolError
 from chrootcheck.sandbox.model import (
     ALLOW,
     KILL,
+    SECONDARY_ARCHES,
     Action,
     DevicePolicy,
     Mount,
@@ -242,14 +243,27 @@ def parse_unit(files: Sequence[tuple[str, str]], reader: UnitReader | None = Non
     seccomp = flt.build(errno_action)
     if errno_action is not KILL and seccomp is None:
         notes.append("SystemCallErrorNumber= without SystemCallFilter= filters nothing")
+    arches = list(dict.fromkeys(arches))
+    if arches:
+        notes.append(
+            f"SystemCallArchitectures={' '.join(arches)}: a system call of any other "
+            "architecture kills the service (SIGSYS), as the as-configured filter does"
+        )
+    filtered = None
+    if seccomp is not None:
+        # systemd filters the secondary architectures' calls with the same rules
+        listed = arches or ["native", *SECONDARY_ARCHES.get(os.uname().machine, ())]
+        filtered = SeccompFilter(
+            seccomp.default, seccomp.rules, tuple(listed), KILL if arches else None
+        )
+    elif arches:  # an architecture filter alone: every call of the listed ones allowed
+        filtered = SeccompFilter(ALLOW, (), tuple(arches), KILL)
     if unknown:
         notes.append("left out, as systemd does: " + "; ".join(unknown))
     return Sandbox(
         source=files[0][0] if files else "",
         kind="systemd unit",
-        seccomp=None
-        if seccomp is None
-        else SeccompFilter(seccomp.default, seccomp.rules, tuple(arches)),
+        seccomp=filtered,
         devices=DevicePolicy(policy, tuple(allow), private),
         root_directory=single.get("RootDirectory") or None,
         root_image=single.get("RootImage") or None,

@@ -104,6 +104,23 @@ int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
 int seccomp_load(scmp_filter_ctx ctx);
 void seccomp_release(scmp_filter_ctx ctx);
 int seccomp_syscall_resolve_name(const char *name);
+/* Architectures: tokens are AUDIT_ARCH_* values; 0 for a name libseccomp does not know. */
+uint32_t seccomp_arch_resolve_name(const char *arch_name);
+uint32_t seccomp_arch_native(void);
+int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
+int seccomp_arch_remove(scmp_filter_ctx ctx, uint32_t arch_token);
+int seccomp_arch_exist(const scmp_filter_ctx ctx, uint32_t arch_token);
+/* enum scmp_filter_attr is an int-sized enum. */
+int seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
+"""
+
+# --- which declarations a built module holds -----------------------------------------------
+# Raised whenever the declarations above change: an out-of-line module built from older ones
+# (a tree not rebuilt after a merge) is then ignored and the declarations parsed instead,
+# rather than failing on the first missing function.
+DECLARATIONS_VERSION = 2
+VERSION_H = f"""
+#define CHROOTCHECK_LIBC_DECLARATIONS {DECLARATIONS_VERSION}
 """
 
 # Constants: macros in the headers, so invisible to ABI mode.
@@ -141,6 +158,27 @@ MS_RDONLY = 0x1
 MS_REMOUNT = 0x20
 SCMP_ACT_ALLOW = 0x7FFF0000
 
+# The new mount API (linux/mount.h, Linux 5.2+; the same numbers on every architecture but
+# alpha): a mount built and filled through descriptors, attached where a descriptor points.
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
+SYS_MOUNT_SETATTR = 442
+OPEN_TREE_CLONE = 0x1
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
 
 def scmp_act_errno(errno: int) -> int:
     """SCMP_ACT_ERRNO(x): the syscall returns -1 with errno x."""
@@ -149,7 +187,7 @@ def scmp_act_errno(errno: int) -> int:
 
 # Every declaration, in order (build_cffi.py reads this module by path: it imports nothing of ours).
 DECLARATIONS = "".join(
-    (SCHED_H, PERSONALITY_H, VARIADIC_H, MOUNT_H, STDIO_H, REPLAY_H, FILTER_H, SECCOMP_H)
+    (SCHED_H, PERSONALITY_H, VARIADIC_H, MOUNT_H, STDIO_H, REPLAY_H, FILTER_H, SECCOMP_H, VERSION_H)
 )
 
 
@@ -160,13 +198,16 @@ def ffi() -> Any:
     parsed here (a source tree never built)."""
     try:
         from chrootcheck.system._libc_cffi import ffi as built  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        from cffi import FFI  # type: ignore[import-untyped, unused-ignore]
 
-        f = FFI()
-        f.cdef(DECLARATIONS)
-        return f
-    return built
+        if getattr(built.dlopen(None), "CHROOTCHECK_LIBC_DECLARATIONS", 0) == DECLARATIONS_VERSION:
+            return built
+    except ImportError:
+        pass
+    from cffi import FFI  # type: ignore[import-untyped, unused-ignore]
+
+    f = FFI()
+    f.cdef(DECLARATIONS)
+    return f
 
 
 @functools.cache
@@ -262,6 +303,57 @@ def umount2(target: str | bytes, flags: int, what: str = "umount") -> None:
     check(int(libc().umount2(os.fsencode(target), flags)), what)
 
 
+def _sys(number: int, *args: Any, what: str) -> int:
+    """syscall(2) with typed arguments (ints become longs; str/bytes become C strings)."""
+    f = ffi()
+    keep = []
+    typed = []
+    for a in args:
+        if isinstance(a, (str, bytes)):
+            buf = f.new("char[]", os.fsencode(a))
+            keep.append(buf)
+            typed.append(f.cast("char *", buf))
+        elif a is None:
+            typed.append(f.cast("void *", 0))
+        elif isinstance(a, int):
+            typed.append(f.cast("long", a))
+        else:
+            typed.append(f.cast("void *", a))
+    rc = int(libc().syscall(f.cast("long", number), *typed))
+    del keep
+    return check(rc, what)
+
+
+def open_tree(dir_fd: int, path: str, flags: int, what: str = "open_tree") -> int:
+    """A descriptor on a copy of the mount tree at ``path`` (OPEN_TREE_CLONE: detached)."""
+    return _sys(SYS_OPEN_TREE, dir_fd, path, flags | os.O_CLOEXEC, what=what)
+
+
+def move_mount(
+    from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int, what: str = "move_mount"
+) -> None:
+    _sys(SYS_MOVE_MOUNT, from_fd, from_path, to_fd, to_path, flags, what=what)
+
+
+def new_tmpfs(options: Mapping[str, str], attrs: int, what: str = "tmpfs") -> int:
+    """A new, detached tmpfs (fsopen, fsconfig, fsmount): a descriptor on its root."""
+    fs = _sys(SYS_FSOPEN, "tmpfs", 1, what=f"fsopen({what})")  # FSOPEN_CLOEXEC
+    try:
+        for key, value in options.items():
+            _sys(SYS_FSCONFIG, fs, FSCONFIG_SET_STRING, key, value, 0, what=f"{what}: {key}")
+        _sys(SYS_FSCONFIG, fs, FSCONFIG_CMD_CREATE, None, None, 0, what=f"{what}: create")
+        return _sys(SYS_FSMOUNT, fs, 1, attrs, what=f"fsmount({what})")  # FSMOUNT_CLOEXEC
+    finally:
+        os.close(fs)
+
+
+def set_read_only(tree_fd: int, what: str = "mount_setattr") -> None:
+    """Every mount of the detached tree ``tree_fd`` read-only (mount_setattr, Linux 5.12+)."""
+    f = ffi()
+    attr = f.new("uint64_t[4]", [MOUNT_ATTR_RDONLY, 0, 0, 0])  # struct mount_attr
+    _sys(SYS_MOUNT_SETATTR, tree_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, attr, 32, what=what)
+
+
 def renameat2(
     src_dir: int, src: str | bytes, dst_dir: int, dst: str | bytes, flags: int, what: str = "rename"
 ) -> None:
@@ -269,15 +361,36 @@ def renameat2(
     check(int(rc), what)
 
 
+SCMP_FLTATR_ACT_BADARCH = 2  # enum scmp_filter_attr (1 is the read-only ACT_DEFAULT)
+
+
+def arch_token(name: str) -> int | None:
+    """libseccomp's token for an architecture ("native", "x86_64", "x86", "x32", "aarch64"
+    ...); None for a name it does not know, or without libseccomp."""
+    lib = seccomp()
+    if lib is None:
+        return None
+    if name == "native":
+        return int(lib.seccomp_arch_native())
+    token = int(lib.seccomp_arch_resolve_name(name.encode()))
+    return token or None
+
+
 def load_seccomp_rules(
-    default: int, rules: Sequence[tuple[str, int, Sequence[tuple[int, int, int, int]]]]
+    default: int,
+    rules: Sequence[tuple[str, int, Sequence[tuple[int, int, int, int]]]],
+    arches: Sequence[int] = (),
+    bad_arch: int | None = None,
 ) -> None:
     """Install a seccomp filter: ``default`` for every system call the rules do not match;
     each rule is (name, action, comparisons), a comparison (argument index, scmp_compare
     operator, datum_a, datum_b), all of a rule's comparisons to hold. A name libseccomp does
     not know is OSError(ENOSYS) (the profile readers leave those out first, as runc does); a
     rule with the default's action is left out (it changes nothing, and libseccomp refuses
-    it). libseccomp's own failures carry its negative errno."""
+    it). libseccomp's own failures carry its negative errno. ``arches``: the architectures
+    (tokens, ``arch_token``) whose calls the rules filter (empty: the native one only, as
+    libseccomp starts); ``bad_arch``: the action on a call of any other architecture (None:
+    libseccomp's default, kill the thread)."""
     lib = seccomp()
     if lib is None:
         raise OSError(errno_mod.ENOSYS, "libseccomp.so.2 cannot be loaded")
@@ -286,6 +399,19 @@ def load_seccomp_rules(
     if ctx == f.NULL:
         raise OSError(errno_mod.ENOMEM, "seccomp_init failed")
     try:
+        if arches:
+            native = int(lib.seccomp_arch_native())
+            for token in arches:
+                if int(lib.seccomp_arch_exist(ctx, token)) != 0:  # -EEXIST: already there
+                    rc = int(lib.seccomp_arch_add(ctx, token))
+                    if rc < 0:
+                        raise OSError(-rc, f"seccomp_arch_add({token:#x}): {os.strerror(-rc)}")
+            if native not in arches:
+                lib.seccomp_arch_remove(ctx, native)
+        if bad_arch is not None:
+            rc = int(lib.seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, bad_arch))
+            if rc < 0:
+                raise OSError(-rc, f"seccomp_attr_set(ACT_BADARCH): {os.strerror(-rc)}")
         for name, action, comparisons in rules:
             nr = int(lib.seccomp_syscall_resolve_name(name.encode()))
             # -1 is __NR_SCMP_ERROR; other negative numbers are libseccomp's pseudo-syscalls
