@@ -393,6 +393,25 @@ def test_systemd_masked_unit_hides_vendor_unit(tmp_path: Path) -> None:
     assert discover(str(tmp_path)) == []
 
 
+def test_systemd_dropins_in_systemds_order_and_a_bad_file_noted(tmp_path: Path) -> None:
+    # discover reads a unit as the sandbox model does: prefix folders (tls-.service.d/) and
+    # service.d/ apply too, later file names win, and a file systemd would reject is noted.
+    write(tmp_path, "/lib/systemd/system/tls-a.service", "[Service]\nRootDirectory=/srv/a\n")
+    write(tmp_path, "/lib/systemd/system/tls-b.service", "[Service]\nRootDirectory=/srv/b\n")
+    write(tmp_path, "/etc/systemd/system/tls-.service.d/10-root.conf", "[Service]\nUser=tls\n")
+    write(tmp_path, "/etc/systemd/system/tls-a.service.d/20-x.conf", "[Service]\nUser=tlsa\n")
+    write(tmp_path, "/etc/systemd/system/tls-b.service.d/30-bad.conf", "PrivateDevices=yes\n")
+    jails, notes = discover_with_notes(str(tmp_path))
+    assert [(j.path, j.user, j.provides_devices) for j in jails] == [
+        ("/srv/a", "tlsa", False),
+        ("/srv/b", "tls", False),  # the bad drop-in is not applied
+    ]
+    assert [n.message for n in notes] == [
+        "/etc/systemd/system/tls-b.service.d/30-bad.conf:1: an assignment outside any "
+        "[section]: skipped"
+    ]
+
+
 # -- all together ------------------------------------------------------------------------------
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from chrootcheck.discover._common import Notes, Tree, under
+from chrootcheck.discover._common import Notes, Tree, TreeUnits, under
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.report.errors import ToolError
 from chrootcheck.sandbox import oci, systemd
@@ -16,20 +16,6 @@ from chrootcheck.sandbox.model import Sandbox
 
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import OpenSSLPaths
-
-
-@dataclass
-class TreeUnits:
-    """``systemd.UnitReader`` over a tree: every path resolved inside it (jail.fs)."""
-
-    tree: Tree
-    notes: Notes
-
-    def read_text(self, path: str) -> str | None:
-        return self.tree.read_text(path, self.notes)
-
-    def glob(self, pattern: str) -> list[str]:
-        return self.tree.glob(pattern, self.notes)
 
 
 def load_unit(unit: str, root: str = "/") -> tuple[Sandbox, Notes]:

@@ -298,3 +298,17 @@ def strip_hash_comment(line: str) -> str:
         elif c == "#":
             return line[:i]
     return line
+
+
+@dataclass
+class TreeUnits:
+    """``sandbox.systemd.UnitReader`` over a tree: every path resolved inside it (jail.fs)."""
+
+    tree: Tree
+    notes: Notes
+
+    def read_text(self, path: str) -> str | None:
+        return self.tree.read_text(path, self.notes)
+
+    def glob(self, pattern: str) -> list[str]:
+        return self.tree.glob(pattern, self.notes)

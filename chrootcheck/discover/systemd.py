@@ -5,31 +5,8 @@ from __future__ import annotations
 
 import os
 
-from chrootcheck.discover._common import DiscoveredJail, Notes, Tree
-from chrootcheck.sandbox.systemd import TRUE_WORDS, UNIT_DIRS
-
-
-def _entries(text: str) -> list[tuple[int, str, str, str]]:
-    """(line, section, key, value), continuation lines joined, comments dropped."""
-    out: list[tuple[int, str, str, str]] = []
-    section, buf, start = "", "", 0
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not buf:
-            start = n
-            if not line or line[0] in "#;":
-                continue
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        line, buf = buf + line, ""
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        key, sep, value = line.partition("=")
-        if sep:
-            out.append((start, section, key.strip(), value.strip()))
-    return out
+from chrootcheck.discover._common import DiscoveredJail, Notes, Tree, TreeUnits
+from chrootcheck.sandbox.systemd import TRUE_WORDS, UNIT_DIRS, UnitSyntaxError, entries, unit_files
 
 
 def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
@@ -46,23 +23,27 @@ def find(root: Tree, notes: Notes) -> list[DiscoveredJail]:
                 units[name] = path
     out: list[DiscoveredJail] = []
     for name, path in sorted(units.items()):
-        files = [path]
-        for d in UNIT_DIRS:
-            files += root.glob(f"{d}/{name}.d/*.conf", notes)
+        # The main file and its drop-ins in systemd's order, read as the sandbox reads them.
+        files = [path, *unit_files(name, TreeUnits(root, notes))[1:]]
         settings: dict[str, tuple[str, str, int]] = {}
         for f in files:
             text = root.read_text(f, notes)
             if text is None:
                 continue
-            for n, section, key, value in _entries(text):
-                if section == "Service" and key in (
+            try:
+                lines = entries(text, f)
+            except UnitSyntaxError as bad:
+                notes.add(f"{bad}: skipped")  # systemd would not load it either
+                continue
+            for e in lines:
+                if e.section == "Service" and e.key in (
                     "RootDirectory",
                     "User",
                     "PrivateDevices",
                     "DynamicUser",
                     "RootImage",
                 ):
-                    settings[key] = (value, f, n)  # the last assignment wins; "" resets
+                    settings[e.key] = (e.value, f, e.line)  # the last one wins; "" resets
         root_dir = settings.get("RootDirectory")
         if not root_dir or not root_dir[0]:
             if settings.get("RootImage", ("",))[0]:
