@@ -86,7 +86,9 @@ class LateLoads:
 
     def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[EntropyPolicy]:
         from chrootcheck.lateload.check import check_late_loads
+        from chrootcheck.report.daemons import lookup
 
+        profile = lookup(ctx.daemon) if ctx.daemon else None
         try:
             late = check_late_loads(
                 ctx.root_fd,
@@ -94,6 +96,10 @@ class LateLoads:
                 ctx.openssl_paths(),
                 ctx.env,
                 memo=self.memo,  # type: ignore[arg-type]
+                user=ctx.user,
+                engine_key=ctx.engine_key,
+                before_chroot=frozenset(profile[0].loads_before_chroot if profile else ()),
+                daemon=profile[0].name if profile else "",
             )
         except ToolError as e:
             # Only a library the user named makes this an error.
@@ -115,6 +121,46 @@ class SandboxStage:
 
         notes = tuple(Notice(NoticeKind.NOTE, self.stage, n) for n in self.sandbox.notes)
         return StageResult(tuple(findings(self.sandbox, prior)), notes)
+
+
+@dataclass(frozen=True)
+class LateLoadProbe:
+    """The daemon's engine key, loaded before the chroot and used inside the jail as the
+    service user (probe.lateload); runs only when the jail's daemon has one (its config, or
+    --key)."""
+
+    timeout: float = 10.0
+    stage: Stage = Stage.LATE_LOAD_PROBE
+
+    def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[None]:
+        from chrootcheck.probe import lateload
+
+        if ctx.engine_key is None:
+            return skipped(self.stage, "not run: no engine key (--key, or a daemon's config)")
+        library = None
+        if ctx.library is not None:
+            if ctx.library.isolated:
+                return skipped(
+                    self.stage,
+                    "not run: the scan's --libcrypto is not root's, and this probe loads "
+                    "an engine as root",
+                )
+            library = ctx.library.loaded
+        try:
+            enginesdir = ctx.openssl_paths().enginesdir
+        except ToolError:
+            enginesdir = None
+        verdict = lateload.run(
+            ctx.path,
+            ctx.root_fd,
+            ctx.engine_key,
+            ctx.env,
+            ctx.user,
+            libcrypto=library,
+            enginesdir=ctx.env.get("OPENSSL_ENGINES") or enginesdir,
+            timeout=self.timeout,
+        )
+        return StageResult(verdict.findings, verdict.notices)
 
 
 @dataclass(frozen=True)
