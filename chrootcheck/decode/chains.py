@@ -166,8 +166,8 @@ class Chain:
         entry = error.entry
         if entry is None or entry.role is not Role.WRAPPER:
             return None
-        index = self.errors.index(error)
-        if any(e.entry is not None and e.entry.role is Role.TOKEN for e in self.errors[:index]):
+        # Either order: stunnel prints its queue newest first, so the cause may come after.
+        if any(e.entry is not None and e.entry.role is Role.TOKEN for e in self.errors):
             return knowledge.TOKEN_CONSEQUENCE
         return None
 

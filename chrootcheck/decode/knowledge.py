@@ -253,6 +253,19 @@ PKCS11_OTHER = Entry(
     "Read the reason; compare with the same key used outside the jail.",
     _CONFIRM_TOKEN,
 )
+PKCS11_ENGINE = Entry(
+    "pkcs11-engine-error",
+    Role.PKCS11,
+    "the pkcs11 engine (libp11) refused a setting",
+    "The engine's own errors: 'invalid id' or 'invalid parameter' (a control command's value, "
+    "a key URI it cannot parse), 'object not found' (no object on the token matches the key "
+    "URI), 'unknown command' (a control command it does not have).",
+    "Not the jail when it happens at start, before the chroot: the daemon's engine settings "
+    "(engineCtrl, the key URI). stunnel logs one 'invalid id' at start for a control it tries "
+    "and then works.",
+    "Check the engine settings and the key URI (p11tool --list-all, pkcs11-tool -O).",
+    _CONFIRM_TOKEN,
+)
 EVP_AFTER_PKCS11 = Entry(
     "evp-lib-after-pkcs11",
     Role.WRAPPER,
@@ -284,8 +297,8 @@ _CKR_PIN = frozenset({0xA0, 0xA1, 0xA2, 0xA3, 0xA4})  # CKR_PIN_INCORRECT ... _L
 # The consequence text of a TLS-layer catch-all after a PKCS#11 token error.
 TOKEN_CONSEQUENCE = (
     "The TLS layer's report of the failed signature: the PKCS#11 module cannot reach its "
-    "token (the error above); in a jail, the token store is missing or unreadable for the "
-    "service user."
+    "token (the PKCS#11 error in this chain); in a jail, the token store is missing or "
+    "unreadable for the service user."
 )
 
 
@@ -294,6 +307,8 @@ def pkcs11_entry(record: ErrorRecord, printed_library: str) -> Entry | None:
     names = {printed_library.strip().lower(), record.library.lower()}
     if not names & set(PKCS11_LIBRARY_NAMES):
         return None
+    if "pkcs11 engine" in names:  # eng_err.c: its own reasons, not CKR_* values
+        return PKCS11_ENGINE
     mask = 0xFFF if record.packing == "1.x" else 0x7FFFFF
     reason = record.reason_code & mask
     if reason in _CKR_TOKEN:
@@ -371,6 +386,7 @@ ENTRIES: tuple[Entry, ...] = tuple(
             TOKEN_UNREACHABLE,
             PKCS11_PIN,
             PKCS11_OTHER,
+            PKCS11_ENGINE,
         ]
     )
 )
