@@ -365,6 +365,8 @@ def _key_option(key_uri: str | None, engine_id: str, ctrls: tuple[str, ...]) -> 
         if not name.strip():
             raise click.BadParameter(f"--engine-ctrl {c!r}: give CMD or CMD:VALUE")
         pairs.append((name.strip(), value))
+    if "/" in engine_id:
+        raise click.BadParameter(f"--engine {engine_id!r}: an engine id, not a path")
     return EngineKey(engine_id, key_uri, tuple(pairs), origin="--key")
 
 

@@ -52,6 +52,26 @@ class EngineKey:
         return paths[-1] if paths else None
 
     @property
+    def engine_so(self) -> str | None:
+        """The engine's file the config names (``so_path``, else a ``SO_PATH`` control)."""
+        if self.so_path:
+            return self.so_path
+        paths = [v for n, v in self.ctrls if n.upper() == "SO_PATH"]
+        return paths[-1] if paths else None
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values it carries (PINs), to scrub from anything shown."""
+        out = [v for n, v in self.ctrls if n.upper() in SECRET_CTRLS and v]
+        out += [m.group(0).split("=", 1)[1] for m in _URI_SECRET.finditer(self.key)]
+        return tuple(v for v in out if v)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret it carries hidden (a library may echo a value)."""
+        for secret in sorted(self.secrets(), key=len, reverse=True):
+            text = text.replace(secret, HIDDEN)
+        return hide_uri_secrets(text)
+
+    @property
     def shown_key(self) -> str:
         return hide_uri_secrets(self.key)
 

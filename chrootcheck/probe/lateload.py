@@ -60,20 +60,30 @@ class LateLoadVerdict:
 
 def engine_file(key: EngineKey, enginesdir: str | None) -> str | None:
     """The engine's shared object ENGINE_by_id loads (None: built in or unknown)."""
-    if key.so_path:
-        return key.so_path
+    if key.engine_so:
+        return key.engine_so
     if enginesdir and key.engine not in ("dynamic", "rdrand", "padlock", "afalg", "devcrypto"):
         path = os.path.join(enginesdir, key.engine + ".so")
         return path if os.path.exists(path) else None
     return None
 
 
-def untrusted(files: list[str], jail: str) -> list[str]:
-    """The files among ``files`` that root must not load, each with why (openssl.trust)."""
+# Control commands that make an engine search folders for code: never sent by the probe.
+_SEARCHING_CTRLS = frozenset({"DIR_ADD", "DIR_LOAD", "LIST_ADD"})
+
+
+def untrusted(files: list[str], jail: str, key: EngineKey | None = None) -> list[str]:
+    """The files among ``files`` that root must not load, each with why (openssl.trust); and
+    the engine settings that would make OpenSSL search for code (an engine id with a '/',
+    which ENGINE_by_id loads as a path; the dynamic engine's DIR_ADD)."""
     from chrootcheck.openssl.trust import CheckError, check_library, jail_roots
 
-    roots = jail_roots([jail])
     out = []
+    if key is not None:
+        if "/" in key.engine or not key.engine:
+            out.append(f"{key.engine}: an engine id that is a path")
+        out += [f"{n}: searches folders for code" for n, _ in key.ctrls if n in _SEARCHING_CTRLS]
+    roots = jail_roots([jail])
     for path in files:
         try:
             checked = check_library(path, roots)
@@ -104,7 +114,7 @@ def run(
     lc = libcrypto if isinstance(libcrypto, Libcrypto) else load(None)
     config = key.config or env.get("OPENSSL_CONF")
     files = [f for f in (engine_file(key, enginesdir), key.module_path, config) if f]
-    refused = untrusted(files, jail)
+    refused = untrusted(files, jail, key)
     if refused:
         f = catalogue.ENGINE_CODE_UNTRUSTED.finding(
             refused[0].split(":", 1)[0],
@@ -166,7 +176,7 @@ def _child(
 
 
 def _chain(step: Step) -> str:
-    return "; ".join(e.error_string() for e in step.errors) or "no error queued"
+    return "; ".join(e.error_string() + (f" [{e.data}]" if e.data else "") for e in step.errors)
 
 
 def _verdict(
@@ -180,7 +190,7 @@ def _verdict(
     common: dict[str, Any] = {
         "key": key.describe(),
         "user": who,
-        "steps": [_step_data(s) for s in steps],
+        "steps": [_step_data(s, key) for s in steps],
     }
     failed_before = next((s for s in before if s.ok is False), None)
     if prepared is None or failed_before is not None:
@@ -189,6 +199,7 @@ def _verdict(
             if failed_before is not None
             else outcome.failure() or "the child told nothing"
         )
+        why = key.scrub(why)
         f = catalogue.ENGINE_KEY_FAILS_ON_HOST.finding(
             jail,
             f"{key.describe()}: before the chroot, {why}. The daemon cannot use this key "
@@ -203,6 +214,7 @@ def _verdict(
             if bad is not None
             else outcome.failure() or "the child stopped"
         )
+        why = key.scrub(why)
         f = catalogue.ENGINE_KEY_FAILS_IN_JAIL.finding(
             jail,
             f"{key.describe()}: loaded and used before the chroot, but inside the jail as "
@@ -219,10 +231,12 @@ def _verdict(
     return LateLoadVerdict((), (note,), steps)
 
 
-def _step_data(step: Step) -> dict[str, object]:
+def _step_data(step: Step, key: EngineKey) -> dict[str, object]:
     return {
-        "action": step.action,
+        "action": key.scrub(step.action),
         "ok": step.ok,
-        "detail": step.detail,
-        "errors": [e.error_string() for e in step.errors],
+        "detail": key.scrub(step.detail),
+        "errors": [
+            key.scrub(e.error_string() + (f" [{e.data}]" if e.data else "")) for e in step.errors
+        ],
     }
