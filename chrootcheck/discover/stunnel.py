@@ -96,7 +96,9 @@ class _Engine:
             self.key_uri, self.where = value, self.where or where
 
     def key(self) -> EngineKey | None:
-        engine = self.engine_id or self.engine
+        # The global engine is what stunnel loads (and its controls go to); a service's
+        # engineId only picks it. "auto" loads every built-in one: then engineId says which.
+        engine = self.engine if self.engine not in (None, "auto") else self.engine_id
         if engine is None or self.key_uri is None or engine == "auto":
             return None
         so_path = next((v for n, v in self.ctrls if n.upper() == "SO_PATH"), None)

@@ -59,7 +59,9 @@ def load_key(lc: Libcrypto, spec: EngineKey) -> tuple[list[Step], LoadedKey | No
     if engine == ffi.NULL:
         return steps, None
     for name, value in spec.ctrls:
-        ok = int(lib.ENGINE_ctrl_cmd_string(engine, name.encode(), value.encode(), 0)) == 1
+        # A command without a value (LOAD) takes NULL, as stunnel's "engineCtrl = LOAD" does.
+        arg = value.encode() if value else ffi.NULL
+        ok = int(lib.ENGINE_ctrl_cmd_string(engine, name.encode(), arg, 0)) == 1
         steps.append(
             Step(f"ENGINE_ctrl_cmd_string({name}, {shown_value(name, value)})", ok, drain(lc))
         )

@@ -453,7 +453,7 @@ ENGINE_KEY_FAILS_ON_HOST = Check(
 ENGINE_CODE_UNTRUSTED = Check(
     "CC222",
     "engine-code-untrusted",
-    Severity.WARNING,
+    Severity.ERROR,
     "the engine, PKCS#11 module or config the daemon loads as root is not root's",
     "It lies inside a jail or is writable by another user: the daemon loads it as root before "
     "its chroot, so whoever controls it runs code as root. The probe refuses to load it.",
