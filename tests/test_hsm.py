@@ -485,3 +485,45 @@ def test_bad_key_options_are_one_line(tmp_path: Path) -> None:
         assert "Traceback" not in r.stderr
     r = run_cli("scan", "--daemon-config", str(tmp_path / "missing.conf"))
     assert r.code == 2 and r.stderr.startswith("chrootcheck: error:"), r
+
+
+# -- haproxy's engines and providers --------------------------------------------------------
+
+
+def test_haproxy_engines_and_providers_feed_the_late_loads(tmp_path: Path) -> None:
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(
+        f"global\n    chroot {jail}\n    user nobody\n    ssl-engine pkcs11 RSA\n"
+        f"    ssl-provider-path {tmp_path}/mods\n    ssl-provider legacy\n"
+        "    ssl-provider default\n    ssl-propquery provider=legacy\ndefaults\n    mode tcp\n"
+    )
+    with Tree("/") as tree:
+        from chrootcheck.discover import haproxy
+
+        found = haproxy.read_config(tree, str(cfg), Notes())
+    assert found is not None and found.loads is not None
+    assert found.loads.engines == ("pkcs11",) and found.loads.providers == ("legacy", "default")
+    assert found.loads.provider_path == f"{tmp_path}/mods"
+    assert found.loads.propquery == "provider=legacy"
+    assert found.loads.origin == f"{cfg}:4"
+    r = run_cli("scan", "--daemon-config", str(cfg), "--no-probe", "--format", "json")
+    assert r.code == 1, r  # the empty jail has no /dev
+    paths = {
+        f["path"]: f for f in json.loads(r.stdout)["jails"][0]["findings"] if "role" in f["details"]
+    }
+    assert f"{tmp_path}/mods/legacy.so" in paths  # the default provider is built in
+    assert not any(p.endswith("/default.so") for p in paths)
+    # by hand, as haproxy: what it loads before its chroot is info
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "legacy.so").write_bytes(b"\x7fELF")
+    r = run_cli(
+        "scan", str(jail), "--daemon-config", str(cfg), "--no-probe", "--format", "json"
+    )  # fmt: skip
+    legacy = [
+        f for f in json.loads(r.stdout)["jails"][0]["findings"] if f["path"] == f"{mods}/legacy.so"
+    ]
+    assert legacy[0]["check"] == "CC303" and legacy[0]["severity"] == "info", legacy
+    assert "haproxy loads it before its chroot" in legacy[0]["message"]

@@ -21,7 +21,7 @@ from chrootcheck.jail.users import ServiceUser
 
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import OpenSSLPaths
-    from chrootcheck.openssl.hsm import EngineKey
+    from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
     from chrootcheck.probe.isolated import PreparedLibrary
     from chrootcheck.sandbox.model import Sandbox
 
@@ -39,6 +39,7 @@ class JailContext:
     daemon: str | None = None  # its daemon profile, "NAME:MODE" (discover), for the prediction
     # The key the daemon loads through an engine before its chroot (its config, or --key).
     engine_key: EngineKey | None = None
+    loads: DaemonLoads | None = None  # the engines and providers its config loads (haproxy)
 
 
 @contextmanager
@@ -52,6 +53,7 @@ def open_context(
     sandbox: Sandbox | None = None,
     daemon: str | None = None,
     engine_key: EngineKey | None = None,
+    loads: DaemonLoads | None = None,
 ) -> Iterator[JailContext]:
     """Raises ``jail.fs.JailOpenError`` when the jail cannot be opened."""
     path = os.path.abspath(path)
@@ -68,6 +70,7 @@ def open_context(
             sandbox,
             daemon,
             engine_key,
+            loads,
         )
     finally:
         os.close(root_fd)

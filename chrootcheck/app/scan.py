@@ -45,7 +45,7 @@ from chrootcheck.report.model import (
 
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import EntropyPolicy, OpenSSLPaths
-    from chrootcheck.openssl.hsm import EngineKey
+    from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
     from chrootcheck.probe import ProbeOptions
     from chrootcheck.probe.isolated import PreparedLibrary
     from chrootcheck.sandbox.model import Sandbox
@@ -68,6 +68,8 @@ class Target:
     # The key its daemon loads through an engine before the chroot (its config): the late
     # loads follow the module, the late-load probe uses the key.
     engine_key: EngineKey | None = None
+    # The engines and providers its daemon's config loads (haproxy's ssl-engine ...).
+    loads: DaemonLoads | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ def _scan_batch(
                         target.sandbox,
                         daemon,
                         target.engine_key or request.engine_key,
+                        target.loads,
                     )
                 )
             except jailfs.JailOpenError as e:  # only open_context raises it

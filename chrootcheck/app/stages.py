@@ -98,6 +98,7 @@ class LateLoads:
                 memo=self.memo,  # type: ignore[arg-type]
                 user=ctx.user,
                 engine_key=ctx.engine_key,
+                daemon_loads=ctx.loads,
                 before_chroot=frozenset(profile[0].loads_before_chroot if profile else ()),
                 daemon=profile[0].name if profile else "",
             )

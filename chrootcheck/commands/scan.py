@@ -377,9 +377,10 @@ def _daemon_config(
     user: ServiceUser | None,
     daemon: str | None,
 ) -> tuple[list[str | Target], ServiceUser | None, str | None]:
-    """The jail, user, daemon profile and engine key a daemon's config names (stunnel)."""
+    """The jail, user, daemon profile, engine key and loads a daemon's config names: haproxy's
+    (a file named haproxy*, or one with a global section) or stunnel's."""
     from chrootcheck.app.scan import Target
-    from chrootcheck.discover import stunnel
+    from chrootcheck.discover import haproxy, stunnel
     from chrootcheck.discover._common import Notes, Tree, under
     from chrootcheck.jail.fs import JailOpenError
     from chrootcheck.jail.users import UserSpecError, parse_user
@@ -389,13 +390,19 @@ def _daemon_config(
         with Tree(root) as tree:
             if not tree.exists(path):
                 raise ToolError(f"--daemon-config {path}: no such file")
-            found = stunnel.read_config(tree, path, notes)
+            text = tree.read_text(path, notes) or ""
+            is_haproxy = "haproxy" in os.path.basename(path) or any(
+                line.split()[:1] == ["global"] for line in text.splitlines()
+            )
+            reader = haproxy.read_config if is_haproxy else stunnel.read_config
+            found = reader(tree, path, notes)
     except JailOpenError as e:
         raise ToolError(f"--root {root}: {e}") from None
     for n in notes.items:
         click.echo(f"chrootcheck: daemon config: {n.message}", err=True)
     if found is None:
-        raise ToolError(f"--daemon-config {path}: no chroot in it (a stunnel config is read)")
+        what = "haproxy" if is_haproxy else "stunnel"
+        raise ToolError(f"--daemon-config {path}: no chroot in it (read as {what}'s config)")
     if user is None and found.user:
         try:
             user = parse_user(found.user)
@@ -405,10 +412,11 @@ def _daemon_config(
     note = (f"from {path}: {found.note}" if found.note else f"from {path}",)
     if not targets:
         targets = [Target(under(root, found.path), user, note, daemon=daemon)]
+    key, loads = found.engine_key, found.loads
     targets = [
-        replace(t, engine_key=found.engine_key, daemon=t.daemon or daemon)
+        replace(t, engine_key=key, loads=loads, daemon=t.daemon or daemon)
         if isinstance(t, Target)
-        else Target(t, user, note, daemon=daemon, engine_key=found.engine_key)
+        else Target(t, user, note, daemon=daemon, engine_key=key, loads=loads)
         for t in targets
     ]
     return targets, user, daemon
@@ -490,7 +498,16 @@ def _discovered(root: str, user_spec: str | None) -> list[Target]:
         if t.profile:
             notes.append(f"daemon profile {t.profile} (its prediction joins the measured triggers)")
         targets.append(
-            Target(t.jail, user, tuple(notes), t.provides_devices, sandbox, daemon=t.profile)
+            Target(
+                t.jail,
+                user,
+                tuple(notes),
+                t.provides_devices,
+                sandbox,
+                daemon=t.profile,
+                engine_key=t.engine_key,
+                loads=t.loads,
+            )
         )
     return targets
 

@@ -26,7 +26,7 @@ from chrootcheck.jail.fs import (
     read_chunks,
     resolve,
 )
-from chrootcheck.openssl.hsm import EngineKey
+from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
 from chrootcheck.report.model import Notice, NoticeKind, Stage
 
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
@@ -57,6 +57,8 @@ class DiscoveredJail:
     # The key the daemon loads through an engine before its chroot (stunnel's engine settings):
     # the late loads follow its module, the late-load probe uses it.
     engine_key: EngineKey | None = None
+    # The engines and providers the daemon's own config loads (haproxy's ssl-engine ...).
+    loads: DaemonLoads | None = None
 
 
 class Notes:

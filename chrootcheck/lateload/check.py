@@ -35,7 +35,7 @@ from chrootcheck.lateload.opensslcnf import (
     parse_file,
     read_host_file,
 )
-from chrootcheck.openssl.hsm import EngineKey
+from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import Finding, Notice, NoticeKind, Severity, Stage
 
@@ -144,14 +144,17 @@ def check_late_loads(
     memo: dict[object, tuple[Config, Modules]] | None = None,
     user: ServiceUser | None = None,
     engine_key: EngineKey | None = None,
+    daemon_loads: DaemonLoads | None = None,
     before_chroot: frozenset[str] = frozenset(),
     daemon: str = "",
 ) -> LateLoadResult:
     """Everything OpenSSL may load late, checked against the jail whose root is ``root_fd``.
 
-    ``engine_key``: the daemon's engine key (its config's engine settings, or ``--key``): its engine
-    and PKCS#11 module are listed too. ``user``: the service's user, for the PKCS#11 modules'
-    own state (lateload.modules). ``before_chroot``: the roles (engine, pkcs11-module ...) the
+    ``engine_key``: the daemon's engine key (its config's engine settings, or ``--key``): its
+    engine and PKCS#11 module are listed too, and so are ``daemon_loads``' engines and
+    providers (haproxy's ssl-engine, ssl-provider, ssl-provider-path). ``user``: the service's
+    user, for the PKCS#11 modules' own state (lateload.modules). ``before_chroot``: the roles
+    (engine, pkcs11-module ...) the
     daemon's profile loads before its chroot: info, not findings, for ``daemon``.
 
     ``env`` is the application's environment (OPENSSL_CONF, OPENSSL_ENGINES, OPENSSL_MODULES,
@@ -172,9 +175,11 @@ def check_late_loads(
             memo[key] = cfg, mods
     out = LateLoadResult(config=cnf)
     items = _collect(cfg, mods, paths, env, out)
+    known = {(i.path, i.role) for i in items}
     if engine_key is not None:
-        known = {(i.path, i.role) for i in items}
         items.extend(_key_items(engine_key, paths, env, known))
+    if daemon_loads is not None:
+        items.extend(_daemon_items(daemon_loads, paths, env, known))
     for item in items:
         out.files.append(_locate(root_fd, item))
     for f in out.files:
@@ -266,6 +271,25 @@ def _key_items(
         items.append(_Item(engine, "engine", LoadTime.WITH_CONFIG, key.origin, True))
     if key.module_path:
         items.append(_Item(key.module_path, "pkcs11-module", LoadTime.FIRST_USE, key.origin, True))
+    return [i for i in items if (i.path, i.role) not in known]
+
+
+def _daemon_items(
+    loads: DaemonLoads, paths: OpenSSLPaths, env: Mapping[str, str], known: set[tuple[str, str]]
+) -> list[_Item]:
+    """haproxy's ssl-engine (ENGINESDIR/<name>.so) and ssl-provider (ssl-provider-path or
+    MODULESDIR/<name>.so): loaded when its config is read, at start."""
+    items = []
+    enginesdir = env.get("OPENSSL_ENGINES") or paths.enginesdir
+    for name in loads.engines:
+        if name not in BUILTIN_ENGINES and enginesdir and "/" not in name:
+            path = os.path.join(enginesdir, name + ".so")
+            items.append(_Item(path, "engine", LoadTime.WITH_CONFIG, loads.origin, True))
+    folder = loads.provider_path or env.get("OPENSSL_MODULES") or paths.modulesdir
+    for name in loads.providers:
+        if name not in BUILTIN_PROVIDERS and folder:
+            path = os.path.join(folder, name if name.endswith(".so") else name + ".so")
+            items.append(_Item(path, "provider", LoadTime.WITH_CONFIG, loads.origin, True))
     return [i for i in items if (i.path, i.role) not in known]
 
 

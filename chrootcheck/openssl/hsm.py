@@ -28,6 +28,18 @@ def hide_uri_secrets(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class DaemonLoads:
+    """The engines and providers a daemon's own config loads (haproxy's ``ssl-engine``,
+    ``ssl-provider``, ``ssl-provider-path``, ``ssl-propquery``), by name; ``origin``: where."""
+
+    engines: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ()
+    provider_path: str | None = None
+    propquery: str | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True)
 class EngineKey:
     """A key a daemon loads through an engine before its chroot and uses at every handshake.
 

@@ -75,6 +75,10 @@ PROFILES: dict[str, DaemonProfile] = {
             packaging="Debian's /var/lib/haproxy has an empty dev/: nothing copies the devices in",
             getrandom_blocked="does not start: 'unable to allocate SSL context'",
             measured=True,
+            # From haproxy's design, not measured with an engine: ssl-engine and ssl-provider
+            # are applied while its config is parsed, and its SSL contexts (with the keys) are
+            # built before the chroot.
+            loads_before_chroot=("config", "include", "include-dir", "engine", "provider"),
         ),
         DaemonProfile(
             name="stunnel",
