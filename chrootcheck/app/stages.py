@@ -10,6 +10,7 @@ skipped, never as passed. The pipeline (app.scan) composes them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -138,6 +139,8 @@ class LateLoadProbe:
 
         if ctx.engine_key is None:
             return skipped(self.stage, "not run: no engine key (--key, or a daemon's config)")
+        if os.geteuid() != 0:  # the daemon's own path: chroot, then setuid, as root
+            return skipped(self.stage, "not run: needs root (it chroots as the daemon does)")
         library = None
         if ctx.library is not None:
             if ctx.library.isolated:
