@@ -527,3 +527,34 @@ def test_haproxy_engines_and_providers_feed_the_late_loads(tmp_path: Path) -> No
     ]
     assert legacy[0]["check"] == "CC303" and legacy[0]["severity"] == "info", legacy
     assert "haproxy loads it before its chroot" in legacy[0]["message"]
+
+
+def test_user_rights_apply_to_late_loaded_files(tmp_path: Path) -> None:
+    """--user is applied to the files OpenSSL loads late: present but unreadable for the
+    service user is not present (issue 16: 0.1.0 passed such jails)."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "openssl.cnf").write_text("openssl_conf = init\n[init]\n")
+    jail = tmp_path / "jail"
+    inside = jail / str(host).lstrip("/") / "openssl.cnf"
+    inside.parent.mkdir(parents=True)
+    inside.write_text("openssl_conf = init\n[init]\n")
+    os.chmod(inside, 0o600)
+    _open_up(inside.parent)
+    paths = OpenSSLPaths(str(host), None, None)
+    fd = open_jail(str(jail))
+    try:
+        as_root = check_late_loads(fd, str(jail), paths, {})
+        as_nobody = check_late_loads(fd, str(jail), paths, {}, user=NOBODY)
+    finally:
+        os.close(fd)
+    assert "CC300" not in {f.check for f in as_root.findings}
+    (f,) = [f for f in as_nobody.findings if f.check == "CC300"]
+    assert "cannot be reached in the jail: nobody (65534:65534) cannot read it" in f.message
+    os.chmod(inside, 0o644)
+    fd = open_jail(str(jail))
+    try:
+        readable = check_late_loads(fd, str(jail), paths, {}, user=NOBODY)
+    finally:
+        os.close(fd)
+    assert "CC300" not in {f.check for f in readable.findings}

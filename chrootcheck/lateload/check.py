@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from chrootcheck.jail import fs as jailfs
-from chrootcheck.jail.users import ServiceUser
+from chrootcheck.jail.users import ServiceUser, may
 from chrootcheck.lateload.modules import Module, check_modules
 from chrootcheck.lateload.opensslcnf import (
     BUILTIN_ENGINES,
@@ -181,7 +181,7 @@ def check_late_loads(
     if daemon_loads is not None:
         items.extend(_daemon_items(daemon_loads, paths, env, known))
     for item in items:
-        out.files.append(_locate(root_fd, item))
+        out.files.append(_locate(root_fd, item, user))
     for f in out.files:
         finding = _finding(f, jail_path, mods)
         if finding is not None:
@@ -499,7 +499,7 @@ def _p11kit_module_lines(path: str) -> list[tuple[int, str]]:
 # -- inside the jail ---------------------------------------------------------------------------
 
 
-def _locate(root_fd: int, item: _Item) -> LateFile:
+def _locate(root_fd: int, item: _Item, user: ServiceUser | None = None) -> LateFile:
     on_host = os.path.isdir(item.path) if item.is_dir else os.path.isfile(item.path)
 
     def seen(presence: Presence, detail: str) -> LateFile:
@@ -530,9 +530,23 @@ def _locate(root_fd: int, item: _Item) -> LateFile:
             return seen(presence, detail)
         assert res.stat is not None
         mode = res.stat.st_mode
-        if stat.S_ISDIR(mode) if item.is_dir else stat.S_ISREG(mode):
-            return seen(Presence.PRESENT, "")
-        return seen(Presence.WRONG_TYPE, f"a {jailfs.kind_of(mode)} at {res.path}")
+        if not (stat.S_ISDIR(mode) if item.is_dir else stat.S_ISREG(mode)):
+            return seen(Presence.WRONG_TYPE, f"a {jailfs.kind_of(mode)} at {res.path}")
+        if user is not None and user.uid != 0:
+            # After the chroot the daemon runs as its user: it must search every folder on the
+            # way and read the file (a folder: list it too).
+            folders = [("/", os.fstat(root_fd)), *res.dirs]
+            blocked = [p for p, st in folders if not may(user, st, 1)]
+            want = 5 if item.is_dir else 4
+            if blocked or not may(user, res.stat, want):
+                why = (
+                    f"cannot search {', '.join(blocked)}"
+                    if blocked
+                    else f"cannot read it (mode {stat.S_IMODE(mode):04o}, owner "
+                    f"{res.stat.st_uid}:{res.stat.st_gid})"
+                )
+                return seen(Presence.UNREACHABLE, f"{user.label} {why}")
+        return seen(Presence.PRESENT, "")
 
 
 _ROLE_CHECK = {
