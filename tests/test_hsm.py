@@ -558,3 +558,35 @@ def test_user_rights_apply_to_late_loaded_files(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert "CC300" not in {f.check for f in readable.findings}
+
+
+def test_a_units_softhsm2_conf_finds_the_token_store(tmp_path: Path) -> None:
+    """A unit's Environment= gives OPENSSL_CONF (an engine with a SoftHSM2 module) and
+    SOFTHSM2_CONF (its token store): the late loads follow both."""
+    host = tmp_path / "host"
+    host.mkdir()
+    module = host / "libsofthsm2.so"
+    module.write_bytes(b"\x7fELF")
+    tokens = host / "tokens"
+    (tokens / "tok").mkdir(parents=True)
+    (tokens / "tok" / "generation").write_bytes(b"1")
+    softhsm_conf = host / "softhsm2.conf"
+    softhsm_conf.write_text(f"directories.tokendir = {tokens}\n")
+    cnf = host / "openssl.cnf"
+    cnf.write_text(
+        "openssl_conf = init\n[init]\nengines = engines\n[engines]\npkcs11 = p11\n"
+        f"[p11]\nengine_id = pkcs11\nMODULE_PATH = {module}\ninit = 0\n"
+    )
+    unit = tmp_path / "hsm.service"
+    unit.write_text(
+        f"[Service]\nExecStart=/usr/bin/stunnel4\nEnvironment=OPENSSL_CONF={cnf}\n"
+        f'Environment="SOFTHSM2_CONF={softhsm_conf}"\n'
+    )
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    r = run_cli("scan", str(jail), "--unit", str(unit), "--no-probe", "--format", "json")
+    assert r.code == 1, r
+    found = {f["check"]: f for f in json.loads(r.stdout)["jails"][0]["findings"]}
+    assert found["CC210"]["details"]["config"] == str(softhsm_conf)
+    assert found["CC210"]["details"]["tokendir"] == str(tokens)
+    assert found["CC304"]["path"] == str(module)

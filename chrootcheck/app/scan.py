@@ -164,6 +164,8 @@ def _scan_batch(
                 provides = provides or target.sandbox.provides_devices()
                 if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
                     env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
+                if target.sandbox.module_env:  # SOFTHSM2_CONF ...: the modules' state follows it
+                    env = {**env, **dict(target.sandbox.module_env)}
             try:
                 ctx = stack.enter_context(
                     open_context(

@@ -154,10 +154,11 @@ def _known_daemon(ctx: click.Context, param: click.Parameter, value: str | None)
     "--daemon-config",
     metavar="FILE",
     callback=nonempty,
-    help="The daemon's own config (stunnel's .conf): its chroot (unless JAILs are given), its "
-    "setuid user (unless --user), its mode, and its engine key (engine, engineCtrl, "
-    "engineDefault, engineId, key = pkcs11:...) for the late loads and the late-load probe. "
-    "Read inside --root when given.",
+    help="The daemon's own config (stunnel's .conf or haproxy.cfg): its chroot (unless JAILs "
+    "are given), its user (unless --user), its mode, its engine key (stunnel's engine, "
+    "engineCtrl, engineDefault, engineId, key = pkcs11:...) and engines and providers "
+    "(haproxy's ssl-engine, ssl-provider, ssl-provider-path) for the late loads and the "
+    "late-load probe. Read inside --root when given.",
 )
 @click.option(
     "--key",

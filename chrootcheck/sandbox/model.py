@@ -197,6 +197,9 @@ class Sandbox:
     dynamic_user: bool = False
     mounts: tuple[Mount, ...] = ()
     openssl_conf: str | None = None  # OPENSSL_CONF from Environment=/EnvironmentFile=
+    # The PKCS#11 modules' config variables from the same (SOFTHSM2_CONF ...): the late loads
+    # find a module's token store with them.
+    module_env: tuple[tuple[str, str], ...] = ()
     files: tuple[str, ...] = ()  # the files read, in the order they apply
     # Names the sandbox lists that this machine does not know (unknown system calls and
     # @groups): each one a line for the report.
