@@ -590,3 +590,18 @@ def test_a_units_softhsm2_conf_finds_the_token_store(tmp_path: Path) -> None:
     assert found["CC210"]["details"]["config"] == str(softhsm_conf)
     assert found["CC210"]["details"]["tokendir"] == str(tokens)
     assert found["CC304"]["path"] == str(module)
+
+
+@pytest.mark.root
+def test_a_module_the_host_lacks_is_a_config_error_not_a_trust_one(tmp_path: Path) -> None:
+    jail = good_jail(tmp_path / "jail")
+    missing = tmp_path / "nowhere" / "libsofthsm2.so"
+    r = run_cli(
+        "scan", str(jail), "--key", "pkcs11:object=k", "--engine-ctrl", f"MODULE_PATH:{missing}",
+        "--scenario", "as-is", "--no-triggers", "--no-late-loads", "--format", "json",
+        timeout=120,
+    )  # fmt: skip
+    assert r.code == 0, r  # CC221 is a warning
+    found = {f["check"]: f for f in json.loads(r.stdout)["jails"][0]["findings"]}
+    assert "CC222" not in found
+    assert "which the host does not have" in found["CC221"]["message"]

@@ -72,10 +72,13 @@ def engine_file(key: EngineKey, enginesdir: str | None) -> str | None:
 _SEARCHING_CTRLS = frozenset({"DIR_ADD", "DIR_LOAD", "LIST_ADD"})
 
 
-def untrusted(files: list[str], jail: str, key: EngineKey | None = None) -> list[str]:
+def untrusted(
+    files: list[str], jail: str, key: EngineKey | None = None, missing: list[str] | None = None
+) -> list[str]:
     """The files among ``files`` that root must not load, each with why (openssl.trust); and
     the engine settings that would make OpenSSL search for code (an engine id with a '/',
-    which ENGINE_by_id loads as a path; the dynamic engine's DIR_ADD)."""
+    which ENGINE_by_id loads as a path; the dynamic engine's DIR_ADD). A file that is not
+    there goes to ``missing`` instead (nothing to load: a broken config, not a trust issue)."""
     from chrootcheck.openssl.trust import CheckError, check_library, jail_roots
 
     out = []
@@ -88,7 +91,10 @@ def untrusted(files: list[str], jail: str, key: EngineKey | None = None) -> list
         try:
             checked = check_library(path, roots)
         except CheckError as e:
-            out.append(f"{path}: {e}")
+            if missing is not None and not os.path.lexists(path):
+                missing.append(path)  # never loaded either way: the probe stops here
+            else:
+                out.append(f"{path}: {e}")
             continue
         os.close(checked.fd)
         if checked.concern is not None:
@@ -114,7 +120,17 @@ def run(
     lc = libcrypto if isinstance(libcrypto, Libcrypto) else load(None)
     config = key.config or env.get("OPENSSL_CONF")
     files = [f for f in (engine_file(key, enginesdir), key.module_path, config) if f]
-    refused = untrusted(files, jail, key)
+    missing: list[str] = []
+    refused = untrusted(files, jail, key, missing)
+    if missing and not refused:
+        f = catalogue.ENGINE_KEY_FAILS_ON_HOST.finding(
+            missing[0],
+            f"{key.describe()}: not probed: it names {', '.join(missing)}, which the host does "
+            "not have; the daemon cannot load its key anywhere.",
+            missing=missing,
+            key=key.describe(),
+        )
+        return LateLoadVerdict((f,), (), ())
     if refused:
         f = catalogue.ENGINE_CODE_UNTRUSTED.finding(
             refused[0].split(":", 1)[0],
