@@ -345,3 +345,26 @@ def test_no_pin_in_any_output(tmp_path: Path, hsm: Hsm) -> None:
     assert r.code == 1, r
     assert "CC220" in r.stdout and "(hidden)" in r.stdout
     assert PIN not in r.stdout + r.stderr
+
+
+@pytest.mark.root
+def test_discover_finds_the_engine_key_in_stunnels_config(tmp_path: Path, hsm: Hsm) -> None:
+    """scan --discover: stunnel's engine settings from /etc/stunnel/*.conf reach the late loads
+    and the late-load probe, as --daemon-config's do."""
+    root = tmp_path / "root"
+    jail = make_jail("missing", root, hsm)
+    etc = root / "etc" / "stunnel"
+    etc.mkdir(parents=True)
+    text = stunnel_conf(tmp_path, jail, hsm, 4433).read_text()
+    (etc / "hsm.conf").write_text(text.replace(f"chroot = {jail}", f"chroot = /{jail.name}"))
+    r = run_cli(
+        "scan", "--discover", "--discover-root", str(root), "--scenario", "as-is",
+        "--no-triggers", "--format", "json", env=hsm.env, timeout=120,
+    )  # fmt: skip
+    assert r.code == 1, r
+    (report,) = json.loads(r.stdout)["jails"]
+    assert report["jail"] == str(jail)
+    checks = {f["check"]: f for f in report["findings"]}
+    assert "CC220" in checks and "CC210" in checks, sorted(checks)
+    assert checks["CC302"]["severity"] == "info"  # stunnel loads its engine before the chroot
+    assert PIN not in r.stdout + r.stderr
