@@ -214,7 +214,7 @@ RAND_WRITE_FILE = Entry(
 PKCS11_LIBRARY_NAMES = ("pkcs#11 module", "pkcs11 library", "pkcs11 engine")
 _CONFIRM_TOKEN = (
     "chrootcheck scan JAIL --daemon-config DAEMON.conf (or --key pkcs11:URI --user USER): the "
-    "late-load probe signs inside the jail, and CC210/CC211 name the token store"
+    "late-load probe signs inside the jail, and the token-store findings name the store"
 )
 TOKEN_UNREACHABLE = Entry(
     "pkcs11-token-unreachable",

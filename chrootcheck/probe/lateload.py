@@ -10,8 +10,8 @@ do. The verdict is what happened, with the decoded error chain of each step.
 Everything loaded before the chroot is loaded **as root from the host**, so each file is
 checked first with ``openssl.trust.check_library`` (never inside a jail, never writable by
 another user): the engine's ``.so``, the PKCS#11 module and the config. One that fails is
-never loaded (CC222), and the scan's consented jail libcrypto is never used here. A PIN is
-sent to the engine and never shown: every step names it ``(hidden)``.
+never loaded (a finding says why), and the scan's consented jail libcrypto is never used
+here. A PIN is sent to the engine and never shown: every step names it ``(hidden)``.
 """
 
 from __future__ import annotations
