@@ -278,6 +278,7 @@ def test_json(cli, tmp_path: Path) -> None:
         "entropy_chains": 2,
         "messages": 0,
         "entropy_messages": 0,
+        "token_chains": 0,
     }
     first = data["chains"][0]
     assert (first["first_line"], first["last_line"], first["thread"]) == (2, 7, "140135125062464")

@@ -455,7 +455,7 @@ def test_cli_text_and_json(tmp_path: Path, cli: Callable[..., Result]) -> None:
     r = cli("discover", "--root", str(tmp_path), "--format", "json")
     assert r.code == 0, r
     data = json.loads(r.stdout)
-    assert data["schema_version"] == "1.3"
+    assert data["schema_version"] == "1.4"
     [j] = data["jails"]
     assert (j["path"], j["user"], j["line"], j["exists"]) == (
         "/var/lib/haproxy",

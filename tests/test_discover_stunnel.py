@@ -100,7 +100,7 @@ def test_cli_shows_the_profile(tmp_path: Path, cli: Callable[..., Result]) -> No
     r = cli("discover", "--root", str(tmp_path), "--format", "json")
     assert r.code == 0, r
     data = json.loads(r.stdout)
-    assert data["schema_version"] == "1.3"
+    assert data["schema_version"] == "1.4"
     assert data["jails"][0]["profile"] == "stunnel:foreground"
     r = cli("discover", "--root", str(tmp_path))
     assert "stunnel:foreground" in r.stdout

@@ -14,7 +14,7 @@ from prometheus_client.samples import Sample
 from chrootcheck.formats import Format, RenderOptions, renderer
 from chrootcheck.formats.common import printable
 from chrootcheck.formats.prometheus_format import escape_label
-from chrootcheck.report.catalogue import CHECKS
+from chrootcheck.report.catalogue import CHECKS, in_stage
 from chrootcheck.report.model import JailReport, Report, Stage, stage_skipped
 from tests.conftest import good_jail
 
@@ -54,8 +54,9 @@ def test_a_real_scan_parses_and_passes_promtool(cli, bad_jail: Path, promtool: s
     assert values(text, "chrootcheck_findings", jail=jail, check="CC110") == [1]
     # Checked and clean: a zero series, so `== 0` can be asserted in alerts.
     assert values(text, "chrootcheck_findings", jail=jail, check="CC121") == [0]
-    # --no-probe: the probe's checks did not run, so they have no series at all.
-    assert not [s for s in samples(text) if s.labels.get("check", "").startswith("CC2")]
+    # --no-probe: the probes' checks did not run, so they have no series at all.
+    probes = {c.id for s in (Stage.PROBE, Stage.LATE_LOAD_PROBE) for c in in_stage(s)}
+    assert not [s for s in samples(text) if s.labels.get("check", "") in probes]
     assert not values(text, "chrootcheck_scenario_pass")
     assert values(text, "chrootcheck_jail_scan_ok", jail=jail) == [1]
     assert values(text, "chrootcheck_jail_failing", jail=jail) == [1]
@@ -71,7 +72,8 @@ def test_every_catalogued_check_has_a_series_for_a_checked_jail(cli, jail: Path)
     r = cli("scan", str(jail), "--no-probe", "--format", "prometheus")
     checks = {s.labels["check"] for s in samples(r.stdout) if s.name == "chrootcheck_findings"}
     # no probe, and no sandbox (--unit, --seccomp-profile): their checks are skipped
-    assert checks == {c for c in CHECKS if not c.startswith(("CC2", "CC4"))}
+    skipped = {Stage.PROBE, Stage.LATE_LOAD_PROBE, Stage.SANDBOX}
+    assert checks == {c for c, check in CHECKS.items() if check.stage not in skipped}
 
 
 def test_a_jail_that_could_not_be_checked(cli, jail: Path, tmp_path: Path, promtool: str) -> None:
@@ -124,6 +126,7 @@ def test_skipped_parts_have_no_zero_series() -> None:
         stage_skipped(Stage.LATE_LOADS, "x"),
         stage_skipped(Stage.PROBE, "--no-probe"),
         stage_skipped(Stage.SANDBOX, "not asked for"),
+        stage_skipped(Stage.LATE_LOAD_PROBE, "--no-probe"),
     ]
     jail = JailReport(jail="/srv/j", notices=skipped)
     out = io.StringIO()

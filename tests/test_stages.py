@@ -40,6 +40,10 @@ def _ids(prefix: str) -> list[str]:
     return [c for c in checks.CHECKS if c.startswith(prefix)]
 
 
+def _in(*stages: Stage) -> list[str]:
+    return [c.id for c in checks.ALL if c.stage in stages]
+
+
 def test_the_catalogue_has_probe_and_late_load_checks() -> None:
     # The tests below are only worth something if there is something to skip.
     assert {"CC200", "CC201"} <= set(_ids("CC2"))
@@ -65,10 +69,10 @@ def test_junit_lists_skipped_stages_as_skipped(cli, jail: Path) -> None:
     suite = ET.fromstring(r.stdout).find("testsuite")
     assert suite is not None
     cases = {c.get("classname", "").removeprefix("chrootcheck."): c for c in suite}
-    not_run = _ids("CC2") + _ids("CC3") + _ids("CC4")
+    not_run = _in(Stage.PROBE, Stage.LATE_LOAD_PROBE, Stage.LATE_LOADS, Stage.SANDBOX)
     for check_id in not_run:
         assert cases[check_id].find("skipped") is not None, check_id
-    for check_id in _ids("CC1"):
+    for check_id in _in(Stage.INSPECT):
         assert cases[check_id].find("skipped") is None, check_id
     assert suite.get("skipped") == str(len(not_run))
     skipped = cases["CC200"].find("skipped")
@@ -85,9 +89,10 @@ def test_sarif_names_the_skipped_rules(cli, jail: Path) -> None:
     assert notes["probe"]["properties"]["kind"] == "skipped"
     assert notes["late-loads"]["properties"]["kind"] == "skipped"
     assert invocation["properties"]["skippedChecks"] == {
-        "late-loads": _ids("CC3"),
-        "probe": _ids("CC2"),
-        "sandbox": _ids("CC4"),
+        "late-loads": _in(Stage.LATE_LOADS),
+        "probe": _in(Stage.PROBE),
+        "late-load-probe": _in(Stage.LATE_LOAD_PROBE),
+        "sandbox": _in(Stage.SANDBOX),
     }
 
 
@@ -107,8 +112,8 @@ def test_github_and_gitlab_show_the_skipped_stages(cli, jail: Path, tmp_path: Pa
     assert r.code == 0, r
     issues = {i["check_name"]: i for i in json.loads(r.stdout)}
     assert issues["skipped:probe"]["severity"] == "info"
-    assert all(c in issues["skipped:probe"]["description"] for c in _ids("CC2"))
-    assert all(c in issues["skipped:late-loads"]["description"] for c in _ids("CC3"))
+    assert all(c in issues["skipped:probe"]["description"] for c in _in(Stage.PROBE))
+    assert all(c in issues["skipped:late-loads"]["description"] for c in _in(Stage.LATE_LOADS))
 
 
 def test_prometheus_and_junit_agree_on_what_ran(jail: Path) -> None:
@@ -120,7 +125,7 @@ def test_prometheus_and_junit_agree_on_what_ran(jail: Path) -> None:
         for line in out.getvalue().splitlines()
         if line.startswith("chrootcheck_findings{")
     }
-    assert exported and not [c for c in exported if c.startswith("CC2")]
+    assert exported and not [c for c in exported if c in _in(Stage.PROBE)]
     assert {c for c in exported if c.startswith("CC3")} == set(_ids("CC3"))
 
 
@@ -131,6 +136,7 @@ def test_every_scan_notice_has_a_stage(cli, jail: Path) -> None:
     notices = json.loads(r.stdout)["jails"][0]["notices"]
     assert {(n["kind"], n["topic"]) for n in notices} == {
         ("skipped", "probe"),
+        ("skipped", "late-load-probe"),
         ("skipped", "late-loads"),
         ("skipped", "sandbox"),
     }
@@ -260,4 +266,8 @@ def test_each_jail_is_opened_once_per_scan(
     assert opened == [str(jail), str(other)]
     for j in report.jails:
         assert not j.tool_error, j.notices
-        assert [n.label for n in j.notices if n.skips_stage] == ["sandbox", "probe"]
+        assert [n.label for n in j.notices if n.skips_stage] == [
+            "sandbox",
+            "late-load-probe",
+            "probe",
+        ]

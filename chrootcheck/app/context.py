@@ -21,6 +21,7 @@ from chrootcheck.jail.users import ServiceUser
 
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import OpenSSLPaths
+    from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
     from chrootcheck.probe.isolated import PreparedLibrary
     from chrootcheck.sandbox.model import Sandbox
 
@@ -36,6 +37,9 @@ class JailContext:
     provides_devices: bool = False  # systemd PrivateDevices=yes: the unit brings its own /dev
     sandbox: Sandbox | None = None  # the service's unit or seccomp profile, when known
     daemon: str | None = None  # its daemon profile, "NAME:MODE" (discover), for the prediction
+    # The key the daemon loads through an engine before its chroot (its config, or --key).
+    engine_key: EngineKey | None = None
+    loads: DaemonLoads | None = None  # the engines and providers its config loads (haproxy)
 
 
 @contextmanager
@@ -48,13 +52,25 @@ def open_context(
     provides_devices: bool = False,
     sandbox: Sandbox | None = None,
     daemon: str | None = None,
+    engine_key: EngineKey | None = None,
+    loads: DaemonLoads | None = None,
 ) -> Iterator[JailContext]:
     """Raises ``jail.fs.JailOpenError`` when the jail cannot be opened."""
     path = os.path.abspath(path)
     root_fd = jailfs.open_jail(path)
     try:
         yield JailContext(
-            path, root_fd, user, library, openssl_paths, env, provides_devices, sandbox, daemon
+            path,
+            root_fd,
+            user,
+            library,
+            openssl_paths,
+            env,
+            provides_devices,
+            sandbox,
+            daemon,
+            engine_key,
+            loads,
         )
     finally:
         os.close(root_fd)

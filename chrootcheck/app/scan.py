@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 
 from chrootcheck import __version__
 from chrootcheck.app.context import JailContext, open_context
-from chrootcheck.app.stages import Inspect, LateLoads, Probe, SandboxStage, StageResult, skipped
+from chrootcheck.app.stages import (
+    Inspect,
+    LateLoadProbe,
+    LateLoads,
+    Probe,
+    SandboxStage,
+    StageResult,
+    skipped,
+)
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail.inspector import ScanOptions
 from chrootcheck.jail.users import ServiceUser
@@ -37,6 +45,7 @@ from chrootcheck.report.model import (
 
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import EntropyPolicy, OpenSSLPaths
+    from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
     from chrootcheck.probe import ProbeOptions
     from chrootcheck.probe.isolated import PreparedLibrary
     from chrootcheck.sandbox.model import Sandbox
@@ -56,6 +65,11 @@ class Target:
     # as-configured scenario, and PrivateDevices= through the same model.
     sandbox: Sandbox | None = None
     daemon: str | None = None  # its daemon profile, "NAME:MODE" (discover): for the prediction
+    # The key its daemon loads through an engine before the chroot (its config): the late
+    # loads follow the module, the late-load probe uses the key.
+    engine_key: EngineKey | None = None
+    # The engines and providers its daemon's config loads (haproxy's ssl-engine ...).
+    loads: DaemonLoads | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,11 @@ class ScanRequest:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     # How many jails' probes run at once (scan --jobs); None: one per core.
     jobs: int | None = None
+    # The daemon named by hand (scan --daemon): its profile says what it loads before its
+    # chroot. A target's own (discover, --daemon-config) comes first.
+    daemon: str | None = None
+    # An engine key for every jail (scan --key): a target's own comes first.
+    engine_key: EngineKey | None = None
 
 
 def default_jobs() -> int:
@@ -140,7 +159,7 @@ def _scan_batch(
             path = os.path.abspath(target.path)
             notes = tuple(Notice(NoticeKind.NOTE, Stage.DISCOVER, n) for n in target.notes)
             provides, env = target.provides_devices, request.env
-            daemon = target.daemon if request.probe is not None else None
+            daemon = target.daemon or request.daemon
             if target.sandbox is not None:
                 # PrivateDevices=yes mounts its /dev in the jail only when the jail is the
                 # unit's RootDirectory=; a daemon that chroots itself still sees the jail's /dev.
@@ -148,10 +167,21 @@ def _scan_batch(
                 provides = provides or (own_root and target.sandbox.provides_devices())
                 if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
                     env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
+                if target.sandbox.module_env:  # SOFTHSM2_CONF ...: the modules' state follows it
+                    env = {**env, **dict(target.sandbox.module_env)}
             try:
                 ctx = stack.enter_context(
                     open_context(
-                        path, target.user, library, paths, env, provides, target.sandbox, daemon
+                        path,
+                        target.user,
+                        library,
+                        paths,
+                        env,
+                        provides,
+                        target.sandbox,
+                        daemon,
+                        target.engine_key or request.engine_key,
+                        target.loads,
                     )
                 )
             except jailfs.JailOpenError as e:  # only open_context raises it
@@ -225,6 +255,10 @@ def _static_stages(
             pending.findings = relax_for_config(pending.findings, late.extra)
     else:
         pending.add(not_run(Stage.LATE_LOADS))
+    if request.probe is not None and not broken:
+        pending.add(LateLoadProbe(max(10.0, request.probe.timeout)).run(ctx, pending.findings))
+    else:
+        pending.add(not_run(Stage.LATE_LOAD_PROBE))
     if request.probe is not None and not broken:
         pending.probe = True
     else:

@@ -10,6 +10,7 @@ skipped, never as passed. The pipeline (app.scan) composes them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -86,7 +87,9 @@ class LateLoads:
 
     def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[EntropyPolicy]:
         from chrootcheck.lateload.check import check_late_loads
+        from chrootcheck.report.daemons import lookup
 
+        profile = lookup(ctx.daemon) if ctx.daemon else None
         try:
             late = check_late_loads(
                 ctx.root_fd,
@@ -94,6 +97,11 @@ class LateLoads:
                 ctx.openssl_paths(),
                 ctx.env,
                 memo=self.memo,  # type: ignore[arg-type]
+                user=ctx.user,
+                engine_key=ctx.engine_key,
+                daemon_loads=ctx.loads,
+                before_chroot=frozenset(profile[0].loads_before_chroot if profile else ()),
+                daemon=profile[0].name if profile else "",
             )
         except ToolError as e:
             # Only a library the user named makes this an error.
@@ -124,6 +132,48 @@ class SandboxStage:
             )
         notes = tuple(Notice(NoticeKind.NOTE, self.stage, n) for n in said)
         return StageResult(tuple(findings(self.sandbox, prior)), notes)
+
+
+@dataclass(frozen=True)
+class LateLoadProbe:
+    """The daemon's engine key, loaded before the chroot and used inside the jail as the
+    service user (probe.lateload); runs only when the jail's daemon has one (its config, or
+    --key)."""
+
+    timeout: float = 10.0
+    stage: Stage = Stage.LATE_LOAD_PROBE
+
+    def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[None]:
+        from chrootcheck.probe import lateload
+
+        if ctx.engine_key is None:
+            return skipped(self.stage, "not run: no engine key (--key, or a daemon's config)")
+        if os.geteuid() != 0:  # the daemon's own path: chroot, then setuid, as root
+            return skipped(self.stage, "not run: needs root (it chroots as the daemon does)")
+        library = None
+        if ctx.library is not None:
+            if ctx.library.isolated:
+                return skipped(
+                    self.stage,
+                    "not run: the scan's --libcrypto is not root's, and this probe loads "
+                    "an engine as root",
+                )
+            library = ctx.library.loaded
+        try:
+            enginesdir = ctx.openssl_paths().enginesdir
+        except ToolError:
+            enginesdir = None
+        verdict = lateload.run(
+            ctx.path,
+            ctx.root_fd,
+            ctx.engine_key,
+            ctx.env,
+            ctx.user,
+            libcrypto=library,
+            enginesdir=ctx.env.get("OPENSSL_ENGINES") or enginesdir,
+            timeout=self.timeout,
+        )
+        return StageResult(verdict.findings, verdict.notices)
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,13 @@ def command(source: str, fmt: str) -> int:
     found: list[Chain] = []
     messages: list[Message] = []  # filled as the lines go by (tee)
     shown = 0
-    n_chains = n_errors = n_entropy = 0
+    n_chains = n_errors = n_entropy = n_token = 0
     try:
         for chain in chains(tee(reader, messages)):
             n_chains += 1
             n_errors += len(chain.errors)
             n_entropy += chain.entropy_problem
+            n_token += chain.token_problem and not chain.entropy_problem
             if fmt == "json":
                 found.append(chain)
             else:  # streamed: a huge log prints as it is read
@@ -70,16 +71,19 @@ def command(source: str, fmt: str) -> int:
         "errors": n_errors,
         "chains": n_chains,
         "entropy_chains": n_entropy,
+        "token_chains": n_token,
         "messages": len(messages),
         "entropy_messages": n_said,
     }
-    code = for_decode(n_entropy + n_said)
+    code = for_decode(n_entropy + n_said + n_token)
     if fmt == "json":
         render_json(found, stats, __version__, sys.stdout, messages)
     said = f", {len(messages)} known message(s) ({n_said} about entropy)" if messages else ""
     click.echo(
         f"chrootcheck decode: {reader.lines} line(s), {n_errors} OpenSSL error(s) in "
-        f"{n_chains} chain(s), {n_entropy} with entropy/DRBG errors{said} (exit {int(code)}).",
+        f"{n_chains} chain(s), {n_entropy} with entropy/DRBG errors"
+        + (f", {n_token} with a PKCS#11 token error" if n_token else "")
+        + f"{said} (exit {int(code)}).",
         err=True,
     )
     return code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
     from chrootcheck.discover import DiscoveredJail
 
 # Bumped like the scan report's: MAJOR on a breaking change, MINOR when fields are added.
-DISCOVER_SCHEMA_VERSION = "1.3"  # 1.1: jails[].resolved; 1.2: jails[].unit; 1.3: jails[].profile
+# 1.1: jails[].resolved; 1.2: jails[].unit; 1.3: jails[].profile; 1.4: jails[].engine_key (one
+# line, its PIN hidden)
+DISCOVER_SCHEMA_VERSION = "1.4"
 
 
 @click.command("discover")
@@ -45,7 +48,9 @@ def command(root: str, fmt: str) -> int:
         data = {
             "schema_version": DISCOVER_SCHEMA_VERSION,
             "root": root,
-            "jails": to_data(jails),
+            "jails": [
+                {**to_data(replace(j, engine_key=None)), "engine_key": _key_line(j)} for j in jails
+            ],
             "notices": [notice_data(n) for n in notices],
         }
         json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
@@ -56,6 +61,11 @@ def command(root: str, fmt: str) -> int:
     for n in notices:
         click.echo(f"chrootcheck: {n.kind.value}: {printable(n.message)}", err=True)
     return for_discover(sum(1 for n in notices if n.kind.value == "error"))
+
+
+def _key_line(j: DiscoveredJail) -> str | None:
+    # Never the EngineKey itself: its control commands may hold a PIN.
+    return j.engine_key.describe() if j.engine_key is not None else None
 
 
 def _table(jails: list[DiscoveredJail]) -> None:

@@ -28,6 +28,7 @@ from chrootcheck.report.model import Report, Severity
 if TYPE_CHECKING:
     from chrootcheck.app.scan import Target
     from chrootcheck.jail.users import ServiceUser
+    from chrootcheck.openssl.hsm import EngineKey
     from chrootcheck.sandbox.model import Sandbox
 
 
@@ -150,6 +151,42 @@ def _known_daemon(ctx: click.Context, param: click.Parameter, value: str | None)
     "with the measured triggers. --discover finds it by itself.",
 )
 @click.option(
+    "--daemon-config",
+    metavar="FILE",
+    callback=nonempty,
+    help="The daemon's own config (stunnel's .conf or haproxy.cfg): its chroot (unless JAILs "
+    "are given), its user (unless --user), its mode, its engine key (stunnel's engine, "
+    "engineCtrl, engineDefault, engineId, key = pkcs11:...) and engines and providers "
+    "(haproxy's ssl-engine, ssl-provider, ssl-provider-path) for the late loads and the "
+    "late-load probe. Read inside --root when given.",
+)
+@click.option(
+    "--key",
+    "key_uri",
+    metavar="URI",
+    callback=nonempty,
+    help="A key the daemon loads through an engine before its chroot (a pkcs11: URI): the "
+    "late-load probe loads it, chroots, drops to --user and signs with it.",
+)
+@click.option(
+    "--engine",
+    "engine_id",
+    metavar="ID",
+    default="pkcs11",
+    show_default=True,
+    callback=nonempty,
+    help="The engine of --key.",
+)
+@click.option(
+    "--engine-ctrl",
+    "engine_ctrls",
+    multiple=True,
+    metavar="CMD[:VALUE]",
+    help="A control command for --engine before ENGINE_init, in order (MODULE_PATH:/usr/lib/"
+    "softhsm/libsofthsm2.so, PIN:...); a PIN is never shown. Default: the engine's settings "
+    "in openssl.cnf.",
+)
+@click.option(
     "--no-triggers",
     is_flag=True,
     help="Do not measure the triggers (new threads, RAND_seed, fork, many draws) in the "
@@ -213,6 +250,10 @@ def command(
     jobs: int | None,
     scenarios: tuple[str, ...],
     daemon: str | None,
+    daemon_config: str | None,
+    key_uri: str | None,
+    engine_id: str,
+    engine_ctrls: tuple[str, ...],
     no_triggers: bool,
     no_late_loads: bool,
     discover: bool,
@@ -236,8 +277,10 @@ def command(
     from chrootcheck.report.model import Stage
 
     started = time.monotonic()
-    if not jails and not discover and unit is None:
-        raise click.UsageError("give at least one JAIL, --unit or --discover")
+    if not jails and not discover and unit is None and daemon_config is None:
+        raise click.UsageError("give at least one JAIL, --unit, --daemon-config or --discover")
+    if engine_ctrls and key_uri is None:
+        raise click.UsageError("--engine-ctrl needs --key")
     if unit is not None and seccomp_profile is not None:
         raise click.UsageError("--unit and --seccomp-profile: give one sandbox")
     if "as-configured" in scenarios and unit is None and seccomp_profile is None and not discover:
@@ -252,6 +295,9 @@ def command(
     anchor = check_anchor(sarif_anchor) if sarif_anchor is not None and located else None
     user = parse_user_option(user_spec)
     targets: list[str | Target] = list(jails)
+    engine_key = _key_option(key_uri, engine_id, engine_ctrls)
+    if daemon_config is not None:
+        targets, user, daemon = _daemon_config(daemon_config, root, targets, user, daemon)
     if seccomp_profile is not None:
         from chrootcheck.app.sandbox import load_profile
 
@@ -281,10 +327,16 @@ def command(
         fail_on=Severity(fail_on.lower()),
         probe=probe,
         late_loads=not no_late_loads,
-        not_asked={Stage.PROBE: "--no-probe", Stage.LATE_LOADS: "--no-late-loads"},
+        not_asked={
+            Stage.PROBE: "--no-probe",
+            Stage.LATE_LOAD_PROBE: "--no-probe",
+            Stage.LATE_LOADS: "--no-late-loads",
+        },
         libcrypto=libcrypto,
         allow_jail_libcrypto=allow_jail_libcrypto,
         jobs=jobs,
+        daemon=daemon,
+        engine_key=engine_key,
     )
     report = scan(targets, request, progress=walk_progress)
     write_outputs(
@@ -301,6 +353,74 @@ def command(
     if any(o.fmt is Format.NAGIOS for o in outputs):
         return for_plugin(report)  # the monitoring-plugin convention (commands/plugin.py)
     return for_report(report)
+
+
+def _key_option(key_uri: str | None, engine_id: str, ctrls: tuple[str, ...]) -> EngineKey | None:
+    from chrootcheck.openssl.hsm import EngineKey
+
+    if key_uri is None:
+        return None
+    pairs = []
+    for c in ctrls:
+        name, _, value = c.partition(":")
+        if not name.strip():
+            raise click.BadParameter(f"--engine-ctrl {c!r}: give CMD or CMD:VALUE")
+        pairs.append((name.strip(), value))
+    if "/" in engine_id:
+        raise click.BadParameter(f"--engine {engine_id!r}: an engine id, not a path")
+    return EngineKey(engine_id, key_uri, tuple(pairs), origin="--key")
+
+
+def _daemon_config(
+    path: str,
+    root: str,
+    targets: list[str | Target],
+    user: ServiceUser | None,
+    daemon: str | None,
+) -> tuple[list[str | Target], ServiceUser | None, str | None]:
+    """The jail, user, daemon profile, engine key and loads a daemon's config names: haproxy's
+    (a file named haproxy*, or one with a global section) or stunnel's."""
+    from chrootcheck.app.scan import Target
+    from chrootcheck.discover import haproxy, stunnel
+    from chrootcheck.discover._common import Notes, Tree, under
+    from chrootcheck.jail.fs import JailOpenError
+    from chrootcheck.jail.users import UserSpecError, parse_user
+
+    notes = Notes()
+    try:
+        with Tree(root) as tree:
+            if not tree.exists(path):
+                raise ToolError(f"--daemon-config {path}: no such file")
+            text = tree.read_text(path, notes) or ""
+            is_haproxy = "haproxy" in os.path.basename(path) or any(
+                line.split()[:1] == ["global"] for line in text.splitlines()
+            )
+            reader = haproxy.read_config if is_haproxy else stunnel.read_config
+            found = reader(tree, path, notes)
+    except JailOpenError as e:
+        raise ToolError(f"--root {root}: {e}") from None
+    for n in notes.items:
+        click.echo(f"chrootcheck: daemon config: {n.message}", err=True)
+    if found is None:
+        what = "haproxy" if is_haproxy else "stunnel"
+        raise ToolError(f"--daemon-config {path}: no chroot in it (read as {what}'s config)")
+    if user is None and found.user:
+        try:
+            user = parse_user(found.user)
+        except UserSpecError as e:
+            click.echo(f"chrootcheck: daemon config: setuid {found.user}: {e}", err=True)
+    daemon = daemon or found.profile
+    note = (f"from {path}: {found.note}" if found.note else f"from {path}",)
+    if not targets:
+        targets = [Target(under(root, found.path), user, note, daemon=daemon)]
+    key, loads = found.engine_key, found.loads
+    targets = [
+        replace(t, engine_key=key, loads=loads, daemon=t.daemon or daemon)
+        if isinstance(t, Target)
+        else Target(t, user, note, daemon=daemon, engine_key=key, loads=loads)
+        for t in targets
+    ]
+    return targets, user, daemon
 
 
 def _with_sandbox(target: str | Target, sandbox: Sandbox, user: ServiceUser | None) -> Target:
@@ -385,7 +505,16 @@ def _discovered(root: str, user_spec: str | None) -> list[Target]:
         if t.profile:
             notes.append(f"daemon profile {t.profile} (its prediction joins the measured triggers)")
         targets.append(
-            Target(t.jail, user, tuple(notes), t.provides_devices, sandbox, daemon=t.profile)
+            Target(
+                t.jail,
+                user,
+                tuple(notes),
+                t.provides_devices,
+                sandbox,
+                daemon=t.profile,
+                engine_key=t.engine_key,
+                loads=t.loads,
+            )
         )
     return targets
 

@@ -117,7 +117,7 @@ class Decoded:
     @property
     def entry(self) -> Entry | None:
         for reading in self.readings:
-            found = knowledge.lookup(reading, self.text)
+            found = knowledge.lookup(reading, self.text, self.printed_library)
             if found:
                 return found
         return None
@@ -145,6 +145,11 @@ class Chain:
     def entropy_problem(self) -> bool:
         return any(e.entry is not None and e.entry.is_entropy_problem for e in self.errors)
 
+    @property
+    def token_problem(self) -> bool:
+        """A PKCS#11 module that cannot reach its token (the HSM case in a jail)."""
+        return any(e.entry is not None and e.entry.role is Role.TOKEN for e in self.errors)
+
     def consequence(self, error: Decoded) -> bool:
         """A catch-all report (SSL_new: malloc failure) after an entropy error in this chain."""
         entry = error.entry
@@ -153,7 +158,26 @@ class Chain:
         index = self.errors.index(error)
         return any(e.entry is not None and e.entry.is_entropy_problem for e in self.errors[:index])
 
+    def consequence_text(self, error: Decoded) -> str | None:
+        """What a catch-all report means here: after an entropy error, after a PKCS#11 token
+        error (0A080006 EVP lib after 42000082), or nothing."""
+        if self.consequence(error):
+            return knowledge.CONSEQUENCE
+        entry = error.entry
+        if entry is None or entry.role is not Role.WRAPPER:
+            return None
+        # Either order: stunnel prints its queue newest first, so the cause may come after.
+        if any(e.entry is not None and e.entry.role is Role.TOKEN for e in self.errors):
+            return knowledge.TOKEN_CONSEQUENCE
+        return None
+
     def verdict(self) -> str:
+        if not self.entropy_problem and self.token_problem:
+            return (
+                "the PKCS#11 module cannot reach its token: in a jail, the token store is "
+                "missing or unreadable for the service user (check with chrootcheck scan "
+                "JAIL --daemon-config DAEMON.conf)."
+            )
         if not self.entropy_problem:
             return "no entropy or DRBG error in this chain"
         roots = [e for e in self.errors if e.entry and e.entry.role is Role.ENTROPY]

@@ -16,6 +16,7 @@ from chrootcheck.openssl.errcodes import (
     ERR_LIB_PROV,
     ERR_LIB_RAND,
     ERR_LIB_SSL,
+    ERR_LIB_USER,
     ERR_RFLAG_COMMON,
     ERR_RFLAG_FATAL,
     ErrorRecord,
@@ -27,6 +28,8 @@ class Role(enum.StrEnum):
     ENTROPY = "entropy"  # the seed source gave nothing: the root cause in a jail
     DRBG = "drbg"  # a DRBG failed because of an earlier entropy failure
     WRAPPER = "wrapper"  # a caller's catch-all report of whatever failed below it
+    TOKEN = "token"  # a PKCS#11 module cannot reach its token (an HSM key in a jail)
+    PKCS11 = "pkcs11"  # another PKCS#11 module error (libp11's table): not the jail's doing
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,118 @@ RAND_WRITE_FILE = Entry(
     "Point RANDFILE at a regular file the service may write, or unset it.",
     "chrootcheck scan JAIL")
 
+# --- PKCS#11 modules through libp11 (the pkcs11 engine): the HSM case ---------------------
+# libp11 registers its library at run time (ERR_get_next_error_library: its number varies,
+# 41800082 in one process, 42000082 in stunnel) and uses the module's own return value, a
+# PKCS#11 CKR_* code, as the reason. So it is found by the library's printed name and the
+# reason number (src/p11_err.c and eng_err.c in OpenSC/libp11).
+PKCS11_LIBRARY_NAMES = ("pkcs#11 module", "pkcs11 library", "pkcs11 engine")
+_CONFIRM_TOKEN = (
+    "chrootcheck scan JAIL --daemon-config DAEMON.conf (or --key pkcs11:URI --user USER): the "
+    "late-load probe signs inside the jail, and the token-store findings name the store"
+)
+TOKEN_UNREACHABLE = Entry(
+    "pkcs11-token-unreachable",
+    Role.TOKEN,
+    "the PKCS#11 module cannot reach its token",
+    "The key's module answered that the object, key, session or token it was asked to use "
+    "is not there (CKR_OBJECT_HANDLE_INVALID and its kin): the handle the daemon got when it "
+    "loaded the key no longer leads to a token the module can read.",
+    "In a jail, the token store is missing or unreadable for the service user: the daemon "
+    "loaded the key before its chroot as root; SoftHSM2 reopens the token's files "
+    "(<tokendir>/<token>/generation, the key's .object) at every signature, inside the jail, "
+    "as the user. Every handshake fails from the first, while the daemon stays up.",
+    "Bind-mount the token store read-write at the same path in the jail (mount --bind "
+    "TOKENDIR JAIL/TOKENDIR) and let the service user read it (Debian: usermod -aG softhsm "
+    "USER); or move the token store into the jail.",
+    _CONFIRM_TOKEN,
+)
+PKCS11_PIN = Entry(
+    "pkcs11-pin",
+    Role.PKCS11,
+    "the PKCS#11 token refused the PIN",
+    "CKR_PIN_INCORRECT, _INVALID, _LEN_RANGE, _EXPIRED or _LOCKED: the PIN the daemon gave "
+    "(engineCtrl = PIN:..., pin-value in the URI) is wrong or the PIN is locked.",
+    "Not the jail: the key is loaded before the chroot, with the PIN from the config.",
+    "Fix the PIN in the daemon's config (or unlock it with the SO PIN).",
+    _CONFIRM_TOKEN,
+)
+PKCS11_OTHER = Entry(
+    "pkcs11-module-error",
+    Role.PKCS11,
+    "a PKCS#11 module error",
+    "The module returned a PKCS#11 error code (the reason is the CKR_* value, named in "
+    "libp11's table); the text says which.",
+    "Usually not the jail; if it appears only after the chroot, the module is missing "
+    "something it reads late (its token store, a socket, a cache).",
+    "Read the reason; compare with the same key used outside the jail.",
+    _CONFIRM_TOKEN,
+)
+PKCS11_ENGINE = Entry(
+    "pkcs11-engine-error",
+    Role.PKCS11,
+    "the pkcs11 engine (libp11) refused a setting",
+    "The engine's own errors: 'invalid id' or 'invalid parameter' (a control command's value, "
+    "a key URI it cannot parse), 'object not found' (no object on the token matches the key "
+    "URI), 'unknown command' (a control command it does not have).",
+    "Not the jail when it happens at start, before the chroot: the daemon's engine settings "
+    "(engineCtrl, the key URI). stunnel logs one 'invalid id' at start for a control it tries "
+    "and then works.",
+    "Check the engine settings and the key URI (p11tool --list-all, pkcs11-tool -O).",
+    _CONFIRM_TOKEN,
+)
+EVP_AFTER_PKCS11 = Entry(
+    "evp-lib-after-pkcs11",
+    Role.WRAPPER,
+    "EVP lib: the signature below the TLS layer failed",
+    "libssl reports 'EVP lib' (0A080006) when the EVP call it made (the handshake's "
+    "signature) failed: the error before it in the chain says why.",
+    "After a PKCS#11 module error: the HSM key could not sign inside the jail.",
+    "Fix what the error before it names.",
+    _CONFIRM_TOKEN,
+)
+# CKR_* values (PKCS#11 v2.40): the token, session or object is gone for the module.
+_CKR_TOKEN = frozenset(
+    {
+        0x05,  # CKR_GENERAL_ERROR
+        0x06,  # CKR_FUNCTION_FAILED
+        0x30,  # CKR_DEVICE_ERROR
+        0x32,  # CKR_DEVICE_REMOVED
+        0x60,  # CKR_KEY_HANDLE_INVALID
+        0x82,  # CKR_OBJECT_HANDLE_INVALID
+        0xB0,  # CKR_SESSION_CLOSED
+        0xB3,  # CKR_SESSION_HANDLE_INVALID
+        0xE0,  # CKR_TOKEN_NOT_PRESENT
+        0xE1,  # CKR_TOKEN_NOT_RECOGNIZED
+        0x101,  # CKR_USER_NOT_LOGGED_IN
+        0x190,  # CKR_CRYPTOKI_NOT_INITIALIZED
+    }
+)
+_CKR_PIN = frozenset({0xA0, 0xA1, 0xA2, 0xA3, 0xA4})  # CKR_PIN_INCORRECT ... _LOCKED
+# The consequence text of a TLS-layer catch-all after a PKCS#11 token error.
+TOKEN_CONSEQUENCE = (
+    "The TLS layer's report of the failed signature: the PKCS#11 module cannot reach its "
+    "token (the PKCS#11 error in this chain); in a jail, the token store is missing or "
+    "unreadable for the service user."
+)
+
+
+def pkcs11_entry(record: ErrorRecord, printed_library: str) -> Entry | None:
+    """libp11's errors, by the printed library name and the CKR_* reason."""
+    names = {printed_library.strip().lower(), record.library.lower()}
+    if not names & set(PKCS11_LIBRARY_NAMES):
+        return None
+    if "pkcs11 engine" in names:  # eng_err.c: its own reasons, not CKR_* values
+        return PKCS11_ENGINE
+    mask = 0xFFF if record.packing == "1.x" else 0x7FFFFF
+    reason = record.reason_code & mask
+    if reason in _CKR_TOKEN:
+        return TOKEN_UNREACHABLE
+    if reason in _CKR_PIN:
+        return PKCS11_PIN
+    return PKCS11_OTHER
+
+
 # Messages users paste that carry no OpenSSL code (or need the line around the code).
 PHRASES: tuple[tuple[str, Entry], ...] = (
     (r"PRNG was not seeded with enough random bytes", STUNNEL_PRNG),
@@ -258,18 +373,31 @@ _TABLE_3X: dict[tuple[int, int], Entry] = {
     (ERR_LIB_SSL, _COMMON | 15): SSL_WRAPPER,  # crypto lib (3.2+)
     (ERR_LIB_SSL, _COMMON | 36): SSL_WRAPPER,  # RAND lib
     (ERR_LIB_SSL, 234): CALLBACK_FAILED,  # 0A0000EA
+    (ERR_LIB_SSL, _COMMON | 6): EVP_AFTER_PKCS11,  # 0A080006 EVP lib
 }
 
 ENTRIES: tuple[Entry, ...] = tuple(
     dict.fromkeys(
-        [*_TABLE_1X.values(), *_TABLE_3X.values(), POSTFIX_CALLBACK, *(e for _, e in PHRASES)]
+        [
+            *_TABLE_1X.values(),
+            *_TABLE_3X.values(),
+            POSTFIX_CALLBACK,
+            *(e for _, e in PHRASES),
+            TOKEN_UNREACHABLE,
+            PKCS11_PIN,
+            PKCS11_OTHER,
+            PKCS11_ENGINE,
+        ]
     )
 )
 
 
-def lookup(record: ErrorRecord, text: str = "") -> Entry | None:
+def lookup(record: ErrorRecord, text: str = "", printed_library: str = "") -> Entry | None:
     """The entry for a decoded error; ``text`` (its log line) can make it more precise:
-    0A0000EA from postfix/smtpd is entropy in the Postfix jail."""
+    0A0000EA from postfix/smtpd is entropy in the Postfix jail. ``printed_library``: the
+    library as the log printed it (libp11's number is given at run time)."""
+    if record.lib >= ERR_LIB_USER:
+        return pkcs11_entry(record, printed_library)
     table = _TABLE_1X if record.packing == "1.x" else _TABLE_3X
     entry = table.get((record.lib, record.reason_code))
     if entry is CALLBACK_FAILED and "postfix/smtpd" in text:

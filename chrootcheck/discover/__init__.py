@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from chrootcheck.discover._common import DiscoveredJail, Notes, Tree, under
 from chrootcheck.jail.fs import JailOpenError
+from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
 from chrootcheck.report import daemons
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Notice, NoticeKind, Stage
@@ -101,6 +102,8 @@ class ScanTarget:
     notes: tuple[str, ...]
     units: tuple[str, ...] = ()  # the systemd units whose RootDirectory= it is
     profile: str | None = None  # the daemon profile for the probe's prediction, "NAME:MODE"
+    engine_key: EngineKey | None = None  # the daemon's engine key (stunnel's engine settings)
+    loads: DaemonLoads | None = None  # its config's engines and providers (haproxy's)
 
 
 def scan_targets(root: str = "/") -> tuple[list[ScanTarget], list[Notice]]:
@@ -139,6 +142,8 @@ def scan_targets(root: str = "/") -> tuple[list[ScanTarget], list[Notice]]:
                 tuple(notes),
                 tuple(dict.fromkeys(j.unit for j in group if j.unit)),
                 next((j.profile for j in group if j.profile), None),
+                next((j.engine_key for j in group if j.engine_key), None),
+                next((j.loads for j in group if j.loads), None),
             )
         )
     return out, notices

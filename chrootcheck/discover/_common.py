@@ -26,6 +26,7 @@ from chrootcheck.jail.fs import (
     read_chunks,
     resolve,
 )
+from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
 from chrootcheck.report.model import Notice, NoticeKind, Stage
 
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
@@ -53,6 +54,11 @@ class DiscoveredJail:
     # The daemon profile (report.daemons), "NAME:MODE": the probe's prediction joins it with
     # the measured triggers. A parser that knows the mode sets it; discover() fills the rest.
     profile: str | None = None
+    # The key the daemon loads through an engine before its chroot (stunnel's engine settings):
+    # the late loads follow its module, the late-load probe uses it.
+    engine_key: EngineKey | None = None
+    # The engines and providers the daemon's own config loads (haproxy's ssl-engine ...).
+    loads: DaemonLoads | None = None
 
 
 class Notes:

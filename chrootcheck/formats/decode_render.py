@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from chrootcheck.decode.chains import Chain, Decoded
-from chrootcheck.decode.knowledge import CONSEQUENCE, Entry
+from chrootcheck.decode.knowledge import Entry
 from chrootcheck.decode.messages import Message
 from chrootcheck.formats.common import printable
 from chrootcheck.openssl.errcodes import ErrorRecord
@@ -33,8 +33,9 @@ def error_line(chain: Chain, e: Decoded) -> list[str]:
     else:
         out.append(head + "packing unknown, both readings:")
         out.extend(" " * len(head) + printable(_reading_text(r)) for r in e.readings)
-    if chain.consequence(e):
-        out.append(" " * len(head) + "-> " + CONSEQUENCE)
+    consequence = chain.consequence_text(e)
+    if consequence:
+        out.append(" " * len(head) + "-> " + consequence)
     return out
 
 
@@ -45,9 +46,9 @@ def render_chain_text(chain: Chain, number: int, stream: TextIO) -> None:
         else f"lines {chain.first_line}-{chain.last_line}"
     )
     thread = f", thread {printable(chain.thread)}" if chain.thread else ""
-    mark = "ENTROPY" if chain.entropy_problem else "other"
+    mark = "ENTROPY" if chain.entropy_problem else "PKCS#11" if chain.token_problem else "other"
     stream.write(f"Chain {number} ({span}{thread}): {mark}\n")
-    if chain.entropy_problem:
+    if chain.entropy_problem or chain.token_problem:
         stream.write(f"  {chain.verdict()}\n")
     for e in chain.errors:
         stream.write("\n".join(error_line(chain, e)) + "\n")
@@ -124,7 +125,7 @@ def chain_data(chain: Chain) -> dict[str, Any]:
                 "function": printable(e.function) or None,
                 "reason": printable(e.reason) or None,
                 "knowledge": entry.key if entry else None,
-                "consequence": CONSEQUENCE if chain.consequence(e) else None,
+                "consequence": chain.consequence_text(e),
                 "text": printable(e.text),
             }
         )
@@ -133,6 +134,7 @@ def chain_data(chain: Chain) -> dict[str, Any]:
         "last_line": chain.last_line,
         "thread": printable(chain.thread) if chain.thread else None,
         "entropy_problem": chain.entropy_problem,
+        "token_problem": chain.token_problem,
         "verdict": chain.verdict(),
         "errors": errors,
     }

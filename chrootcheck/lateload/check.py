@@ -19,9 +19,11 @@ import os
 import shlex
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chrootcheck.jail import fs as jailfs
+from chrootcheck.jail.users import ServiceUser, may
+from chrootcheck.lateload.modules import Module, check_modules
 from chrootcheck.lateload.opensslcnf import (
     BUILTIN_ENGINES,
     BUILTIN_PROVIDERS,
@@ -33,6 +35,7 @@ from chrootcheck.lateload.opensslcnf import (
     parse_file,
     read_host_file,
 )
+from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import Finding, Notice, NoticeKind, Severity, Stage
 
@@ -139,8 +142,20 @@ def check_late_loads(
     *,
     appname: str | None = None,
     memo: dict[object, tuple[Config, Modules]] | None = None,
+    user: ServiceUser | None = None,
+    engine_key: EngineKey | None = None,
+    daemon_loads: DaemonLoads | None = None,
+    before_chroot: frozenset[str] = frozenset(),
+    daemon: str = "",
 ) -> LateLoadResult:
     """Everything OpenSSL may load late, checked against the jail whose root is ``root_fd``.
+
+    ``engine_key``: the daemon's engine key (its config's engine settings, or ``--key``): its
+    engine and PKCS#11 module are listed too, and so are ``daemon_loads``' engines and
+    providers (haproxy's ssl-engine, ssl-provider, ssl-provider-path). ``user``: the service's
+    user, for the PKCS#11 modules' own state (lateload.modules). ``before_chroot``: the roles
+    (engine, pkcs11-module ...) the
+    daemon's profile loads before its chroot: info, not findings, for ``daemon``.
 
     ``env`` is the application's environment (OPENSSL_CONF, OPENSSL_ENGINES, OPENSSL_MODULES,
     OPENSSL_CONF_INCLUDE); default: this process's. ``jail_path`` (the host path) only goes
@@ -160,12 +175,26 @@ def check_late_loads(
             memo[key] = cfg, mods
     out = LateLoadResult(config=cnf)
     items = _collect(cfg, mods, paths, env, out)
+    known = {(i.path, i.role) for i in items}
+    if engine_key is not None:
+        items.extend(_key_items(engine_key, paths, env, known))
+    if daemon_loads is not None:
+        items.extend(_daemon_items(daemon_loads, paths, env, known))
     for item in items:
-        out.files.append(_locate(root_fd, item))
+        out.files.append(_locate(root_fd, item, user))
     for f in out.files:
         finding = _finding(f, jail_path, mods)
         if finding is not None:
+            if f.role in before_chroot and finding.check in _ROLE_CHECKS:
+                finding = _loaded_before(finding, daemon or "the daemon")
             out.findings.append(finding)
+    modules = [
+        Module(f.path, f.origin)
+        for f in out.files
+        if f.role in ("pkcs11-module", "p11-kit-module") and f.on_host
+    ]
+    p11kit = [f.path for f in out.files if f.role == "p11-kit-config" and f.on_host]
+    out.findings.extend(check_modules(root_fd, jail_path, modules, env, user, p11kit))
     for p in cfg.problems:
         out.findings.append(
             checks.CONFIG_INVALID.finding(
@@ -227,6 +256,52 @@ def check_jail(
         )
     finally:
         os.close(fd)
+
+
+def _loaded_before(finding: Finding, daemon: str) -> Finding:
+    return replace(
+        finding,
+        severity=Severity.INFO,
+        message=f"{finding.message} Not needed in the jail: {daemon} loads it before its "
+        "chroot (its daemon profile).",
+        details={**finding.details, "severity_lowered_from": finding.severity.value},
+    )
+
+
+def _key_items(
+    key: EngineKey, paths: OpenSSLPaths, env: Mapping[str, str], known: set[tuple[str, str]]
+) -> list[_Item]:
+    """The daemon's engine and PKCS#11 module, from its own config (stunnel's engine and
+    engineCtrl, haproxy's ssl-engine, --key)."""
+    items = []
+    enginesdir = env.get("OPENSSL_ENGINES") or paths.enginesdir
+    engine = key.so_path
+    if engine is None and key.engine not in BUILTIN_ENGINES and enginesdir:
+        engine = os.path.join(enginesdir, key.engine + ".so")
+    if engine is not None:
+        items.append(_Item(engine, "engine", LoadTime.WITH_CONFIG, key.origin, True))
+    if key.module_path:
+        items.append(_Item(key.module_path, "pkcs11-module", LoadTime.FIRST_USE, key.origin, True))
+    return [i for i in items if (i.path, i.role) not in known]
+
+
+def _daemon_items(
+    loads: DaemonLoads, paths: OpenSSLPaths, env: Mapping[str, str], known: set[tuple[str, str]]
+) -> list[_Item]:
+    """haproxy's ssl-engine (ENGINESDIR/<name>.so) and ssl-provider (ssl-provider-path or
+    MODULESDIR/<name>.so): loaded when its config is read, at start."""
+    items = []
+    enginesdir = env.get("OPENSSL_ENGINES") or paths.enginesdir
+    for name in loads.engines:
+        if name not in BUILTIN_ENGINES and enginesdir and "/" not in name:
+            path = os.path.join(enginesdir, name + ".so")
+            items.append(_Item(path, "engine", LoadTime.WITH_CONFIG, loads.origin, True))
+    folder = loads.provider_path or env.get("OPENSSL_MODULES") or paths.modulesdir
+    for name in loads.providers:
+        if name not in BUILTIN_PROVIDERS and folder:
+            path = os.path.join(folder, name if name.endswith(".so") else name + ".so")
+            items.append(_Item(path, "provider", LoadTime.WITH_CONFIG, loads.origin, True))
+    return [i for i in items if (i.path, i.role) not in known]
 
 
 # -- what the config names ---------------------------------------------------------------------
@@ -435,7 +510,7 @@ def _p11kit_module_lines(path: str) -> list[tuple[int, str]]:
 # -- inside the jail ---------------------------------------------------------------------------
 
 
-def _locate(root_fd: int, item: _Item) -> LateFile:
+def _locate(root_fd: int, item: _Item, user: ServiceUser | None = None) -> LateFile:
     on_host = os.path.isdir(item.path) if item.is_dir else os.path.isfile(item.path)
 
     def seen(presence: Presence, detail: str) -> LateFile:
@@ -466,9 +541,23 @@ def _locate(root_fd: int, item: _Item) -> LateFile:
             return seen(presence, detail)
         assert res.stat is not None
         mode = res.stat.st_mode
-        if stat.S_ISDIR(mode) if item.is_dir else stat.S_ISREG(mode):
-            return seen(Presence.PRESENT, "")
-        return seen(Presence.WRONG_TYPE, f"a {jailfs.kind_of(mode)} at {res.path}")
+        if not (stat.S_ISDIR(mode) if item.is_dir else stat.S_ISREG(mode)):
+            return seen(Presence.WRONG_TYPE, f"a {jailfs.kind_of(mode)} at {res.path}")
+        if user is not None and user.uid != 0:
+            # After the chroot the daemon runs as its user: it must search every folder on the
+            # way and read the file (a folder: list it too).
+            folders = [("/", os.fstat(root_fd)), *res.dirs]
+            blocked = [p for p, st in folders if not may(user, st, 1)]
+            want = 5 if item.is_dir else 4
+            if blocked or not may(user, res.stat, want):
+                why = (
+                    f"cannot search {', '.join(blocked)}"
+                    if blocked
+                    else f"cannot read it (mode {stat.S_IMODE(mode):04o}, owner "
+                    f"{res.stat.st_uid}:{res.stat.st_gid})"
+                )
+                return seen(Presence.UNREACHABLE, f"{user.label} {why}")
+        return seen(Presence.PRESENT, "")
 
 
 _ROLE_CHECK = {
@@ -484,6 +573,7 @@ _ROLE_CHECK = {
     "modulesdir": checks.MODULESDIR_MISSING_IN_JAIL,
     "config-module": checks.CONFIG_MODULE_MISSING_IN_JAIL,
 }
+_ROLE_CHECKS = frozenset(c.id for c in _ROLE_CHECK.values())
 _ROLE_WORD = {
     "config": "the OpenSSL config",
     "include": "included config file",

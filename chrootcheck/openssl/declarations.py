@@ -14,6 +14,8 @@ Opaque OpenSSL types are declared as incomplete structs: we only pass their poin
 
 from __future__ import annotations
 
+import zlib
+
 # --- openssl/crypto.h -------------------------------------------------------------------
 CRYPTO_H = """
 /* [1.1.0+] 1.0.2 has SSLeay()/SSLeay_version() instead (same meaning). */
@@ -130,6 +132,36 @@ int EVP_RAND_CTX_get_params(EVP_RAND_CTX *ctx, OSSL_PARAM params[]);
 int EVP_RAND_CTX_set_params(EVP_RAND_CTX *ctx, const OSSL_PARAM params[]);
 """
 
+# --- openssl/engine.h + the EVP signing calls: the late-load probe (an HSM key) ----------
+ENGINE_H = """
+/* Deprecated in 3.0 but exported; what stunnel and haproxy call for an engine key. */
+typedef struct engine_st ENGINE;
+typedef struct evp_pkey_st EVP_PKEY;
+typedef struct evp_md_st EVP_MD;
+typedef struct evp_md_ctx_st EVP_MD_CTX;
+typedef struct evp_pkey_ctx_st EVP_PKEY_CTX;
+void ENGINE_load_builtin_engines(void);
+ENGINE *ENGINE_by_id(const char *id);
+int ENGINE_ctrl_cmd_string(ENGINE *e, const char *cmd_name, const char *arg, int cmd_optional);
+int ENGINE_init(ENGINE *e);
+int ENGINE_finish(ENGINE *e);
+int ENGINE_free(ENGINE *e);
+int ENGINE_set_default_string(ENGINE *e, const char *def_list);
+/* ui_method and callback_data: always NULL here (the PIN comes as a control command). */
+EVP_PKEY *ENGINE_load_private_key(ENGINE *e, const char *key_id, void *ui_method,
+                                  void *callback_data);
+void EVP_PKEY_free(EVP_PKEY *pkey);
+const EVP_MD *EVP_sha256(void);
+/* [1.1.0+] 1.0.2 has EVP_MD_CTX_create/destroy. */
+EVP_MD_CTX *EVP_MD_CTX_new(void);
+void EVP_MD_CTX_free(EVP_MD_CTX *ctx);
+int EVP_DigestSignInit(EVP_MD_CTX *ctx, EVP_PKEY_CTX **pctx, const EVP_MD *type,
+                       ENGINE *e, EVP_PKEY *pkey);
+/* EVP_DigestSignUpdate is a macro over this one in 1.x. */
+int EVP_DigestUpdate(EVP_MD_CTX *ctx, const void *d, size_t cnt);
+int EVP_DigestSignFinal(EVP_MD_CTX *ctx, unsigned char *sigret, size_t *siglen);
+"""
+
 # Constants (macros in the headers, so not visible to cffi's ABI mode).
 OPENSSL_INIT_LOAD_CRYPTO_STRINGS = 0x00000002
 OPENSSL_INIT_LOAD_CONFIG = 0x00000040
@@ -159,7 +191,6 @@ ERR_TXT_MALLOCED = 0x01
 ERR_TXT_STRING = 0x02
 
 
-# Every declaration, in the order they depend on each other.
 # --- openssl/conf.h ---------------------------------------------------------------------
 CONF_H = """
 /* A config file's modules (providers, engines, [random] ...), as OPENSSL_init_crypto loads
@@ -170,11 +201,12 @@ CONF_MFLAGS_IGNORE_MISSING_FILE = 0x10
 CONF_MFLAGS_DEFAULT_SECTION = 0x20
 
 # --- which declarations a built module holds ----------------------------------------------
-# Raised whenever the declarations change: an out-of-line module built from older ones (a tree
-# not rebuilt after a merge) is then ignored and the declarations parsed instead.
-DECLARATIONS_VERSION = 2
+# A checksum of the declarations: an out-of-line module built from other ones (a tree not
+# rebuilt after a merge) is then ignored and the declarations parsed instead.
+_BODY = "".join((CRYPTO_H, ERR_H, RAND_H, RAND_DRBG_H, PARAMS_H, EVP_H, ENGINE_H, CONF_H))
+DECLARATIONS_VERSION = zlib.crc32(_BODY.encode()) & 0x7FFFFFFF  # an int for the #define
 VERSION_H = f"""
 #define CHROOTCHECK_LIBCRYPTO_DECLARATIONS {DECLARATIONS_VERSION}
 """
 
-DECLARATIONS = "".join((CRYPTO_H, ERR_H, RAND_H, RAND_DRBG_H, PARAMS_H, EVP_H, CONF_H, VERSION_H))
+DECLARATIONS = _BODY + VERSION_H

@@ -30,6 +30,7 @@ ERR_LIB_CRYPTO = 15
 ERR_LIB_SSL = 20
 ERR_LIB_RAND = 36
 ERR_LIB_PROV = 57
+ERR_LIB_USER = 128  # the first number ERR_get_next_error_library gives (libp11 ...)
 
 # 3.x layout (include/openssl/err.h.in)
 ERR_SYSTEM_FLAG = 0x80000000

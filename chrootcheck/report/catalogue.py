@@ -2,7 +2,8 @@
 of the scan that produces it and the text every format shows.
 
 Ids never change meaning once released (CI users suppress and track them). Ranges:
-CC1xx the entropy devices, CC15x EGD, CC16x-CC19x what the walk meets, CC2xx the probe,
+CC1xx the entropy devices, CC15x EGD, CC16x-CC19x what the walk meets, CC2xx the probe
+(CC210-CC219 the state of PKCS#11 modules, CC220-CC229 the late-load probe of an engine key),
 CC3xx files OpenSSL loads late (config, engines, providers, PKCS#11 modules), CC4xx the
 service's sandbox (a systemd unit or a seccomp profile).
 
@@ -369,6 +370,96 @@ PROBE_HANGS = Check(
     "in place of a device) and was killed at the timeout: the service would hang there.",
     "Replace whatever stands at /dev/random and /dev/urandom with the real device nodes.",
     stage=Stage.PROBE,
+)
+
+# --- the PKCS#11 modules' own state (static, with the late loads) ---
+
+_TOKEN_FIX = (
+    "Bind-mount the token store read-write at the same path in the jail (mount --bind "
+    "TOKENDIR JAIL/TOKENDIR), or move it into the jail and leave a symlink at its host path; "
+    "the finding has the exact commands. chrootcheck fix does not do this."
+)
+TOKEN_STORE_MISSING_IN_JAIL = Check(
+    "CC210",
+    "token-store-missing-in-jail",
+    Severity.ERROR,
+    "a PKCS#11 module's token store is not in the jail",
+    "SoftHSM2 reopens its token's files (generation, the key's .object) at every signature: a "
+    "daemon that loaded its HSM key before the chroot starts, logs success and stays up, and "
+    "every handshake fails from the first with 'PKCS#11 module::Object handle invalid'.",
+    _TOKEN_FIX,
+    stage=Stage.LATE_LOADS,
+)
+TOKEN_STORE_UNREADABLE = Check(
+    "CC211",
+    "token-store-unreadable",
+    Severity.ERROR,
+    "the service user cannot reach a PKCS#11 module's token store in the jail",
+    "The daemon loads its key as root before the chroot, then drops to its user: SoftHSM2 "
+    "then cannot reopen the token's files and every signature fails (Debian's "
+    "/var/lib/softhsm/tokens is root:softhsm 2770: the user must be in group softhsm).",
+    "Give the user search rights on every folder on the way and read rights on the token's "
+    "files (usermod -aG softhsm USER), or bind-mount a token store it can read; see the "
+    "finding.",
+    stage=Stage.LATE_LOADS,
+)
+PKCS11_MODULE_STATE = Check(
+    "CC212",
+    "pkcs11-module-state",
+    Severity.INFO,
+    "a PKCS#11 module keeps state outside the jail (recognised, not measured)",
+    "OpenSC reaches the card through pcscd's socket and keeps a file cache; a SoftHSM2 whose "
+    "config cannot be read has no known token store. What the module reads after the chroot "
+    "decides whether the key works there.",
+    "Read the finding; check with a real handshake, or with the late-load probe (--key).",
+    stage=Stage.LATE_LOADS,
+)
+PKCS11_REMOTE_MODULE = Check(
+    "CC213",
+    "pkcs11-remote-module",
+    Severity.INFO,
+    "a p11-kit module is remote (remote: in its config)",
+    "p11-kit runs a command or opens a socket to reach a remote module; a new connection "
+    "after the chroot runs or opens it inside the jail.",
+    "Make the command or socket reachable inside the jail, or load the module locally.",
+    stage=Stage.LATE_LOADS,
+)
+
+# --- the late-load probe: the daemon's engine key, loaded before the chroot, used inside ---
+
+ENGINE_KEY_FAILS_IN_JAIL = Check(
+    "CC220",
+    "engine-key-fails-in-jail",
+    Severity.ERROR,
+    "the daemon's engine key cannot sign inside the jail",
+    "The probe loaded the engine, the PKCS#11 module and the key as the daemon does before "
+    "its chroot, signed once there, then chrooted, dropped to the service user and signed "
+    "as a handshake does: that failed, so every handshake fails while the daemon stays up.",
+    "Follow the token-store finding (CC210/CC211) if there is one; otherwise read the error "
+    "chain: the module cannot reach what it reads after the chroot.",
+    stage=Stage.LATE_LOAD_PROBE,
+)
+ENGINE_KEY_FAILS_ON_HOST = Check(
+    "CC221",
+    "engine-key-fails-on-host",
+    Severity.WARNING,
+    "the daemon's engine key cannot be loaded or used even before the chroot",
+    "The engine, its control commands or the key fail outside the jail: the daemon cannot "
+    "start with this configuration (or its settings differ from what the probe was given).",
+    "Check the engine settings and the key URI (openssl pkeyutl -engine pkcs11 -keyform "
+    "engine -inkey URI -sign ...); the error chain says which step failed.",
+    stage=Stage.LATE_LOAD_PROBE,
+)
+ENGINE_CODE_UNTRUSTED = Check(
+    "CC222",
+    "engine-code-untrusted",
+    Severity.ERROR,
+    "the engine, PKCS#11 module or config the daemon loads as root is not root's",
+    "It lies inside a jail or is writable by another user: the daemon loads it as root before "
+    "its chroot, so whoever controls it runs code as root. The probe refuses to load it.",
+    "Install the engine and module from packages outside the jail, owned by root and not "
+    "group- or world-writable.",
+    stage=Stage.LATE_LOAD_PROBE,
 )
 
 # --- files OpenSSL loads late ---

@@ -41,6 +41,10 @@ class DaemonProfile:
     packaging: str  # what its packaging does to the jail
     getrandom_blocked: str  # what happens when getrandom(2) is blocked
     measured: bool
+    # The late-loaded files (lateload roles: config, engine, provider, pkcs11-module ...) the
+    # daemon loads before its chroot: not needed in the jail, so info, not findings, for it.
+    # Empty: not known, and the late loads keep their hedged severities.
+    loads_before_chroot: tuple[str, ...] = ()
 
     def mode(self, name: str | None) -> Mode:
         if name is None:
@@ -71,6 +75,10 @@ PROFILES: dict[str, DaemonProfile] = {
             packaging="Debian's /var/lib/haproxy has an empty dev/: nothing copies the devices in",
             getrandom_blocked="does not start: 'unable to allocate SSL context'",
             measured=True,
+            # From haproxy's design, not measured with an engine: ssl-engine and ssl-provider
+            # are applied while its config is parsed, and its SSL contexts (with the keys) are
+            # built before the chroot.
+            loads_before_chroot=("config", "include", "include-dir", "engine", "provider"),
         ),
         DaemonProfile(
             name="stunnel",
@@ -95,6 +103,20 @@ PROFILES: dict[str, DaemonProfile] = {
             getrandom_blocked="exits 1 at start: 'PRNG was not seeded with enough random "
             "bytes', 'Failed to initialize TLS'",
             measured=True,
+            # Measured with stunnel 5.68, libp11 and SoftHSM2 (docs/late-loads.md): it reads
+            # OPENSSL_CONF, dlopens the engine and providers, loads the PKCS#11 module and the
+            # key before its chroot; after it only the module's own state is read.
+            loads_before_chroot=(
+                "config",
+                "include",
+                "include-dir",
+                "engine",
+                "provider",
+                "pkcs11-module",
+                "p11-kit-module",
+                "p11-kit-config",
+                "config-module",
+            ),
         ),
         DaemonProfile(
             name="postfix",

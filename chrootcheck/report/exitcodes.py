@@ -59,7 +59,8 @@ def for_fix(run: FixOutcome) -> ExitCode:
 
 
 def for_decode(entropy_chains: int) -> ExitCode:
-    """``decode``: 1 when an entropy or DRBG error chain was found (docs/decode.md)."""
+    """``decode``: 1 when an entropy or DRBG error chain (or message), or a PKCS#11 token
+    error chain, was found (docs/decode.md)."""
     return ExitCode.FINDINGS if entropy_chains else ExitCode.OK
 
 

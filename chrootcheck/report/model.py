@@ -81,6 +81,8 @@ class Stage(enum.StrEnum):
     PROBE = "probe"
     DISCOVER = "discover"
     SANDBOX = "sandbox"  # the service's sandbox (a unit or a seccomp profile), read statically
+    # The daemon's engine key loaded before a chroot and used inside the jail (an HSM key).
+    LATE_LOAD_PROBE = "late-load-probe"
 
 
 class NoticeKind(enum.StrEnum):

@@ -234,6 +234,9 @@ class Sandbox:
     # BindPaths=/BindReadOnlyPaths= sources without "-" that are not there: systemd refuses
     # to start the unit (filled by the caller, which reads the tree)
     missing_sources: tuple[str, ...] = ()
+    # The PKCS#11 modules' config variables from the same (SOFTHSM2_CONF ...): the late loads
+    # find a module's token store with them.
+    module_env: tuple[tuple[str, str], ...] = ()
     files: tuple[str, ...] = ()  # the files read, in the order they apply
     # Names the sandbox lists that this machine does not know (unknown system calls and
     # @groups): each one a line for the report.

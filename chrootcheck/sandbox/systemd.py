@@ -65,6 +65,9 @@ _KEYS = frozenset(
     }
 )
 
+# The PKCS#11 modules' own config variables, read from Environment= like OPENSSL_CONF.
+MODULE_ENV = ("SOFTHSM2_CONF", "OPENSC_CONF", "P11_KIT_CONFIG")
+
 
 class UnitReader(Protocol):
     def read_text(self, path: str) -> str | None: ...
@@ -271,6 +274,7 @@ def parse_unit(files: Sequence[tuple[str, str]], reader: UnitReader | None = Non
         dynamic_user=single.get("DynamicUser", "no").lower() in TRUE_WORDS,
         mounts=tuple(mounts),
         openssl_conf=env.get("OPENSSL_CONF"),
+        module_env=tuple((k, env[k]) for k in MODULE_ENV if env.get(k)),
         files=tuple(f for f, _ in files),
         unknown=tuple(unknown),
         notes=tuple(notes),

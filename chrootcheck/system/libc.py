@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno as errno_mod
 import functools
 import os
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -114,15 +115,6 @@ int seccomp_arch_exist(const scmp_filter_ctx ctx, uint32_t arch_token);
 int seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
 """
 
-# --- which declarations a built module holds -----------------------------------------------
-# Raised whenever the declarations above change: an out-of-line module built from older ones
-# (a tree not rebuilt after a merge) is then ignored and the declarations parsed instead,
-# rather than failing on the first missing function.
-DECLARATIONS_VERSION = 2
-VERSION_H = f"""
-#define CHROOTCHECK_LIBC_DECLARATIONS {DECLARATIONS_VERSION}
-"""
-
 # Constants: macros in the headers, so invisible to ABI mode.
 CLONE_NEWNS = 0x00020000  # sched.h
 CLONE_NEWIPC = 0x08000000
@@ -186,9 +178,17 @@ def scmp_act_errno(errno: int) -> int:
 
 
 # Every declaration, in order (build_cffi.py reads this module by path: it imports nothing of ours).
-DECLARATIONS = "".join(
-    (SCHED_H, PERSONALITY_H, VARIADIC_H, MOUNT_H, STDIO_H, REPLAY_H, FILTER_H, SECCOMP_H, VERSION_H)
+_BODY = "".join(
+    (SCHED_H, PERSONALITY_H, VARIADIC_H, MOUNT_H, STDIO_H, REPLAY_H, FILTER_H, SECCOMP_H)
 )
+# A checksum of the declarations: an out-of-line module built from other ones (a tree not
+# rebuilt after a merge) is then ignored and the declarations parsed instead, rather than
+# failing on the first missing function.
+DECLARATIONS_VERSION = zlib.crc32(_BODY.encode()) & 0x7FFFFFFF  # an int for the #define
+VERSION_H = f"""
+#define CHROOTCHECK_LIBC_DECLARATIONS {DECLARATIONS_VERSION}
+"""
+DECLARATIONS = _BODY + VERSION_H
 
 
 @functools.cache
