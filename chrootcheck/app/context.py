@@ -22,6 +22,7 @@ from chrootcheck.jail.users import ServiceUser
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import OpenSSLPaths
     from chrootcheck.probe.isolated import PreparedLibrary
+    from chrootcheck.probe.scenarios import Running
     from chrootcheck.sandbox.model import Sandbox
 
 
@@ -36,6 +37,7 @@ class JailContext:
     provides_devices: bool = False  # systemd PrivateDevices=yes: the unit brings its own /dev
     sandbox: Sandbox | None = None  # the service's unit or seccomp profile, when known
     daemon: str | None = None  # its daemon profile, "NAME:MODE" (discover), for the prediction
+    running: Running | None = None  # scan --pid/--running: the as-running scenario's process
 
 
 @contextmanager
@@ -48,13 +50,25 @@ def open_context(
     provides_devices: bool = False,
     sandbox: Sandbox | None = None,
     daemon: str | None = None,
+    running: Running | None = None,
+    opened: int | None = None,
 ) -> Iterator[JailContext]:
-    """Raises ``jail.fs.JailOpenError`` when the jail cannot be opened."""
+    """Raises ``jail.fs.JailOpenError`` when the jail cannot be opened. ``opened``: the root
+    opened already (scan --pid opens /proc/PID/root right after listing): a duplicate of it."""
     path = os.path.abspath(path)
-    root_fd = jailfs.open_jail(path)
+    root_fd = jailfs.open_jail(path) if opened is None else os.dup(opened)
     try:
         yield JailContext(
-            path, root_fd, user, library, openssl_paths, env, provides_devices, sandbox, daemon
+            path,
+            root_fd,
+            user,
+            library,
+            openssl_paths,
+            env,
+            provides_devices,
+            sandbox,
+            daemon,
+            running,
         )
     finally:
         os.close(root_fd)

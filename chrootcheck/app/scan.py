@@ -31,6 +31,7 @@ from chrootcheck.report.model import (
     Notice,
     NoticeKind,
     Report,
+    RunningProcess,
     Severity,
     Stage,
 )
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from chrootcheck.lateload.check import EntropyPolicy, OpenSSLPaths
     from chrootcheck.probe import ProbeOptions
     from chrootcheck.probe.isolated import PreparedLibrary
+    from chrootcheck.probe.scenarios import Running
     from chrootcheck.sandbox.model import Sandbox
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int], None] | None]]
@@ -56,6 +58,12 @@ class Target:
     # as-configured scenario, and PrivateDevices= through the same model.
     sandbox: Sandbox | None = None
     daemon: str | None = None  # its daemon profile, "NAME:MODE" (discover): for the prediction
+    # scan --pid/--running (app.running): the process, its own library when it may be
+    # loaded (prepared and closed by the caller), and the as-running scenario's conditions.
+    process: RunningProcess | None = None
+    library: PreparedLibrary | None = None
+    running: Running | None = None
+    root_fd: int | None = None  # the jail root, opened already (/proc/PID/root): dup'ed
 
 
 @dataclass(frozen=True)
@@ -145,17 +153,30 @@ def _scan_batch(
                 provides = provides or target.sandbox.provides_devices()
                 if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
                     env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
+            own = target.library  # the running process's own library (scan --pid)
             try:
                 ctx = stack.enter_context(
                     open_context(
-                        path, target.user, library, paths, env, provides, target.sandbox, daemon
+                        path,
+                        target.user,
+                        own or library,
+                        _openssl_paths(own) if own is not None else paths,
+                        env,
+                        provides,
+                        target.sandbox,
+                        daemon,
+                        target.running if request.probe is not None else None,
+                        target.root_fd,
                     )
                 )
             except jailfs.JailOpenError as e:  # only open_context raises it
                 error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")
-                pending.append(JailReport(jail=path, notices=[error, *notes]))
+                report = JailReport(jail=path, notices=[error, *notes], process=target.process)
+                pending.append(report)
                 continue
-            pending.append(_static_stages(ctx, request, notes, progress, late))
+            p = _static_stages(ctx, request, notes, progress, late)
+            p.report.process = target.process
+            pending.append(p)
         probing = [p for p in pending if isinstance(p, _Pending) and p.probe]
         if probing and request.probe is not None:
             results = Probe(request.probe).run_many([(p.ctx, tuple(p.findings)) for p in probing])

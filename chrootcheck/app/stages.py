@@ -142,6 +142,7 @@ class Probe:
                 sandbox=ctx.sandbox,
                 # discover's profile; a --daemon given by hand wins
                 daemon=self.options.daemon or ctx.daemon,
+                running=ctx.running,
             )
             if ctx.user is not None:
                 options = replace(

@@ -26,7 +26,7 @@ from chrootcheck.report.exitcodes import for_plugin, for_report
 from chrootcheck.report.model import Report, Severity
 
 if TYPE_CHECKING:
-    from chrootcheck.app.scan import Target
+    from chrootcheck.app.scan import ScanRequest, Target
     from chrootcheck.jail.users import ServiceUser
     from chrootcheck.sandbox.model import Sandbox
 
@@ -190,6 +190,26 @@ def _known_daemon(ctx: click.Context, param: click.Parameter, value: str | None)
     "tree), every path resolved inside it.",
 )
 @click.option(
+    "--pid",
+    "pids",
+    multiple=True,
+    type=click.IntRange(1, 2**22),
+    metavar="PID",
+    help="Scan the jail of this running process (through /proc/PID/root), with an "
+    "as-running probe scenario: its own libcrypto, uid, groups, descriptors. Repeatable.",
+)
+@click.option(
+    "--running",
+    is_flag=True,
+    help="Scan the jail of every running jailed process that maps OpenSSL (as --pid).",
+)
+@click.option(
+    "--read-seccomp",
+    is_flag=True,
+    help="With --pid/--running: read each process's seccomp filter (ptrace stops it for "
+    "about a millisecond) and replay it in the as-running scenario.",
+)
+@click.option(
     "--discover-root",
     metavar="DIR",
     default="/",
@@ -220,6 +240,9 @@ def command(
     unit: str | None,
     seccomp_profile: str | None,
     tree_root: str | None,
+    pids: tuple[int, ...],
+    running: bool,
+    read_seccomp: bool,
 ) -> int:
     """Inspect each JAIL as a process chrooted into it would see it, then probe it.
 
@@ -236,8 +259,24 @@ def command(
     from chrootcheck.report.model import Stage
 
     started = time.monotonic()
-    if not jails and not discover and unit is None:
-        raise click.UsageError("give at least one JAIL, --unit or --discover")
+    live = bool(pids) or running
+    if live and (jails or discover or unit is not None):
+        raise click.UsageError(
+            "--pid and --running scan running processes' jails: no JAIL, "
+            "--unit or --discover with them"
+        )
+    if pids and running:
+        raise click.UsageError("give --pid PID... or --running, not both")
+    if read_seccomp and not live:
+        raise click.UsageError(
+            "--read-seccomp reads a running process's filter: with --pid or --running"
+        )
+    if "as-running" in scenarios and not live:
+        raise click.UsageError(
+            "the as-running scenario needs a running process: --pid or --running"
+        )
+    if not jails and not discover and unit is None and not live:
+        raise click.UsageError("give at least one JAIL, --unit, --discover, --pid or --running")
     if unit is not None and seccomp_profile is not None:
         raise click.UsageError("--unit and --seccomp-profile: give one sandbox")
     if "as-configured" in scenarios and unit is None and seccomp_profile is None and not discover:
@@ -252,6 +291,7 @@ def command(
     anchor = check_anchor(sarif_anchor) if sarif_anchor is not None and located else None
     user = parse_user_option(user_spec)
     targets: list[str | Target] = list(jails)
+    sandbox = None
     if seccomp_profile is not None:
         from chrootcheck.app.sandbox import load_profile
 
@@ -286,7 +326,10 @@ def command(
         allow_jail_libcrypto=allow_jail_libcrypto,
         jobs=jobs,
     )
-    report = scan(targets, request, progress=walk_progress)
+    if live:
+        report = _scan_running(sandbox, pids, running, read_seccomp, request, allow_jail_libcrypto)
+    else:
+        report = scan(targets, request, progress=walk_progress)
     write_outputs(
         report,
         outputs,
@@ -301,6 +344,30 @@ def command(
     if any(o.fmt is Format.NAGIOS for o in outputs):
         return for_plugin(report)  # the monitoring-plugin convention (commands/plugin.py)
     return for_report(report)
+
+
+def _scan_running(
+    sandbox: Sandbox | None,
+    pids: tuple[int, ...],
+    running: bool,
+    read_seccomp: bool,
+    request: ScanRequest,
+    consent: bool,
+) -> Report:
+    """The jails of running processes (app.running), each with its as-running scenario, then
+    the time to failure of each."""
+    from chrootcheck.app.running import running_targets, with_time_to_failure
+    from chrootcheck.app.scan import scan
+    from chrootcheck.commands.progress import walk_progress
+
+    found = running_targets(
+        None if running else list(dict.fromkeys(pids)), read_seccomp=read_seccomp, consent=consent
+    )
+    with found.stack:
+        for note in found.notes:
+            click.echo(f"chrootcheck: {note}", err=True)
+        own = [t if sandbox is None else replace(t, sandbox=sandbox) for t in found.targets]
+        return with_time_to_failure(scan(own, request, progress=walk_progress))
 
 
 def _with_sandbox(target: str | Target, sandbox: Sandbox, user: ServiceUser | None) -> Target:

@@ -267,6 +267,7 @@ def library(
         on_disk_path=on_disk_path,
         resolved_in=resolved_in,
         on_disk_version=on_disk_version,
+        map_file=f"/proc/{pid}/map_files/{m.start}-{m.end}",
     )
     return _with_note(lib)
 

@@ -217,6 +217,8 @@ def _read_process(s: _Seen, host_ns: int | None, clock: _Clock, read_seccomp: bo
     start, uptime = clock.start(st.starttime)
     uids = status.get("Uid", "").split()
     uid = int(uids[0]) if uids else None
+    gids = status.get("Gid", "").split()
+    groups = tuple(int(g) for g in status.get("Groups", "").split() if g.isdigit())
     ns = procfs.mnt_ns(pid)
     same_ns = ns is not None and ns == host_ns
     try:
@@ -271,6 +273,8 @@ def _read_process(s: _Seen, host_ns: int | None, clock: _Clock, read_seccomp: bo
         seccomp=seccomp,
         seccomp_dump=dump,
         notes=tuple(notes),
+        gid=int(gids[0]) if gids else None,
+        groups=groups,
     )
 
 
