@@ -29,7 +29,7 @@ from chrootcheck.report.model import Report, RunningProcess, TimeToFailure
 
 if TYPE_CHECKING:
     from chrootcheck.app.scan import Target
-    from chrootcheck.live.model import LiveJail, LiveProcess, MappedLibrary
+    from chrootcheck.live.model import LiveJail, LiveProcess, MappedLibrary, PsReport
     from chrootcheck.probe.isolated import PreparedLibrary
     from chrootcheck.probe.model import ProbeReport
     from chrootcheck.sandbox.model import SeccompFilter
@@ -49,23 +49,22 @@ def running_targets(
 ) -> RunningTargets:
     """One target per jail of ``pids`` (each must be readable and jailed: ToolError, one line,
     otherwise), or of every running process that maps OpenSSL (``pids`` None)."""
-    from chrootcheck.live.ps import gather
-
-    report = gather(pids, read_seccomp=read_seccomp)
+    jails, report = _jails(pids)
     notes: list[str] = []
     stack = ExitStack()
     targets: list[Target] = []
     try:
-        for jail in report.jails:
-            if jail.confinement == "host":
-                pid = jail.processes[0].pid
-                raise ToolError(
-                    f"process {pid} runs in the host's root, not in a jail: nothing to scan"
-                )
+        for jail in jails:
             subject = _subject(jail)
             if pids is None and subject is None:
                 continue  # --running: only the jails of services that use OpenSSL
-            target = _target(jail, subject or jail.processes[0], consent, notes, stack)
+            proc = subject or jail.processes[0]
+            if read_seccomp and proc.seccomp.mode == "filter":
+                from chrootcheck.live import seccomp
+
+                # Only the process the scenario copies is stopped, for about a millisecond.
+                proc = replace(proc, seccomp_dump=seccomp.dump(proc.pid, proc.seccomp))
+            target = _target(jail, proc, consent, notes, stack)
             if target is not None:
                 targets.append(target)
         if pids is None:
@@ -78,6 +77,33 @@ def running_targets(
         stack.close()
         raise
     return RunningTargets(targets, notes, stack)
+
+
+def _jails(pids: Sequence[int] | None) -> tuple[list[LiveJail], PsReport]:
+    """The jails to scan, each with all its processes (the master and its workers, even when
+    one was named), and the listing. A named PID that cannot be read, or runs in the host's
+    root: ToolError (one line)."""
+    from chrootcheck.live.ps import gather
+
+    def key(j: LiveJail) -> tuple[int | None, str, int]:
+        return (j.mnt_ns, j.device, j.inode)
+
+    if pids is None:
+        listing = gather(None)
+        return list(listing.jails), listing
+    named = gather(pids)  # each must be readable: ToolError otherwise
+    for jail in named.jails:
+        if jail.confinement == "host":
+            pid = jail.processes[0].pid
+            raise ToolError(
+                f"process {pid} runs in the host's root, not in a jail: nothing to scan"
+            )
+    wanted = {key(j) for j in named.jails}
+    listing = gather(None)
+    jails = [j for j in listing.jails if key(j) in wanted]
+    found = {key(j) for j in jails}
+    jails += [j for j in named.jails if key(j) not in found]  # gone since: as named
+    return jails, listing
 
 
 def _crypto(proc: LiveProcess) -> MappedLibrary | None:

@@ -95,11 +95,14 @@ def read_stat(pid: int | str) -> StatLine:
     )
 
 
-_STATUS_RE = re.compile(rb"^(Name|State|Uid|Seccomp|Seccomp_filters|NoNewPrivs):[ \t]*(.*)$", re.M)
+_STATUS_RE = re.compile(
+    rb"^(Name|State|Uid|Gid|Groups|Seccomp|Seccomp_filters|NoNewPrivs):[ \t]*(.*)$", re.M
+)
 
 
 def read_status(pid: int | str) -> dict[str, str]:
-    """The few /proc/PID/status fields we use (Name, State, Uid, Seccomp*, NoNewPrivs)."""
+    """The few /proc/PID/status fields we use (Name, State, Uid, Gid, Groups, Seccomp*,
+    NoNewPrivs)."""
     with open(f"/proc/{pid}/status", "rb") as f:
         data = f.read()
     return {k.decode(): v.strip().decode("utf-8", "replace") for k, v in _STATUS_RE.findall(data)}

@@ -1,0 +1,221 @@
+"""`scan --pid` / `--running` against real jailed processes (tests/live_helper.py): the jail is
+scanned through /proc/PID/root, the as-running scenario copies the process, and the time to
+failure follows from what was set up."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chrootcheck.report import catalogue
+from tests.conftest import Result, good_jail
+from tests.live_support import running
+
+pytestmark = pytest.mark.root
+
+AS_RUNNING = ("--scenario", "as-running", "--no-late-loads")
+
+
+def scan_json(cli: Callable[..., Result], *args: str, code: int | None = None) -> dict[str, Any]:
+    result = cli("scan", "--format", "json", *args)
+    assert result.code in ((0, 1) if code is None else (code,)), str(result)
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def scenario(jail: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in jail["probe"]["scenarios"] if s["name"] == name)
+
+
+def system_libcrypto() -> str:
+    from chrootcheck.openssl.library import load
+
+    return load().path
+
+
+def test_a_jailed_process_is_scanned_through_its_root_with_its_own_library_and_ids(
+    cli: Callable[..., Result], jail: Path, tmp_path: Path
+) -> None:
+    good_jail(jail)
+    out = tmp_path / "report.txt"
+    with running({"jail": str(jail), "workers": 1, "hold_urandom": True}) as h:
+        data = scan_json(cli, "--pid", str(h["pid"]), "--no-late-loads", "-f", f"text={out}")
+    [j] = data["jails"]
+    [worker] = h["workers"]
+    assert data["schema_version"] == "1.1"
+    assert j["jail"] == f"/proc/{worker}/root"  # the worker does the TLS: it is the subject
+    assert j["status"] == "pass"
+    p = j["process"]
+    assert (p["pid"], p["root"], p["confinement"]) == (worker, str(jail), "chroot")
+    assert p["processes"] == [h["pid"], worker] and p["leaders"] == [h["pid"]]
+    assert (p["uid"], p["gid"]) == (0, 0)
+    assert os.path.samefile(p["library"], h["libcrypto"])
+    assert p["library_version"] == h["version"] and p["library_on_disk"] == "same"
+    assert p["library_probed"].startswith("its own libcrypto, ")
+    assert p["holds_urandom"] is True
+    assert p["random_devices"] == [f"fd {h['held_fd']}: /dev/urandom (1:9)"]
+    assert p["getrandom"] == "allowed (no seccomp filter)"
+    assert 0 <= p["uptime"] < 60
+    names = [s["name"] for s in j["probe"]["scenarios"]]
+    assert names[-1] == "as-running" and "as-is" in names
+    assert scenario(j, "as-running")["verdict"] == "pass"
+    assert j["probe"]["libcrypto"]["version"] == h["version"]
+    assert j["probe"]["prediction"].startswith("As the process runs now: ")
+    ttf = p["time_to_failure"]
+    assert (ttf["verdict"], ttf["seconds"]) == ("safe", None)
+    assert f"python3[{worker}]" in ttf["text"] and "safe: getrandom allowed" in ttf["text"]
+    text = " ".join(out.read_text().split())  # rich wraps long lines
+    assert f"process: python3[{worker}] as root (uid 0, gid 0)" in text
+    assert f"chroot at {jail}".replace(" ", "") in text.replace(" ", "")
+    assert "time to failure: " in text
+    # The inspector judged the jail through the process's root.
+    assert not j["findings"] or all(f["severity"] == "info" for f in j["findings"])
+
+
+def test_getrandom_blocked_by_its_filter_fails_at_the_next_primary_reseed(
+    cli: Callable[..., Result], jail: Path, tmp_path: Path
+) -> None:
+    (jail / "dev").mkdir()  # Debian's haproxy jail: an empty dev/
+    prom = tmp_path / "metrics.prom"
+    with running({"jail": str(jail), "seccomp": "ENOSYS"}) as h:
+        pid = h["pid"]
+        data = scan_json(
+            cli, "--pid", str(pid), "--read-seccomp", *AS_RUNNING, "-f", f"prometheus={prom}"
+        )
+        unread = scan_json(cli, "--pid", str(pid), *AS_RUNNING)
+    [j] = data["jails"]
+    p = j["process"]
+    assert p["seccomp"] == "filter" and p["seccomp_filters"] == 1
+    assert p["getrandom"] == "fails with ENOSYS (Function not implemented) under its filter"
+    assert p["holds_urandom"] is False
+    as_running = scenario(j, "as-running")
+    assert as_running["verdict"] in ("fail", "risk")  # risk: OpenSSL 3 refuses the devices
+    assert [c["ok"] for c in as_running["cycles"] if c["inside_jail"]] == [False] * 3
+    ttf = p["time_to_failure"]
+    assert ttf["verdict"] == "fails" and ttf["trigger"] == "time"
+    assert 3600 - 60 < ttf["seconds"] <= 3600 - p["uptime"] + 1
+    assert "holds no /dev/urandom" in ttf["text"]
+    assert "TLS fails at the next primary reseed, in about 60 min" in ttf["text"]
+    metrics = prom.read_text()
+    line = next(x for x in metrics.splitlines() if x.startswith("chrootcheck_time_to_failure"))
+    assert f'pid="{pid}"' in line and float(line.rsplit(" ", 1)[1]) == ttf["seconds"]
+    # Without --read-seccomp the filter is unknown: no number is made up.
+    q = unread["jails"][0]["process"]
+    assert q["getrandom"] == "unknown: its seccomp filter was not read"
+    assert q["time_to_failure"]["seconds"] is None
+    assert scenario(unread["jails"][0], "as-running")["verdict"] == "pass"
+
+
+def test_a_filter_that_kills_on_getrandom(cli: Callable[..., Result], jail: Path) -> None:
+    good_jail(jail)
+    with running({"jail": str(jail), "seccomp": "kill"}) as h:
+        data = scan_json(cli, "--pid", str(h["pid"]), "--read-seccomp", *AS_RUNNING)
+    j = data["jails"][0]
+    assert j["process"]["getrandom"] == "kills the process (SIGSYS) under its filter"
+    as_running = scenario(j, "as-running")
+    assert (as_running["verdict"], as_running["signal"]) == ("crashed", "SIGSYS")
+    ttf = j["process"]["time_to_failure"]
+    assert (ttf["verdict"], ttf["seconds"], ttf["trigger"]) == ("fails", 0.0, "getrandom")
+
+
+def copied_libcrypto(folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / "libcrypto.so.3"
+    shutil.copyfile(system_libcrypto(), copy)
+    return str(copy)
+
+
+def test_a_deleted_library_is_probed_through_map_files(
+    cli: Callable[..., Result], jail: Path, tmp_path: Path
+) -> None:
+    copy = copied_libcrypto(tmp_path / "lib")
+    with running({"jail": str(jail), "libcrypto": copy, "delete_library": True}) as h:
+        assert not os.path.exists(copy)
+        data = scan_json(cli, "--pid", str(h["pid"]), *AS_RUNNING)
+    j = data["jails"][0]
+    assert j["process"]["library_on_disk"] == "deleted"
+    probed = j["process"]["library_probed"]
+    assert probed.startswith("its own libcrypto, the mapped file itself (/proc/")
+    assert f"{copy} (deleted)" in probed
+    assert j["probe"]["libcrypto"]["path"] == f"{copy} (deleted)"
+    assert scenario(j, "as-running")["verdict"] == "pass"
+
+
+def test_a_library_inside_the_jail_is_never_loaded_by_root(
+    cli: Callable[..., Result], jail: Path
+) -> None:
+    good_jail(jail)
+    copy = copied_libcrypto(jail / "lib")
+    with running({"jail": str(jail), "libcrypto": copy}) as h:
+        refused = scan_json(cli, "--pid", str(h["pid"]), *AS_RUNNING)
+        consented = scan_json(cli, "--pid", str(h["pid"]), *AS_RUNNING, "--allow-jail-libcrypto")
+    p = refused["jails"][0]["process"]
+    assert "lies inside the jail and is not loaded by root" in p["library_probed"]
+    assert refused["jails"][0]["probe"]["libcrypto"]["path"] != copy
+    q = consented["jails"][0]["process"]
+    assert "loaded only by the probe's unprivileged children" in q["library_probed"]
+    probe = consented["jails"][0]["probe"]
+    assert probe["uid"] != 0 and "after dropping root" in " ".join(probe["notes"])
+    from chrootcheck.openssl.library import _CACHE
+
+    assert all(os.path.realpath(lc.path) != copy for lc in _CACHE.values())
+
+
+def test_a_chroot_in_another_mount_namespace(cli: Callable[..., Result], jail: Path) -> None:
+    if not shutil.which("unshare"):
+        pytest.fail("unshare (util-linux) is needed")
+    good_jail(jail)
+    with running({"jail": str(jail)}, prefix=("unshare", "-m", "--propagation", "private")) as h:
+        data = scan_json(cli, "--pid", str(h["pid"]), *AS_RUNNING)
+    j = data["jails"][0]
+    assert j["process"]["confinement"] == "chroot in a container"
+    # loaded from the namespace's file system: not root's to load without consent
+    assert "is not loaded by root" in j["process"]["library_probed"]
+    assert scenario(j, "as-running")["verdict"] == "pass"
+    assert not [f for f in j["findings"] if f["severity"] != "info"]
+
+
+def test_running_scans_every_jail_that_maps_openssl(cli: Callable[..., Result], jail: Path) -> None:
+    (jail / "dev").mkdir()
+    with running({"jail": str(jail)}) as h:
+        result = cli("scan", "--running", "--no-probe", "--no-late-loads", "-f", "json")
+    assert result.code in (0, 1, 2), str(result)
+    data = json.loads(result.stdout)
+    mine = [j for j in data["jails"] if j["process"]["pid"] == h["pid"]]
+    assert len(mine) == 1
+    assert catalogue.URANDOM_MISSING.id in {f["check"] for f in mine[0]["findings"]}
+    assert mine[0]["process"]["time_to_failure"]["verdict"] == "unknown"  # no probe
+
+
+def test_bad_pids_are_one_line_and_exit_2(cli: Callable[..., Result], jail: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    cases = {
+        str(gone.pid): f"no process {gone.pid}",
+        str(os.getpid()): "runs in the host's root, not in a jail",
+        "2": "is a kernel thread",
+    }
+    for pid, said in cases.items():
+        result = cli("scan", "--pid", pid, "--no-probe")
+        assert result.code == 2, str(result)
+        assert result.stdout == ""
+        assert result.stderr.count("\n") == 1 and said in result.stderr, str(result)
+    with running({"jail": str(jail), "zombie": True}) as h:
+        deadline = time.time() + 5
+        zombie = h["zombie"]
+        while not Path(f"/proc/{zombie}/stat").read_text().rsplit(")", 1)[1].startswith(" Z"):
+            assert time.time() < deadline
+            time.sleep(0.01)
+        result = cli("scan", "--pid", str(zombie), "--no-probe")
+    assert result.code == 2 and "is a zombie" in result.stderr, str(result)
+    for args in (("--pid", "1", str(jail)), ("--running", "--pid", "1"), ("--read-seccomp", "x")):
+        result = cli("scan", *args)
+        assert result.code == 2 and result.stderr.count("\n") <= 3, str(result)
