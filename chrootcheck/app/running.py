@@ -49,8 +49,8 @@ def running_targets(
 ) -> RunningTargets:
     """One target per jail of ``pids`` (each must be readable and jailed: ToolError, one line,
     otherwise), or of every running process that maps OpenSSL (``pids`` None)."""
-    jails, report = _jails(pids)
     notes: list[str] = []
+    jails, report = _jails(pids, notes)
     stack = ExitStack()
     targets: list[Target] = []
     try:
@@ -79,7 +79,7 @@ def running_targets(
     return RunningTargets(targets, notes, stack)
 
 
-def _jails(pids: Sequence[int] | None) -> tuple[list[LiveJail], PsReport]:
+def _jails(pids: Sequence[int] | None, notes: list[str]) -> tuple[list[LiveJail], PsReport]:
     """The jails to scan, each with all its processes (the master and its workers, even when
     one was named), and the listing. A named PID that cannot be read, or runs in the host's
     root: ToolError (one line)."""
@@ -92,17 +92,29 @@ def _jails(pids: Sequence[int] | None) -> tuple[list[LiveJail], PsReport]:
         listing = gather(None)
         return list(listing.jails), listing
     named = gather(pids)  # each must be readable: ToolError otherwise
+    listing = gather(None)
+    wanted = {key(j) for j in named.jails if j.confinement != "host"}
     for jail in named.jails:
-        if jail.confinement == "host":
+        if jail.confinement != "host":
+            continue
+        # A master in the host's root (haproxy -W chroots only its workers): its workers' jails.
+        masters = {p.pid for p in jail.processes}
+        theirs = [j for j in listing.jails if any(p.ppid in masters for p in j.processes)]
+        if not theirs:
             pid = jail.processes[0].pid
             raise ToolError(
                 f"process {pid} runs in the host's root, not in a jail: nothing to scan"
             )
-    wanted = {key(j) for j in named.jails}
-    listing = gather(None)
+        for j in theirs:
+            kids = sorted(p.pid for p in j.processes if p.ppid in masters)
+            notes.append(
+                f"process {', '.join(map(str, sorted(masters)))} runs in the host's root; "
+                f"scanning the jail of its children {', '.join(map(str, kids))} ({j.root})"
+            )
+            wanted.add(key(j))
     jails = [j for j in listing.jails if key(j) in wanted]
     found = {key(j) for j in jails}
-    jails += [j for j in named.jails if key(j) not in found]  # gone since: as named
+    jails += [j for j in named.jails if key(j) in wanted and key(j) not in found]  # gone since
     return jails, listing
 
 
