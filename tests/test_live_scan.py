@@ -104,6 +104,8 @@ def test_getrandom_blocked_by_its_filter_fails_at_the_next_primary_reseed(
     assert 3600 - 60 < ttf["seconds"] <= 3600 - p["uptime"] + 1
     assert "holds no /dev/urandom" in ttf["text"]
     assert "TLS fails at the next primary reseed, in about 60 min" in ttf["text"]
+    [cc500] = [f for f in j["findings"] if f["check"] == catalogue.RUNNING_TLS_FAILS.id]
+    assert cc500["message"] == ttf["text"] and cc500["details"]["seconds"] == ttf["seconds"]
     metrics = prom.read_text()
     line = next(x for x in metrics.splitlines() if x.startswith("chrootcheck_time_to_failure"))
     assert f'pid="{pid}"' in line and float(line.rsplit(" ", 1)[1]) == ttf["seconds"]
@@ -112,6 +114,9 @@ def test_getrandom_blocked_by_its_filter_fails_at_the_next_primary_reseed(
     assert q["getrandom"] == "unknown: its seccomp filter was not read"
     assert q["time_to_failure"]["seconds"] is None
     assert scenario(unread["jails"][0], "as-running")["verdict"] == "pass"
+    assert catalogue.RUNNING_TLS_FAILS.id not in {
+        f["check"] for f in unread["jails"][0]["findings"]
+    }
 
 
 def test_a_filter_that_kills_on_getrandom(cli: Callable[..., Result], jail: Path) -> None:
@@ -193,6 +198,8 @@ def test_running_scans_every_jail_that_maps_openssl(cli: Callable[..., Result], 
     assert len(mine) == 1
     assert catalogue.URANDOM_MISSING.id in {f["check"] for f in mine[0]["findings"]}
     assert mine[0]["process"]["time_to_failure"]["verdict"] == "unknown"  # no probe
+    skipped = {(n["kind"], n["topic"]) for n in mine[0]["notices"]}
+    assert ("skipped", "live") in skipped
 
 
 def test_bad_pids_are_one_line_and_exit_2(cli: Callable[..., Result], jail: Path) -> None:

@@ -65,7 +65,7 @@ def test_junit_lists_skipped_stages_as_skipped(cli, jail: Path) -> None:
     suite = ET.fromstring(r.stdout).find("testsuite")
     assert suite is not None
     cases = {c.get("classname", "").removeprefix("chrootcheck."): c for c in suite}
-    not_run = _ids("CC2") + _ids("CC3") + _ids("CC4")
+    not_run = _ids("CC2") + _ids("CC3") + _ids("CC4") + _ids("CC5")
     for check_id in not_run:
         assert cases[check_id].find("skipped") is not None, check_id
     for check_id in _ids("CC1"):
@@ -88,6 +88,7 @@ def test_sarif_names_the_skipped_rules(cli, jail: Path) -> None:
         "late-loads": _ids("CC3"),
         "probe": _ids("CC2"),
         "sandbox": _ids("CC4"),
+        "live": _ids("CC5"),
     }
 
 
@@ -133,6 +134,7 @@ def test_every_scan_notice_has_a_stage(cli, jail: Path) -> None:
         ("skipped", "probe"),
         ("skipped", "late-loads"),
         ("skipped", "sandbox"),
+        ("skipped", "live"),
     }
 
 
@@ -260,4 +262,4 @@ def test_each_jail_is_opened_once_per_scan(
     assert opened == [str(jail), str(other)]
     for j in report.jails:
         assert not j.tool_error, j.notices
-        assert [n.label for n in j.notices if n.skips_stage] == ["sandbox", "probe"]
+        assert [n.label for n in j.notices if n.skips_stage] == ["sandbox", "probe", "live"]

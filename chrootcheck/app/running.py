@@ -9,8 +9,9 @@ the file it runs, else the mapped file itself through ``/proc/PID/map_files``; o
 jail or the container only with ``--allow-jail-libcrypto``, and then only in unprivileged
 children, like any library a less-trusted user controls), its uid and groups, its seccomp
 filter's answers to OpenSSL's calls (``--read-seccomp``), and whether it holds a random device
-open. After the scan, ``with_time_to_failure`` joins its uptime, the library's reseed interval,
-its daemon profile and the measured triggers into one line and a number of seconds.
+open. After the probe, ``time_to_failure`` joins its uptime, the library's reseed interval,
+its daemon profile and the measured triggers into one line and a number of seconds (the
+live stage, app.stages.Live, calls it after the probe).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 from chrootcheck.jail.users import ServiceUser
 from chrootcheck.report.daemons import lookup
 from chrootcheck.report.errors import ToolError
-from chrootcheck.report.model import Report, RunningProcess, TimeToFailure
+from chrootcheck.report.model import RunningProcess, TimeToFailure
 
 if TYPE_CHECKING:
     from chrootcheck.app.scan import Target
@@ -303,15 +304,6 @@ def _filter(proc: LiveProcess) -> tuple[str, SeccompFilter | None, list[str]]:
 
 
 # -- time to failure ------------------------------------------------------------------------
-
-
-def with_time_to_failure(report: Report) -> Report:
-    """Each scanned process's time to failure, from its jail's probe."""
-    for jail in report.jails:
-        if jail.process is not None:
-            ttf = time_to_failure(jail.process, jail.probe)
-            jail.process = replace(jail.process, time_to_failure=ttf)
-    return report
 
 
 def _ago(seconds: float) -> str:

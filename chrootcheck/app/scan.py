@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 
 from chrootcheck import __version__
 from chrootcheck.app.context import JailContext, open_context
-from chrootcheck.app.stages import Inspect, LateLoads, Probe, SandboxStage, StageResult, skipped
+from chrootcheck.app.stages import (
+    Inspect,
+    LateLoads,
+    Live,
+    Probe,
+    SandboxStage,
+    StageResult,
+    skipped,
+)
 from chrootcheck.jail import fs as jailfs
 from chrootcheck.jail.inspector import ScanOptions
 from chrootcheck.jail.users import ServiceUser
@@ -174,16 +182,30 @@ def _scan_batch(
                 report = JailReport(jail=path, notices=[error, *notes], process=target.process)
                 pending.append(report)
                 continue
-            p = _static_stages(ctx, request, notes, progress, late)
-            p.report.process = target.process
-            pending.append(p)
+            static = _static_stages(ctx, request, notes, progress, late)
+            static.report.process = target.process
+            pending.append(static)
         probing = [p for p in pending if isinstance(p, _Pending) and p.probe]
         if probing and request.probe is not None:
             results = Probe(request.probe).run_many([(p.ctx, tuple(p.findings)) for p in probing])
             for p, result in zip(probing, results, strict=True):
                 p.add(result)
                 p.report.probe = result.extra
+        for item in pending:
+            if isinstance(item, _Pending):
+                _live_stage(item)
         return [p if isinstance(p, JailReport) else p.finish() for p in pending]
+
+
+def _live_stage(p: _Pending) -> None:
+    """After the probe: a running service's time to failure (scan --pid/--running)."""
+    process = p.report.process
+    if process is None:
+        p.add(skipped(Stage.LIVE, "not run: no --pid or --running"))
+        return
+    live = Live(process, p.report.probe).run(p.ctx, p.findings)
+    p.add(live)
+    p.report.process = replace(process, time_to_failure=live.extra)
 
 
 @dataclass

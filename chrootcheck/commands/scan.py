@@ -354,9 +354,9 @@ def _scan_running(
     request: ScanRequest,
     consent: bool,
 ) -> Report:
-    """The jails of running processes (app.running), each with its as-running scenario, then
-    the time to failure of each."""
-    from chrootcheck.app.running import running_targets, with_time_to_failure
+    """The jails of running processes (app.running), each with its as-running scenario and
+    its time to failure (the live stage)."""
+    from chrootcheck.app.running import running_targets
     from chrootcheck.app.scan import scan
     from chrootcheck.commands.progress import walk_progress
 
@@ -367,7 +367,7 @@ def _scan_running(
         for note in found.notes:
             click.echo(f"chrootcheck: {note}", err=True)
         own = [t if sandbox is None else replace(t, sandbox=sandbox) for t in found.targets]
-        return with_time_to_failure(scan(own, request, progress=walk_progress))
+        return scan(own, request, progress=walk_progress)
 
 
 def _with_sandbox(target: str | Target, sandbox: Sandbox, user: ServiceUser | None) -> Target:

@@ -115,6 +115,7 @@ def as_configured(sandbox: Sandbox) -> Scenario:
         else "",
     )
 
+
 # The triggers run in their own children inside a failing scenario's jail (probe.triggers).
 THREADS = "threads"
 RAND_SEED = "rand-seed"

@@ -83,6 +83,7 @@ class Stage(enum.StrEnum):
     PROBE = "probe"
     DISCOVER = "discover"
     SANDBOX = "sandbox"  # the service's sandbox (a unit or a seccomp profile), read statically
+    LIVE = "live"  # the running service (scan --pid/--running): its time to failure
 
 
 class NoticeKind(enum.StrEnum):
