@@ -194,7 +194,6 @@ def _target(
     return Target(
         path,
         user,
-        notes=(f"the jail of {label} ({jail.confinement}, root {proc.root})",),
         daemon=daemon,
         process=process,
         library=library,

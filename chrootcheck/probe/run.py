@@ -232,14 +232,14 @@ def _predict(
     running = [r for r in results if r.name == AS_RUNNING and r.verdict is not Verdict.SKIPPED]
     if running and len(results) > 1:
         # The process as it runs decides; the daemon's profile says how it meets the triggers.
-        own = daemon_prediction(running, daemon[0], daemon[1], where)
-        if own:
-            rest = [r for r in results if r is not running[0]]
-            what_ifs = daemon_prediction(rest, daemon[0], daemon[1], where) or prediction(
-                rest, settings, series
-            )
-            return f"As the process runs now: {own} Generic what-ifs: {what_ifs}"
-        return general
+        rest = [r for r in results if r is not running[0]]
+        own = daemon_prediction(running, daemon[0], daemon[1], where) or prediction(
+            running, settings, series
+        )
+        what_ifs = daemon_prediction(rest, daemon[0], daemon[1], where) or prediction(
+            rest, settings, series
+        )
+        return f"As the process runs now: {own} Generic what-ifs: {what_ifs}"
     said = daemon_prediction(results, daemon[0], daemon[1], where)
     return said or general
 
