@@ -87,8 +87,16 @@ def test_getrandom_blocked_by_its_filter_fails_at_the_next_primary_reseed(
     prom = tmp_path / "metrics.prom"
     with running({"jail": str(jail), "seccomp": "ENOSYS"}) as h:
         pid = h["pid"]
+        outs = {f: tmp_path / f"out.{f}" for f in ("sarif", "junit", "gitlab", "github")}
         data = scan_json(
-            cli, "--pid", str(pid), "--read-seccomp", *AS_RUNNING, "-f", f"prometheus={prom}"
+            cli,
+            "--pid",
+            str(pid),
+            "--read-seccomp",
+            *AS_RUNNING,
+            "-f",
+            f"prometheus={prom}",
+            *[x for f, path in outs.items() for x in ("-f", f"{f}={path}")],
         )
         unread = scan_json(cli, "--pid", str(pid), *AS_RUNNING)
     [j] = data["jails"]
@@ -106,6 +114,12 @@ def test_getrandom_blocked_by_its_filter_fails_at_the_next_primary_reseed(
     assert "TLS fails at the next primary reseed, in about 60 min" in ttf["text"]
     [cc500] = [f for f in j["findings"] if f["check"] == catalogue.RUNNING_TLS_FAILS.id]
     assert cc500["message"] == ttf["text"] and cc500["details"]["seconds"] == ttf["seconds"]
+    cc = catalogue.RUNNING_TLS_FAILS.id
+    for f, path in outs.items():  # every format carries the finding
+        assert cc in path.read_text(), f
+    sarif = json.loads(outs["sarif"].read_text())["runs"][0]
+    assert sarif["properties"]["process"]["time_to_failure"] == ttf
+    assert [r["ruleId"] for r in sarif["results"]].count(cc) == 1
     metrics = prom.read_text()
     line = next(x for x in metrics.splitlines() if x.startswith("chrootcheck_time_to_failure"))
     assert f'pid="{pid}"' in line and float(line.rsplit(" ", 1)[1]) == ttf["seconds"]

@@ -90,10 +90,10 @@ def _jails(pids: Sequence[int] | None, notes: list[str]) -> tuple[list[LiveJail]
         return (j.mnt_ns, j.device, j.inode)
 
     if pids is None:
-        listing = gather(None)
+        listing = gather(None, exact=True)
         return list(listing.jails), listing
     named = gather(pids)  # each must be readable: ToolError otherwise
-    listing = gather(None)
+    listing = gather(None, exact=True)
     wanted = {key(j) for j in named.jails if j.confinement != "host"}
     for jail in named.jails:
         if jail.confinement != "host":
