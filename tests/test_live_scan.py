@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -202,18 +203,44 @@ def test_a_chroot_in_another_mount_namespace(cli: Callable[..., Result], jail: P
     assert not [f for f in j["findings"] if f["severity"] != "info"]
 
 
-def test_running_scans_every_jail_that_maps_openssl(cli: Callable[..., Result], jail: Path) -> None:
+# In a PID namespace of its own with its own /proc: --running sees the helper and nothing
+# else of the host (other tests' jails, other users' services).
+DRIVER = r"""
+import json, os, subprocess, sys
+sys.path.insert(0, os.environ["PYTHONPATH"])
+from tests.live_support import running
+with running({"jail": sys.argv[1]}) as h:
+    out = subprocess.run(
+        [sys.executable, "-m", "chrootcheck", "scan", "--running", "--no-probe",
+         "--no-late-loads", "-f", "json"],
+        capture_output=True, text=True, timeout=120,
+    )
+print(json.dumps({"pid": h["pid"], "code": out.returncode, "stdout": out.stdout,
+                  "stderr": out.stderr}))
+"""
+
+
+def test_running_scans_every_jail_that_maps_openssl(jail: Path) -> None:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.fail("unshare (util-linux) is needed")
     (jail / "dev").mkdir()
-    with running({"jail": str(jail)}) as h:
-        result = cli("scan", "--running", "--no-probe", "--no-late-loads", "-f", "json")
-    assert result.code in (0, 1, 2), str(result)
-    data = json.loads(result.stdout)
-    mine = [j for j in data["jails"] if j["process"]["pid"] == h["pid"]]
-    assert len(mine) == 1
-    assert catalogue.URANDOM_MISSING.id in {f["check"] for f in mine[0]["findings"]}
-    assert mine[0]["process"]["time_to_failure"]["verdict"] == "unknown"  # no probe
-    skipped = {(n["kind"], n["topic"]) for n in mine[0]["notices"]}
-    assert ("skipped", "live") in skipped
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [unshare, "--pid", "--fork", "--mount-proc", sys.executable, "-c", DRIVER, str(jail)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["code"] == 1, run  # the empty dev/: error findings
+    [only] = json.loads(run["stdout"])["jails"]
+    assert only["process"]["pid"] == run["pid"]
+    assert catalogue.URANDOM_MISSING.id in {f["check"] for f in only["findings"]}
+    assert only["process"]["time_to_failure"]["verdict"] == "unknown"  # no probe
+    assert ("skipped", "live") in {(n["kind"], n["topic"]) for n in only["notices"]}
 
 
 def test_bad_pids_are_one_line_and_exit_2(cli: Callable[..., Result], jail: Path) -> None:
