@@ -267,3 +267,54 @@ def test_bad_pids_are_one_line_and_exit_2(cli: Callable[..., Result], jail: Path
     for args in (("--pid", "1", str(jail)), ("--running", "--pid", "1"), ("--read-seccomp", "x")):
         result = cli("scan", *args)
         assert result.code == 2 and result.stderr.count("\n") <= 3, str(result)
+
+
+def _process(uptime: float, **kw: Any) -> Any:
+    from chrootcheck.report.model import RunningProcess
+
+    fields: dict[str, Any] = dict(
+        pid=1234, command="haproxy", cmdline="haproxy -W", uid=99, gid=99, groups=(),
+        user="haproxy", start_time=0.0, uptime=uptime, root="/var/lib/haproxy",
+        confinement="chroot", mnt_ns=1, processes=(1234,), leaders=(1234,),
+        daemon="haproxy:master-worker", library="/usr/lib/libcrypto.so.3",
+        library_version="OpenSSL 3.0.19", library_on_disk="same", library_probed="its own",
+        random_devices=(), holds_urandom=False, seccomp="filter", seccomp_filters=1,
+        getrandom="fails with ENOSYS (Function not implemented) under its filter",
+    )  # fmt: skip
+    fields.update(kw)
+    return RunningProcess(**fields)
+
+
+def _probe(verdict: str, fork_breaks: bool = True) -> Any:
+    from chrootcheck.openssl.results import ReseedSettings
+    from chrootcheck.probe.model import ProbeReport, ScenarioResult, TriggerResult, Verdict
+
+    triggers = (TriggerResult("fork", "a fork", fork_breaks, at=1 if fork_breaks else None),)
+    result = ScenarioResult("as-running", "", Verdict(verdict), "", triggers=triggers)
+    settings = ReseedSettings("library", primary_seconds=3600)
+    return ProbeReport(jail="/proc/1234/root", libcrypto=None, scenarios=(result,), reseed=settings)
+
+
+def test_time_to_failure_from_uptime_interval_profile_and_triggers() -> None:
+    from chrootcheck.app.running import time_to_failure
+
+    ttf = time_to_failure(_process(47 * 60), _probe("fail"))
+    assert (ttf.verdict, ttf.seconds, ttf.trigger) == ("fails", 780.0, "time")
+    assert ttf.text == (
+        "haproxy[1234] (master-worker), started 47 min ago, holds no /dev/urandom, getrandom "
+        "fails with ENOSYS (Function not implemented) under its filter: TLS fails at the next "
+        "primary reseed, in about 13 min; sooner at once in every process it forks from now on "
+        "(a reload's new workers)"
+    )
+    overdue = time_to_failure(_process(2 * 3600), _probe("fail", fork_breaks=False))
+    assert overdue.seconds == 0 and "TLS fails now: its primary DRBG's reseed was due 60 min" in (
+        overdue.text
+    )
+    safe = time_to_failure(
+        _process(60, getrandom="allowed (no seccomp filter)", holds_urandom=True,
+                 random_devices=("fd 5: /dev/urandom (1:9)",)),
+        _probe("pass"),
+    )  # fmt: skip
+    assert (safe.verdict, safe.seconds) == ("safe", None)
+    assert "safe: getrandom allowed, device kept" in safe.text
+    assert time_to_failure(_process(60), None).verdict == "unknown"

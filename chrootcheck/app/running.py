@@ -65,7 +65,7 @@ def running_targets(
 
                 # Only the process the scenario copies is stopped, for about a millisecond.
                 proc = replace(proc, seccomp_dump=seccomp.dump(proc.pid, proc.seccomp))
-            target = _target(jail, proc, consent, notes, stack)
+            target = _target(jail, proc, consent, notes, stack, named=pids is not None)
             if target is not None:
                 targets.append(target)
         if pids is None:
@@ -95,22 +95,19 @@ def _jails(pids: Sequence[int] | None, notes: list[str]) -> tuple[list[LiveJail]
     named = gather(pids)  # each must be readable: ToolError otherwise
     listing = gather(None, exact=True)
     wanted = {key(j) for j in named.jails if j.confinement != "host"}
-    for jail in named.jails:
-        if jail.confinement != "host":
-            continue
+    hosted = [p.pid for j in named.jails if j.confinement == "host" for p in j.processes]
+    for pid in hosted:
         # A master in the host's root (haproxy -W chroots only its workers): its workers' jails.
-        masters = {p.pid for p in jail.processes}
-        theirs = [j for j in listing.jails if any(p.ppid in masters for p in j.processes)]
+        theirs = [j for j in listing.jails if any(p.ppid == pid for p in j.processes)]
         if not theirs:
-            pid = jail.processes[0].pid
             raise ToolError(
                 f"process {pid} runs in the host's root, not in a jail: nothing to scan"
             )
         for j in theirs:
-            kids = sorted(p.pid for p in j.processes if p.ppid in masters)
+            kids = sorted(p.pid for p in j.processes if p.ppid == pid)
             notes.append(
-                f"process {', '.join(map(str, sorted(masters)))} runs in the host's root; "
-                f"scanning the jail of its children {', '.join(map(str, kids))} ({j.root})"
+                f"process {pid} runs in the host's root; scanning the jail of its children "
+                f"{', '.join(map(str, kids))} ({j.root})"
             )
             wanted.add(key(j))
     jails = [j for j in listing.jails if key(j) in wanted]
@@ -138,6 +135,7 @@ def _target(
     consent: bool,
     notes: list[str],
     stack: ExitStack,
+    named: bool,
 ) -> Target | None:
     from chrootcheck.app.scan import Target
     from chrootcheck.jail import fs as jailfs
@@ -146,6 +144,8 @@ def _target(
     try:
         root_fd = jailfs.open_jail(path)
     except jailfs.JailOpenError:
+        if named:  # a named PID that cannot be read: exit 2
+            raise ToolError(f"process {proc.pid} exited while it was being read") from None
         notes.append(f"process {proc.pid} exited before its jail was opened: not scanned")
         return None
     stack.callback(os.close, root_fd)
