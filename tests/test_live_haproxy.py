@@ -118,6 +118,11 @@ def test_ps_groups_the_workers_in_the_jail_with_their_library(
     assert p["random_devices"] == []  # getrandom works: OpenSSL 3 opened no device
     assert p["seccomp"]["mode"] == "disabled"
     assert p["verdict"].startswith("at risk without getrandom")
+    # --read-seccomp: haproxy runs without a filter; nothing to read, and it is not stopped.
+    named = cli("ps", "--pid", str(worker), "--read-seccomp", "--format", "json")
+    assert named.code == 0, str(named)
+    [q] = json.loads(named.stdout)["jails"][0]["processes"]
+    assert (q["seccomp"]["mode"], q["seccomp_dump"]) == ("disabled", None)
 
 
 def test_scan_pid_of_the_master_scans_its_workers_jail(

@@ -264,9 +264,17 @@ def test_bad_pids_are_one_line_and_exit_2(cli: Callable[..., Result], jail: Path
             time.sleep(0.01)
         result = cli("scan", "--pid", str(zombie), "--no-probe")
     assert result.code == 2 and "is a zombie" in result.stderr, str(result)
-    for args in (("--pid", "1", str(jail)), ("--running", "--pid", "1"), ("--read-seccomp", "x")):
+    for args in (
+        ("--pid", "1", str(jail)),
+        ("--running", "--pid", "1"),
+        ("--read-seccomp", str(jail)),
+        ("--pid", "1", "--user", "nobody"),
+        ("--pid", "0"),
+        ("--scenario", "as-running", str(jail)),
+    ):
         result = cli("scan", *args)
-        assert result.code == 2 and result.stderr.count("\n") <= 3, str(result)
+        assert result.code == 2, str(result)
+        assert result.stderr.startswith("chrootcheck: error: ") and result.stderr.count("\n") == 1
 
 
 def _process(uptime: float, **kw: Any) -> Any:

@@ -267,6 +267,8 @@ def command(
         )
     if pids and running:
         raise click.UsageError("give --pid PID... or --running, not both")
+    if live and user_spec is not None:
+        raise click.UsageError("--pid and --running probe as the process's own user: no --user")
     if read_seccomp and not live:
         raise click.UsageError(
             "--read-seccomp reads a running process's filter: with --pid or --running"
@@ -327,7 +329,9 @@ def command(
         jobs=jobs,
     )
     if live:
-        report = _scan_running(sandbox, pids, running, read_seccomp, request, allow_jail_libcrypto)
+        report = _scan_running(
+            sandbox, pids, running, read_seccomp, request, allow_jail_libcrypto, daemon
+        )
     else:
         report = scan(targets, request, progress=walk_progress)
     write_outputs(
@@ -353,6 +357,7 @@ def _scan_running(
     read_seccomp: bool,
     request: ScanRequest,
     consent: bool,
+    daemon: str | None,
 ) -> Report:
     """The jails of running processes (app.running), each with its as-running scenario and
     its time to failure (the live stage)."""
@@ -367,6 +372,13 @@ def _scan_running(
         for note in found.notes:
             click.echo(f"chrootcheck: {note}", err=True)
         own = [t if sandbox is None else replace(t, sandbox=sandbox) for t in found.targets]
+        if daemon is not None:  # --daemon names the profile instead of the command's name
+            own = [
+                replace(t, daemon=daemon, process=replace(t.process, daemon=daemon))
+                if t.process is not None
+                else t
+                for t in own
+            ]
         return scan(own, request, progress=walk_progress)
 
 
