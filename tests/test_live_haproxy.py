@@ -156,6 +156,7 @@ def test_scan_pid_of_the_master_scans_its_workers_jail(
     assert j["probe"]["libcrypto"]["version"] == load().version_text
     assert j["probe"]["uid"] == 65534  # the probe ran as the worker's user
     assert p["getrandom"] == "allowed (no seccomp filter)" and p["holds_urandom"] is False
+    assert p["old_kernel"].startswith("at risk without getrandom")
     verdicts = {s["name"]: s["verdict"] for s in j["probe"]["scenarios"]}
     assert verdicts == {"as-is": "pass", "as-running": "pass"}
     ttf = p["time_to_failure"]

@@ -186,6 +186,7 @@ def _target(
         seccomp_filters=proc.seccomp.filters,
         getrandom=getrandom,
         notes=(*proc.notes, *seccomp_notes),
+        old_kernel=proc.verdict,
     )
     user = None
     if proc.uid is not None:

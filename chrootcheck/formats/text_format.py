@@ -145,9 +145,19 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
         console.print(Text.assemble(("  time to failure: ", "bold"), (printable(ttf.text), style)))
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def process_lines(p: RunningProcess) -> list[str]:
     """The running service of a scan --pid/--running, a few lines (safe text)."""
-    up = f", up {p.uptime:.0f} s" if p.uptime is not None else ""
+    up = f", up {_duration(p.uptime)}" if p.uptime is not None else ""
     who = f"{p.user or '?'} (uid {p.uid}, gid {p.gid})" if p.uid is not None else "unknown user"
     lib = p.library or "no libcrypto mapped"
     if p.library_version:
@@ -162,6 +172,8 @@ def process_lines(p: RunningProcess) -> list[str]:
         f"  random devices held open: {devices}; seccomp {p.seccomp}{filters}: "
         f"getrandom {p.getrandom}",
     ]
+    if p.old_kernel:
+        lines.append(f"  old kernel: {p.old_kernel}")
     lines.extend(f"  note: {n}" for n in p.notes)
     return [printable(line) for line in lines]
 

@@ -187,6 +187,9 @@ class RunningProcess:
     seccomp_filters: int | None
     getrandom: str  # under its filter: "allowed", "fails with ENOSYS", "kills (SIGSYS)", "unknown"
     notes: tuple[str, ...] = ()
+    # Where getrandom is missing (a kernel older than 3.17): decided by the device it holds open
+    # or the jail's /dev/urandom (``ps``'s old-kernel verdict).
+    old_kernel: str = ""
     time_to_failure: TimeToFailure | None = None
 
 
