@@ -327,3 +327,28 @@ def test_time_to_failure_from_uptime_interval_profile_and_triggers() -> None:
     assert (safe.verdict, safe.seconds) == ("safe", None)
     assert "safe: getrandom allowed, device kept" in safe.text
     assert time_to_failure(_process(60), None).verdict == "unknown"
+
+
+def test_the_library_it_runs_decides_the_interval_or_that_it_never_reseeds(
+    cli: Callable[..., Result], jail: Path, libcrypto_111: Any, libcrypto_102: Any
+) -> None:
+    """A process running a 1.1.1 build: probed with that build, its reseed interval read from
+    it; one running 1.0.2: it never reseeds, whatever its filter does to getrandom."""
+    (jail / "dev").mkdir()
+    found = {}
+    for build in (libcrypto_111, libcrypto_102):
+        with running({"jail": str(jail), "libcrypto": build.path, "seccomp": "ENOSYS"}) as h:
+            data = scan_json(cli, "--pid", str(h["pid"]), "--read-seccomp", *AS_RUNNING)
+        [j] = data["jails"]
+        assert j["probe"]["libcrypto"]["series"] == build.series
+        assert j["process"]["library_probed"] == f"its own libcrypto, {build.path}"
+        found[build.series] = (scenario(j, "as-running")["verdict"], j["process"])
+    verdict, p = found[libcrypto_111.series]
+    assert verdict in ("fail", "risk")
+    ttf = p["time_to_failure"]
+    assert ttf["verdict"] == "fails" and 3600 - 60 < ttf["seconds"] <= 3600
+    verdict, p = found["1.0.2"]
+    assert verdict == "pass"
+    ttf = p["time_to_failure"]
+    assert (ttf["verdict"], ttf["seconds"]) == ("safe", None)
+    assert "OpenSSL 1.0.2 never reseeds from the OS by itself" in ttf["text"]

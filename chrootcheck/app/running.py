@@ -341,6 +341,14 @@ def time_to_failure(proc: RunningProcess, probe: ProbeReport | None) -> TimeToFa
             else "the as-running scenario did not run"
         )
         return TimeToFailure("unknown", None, f"{facts}: no prediction ({why})")
+    series = probe.libcrypto.series if probe is not None and probe.libcrypto else ""
+    if result.verdict is Verdict.PASS and series in ("1.0.2", "1.1.0"):
+        return TimeToFailure(
+            "safe",
+            None,
+            f"{facts}: safe: OpenSSL {series} never reseeds from the OS by itself (md_rand, "
+            "seeded once at start): TLS keeps working whatever the jail holds",
+        )
     if result.verdict is Verdict.PASS:
         if proc.getrandom.startswith("unknown") and not proc.random_devices:
             return TimeToFailure(
