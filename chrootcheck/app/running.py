@@ -159,7 +159,7 @@ def _target(
     held = [d for d in proc.random_devices if d.which == "urandom"] or list(proc.random_devices)
     from chrootcheck.probe.scenarios import Running
 
-    running = Running(label, flt, bool(held), tuple(seccomp_notes))
+    running = Running(label, flt, bool(held))
     process = RunningProcess(
         pid=proc.pid,
         command=proc.command,

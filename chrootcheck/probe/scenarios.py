@@ -66,7 +66,6 @@ class Running:
     label: str  # "haproxy[1234]"
     seccomp: SeccompFilter | None = None
     holds_device: bool = False
-    notes: tuple[str, ...] = ()
 
 
 def as_running(running: Running) -> Scenario:
