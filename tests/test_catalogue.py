@@ -61,9 +61,13 @@ def test_every_check_has_its_texts_and_the_stage_of_its_range() -> None:
         assert c.title and c.why and c.remediation, c.id
         assert "\n" not in c.title, c.id
         assert c.help_uri == f"{catalogue.DOCS_URL}#{c.id.lower()}-{c.name}"
-        want = {"1": Stage.INSPECT, "2": Stage.PROBE, "3": Stage.LATE_LOADS, "4": Stage.SANDBOX}[
-            c.id[2]
-        ]
+        want = {
+            "1": Stage.INSPECT,
+            "2": Stage.PROBE,
+            "3": Stage.LATE_LOADS,
+            "4": Stage.SANDBOX,
+            "5": Stage.LIVE,
+        }[c.id[2]]
         # CC21x: the PKCS#11 modules' state (static, with the late loads); CC22x: the late-load
         # probe of a daemon's engine key (issue 16).
         want = {"CC21": Stage.LATE_LOADS, "CC22": Stage.LATE_LOAD_PROBE}.get(c.id[:4], want)
@@ -76,6 +80,7 @@ def test_every_check_has_its_texts_and_the_stage_of_its_range() -> None:
         Stage.LATE_LOADS,
         Stage.SANDBOX,
         Stage.LATE_LOAD_PROBE,
+        Stage.LIVE,
     }
 
 
@@ -287,4 +292,4 @@ def test_the_catalogue_is_all_the_scanner_needs() -> None:
     )
     r = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert r.stdout.split() == [str(len(ALL)), ALL[-1].id]
-    assert ALL[-1].id.startswith("CC4") and "CC200" in CHECKS
+    assert ALL[-1].id.startswith("CC5") and "CC200" in CHECKS

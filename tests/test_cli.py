@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chrootcheck.cli import COMMANDS
-from chrootcheck.report.model import SCHEMA_VERSION
+from chrootcheck.report.model import SCAN_SCHEMA_VERSION
 from tests.conftest import Result, good_jail
 
 Cli = Callable[..., Result]
@@ -92,7 +92,7 @@ def test_json_shape(jail: Path, cli: Cli) -> None:
     r = cli("scan", str(jail), "--no-probe", "--format", "json")
     assert r.code == 1, r
     data = json.loads(r.stdout)
-    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["schema_version"] == SCAN_SCHEMA_VERSION
     assert data["tool"]["name"] == "chrootcheck"
     (j,) = data["jails"]
     assert j["jail"] == str(jail)

@@ -228,3 +228,56 @@ def test_processes_that_exit_while_being_read_never_break_the_listing(
         for c in churners:
             c.kill()
             c.wait()
+
+
+SIBLINGS = r"""
+import ctypes, os, sys
+jail, lib, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+r, w = os.pipe()
+kids = []
+for i in range(n):
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        if i == 1:
+            ctypes.CDLL(lib)  # this sibling alone maps libcrypto, after the fork
+        os.chroot(jail)
+        os.write(1, b"%d\n" % os.getpid())
+        os.read(r, 1)
+        os._exit(0)
+    kids.append(pid)
+os.close(r)
+sys.stdin.read()
+os.close(w)
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_siblings_share_one_read_of_their_maps_only_while_their_outline_is_the_same(
+    cli: Callable[..., Result], jail: Path
+) -> None:
+    """The listing reads maps once per executable and address-space outline among siblings:
+    one that loaded libcrypto after the fork is read on its own."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIBLINGS, str(jail), system_libcrypto(), "4"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        kids = [int(proc.stdout.readline()) for _ in range(4)]
+        report = ps_json(cli)
+        maps = {pid: [lib["kind"] for lib in process_of(report, pid)["libraries"]] for pid in kids}
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()  # the siblings end with it, reaped
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    loaded = [pid for pid, kinds in maps.items() if "libcrypto" in kinds]
+    assert len(loaded) == 1, maps  # the one that loaded it, whichever order they started in
+    assert sum(1 for kinds in maps.values() if not kinds) == 3

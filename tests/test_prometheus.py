@@ -71,8 +71,8 @@ def test_a_real_scan_parses_and_passes_promtool(cli, bad_jail: Path, promtool: s
 def test_every_catalogued_check_has_a_series_for_a_checked_jail(cli, jail: Path) -> None:
     r = cli("scan", str(jail), "--no-probe", "--format", "prometheus")
     checks = {s.labels["check"] for s in samples(r.stdout) if s.name == "chrootcheck_findings"}
-    # no probe, and no sandbox (--unit, --seccomp-profile): their checks are skipped
-    skipped = {Stage.PROBE, Stage.LATE_LOAD_PROBE, Stage.SANDBOX}
+    # no probe, no sandbox (--unit, --seccomp-profile), no --pid: their checks are skipped
+    skipped = {Stage.PROBE, Stage.LATE_LOAD_PROBE, Stage.SANDBOX, Stage.LIVE}
     assert checks == {c for c, check in CHECKS.items() if check.stage not in skipped}
 
 
@@ -127,6 +127,7 @@ def test_skipped_parts_have_no_zero_series() -> None:
         stage_skipped(Stage.PROBE, "--no-probe"),
         stage_skipped(Stage.SANDBOX, "not asked for"),
         stage_skipped(Stage.LATE_LOAD_PROBE, "--no-probe"),
+        stage_skipped(Stage.LIVE, "not asked for"),
     ]
     jail = JailReport(jail="/srv/j", notices=skipped)
     out = io.StringIO()

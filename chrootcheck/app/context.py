@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chrootcheck.lateload.check import OpenSSLPaths
     from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
     from chrootcheck.probe.isolated import PreparedLibrary
+    from chrootcheck.probe.scenarios import Running
     from chrootcheck.sandbox.model import Sandbox
 
 
@@ -40,6 +41,7 @@ class JailContext:
     # The key the daemon loads through an engine before its chroot (its config, or --key).
     engine_key: EngineKey | None = None
     loads: DaemonLoads | None = None  # the engines and providers its config loads (haproxy)
+    running: Running | None = None  # scan --pid/--running: the as-running scenario's process
 
 
 @contextmanager
@@ -54,10 +56,13 @@ def open_context(
     daemon: str | None = None,
     engine_key: EngineKey | None = None,
     loads: DaemonLoads | None = None,
+    running: Running | None = None,
+    opened: int | None = None,
 ) -> Iterator[JailContext]:
-    """Raises ``jail.fs.JailOpenError`` when the jail cannot be opened."""
+    """Raises ``jail.fs.JailOpenError`` when the jail cannot be opened. ``opened``: the root
+    opened already (scan --pid opens /proc/PID/root right after listing): a duplicate of it."""
     path = os.path.abspath(path)
-    root_fd = jailfs.open_jail(path)
+    root_fd = jailfs.open_jail(path) if opened is None else os.dup(opened)
     try:
         yield JailContext(
             path,
@@ -71,6 +76,7 @@ def open_context(
             daemon,
             engine_key,
             loads,
+            running,
         )
     finally:
         os.close(root_fd)

@@ -24,6 +24,7 @@ from chrootcheck.app.stages import (
     Inspect,
     LateLoadProbe,
     LateLoads,
+    Live,
     Probe,
     SandboxStage,
     StageResult,
@@ -39,6 +40,7 @@ from chrootcheck.report.model import (
     Notice,
     NoticeKind,
     Report,
+    RunningProcess,
     Severity,
     Stage,
 )
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from chrootcheck.openssl.hsm import DaemonLoads, EngineKey
     from chrootcheck.probe import ProbeOptions
     from chrootcheck.probe.isolated import PreparedLibrary
+    from chrootcheck.probe.scenarios import Running
     from chrootcheck.sandbox.model import Sandbox
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int], None] | None]]
@@ -70,6 +73,12 @@ class Target:
     engine_key: EngineKey | None = None
     # The engines and providers its daemon's config loads (haproxy's ssl-engine ...).
     loads: DaemonLoads | None = None
+    # scan --pid/--running (app.running): the process, its own library when it may be
+    # loaded (prepared and closed by the caller), and the as-running scenario's conditions.
+    process: RunningProcess | None = None
+    library: PreparedLibrary | None = None
+    running: Running | None = None
+    root_fd: int | None = None  # the jail root, opened already (/proc/PID/root): dup'ed
 
 
 @dataclass(frozen=True)
@@ -169,33 +178,53 @@ def _scan_batch(
                     env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
                 if target.sandbox.module_env:  # SOFTHSM2_CONF ...: the modules' state follows it
                     env = {**env, **dict(target.sandbox.module_env)}
+            own = target.library  # the running process's own library (scan --pid)
             try:
                 ctx = stack.enter_context(
                     open_context(
                         path,
                         target.user,
-                        library,
-                        paths,
+                        own or library,
+                        _openssl_paths(own) if own is not None else paths,
                         env,
                         provides,
                         target.sandbox,
                         daemon,
-                        target.engine_key or request.engine_key,
-                        target.loads,
+                        engine_key=target.engine_key or request.engine_key,
+                        loads=target.loads,
+                        running=target.running if request.probe is not None else None,
+                        opened=target.root_fd,
                     )
                 )
             except jailfs.JailOpenError as e:  # only open_context raises it
                 error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")
-                pending.append(JailReport(jail=path, notices=[error, *notes]))
+                report = JailReport(jail=path, notices=[error, *notes], process=target.process)
+                pending.append(report)
                 continue
-            pending.append(_static_stages(ctx, request, notes, progress, late))
+            static = _static_stages(ctx, request, notes, progress, late)
+            static.report.process = target.process
+            pending.append(static)
         probing = [p for p in pending if isinstance(p, _Pending) and p.probe]
         if probing and request.probe is not None:
             results = Probe(request.probe).run_many([(p.ctx, tuple(p.findings)) for p in probing])
             for p, result in zip(probing, results, strict=True):
                 p.add(result)
                 p.report.probe = result.extra
+        for item in pending:
+            if isinstance(item, _Pending):
+                _live_stage(item)
         return [p if isinstance(p, JailReport) else p.finish() for p in pending]
+
+
+def _live_stage(p: _Pending) -> None:
+    """After the probe: a running service's time to failure (scan --pid/--running)."""
+    process = p.report.process
+    if process is None:
+        p.add(skipped(Stage.LIVE, "not run: no --pid or --running"))
+        return
+    live = Live(process, p.report.probe).run(p.ctx, p.findings)
+    p.add(live)
+    p.report.process = replace(process, time_to_failure=live.extra)
 
 
 @dataclass

@@ -23,7 +23,9 @@ from chrootcheck.report.model import (
     LibcryptoCopy,
     Notice,
     NoticeKind,
+    RunningProcess,
     Stage,
+    TimeToFailure,
     WalkStats,
     stage_skipped,
 )
@@ -201,6 +203,7 @@ class Probe:
                 sandbox=ctx.sandbox,
                 # discover's profile; a --daemon given by hand wins
                 daemon=self.options.daemon or ctx.daemon,
+                running=ctx.running,
             )
             if ctx.sandbox is not None and ctx.sandbox.openssl_conf:
                 options = self._with_openssl_conf(options, ctx, [c.path for c, _ in jails])
@@ -242,3 +245,34 @@ class Probe:
             return StageResult(notices=(Notice(kind, self.stage, why),))
         notices = (stage_skipped(self.stage, probe.skipped_reason),) if probe.skipped_reason else ()
         return StageResult(tuple(probe.findings), notices, probe)
+
+
+@dataclass(frozen=True)
+class Live:
+    """The running service (scan --pid/--running) after its probe: its time to failure
+    (app.running.time_to_failure), and a finding when its TLS will fail. Without a probe
+    nothing is predicted: the stage's checks are skipped, the time to failure is "unknown"."""
+
+    process: RunningProcess
+    probe: ProbeReport | None
+    stage: Stage = Stage.LIVE
+
+    def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[TimeToFailure]:
+        from chrootcheck.app.running import time_to_failure
+        from chrootcheck.report import catalogue
+
+        ttf = time_to_failure(self.process, self.probe)
+        if self.probe is None or self.probe.skipped_reason:
+            return StageResult(
+                notices=(stage_skipped(self.stage, "not run: the probe did not run"),), extra=ttf
+            )
+        if ttf.verdict != "fails":
+            return StageResult(extra=ttf)
+        finding = catalogue.RUNNING_TLS_FAILS.finding(
+            "/dev/urandom",
+            ttf.text,
+            pid=self.process.pid,
+            seconds=ttf.seconds,
+            trigger=ttf.trigger,
+        )
+        return StageResult((finding,), extra=ttf)

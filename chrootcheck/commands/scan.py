@@ -26,7 +26,7 @@ from chrootcheck.report.exitcodes import for_plugin, for_report
 from chrootcheck.report.model import Report, Severity
 
 if TYPE_CHECKING:
-    from chrootcheck.app.scan import Target
+    from chrootcheck.app.scan import ScanRequest, Target
     from chrootcheck.jail.users import ServiceUser
     from chrootcheck.openssl.hsm import EngineKey
     from chrootcheck.sandbox.model import Sandbox
@@ -227,6 +227,26 @@ def _known_daemon(ctx: click.Context, param: click.Parameter, value: str | None)
     "tree), every path resolved inside it.",
 )
 @click.option(
+    "--pid",
+    "pids",
+    multiple=True,
+    type=click.IntRange(1, 2**22),
+    metavar="PID",
+    help="Scan the jail of this running process (through /proc/PID/root), with an "
+    "as-running probe scenario: its own libcrypto, uid, groups, descriptors. Repeatable.",
+)
+@click.option(
+    "--running",
+    is_flag=True,
+    help="Scan the jail of every running jailed process that maps OpenSSL (as --pid).",
+)
+@click.option(
+    "--read-seccomp",
+    is_flag=True,
+    help="With --pid/--running: read each process's seccomp filter (ptrace stops it for "
+    "about a millisecond) and replay it in the as-running scenario.",
+)
+@click.option(
     "--discover-root",
     metavar="DIR",
     default="/",
@@ -261,6 +281,9 @@ def command(
     unit: str | None,
     seccomp_profile: str | None,
     tree_root: str | None,
+    pids: tuple[int, ...],
+    running: bool,
+    read_seccomp: bool,
 ) -> int:
     """Inspect each JAIL as a process chrooted into it would see it, then probe it.
 
@@ -277,8 +300,28 @@ def command(
     from chrootcheck.report.model import Stage
 
     started = time.monotonic()
-    if not jails and not discover and unit is None and daemon_config is None:
-        raise click.UsageError("give at least one JAIL, --unit, --daemon-config or --discover")
+    live = bool(pids) or running
+    if live and (jails or discover or unit is not None or daemon_config is not None):
+        raise click.UsageError(
+            "--pid and --running scan running processes' jails: no JAIL, "
+            "--unit, --daemon-config or --discover with them"
+        )
+    if pids and running:
+        raise click.UsageError("give --pid PID... or --running, not both")
+    if live and user_spec is not None:
+        raise click.UsageError("--pid and --running probe as the process's own user: no --user")
+    if read_seccomp and not live:
+        raise click.UsageError(
+            "--read-seccomp reads a running process's filter: with --pid or --running"
+        )
+    if "as-running" in scenarios and not live:
+        raise click.UsageError(
+            "the as-running scenario needs a running process: --pid or --running"
+        )
+    if not jails and not discover and unit is None and daemon_config is None and not live:
+        raise click.UsageError(
+            "give at least one JAIL, --unit, --daemon-config, --discover, --pid or --running"
+        )
     if engine_ctrls and key_uri is None:
         raise click.UsageError("--engine-ctrl needs --key")
     if unit is not None and seccomp_profile is not None:
@@ -295,6 +338,7 @@ def command(
     anchor = check_anchor(sarif_anchor) if sarif_anchor is not None and located else None
     user = parse_user_option(user_spec)
     targets: list[str | Target] = list(jails)
+    sandbox = None
     engine_key = _key_option(key_uri, engine_id, engine_ctrls)
     if daemon_config is not None:
         targets, user, daemon = _daemon_config(daemon_config, root, targets, user, daemon)
@@ -338,7 +382,12 @@ def command(
         daemon=daemon,
         engine_key=engine_key,
     )
-    report = scan(targets, request, progress=walk_progress)
+    if live:
+        report = _scan_running(
+            sandbox, pids, running, read_seccomp, request, allow_jail_libcrypto, daemon
+        )
+    else:
+        report = scan(targets, request, progress=walk_progress)
     write_outputs(
         report,
         outputs,
@@ -421,6 +470,38 @@ def _daemon_config(
         for t in targets
     ]
     return targets, user, daemon
+
+
+def _scan_running(
+    sandbox: Sandbox | None,
+    pids: tuple[int, ...],
+    running: bool,
+    read_seccomp: bool,
+    request: ScanRequest,
+    consent: bool,
+    daemon: str | None,
+) -> Report:
+    """The jails of running processes (app.running), each with its as-running scenario and
+    its time to failure (the live stage)."""
+    from chrootcheck.app.running import running_targets
+    from chrootcheck.app.scan import scan
+    from chrootcheck.commands.progress import walk_progress
+
+    found = running_targets(
+        None if running else list(dict.fromkeys(pids)), read_seccomp=read_seccomp, consent=consent
+    )
+    with found.stack:
+        for note in found.notes:
+            click.echo(f"chrootcheck: {note}", err=True)
+        own = [t if sandbox is None else replace(t, sandbox=sandbox) for t in found.targets]
+        if daemon is not None:  # --daemon names the profile instead of the command's name
+            own = [
+                replace(t, daemon=daemon, process=replace(t.process, daemon=daemon))
+                if t.process is not None
+                else t
+                for t in own
+            ]
+        return scan(own, request, progress=walk_progress)
 
 
 def _with_sandbox(target: str | Target, sandbox: Sandbox, user: ServiceUser | None) -> Target:

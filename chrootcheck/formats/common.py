@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.model import (
-    SCHEMA_VERSION,
+    SCAN_SCHEMA_VERSION,
     Finding,
     JailReport,
     Notice,
@@ -157,6 +157,7 @@ def jail_data(j: JailReport, report: Report) -> dict[str, Any]:
         "libcrypto": to_data(j.libcrypto),
         "walk": to_data(j.walk),
         "probe": to_data(j.probe) if j.probe is not None else None,
+        "process": to_data(j.process) if j.process is not None else None,
     }
 
 
@@ -169,7 +170,7 @@ def jail_status(j: JailReport, report: Report) -> str:
 
 def report_data(report: Report) -> dict[str, Any]:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": SCAN_SCHEMA_VERSION,
         "tool": {"name": "chrootcheck", "version": report.tool_version},
         "jails": [jail_data(j, report) for j in report.jails],
         "summary": report.summary(),

@@ -6,19 +6,26 @@ The same shape as ``formats.common.to_data`` gives (field names as keys, every s
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from chrootcheck.formats.common import printable
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
 
 def ps_data(obj: Any) -> Any:
-    if isinstance(obj, str):
-        return printable(obj) if not obj.isascii() or not obj.isprintable() else obj
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: ps_data(v) for k, v in vars(obj).items()}
-    if isinstance(obj, (list, tuple)):
+    # Dispatch on the exact type first: a listing of 1,000 processes is about 26,000 values.
+    kind = type(obj)
+    if kind is str:
+        return obj if obj.isascii() and obj.isprintable() else printable(obj)
+    if kind in _PLAIN:
+        return obj
+    if kind is tuple or kind is list:
         return [ps_data(v) for v in obj]
+    if hasattr(kind, "__dataclass_fields__"):
+        return {k: ps_data(v) for k, v in vars(obj).items()}
     if isinstance(obj, dict):
         return {ps_data(str(k)): ps_data(v) for k, v in obj.items()}
+    if isinstance(obj, str):  # a str subclass (an enum value)
+        return printable(str(obj))
     return obj

@@ -187,11 +187,12 @@ def families(report: Report, options: RenderOptions) -> list[Family]:
 
 
 def time_to_failure(jail: JailReport) -> list[tuple[int, str, float]]:
-    """(pid, daemon, seconds) for each running daemon whose reseed will fail in this jail.
-
-    The extension point for the live view (a daemon's DRBG reseed timer read from the
-    running process): it does not exist yet, so there is nothing to export and the
-    ``chrootcheck_time_to_failure_seconds`` family is left out of the file. When the live
-    view lands on ``JailReport``, read it here; nothing else in this module changes.
-    """
-    return []
+    """(pid, daemon, seconds) of the running service whose reseed will fail in this jail
+    (scan --pid/--running). Nothing when no process was scanned, or nothing is predicted
+    (safe, unknown): the series is then absent, never 0."""
+    process = jail.process
+    ttf = process.time_to_failure if process is not None else None
+    if process is None or ttf is None or ttf.seconds is None:
+        return []
+    daemon = process.daemon.partition(":")[0] if process.daemon else process.command
+    return [(process.pid, printable(daemon), float(ttf.seconds))]

@@ -160,6 +160,8 @@ def _run(
             "probe": to_data(jail.probe) if jail.probe is not None else None,
         },
     }
+    if jail.process is not None:  # scan --pid/--running: the service and its time to failure
+        run["properties"]["process"] = to_data(jail.process)
     return run
 
 

@@ -17,7 +17,14 @@ from rich.text import Text
 from chrootcheck.formats import RenderOptions
 from chrootcheck.formats.common import More, capped, jail_status, printable
 from chrootcheck.formats.common import rich_console as make_rich_console
-from chrootcheck.report.model import JailReport, NoticeKind, Report, Severity, sort_findings
+from chrootcheck.report.model import (
+    JailReport,
+    NoticeKind,
+    Report,
+    RunningProcess,
+    Severity,
+    sort_findings,
+)
 
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold white on red",
@@ -72,6 +79,9 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
         (status.upper(), STATUS_STYLE[status]),
     )
     console.print(head)
+    if jail.process is not None:
+        for line in process_lines(jail.process):
+            console.print(Text(line))
     findings = sort_findings(jail.findings)
     if findings:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
@@ -129,6 +139,43 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
 
         for renderable in probe_renderables(jail.probe):
             console.print(renderable)
+    ttf = jail.process.time_to_failure if jail.process is not None else None
+    if ttf is not None:
+        style = {"safe": "green", "fails": "bold red"}.get(ttf.verdict, "yellow")
+        console.print(Text.assemble(("  time to failure: ", "bold"), (printable(ttf.text), style)))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def process_lines(p: RunningProcess) -> list[str]:
+    """The running service of a scan --pid/--running, a few lines (safe text)."""
+    up = f", up {_duration(p.uptime)}" if p.uptime is not None else ""
+    who = f"{p.user or '?'} (uid {p.uid}, gid {p.gid})" if p.uid is not None else "unknown user"
+    lib = p.library or "no libcrypto mapped"
+    if p.library_version:
+        lib += f" ({p.library_version}, on disk: {p.library_on_disk})"
+    devices = ", ".join(p.random_devices) or "none"
+    filters = f", {p.seccomp_filters} filter(s)" if p.seccomp_filters else ""
+    lines = [
+        f"  process: {p.command}[{p.pid}] as {who}{up}, {p.confinement} at {p.root}"
+        + (f", daemon {p.daemon}" if p.daemon else ""),
+        f"  processes of the jail: {', '.join(map(str, p.processes))}",
+        f"  library: {lib}; probed with {p.library_probed}",
+        f"  random devices held open: {devices}; seccomp {p.seccomp}{filters}: "
+        f"getrandom {p.getrandom}",
+    ]
+    if p.old_kernel:
+        lines.append(f"  old kernel: {p.old_kernel}")
+    lines.extend(f"  note: {n}" for n in p.notes)
+    return [printable(line) for line in lines]
 
 
 def summary_text(report: Report) -> Text:

@@ -21,6 +21,7 @@ class MappedLibrary:
     resolved_in: str  # "process root" | "host root" | ""
     on_disk_version: str | None  # the version of the file now at the path, when replaced
     note: str = ""  # one line: "running 3.0.19; the file on disk is now 3.0.22: restart pending"
+    map_file: str = ""  # "/proc/PID/map_files/START-END": the mapped file itself (root only)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class LiveProcess:
     seccomp_dump: SeccompDump | None = None
     verdict: str = ""  # the old-kernel verdict, one line
     notes: tuple[str, ...] = ()  # one line per part that could not be read
+    gid: int | None = None  # real gid (Gid: in status)
+    groups: tuple[int, ...] = ()  # supplementary groups (Groups: in status)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,9 @@ class StatLine:
     ppid: int
     flags: int
     starttime: int  # clock ticks since boot
+    # The address space's outline: vsize, startcode, endcode, startstack, start_brk (0 for a
+    # reader without ptrace access). Equal outlines of siblings of one executable: the same maps.
+    layout: tuple[int, ...] = ()
 
     @property
     def kernel_thread(self) -> bool:
@@ -92,14 +95,18 @@ def read_stat(pid: int | str) -> StatLine:
         ppid=int(fields[1]),
         flags=int(fields[6]),
         starttime=int(fields[19]),
+        layout=tuple(int(fields[i]) for i in (20, 23, 24, 25, 44) if i < len(fields)),
     )
 
 
-_STATUS_RE = re.compile(rb"^(Name|State|Uid|Seccomp|Seccomp_filters|NoNewPrivs):[ \t]*(.*)$", re.M)
+_STATUS_RE = re.compile(
+    rb"^(Name|State|Uid|Gid|Groups|Seccomp|Seccomp_filters|NoNewPrivs):[ \t]*(.*)$", re.M
+)
 
 
 def read_status(pid: int | str) -> dict[str, str]:
-    """The few /proc/PID/status fields we use (Name, State, Uid, Seccomp*, NoNewPrivs)."""
+    """The few /proc/PID/status fields we use (Name, State, Uid, Gid, Groups, Seccomp*,
+    NoNewPrivs)."""
     with open(f"/proc/{pid}/status", "rb") as f:
         data = f.read()
     return {k.decode(): v.strip().decode("utf-8", "replace") for k, v in _STATUS_RE.findall(data)}
@@ -267,6 +274,7 @@ def library(
         on_disk_path=on_disk_path,
         resolved_in=resolved_in,
         on_disk_version=on_disk_version,
+        map_file=f"/proc/{pid}/map_files/{m.start}-{m.end}",
     )
     return _with_note(lib)
 
@@ -340,8 +348,21 @@ def _read_opath(fd: int) -> str | None:
         os.close(rfd)
 
 
-def static_openssl(pid: int | str) -> str | None:
-    """The OpenSSL version string inside the executable itself (linked statically)."""
+def exe_identity(pid: int | str) -> tuple[int, int, int, int] | None:
+    """(dev, ino, size, mtime_ns) of the process's executable, by stat (nothing opened)."""
+    try:
+        st = os.stat(f"/proc/{pid}/exe")
+    except OSError as e:
+        gone_or_raise(e)
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def static_openssl(pid: int | str, exe: tuple[int, int, int, int] | None = None) -> str | None:
+    """The OpenSSL version string inside the executable itself (linked statically). ``exe``:
+    its identity, when known: an executable read before is not opened again."""
+    if exe is not None and exe in _VERSION_CACHE:
+        return _VERSION_CACHE[exe]
     try:
         fd = libversion.open_regular(f"/proc/{pid}/exe")
     except OSError as e:

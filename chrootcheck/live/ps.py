@@ -66,8 +66,15 @@ class _Seen:
     process: LiveProcess | None = None
 
 
-def gather(pids: Iterable[int] | None = None, *, read_seccomp: bool = False) -> PsReport:
-    """List the jailed processes (or exactly ``pids``; one that cannot be read: ToolError)."""
+def gather(
+    pids: Iterable[int] | None = None, *, read_seccomp: bool = False, exact: bool = False
+) -> PsReport:
+    """List the jailed processes (or exactly ``pids``; one that cannot be read: ToolError).
+
+    The listing reads /proc/PID/maps (the costly file: the kernel prints every mapping) once
+    per executable and address-space outline (``StatLine.layout``: vsize, code, stack and heap
+    start) among the children of one parent: forked workers share it. ``exact``, or named
+    ``pids``: every process's own maps."""
     nsroot = sys.modules.get("chrootcheck.live.nsroot")  # imported (cffi) only when needed
     if nsroot is not None:
         nsroot.forget()  # answers of an earlier listing in this process may be stale
@@ -83,6 +90,9 @@ def gather(pids: Iterable[int] | None = None, *, read_seccomp: bool = False) -> 
     ppids: dict[int, int] = {}
     named = list(pids) if pids is not None else None
     total = 0
+    maps_memo: dict[object, list[procfs.Mapping]] | None = (
+        None if exact or named is not None else {}
+    )
 
     if named is not None:
         for pid in named:
@@ -104,7 +114,7 @@ def gather(pids: Iterable[int] | None = None, *, read_seccomp: bool = False) -> 
 
     for s in seen:
         try:
-            s.process = _read_process(s, host_ns, clock, read_seccomp)
+            s.process = _read_process(s, host_ns, clock, read_seccomp, maps_memo)
         except ProcessGone:
             if named is not None:
                 raise ToolError(f"process {s.pid} exited while it was being read") from None
@@ -201,7 +211,13 @@ def _user(uid: int | None) -> str | None:
         return None
 
 
-def _read_process(s: _Seen, host_ns: int | None, clock: _Clock, read_seccomp: bool) -> LiveProcess:
+def _read_process(
+    s: _Seen,
+    host_ns: int | None,
+    clock: _Clock,
+    read_seccomp: bool,
+    maps_memo: dict[object, list[procfs.Mapping]] | None = None,
+) -> LiveProcess:
     pid = s.pid
     notes: list[str] = []
     try:
@@ -217,6 +233,8 @@ def _read_process(s: _Seen, host_ns: int | None, clock: _Clock, read_seccomp: bo
     start, uptime = clock.start(st.starttime)
     uids = status.get("Uid", "").split()
     uid = int(uids[0]) if uids else None
+    gids = status.get("Gid", "").split()
+    groups = tuple(int(g) for g in status.get("Groups", "").split() if g.isdigit())
     ns = procfs.mnt_ns(pid)
     same_ns = ns is not None and ns == host_ns
     try:
@@ -227,8 +245,15 @@ def _read_process(s: _Seen, host_ns: int | None, clock: _Clock, read_seccomp: bo
         notes.append(f"cmdline: {reason(e)}")
 
     libraries: list[MappedLibrary] = []
+    exe = procfs.exe_identity(pid)
+    key = (exe, st.ppid, st.layout) if exe is not None and any(st.layout) else None
     try:
-        mappings = procfs.crypto_mappings(pid)
+        if maps_memo is not None and key is not None and key in maps_memo:
+            mappings = maps_memo[key]
+        else:
+            mappings = procfs.crypto_mappings(pid)
+            if maps_memo is not None and key is not None:
+                maps_memo[key] = mappings
     except OSError as e:
         procfs.gone_or_raise(e)
         mappings = []
@@ -236,7 +261,7 @@ def _read_process(s: _Seen, host_ns: int | None, clock: _Clock, read_seccomp: bo
     for m in mappings:
         libraries.append(procfs.library(pid, m, s.root, ns, same_ns, notes))
     if not mappings and not notes:
-        static = procfs.static_openssl(pid)
+        static = procfs.static_openssl(pid, exe)
         if static is not None:
             libraries.append(_static(pid, static))
 
@@ -271,6 +296,8 @@ def _read_process(s: _Seen, host_ns: int | None, clock: _Clock, read_seccomp: bo
         seccomp=seccomp,
         seccomp_dump=dump,
         notes=tuple(notes),
+        gid=int(gids[0]) if gids else None,
+        groups=groups,
     )
 
 

@@ -124,6 +124,36 @@ def check_folder(path: str, jails: Sequence[JailRoot] = ()) -> str | None:
             os.close(d)
 
 
+def check_mapped(
+    name: str, shown: str, inside: str | None, jails: Sequence[JailRoot] = ()
+) -> CheckedLibrary:
+    """A running process's library through ``/proc/PID/map_files/START-END`` (``name``): the
+    very file it mapped, even deleted or replaced, opened by the kernel's reference without
+    resolving any path (root only). ``shown``: its path as /proc/PID/maps prints it;
+    ``inside``: the jail it lies in (by its path below the process's root), else None. Judged
+    by what is left to judge: a file in the jail, or another user's or writable by one, or
+    one that still has a name we did not check, is not root's to load."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise CheckError(_reason(e)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CheckError("not a regular file")
+        concern = None
+        if inside is not None:
+            concern = f"it lies inside the jail {inside}"
+        elif why := _writable_by_others(st):
+            concern = f"another user controls it (the running file is {why})"
+        elif st.st_nlink > 0:
+            concern = "the running file has another name, whose folders were not checked"
+    except BaseException:
+        os.close(fd)
+        raise
+    return CheckedLibrary(name, shown, fd, st.st_dev, st.st_ino, concern, tuple(jails))
+
+
 def refuse_untrusted(lib: CheckedLibrary, consent: bool, hint: str = CONSENT_HINT) -> None:
     """The one refusal: a library that fails the check, without the user's consent."""
     if lib.concern is not None and not consent:

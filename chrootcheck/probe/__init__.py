@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         ScenarioResult,
         Verdict,
     )
-    from chrootcheck.probe.scenarios import SCENARIOS, Scenario
+    from chrootcheck.probe.scenarios import SCENARIOS, Running, Scenario
     from chrootcheck.report.errors import ToolError
     from chrootcheck.sandbox.model import Sandbox
 
@@ -88,6 +88,8 @@ class ProbeOptions:
     # The daemon that uses the jail, "NAME" or "NAME:MODE" (report.daemons): the prediction
     # joins its profile with the measured triggers. None: the trigger table alone.
     daemon: str | None = None
+    # A running process (scan --pid/--running): adds the as-running scenario.
+    running: Running | None = None
 
 
 def run_probe(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:

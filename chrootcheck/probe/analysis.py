@@ -304,18 +304,21 @@ def prediction(
     """When production would fail, from the verdicts and the library's reseed settings."""
     if not results or all(r.verdict is Verdict.SKIPPED for r in results):
         return "no prediction: the probe did not run"
-    configured = [
-        r for r in results if r.name == "as-configured" and r.verdict is not Verdict.SKIPPED
-    ]
-    if configured and len(results) > 1:
-        # The service's real sandbox, measured, decides; the what-ifs follow.
-        m = configured[0]
+    for name, said in (
+        ("as-running", "As the process runs now"),
+        ("as-configured", "Under the service's own sandbox"),
+    ):
+        own_result = [r for r in results if r.name == name and r.verdict is not Verdict.SKIPPED]
+        if not own_result or len(results) == 1:
+            continue
+        # The service's real conditions, measured, decide; the what-ifs follow.
+        m = own_result[0]
         if m.verdict is Verdict.CRASHED and m.signal == "SIGSYS":
             own = f"the service is killed at start: {m.explanation}."
         else:
-            own = prediction(configured, settings, series)
+            own = prediction(own_result, settings, series)
         rest = prediction([r for r in results if r is not m], settings, series)
-        return f"Under the service's own sandbox: {own} Generic what-ifs: {rest}"
+        return f"{said}: {own} Generic what-ifs: {rest}"
     # A FAIL whose cycles all "worked" reseeded from a fake node: TLS goes on, predictably.
     fooled = [
         r.name
@@ -393,6 +396,7 @@ def prediction(
 _WHERE = {
     "as-is": "this system",
     "as-configured": "the service runs under its own sandbox",
+    "as-running": "the process runs as it does now (its library, ids, filter and descriptors)",
     "no-getrandom": "getrandom(2) is blocked (a seccomp sandbox)",
     "old-kernel": "the kernel is older than 4.8 or getrandom is blocked there",
     "old-kernel, devices closed": (

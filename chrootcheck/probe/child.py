@@ -101,7 +101,7 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
             sandbox.set_uname26()
         if scenario.block_getrandom:
             sandbox.block_getrandom()
-        if scenario.seccomp is not None:
+        if scenario.seccomp is not None and not scenario.seccomp_after_seed:
             sandbox.apply_filter(scenario.seccomp)
     except OSError as e:
         out.send(Skip(f"cannot set up the scenario: {e.strerror}"))
@@ -128,6 +128,12 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
                 )
             )
     steps.append(_named(rand.draw(32), "RAND_bytes(32) at start-up, before the chroot"))
+    if scenario.seccomp is not None and scenario.seccomp_after_seed:
+        try:
+            sandbox.apply_filter(scenario.seccomp)
+        except OSError as e:
+            out.send(Skip(f"cannot set up the scenario: {e.strerror}"))
+            return
     out.send(Settings(rand.reseed_settings()))
     if spec.trigger is None:
         steps.extend(_cycle_steps(rand, inside=False))

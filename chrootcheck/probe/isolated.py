@@ -148,6 +148,13 @@ def prepare_library(path: str, jails: Iterable[str], consent: bool) -> PreparedL
         checked = check_library(path, jail_roots(jails))
     except CheckError as e:
         raise ToolError(f"cannot load libcrypto: {path}: {e}") from None
+    return prepare_checked(checked, consent)
+
+
+def prepare_checked(checked: CheckedLibrary, consent: bool) -> PreparedLibrary:
+    """``prepare_library`` after the check: refused without consent when it failed the check,
+    described by an unprivileged child then, else loaded here. Closes ``checked.fd`` on every
+    way out except a consented library's (the probe's children load it from there)."""
     try:
         refuse_untrusted(checked, consent)
         if checked.concern is not None:

@@ -29,11 +29,13 @@ from chrootcheck.probe.model import ProbeReport, ScenarioResult, TriggerResult, 
 from chrootcheck.probe.runner import ChildOutcome, run_batches, run_children
 from chrootcheck.probe.scenarios import (
     AS_CONFIGURED,
+    AS_RUNNING,
     NAMES,
     SCENARIOS,
     TRIGGERS,
     Scenario,
     as_configured,
+    as_running,
 )
 from chrootcheck.probe.trigger_table import daemon_prediction, from_outcome, time_trigger
 from chrootcheck.report.daemons import PROFILES, DaemonProfile, Mode, lookup
@@ -227,6 +229,17 @@ def _predict(
     general = prediction(results, settings, series)
     if daemon is None:
         return general
+    running = [r for r in results if r.name == AS_RUNNING and r.verdict is not Verdict.SKIPPED]
+    if running and len(results) > 1:
+        # The process as it runs decides; the daemon's profile says how it meets the triggers.
+        rest = [r for r in results if r is not running[0]]
+        own = daemon_prediction(running, daemon[0], daemon[1], where) or prediction(
+            running, settings, series
+        )
+        what_ifs = daemon_prediction(rest, daemon[0], daemon[1], where) or prediction(
+            rest, settings, series
+        )
+        return f"As the process runs now: {own} Generic what-ifs: {what_ifs}"
     # The service's real sandbox, measured, comes first: its trigger table is the one that
     # counts for this service; the what-ifs follow.
     ordered = sorted(results, key=lambda r: r.name != AS_CONFIGURED or r.verdict is Verdict.SKIPPED)
@@ -302,16 +315,20 @@ def _scenarios(options: ProbeOptions) -> list[Scenario]:
         if options.sandbox is not None
         else []
     )
+    if options.running is not None:
+        extra.append(as_running(options.running))
     if options.scenarios is None:
         return [*SCENARIOS, *extra]
     unknown = [n for n in options.scenarios if n not in NAMES]
     if unknown:
         known = ", ".join(repr(n) for n in NAMES)
         raise ToolError(f"unknown probe scenario {unknown[0]!r} (known: {known})")
-    if AS_CONFIGURED in options.scenarios and not extra:
+    if AS_CONFIGURED in options.scenarios and options.sandbox is None:
         raise ToolError(
             f"the {AS_CONFIGURED} scenario needs a sandbox: --unit or --seccomp-profile"
         )
+    if AS_RUNNING in options.scenarios and options.running is None:
+        raise ToolError(f"the {AS_RUNNING} scenario needs a running process: --pid or --running")
     return [s for s in [*SCENARIOS, *extra] if s.name in options.scenarios]
 
 

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from chrootcheck.sandbox.model import Mount, Sandbox, SeccompFilter
 
 AS_CONFIGURED = "as-configured"
+AS_RUNNING = "as-running"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Scenario:
     openssl_conf: str | None = None  # the unit's, vetted: loaded by the child before the chroot
     source: str = ""  # the unit or profile it comes from
     skip: str = ""  # why this scenario cannot be reproduced here (told as its verdict)
+    # as-running: the process is seeded already; its filter comes after the start-up draw
+    seccomp_after_seed: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -56,7 +59,41 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
-NAMES = (*BY_NAME, AS_CONFIGURED)
+NAMES = (*BY_NAME, AS_CONFIGURED, AS_RUNNING)
+
+
+@dataclass(frozen=True)
+class Running:
+    """What the as-running scenario copies from a running process (``scan --pid``): its
+    filter's answers to OpenSSL's calls as rules (replayed with ``--read-seccomp``; None: no
+    filter, or not read) and whether it holds a random device open. Its library, uid and
+    groups are the jail's (the scan probes the whole jail with them)."""
+
+    label: str  # "haproxy[1234]"
+    seccomp: SeccompFilter | None = None
+    holds_device: bool = False
+
+
+def as_running(running: Running) -> Scenario:
+    """The process as it runs: its library and ids (the jail's), its filter as replayed, and
+    its descriptors: a process that holds no random device open has to open one in the jail
+    when getrandom fails (RAND_keep_random_devices_open(0) after the start-up draw)."""
+    parts = ["its own library, uid and groups"]
+    if running.seccomp is not None:
+        parts.append("its seccomp filter as replayed")
+    parts.append(
+        "a random device held open, as it holds one"
+        if running.holds_device
+        else "no random device held open, as it holds none"
+    )
+    return Scenario(
+        AS_RUNNING,
+        f"{running.label} as it runs now: " + ", ".join(parts),
+        close_devices=not running.holds_device,
+        seccomp=running.seccomp,
+        source=running.label,
+        seccomp_after_seed=True,  # it runs: it was seeded, whatever its filter does now
+    )
 
 
 def as_configured(

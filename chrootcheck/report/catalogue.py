@@ -665,6 +665,24 @@ SANDBOX_BIND_SOURCE_MISSING = Check(
 )
 
 
+# --- the running service (scan --pid/--running) ---
+
+RUNNING_TLS_FAILS = Check(
+    "CC500",
+    "running-tls-fails",
+    Severity.ERROR,
+    "a running service's TLS will fail in its jail",
+    "The probe copied the running process (its own libcrypto, user, seccomp filter and "
+    "random devices held open) and its reseeds failed: its TLS fails at its next primary "
+    "reseed (the finding says when, from its uptime and the library's reseed interval), or "
+    "sooner at a trigger its daemon meets (a fork, new threads).",
+    "Give the jail working /dev/urandom and /dev/random (chrootcheck fix JAIL), or let its "
+    "seccomp filter allow getrandom; then restart the service before the time the finding "
+    "gives (a restart reseeds it outside the jail, which only postpones the failure).",
+    stage=Stage.LIVE,
+)
+
+
 # --- the whole catalogue ------------------------------------------------------------------
 
 

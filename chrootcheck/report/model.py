@@ -15,6 +15,8 @@ from typing import Any
 
 # Bumped MAJOR on a breaking change of the JSON shape, MINOR when fields are added.
 SCHEMA_VERSION = "1.0"
+# The scan report's own minor: 1.1 added jails[].process (scan --pid/--running).
+SCAN_SCHEMA_VERSION = "1.1"
 
 
 class Severity(enum.StrEnum):
@@ -83,6 +85,7 @@ class Stage(enum.StrEnum):
     SANDBOX = "sandbox"  # the service's sandbox (a unit or a seccomp profile), read statically
     # The daemon's engine key loaded before a chroot and used inside the jail (an HSM key).
     LATE_LOAD_PROBE = "late-load-probe"
+    LIVE = "live"  # the running service (scan --pid/--running): its time to failure
 
 
 class NoticeKind(enum.StrEnum):
@@ -143,6 +146,55 @@ class WalkStats:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class TimeToFailure:
+    """When a running service's TLS fails in its jail (``scan --pid``/``--running``).
+
+    ``seconds``: from now until the first failure (0: due already); None when nothing fails
+    (``verdict`` "safe") or it cannot be told ("unknown")."""
+
+    verdict: str  # "safe" | "fails" | "unknown"
+    seconds: float | None
+    text: str  # one line: "haproxy[1234] (master-worker), started 47 min ago, ..."
+    trigger: str = ""  # what breaks it first: "time", "fork", "threads", "start" ...
+
+
+@dataclass(frozen=True)
+class RunningProcess:
+    """The running service whose jail a ``scan --pid``/``--running`` scanned (read from /proc
+    by ``live``): the as-running probe scenario copies its conditions."""
+
+    pid: int  # the process the scenario copies (a worker when there are workers)
+    command: str
+    cmdline: str
+    uid: int | None
+    gid: int | None
+    groups: tuple[int, ...]
+    user: str | None
+    start_time: float | None  # epoch seconds
+    uptime: float | None  # seconds
+    root: str  # /proc/PID/root as the kernel prints it to us
+    confinement: str  # "chroot" | "container" | "chroot in a container" | ...
+    mnt_ns: int | None
+    processes: tuple[int, ...]  # every process of the jail, masters first
+    leaders: tuple[int, ...]
+    daemon: str | None  # its daemon profile, "haproxy:master-worker"
+    library: str | None  # the libcrypto it maps (path as /proc/PID/maps prints it)
+    library_version: str | None
+    library_on_disk: str  # "same" | "replaced" | "deleted" | "unknown" | ""
+    library_probed: str  # which library the probe ran, and why
+    random_devices: tuple[str, ...]  # "fd 5: /dev/urandom (1:9)"
+    holds_urandom: bool
+    seccomp: str  # "disabled" | "strict" | "filter" | "unknown"
+    seccomp_filters: int | None
+    getrandom: str  # under its filter: "allowed", "fails with ENOSYS", "kills (SIGSYS)", "unknown"
+    notes: tuple[str, ...] = ()
+    # Where getrandom is missing (a kernel older than 3.17): decided by the device it holds open
+    # or the jail's /dev/urandom (``ps``'s old-kernel verdict).
+    old_kernel: str = ""
+    time_to_failure: TimeToFailure | None = None
+
+
 @dataclass
 class JailReport:
     """Everything one scan learned about one jail."""
@@ -154,6 +206,8 @@ class JailReport:
     walk: WalkStats = field(default_factory=WalkStats)
     # Filled by the probe (chrootcheck.probe); None when the probe did not run.
     probe: Any = None
+    # scan --pid/--running: the running service whose jail this is; None otherwise.
+    process: RunningProcess | None = None
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
