@@ -16,8 +16,10 @@ known library *and* reason (and, under 1.x, function) - and an all-decimal token
 pid) needs an OpenSSL word on the same line - because random hex in logs is common.
 
 Consecutive error lines from the same thread (or, without a thread id, adjacent lines) form
-one chain: one failing operation. Input is read line by line, so a huge log streams; invalid
-UTF-8 and binary garbage are decoded with replacement and never raise.
+one chain: one failing operation. Input is read in chunks and split into lines here, so a huge
+log streams; invalid UTF-8 and binary garbage are decoded with replacement and never raise.
+``chains`` scans every line (the reference); decode.blocks feeds ``group`` only the lines a
+block-wise search keeps, with the same result.
 """
 
 from __future__ import annotations
