@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import copy
+import dataclasses
 import enum
 import errno
 import json
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chrootcheck.jail.walker import Counts, Met
@@ -188,9 +190,50 @@ def test_nested_and_typed_values_are_checked() -> None:
         ({"pair": [1, "a", 2]}, "3 items, not 2"),
         ({"table": {"k": "v"}}, r"Sample.table\['k'\]"),
         ({"number": 1.5}, "Sample.number: float"),
+        ({"number": True}, "Sample.number: bool"),
+        ({"ratio": True}, "Sample.ratio: bool"),
+        ({"flag": 0}, "Sample.flag: int"),
+        ({"packing": 3}, "Sample.packing"),
+        ({"names": ["a", None]}, r"Sample.names\[1\]"),
     ]:
         with pytest.raises(ProtocolError, match=why):
             SAMPLES.decode(json.dumps({**base, **change}).encode())
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+SAMPLE_FIELDS = [f.name for f in dataclasses.fields(Sample)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    samples,
+    st.dictionaries(st.sampled_from([*SAMPLE_FIELDS, "extra"]), JSON_VALUES, max_size=3),
+    st.lists(st.sampled_from(SAMPLE_FIELDS), max_size=2),
+)
+@example(Sample(1, 1.0, True, "", Colour.RED, "1.x"), {"ratio": True}, [])
+@example(Sample(1, 1.0, True, "", Colour.RED, "1.x"), {"inners": [{"name": "x", "z": 1}]}, [])
+def test_the_compiled_checks_accept_exactly_what_the_field_by_field_check_accepts(
+    message: Sample, changes: dict[str, object], dropped: list[str]
+) -> None:
+    """worker._checked (one closure per type, the fast path) against worker._from_dict (the
+    field by field check that words the errors): the same value, or both refuse."""
+    data = json.loads(SAMPLES.encode(message))
+    del data["type"]
+    data.update(changes)
+    for name in dropped:
+        data.pop(name, None)
+    try:
+        expected = worker._from_dict(Sample, copy.deepcopy(data), "Sample")
+    except ProtocolError:
+        with pytest.raises(worker._Slow):
+            worker._checked(Sample)(data)
+    else:
+        got = worker._checked(Sample)(data)
+        assert got == expected and type(got) is type(expected)
 
 
 def test_encode_refuses_what_the_protocol_does_not_carry() -> None:
