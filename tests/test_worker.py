@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -360,6 +361,55 @@ def test_run_many_reads_in_parallel_and_kills_only_the_hanging_one() -> None:
     assert [o.messages for o in outs] == [[Inner("quick", 1)], [Inner("slow")], [Inner("quick", 2)]]
     assert [o.timed_out for o in outs] == [False, True, False]
     assert [o.ok for o in outs] == [True, False, True]
+
+
+def _says(name: str) -> Callable[[Channel], None]:
+    def target(out: Channel) -> None:
+        out.send(Inner(name, os.getpid()))
+
+    return target
+
+
+def _hangs(out: Channel) -> None:
+    out.send(Inner("hangs", os.getpid()))
+    time.sleep(60)
+
+
+def test_pool_a_worker_that_ended_while_nobody_read_it_is_not_taken_for_hung() -> None:
+    """scan's rolling pool: the parent walks the next jail while earlier children run; one
+    whose time ran out meanwhile, unread, has its whole output read, not a timeout."""
+    with worker.Pool() as pool:
+        first = pool.start([_says("a"), _says("b")], SAMPLES, 0.2)
+        time.sleep(0.5)  # the caller busy elsewhere, past the workers' timeout
+        outs = pool.wait(first)
+    assert [o.messages[0].name for o in outs] == ["a", "b"]  # type: ignore[attr-defined]
+    assert [(o.ok, o.timed_out) for o in outs] == [(True, False), (True, False)]
+
+
+def test_pool_waits_for_one_group_while_reading_all_and_kills_a_hang_past_its_timeout() -> None:
+    started = time.monotonic()
+    with worker.Pool() as pool:
+        hung = pool.start([_hangs], SAMPLES, 0.5)
+        later = pool.start([_says("later")], SAMPLES, 10)
+        [quick] = pool.wait(later)  # the hung one is read meanwhile, not waited for
+        [slow] = pool.wait(hung)
+    assert quick.ok and quick.messages[0].name == "later"  # type: ignore[attr-defined]
+    assert slow.timed_out and slow.messages[0].name == "hangs"  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 6
+
+
+def test_pool_leaving_early_kills_and_reaps_every_worker() -> None:
+    with pytest.raises(RuntimeError), worker.Pool() as pool:
+        workers = pool.start([_hangs, _hangs], SAMPLES, 60)
+        wait_for = time.monotonic() + 10
+        while not all(w.read() and w.outcome.messages for w in workers):
+            assert time.monotonic() < wait_for
+            time.sleep(0.01)
+        raise RuntimeError("an error in the caller, between two waits")
+    for w in workers:
+        assert w.reaped and w.outcome.signal == "SIGKILL"
+        with pytest.raises(ChildProcessError):
+            os.waitpid(w.pid, os.WNOHANG)
 
 
 def test_a_crash_is_a_signal_with_no_traceback_and_no_core(tmp_path: Path) -> None:

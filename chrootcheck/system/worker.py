@@ -31,6 +31,7 @@ Importing this module does not load cffi.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import faulthandler
@@ -555,9 +556,10 @@ class Worker:
         except ProcessLookupError:
             pass
 
-    def expire(self, timeout: float) -> None:
-        """Past ``timeout`` seconds since the start: stop reading, kill it, note the timeout."""
-        if self.reading and time.monotonic() - self.started > timeout:
+    def expire(self, timeout: float, since: float | None = None) -> None:
+        """Past ``timeout`` seconds since the start (or ``since``): stop reading, kill it, note
+        the timeout."""
+        if self.reading and time.monotonic() - max(self.started, since or 0.0) > timeout:
             self.outcome.timed_out = True
             self.reading = False
             self.kill()
@@ -635,31 +637,87 @@ def run_many(
     (an exception, SIGINT, SIGTERM, SIGHUP: ``procs.interrupt_on_signals``), every worker is
     killed and reaped. Forked, read and reaped in this one call and thread (PDEATHSIG follows
     the thread)."""
-    workers: list[Worker] = []
-    with procs.interrupt_on_signals():
+    with Pool() as pool:
+        return pool.wait(pool.start(targets, protocol, timeout))
+
+
+class Pool:
+    """Workers started in groups as the caller goes (``start``), all read together whenever
+    the caller waits for one group (``wait``): a scan forks the next jail's probe while the
+    previous ones still run. Used as a context manager, in the thread that forks (PDEATHSIG
+    follows the thread): whatever ends the block (an exception, SIGINT, SIGTERM, SIGHUP:
+    ``procs.interrupt_on_signals``), every worker still alive is killed and reaped."""
+
+    def __init__(self) -> None:
+        # Started, not yet reaped: its timeout, and when it was last waited for.
+        self._live: dict[Worker, tuple[float, float]] = {}
+        self._selector = selectors.DefaultSelector()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Pool:
+        self._stack.enter_context(procs.interrupt_on_signals())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         try:
-            for target in targets:
-                with procs.signals_deferred():  # a worker forked is a worker recorded
-                    workers.append(Worker.start(target, protocol))
-            _read_all(workers, timeout)
+            for w in list(self._live):
+                self._drop(w)
         finally:
-            for w in workers:
-                w.reap()
-    return [w.outcome for w in workers]
+            self._selector.close()
+            self._stack.close()
 
+    def start(
+        self,
+        targets: Sequence[Callable[[Channel], int | None]],
+        protocol: Protocol,
+        timeout: float,
+    ) -> list[Worker]:
+        """Fork one worker per target, each to be killed past ``timeout`` seconds."""
+        started = []
+        for target in targets:
+            with procs.signals_deferred():  # a worker forked is a worker recorded
+                w = Worker.start(target, protocol)
+                self._live[w] = (timeout, w.started)
+            self._selector.register(w.fd, selectors.EVENT_READ, w)
+            started.append(w)
+        return started
 
-def _read_all(workers: list[Worker], timeout: float) -> None:
-    with selectors.DefaultSelector() as sel:
-        for w in workers:
-            sel.register(w.fd, selectors.EVENT_READ, w)
+    def wait(self, workers: Sequence[Worker]) -> list[Outcome]:
+        """Read every live worker until these have ended (or timed out), reap these; their
+        outcomes, in order. A worker's timeout counts from its start or from the start of this
+        wait, whichever is later: while the caller did something else, nobody read its pipe
+        (a worker with more to say than a pipe holds waits for the reader), so only a worker
+        that hangs while it is read is taken for hung."""
+        now = time.monotonic()
+        self._live = {w: (timeout, now) for w, (timeout, _) in self._live.items()}
         while True:
-            for w in workers:
-                w.expire(timeout)
-            live = [w for w in workers if w.reading]
-            if not live:
-                return
-            wait = min(w.started + timeout - time.monotonic() for w in live)
-            for key, _ in sel.select(timeout=max(0.01, wait)):
+            # What is there first: a worker that ended while the caller was busy elsewhere
+            # (the next jail's walk, a trigger) is read to its end, not taken for a hang.
+            while ready := self._selector.select(timeout=0):
+                for key, _ in ready:
+                    if not key.data.read():
+                        self._selector.unregister(key.fd)
+            for w, (timeout, since) in self._live.items():
+                w.expire(timeout, since)
+                if not w.reading and w.fd in self._selector.get_map():
+                    self._selector.unregister(w.fd)
+            if not any(w.reading for w in workers):
+                break
+            wait = min(
+                max(w.started, since) + timeout - time.monotonic()
+                for w, (timeout, since) in self._live.items()
+                if w.reading
+            )
+            for key, _ in self._selector.select(timeout=max(0.01, wait)):
                 w = key.data
                 if not w.read():
-                    sel.unregister(w.fd)
+                    self._selector.unregister(w.fd)
+        for w in workers:
+            self._drop(w)
+        return [w.outcome for w in workers]
+
+    def _drop(self, w: Worker) -> None:
+        if w.fd in self._selector.get_map():
+            self._selector.unregister(w.fd)
+        w.reap()
+        self._live.pop(w, None)
