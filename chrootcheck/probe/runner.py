@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chrootcheck.openssl.library import Libcrypto, prefill
+from chrootcheck.openssl.rand import warm_up
 from chrootcheck.probe import protocol
 from chrootcheck.probe.child import ChildSpec, run_child
 from chrootcheck.system import worker
@@ -66,6 +67,8 @@ def start_batch(
 ) -> Batch:
     """Fork one probe's children in ``pool`` (which reads them with every other batch)."""
     prefill(lc)  # here, not again in every child (a no-op once filled)
+    if lc is not None:
+        warm_up(lc)  # the error strings, once (nothing seeded; each child reads the config)
     cycles = max((spec.cycles for spec in specs), default=1)
     targets = [functools.partial(run_child, lc, spec) for spec in specs]
     return Batch(specs, pool.start(targets, protocol.protocol(cycles), timeout))
