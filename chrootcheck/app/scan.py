@@ -142,8 +142,13 @@ def _scan_all(
             # Its static stages while the jails before it still probe; then its probe once
             # fewer than ``jobs`` are in flight.
             pending = _begin(target, request, library, paths, progress, late)
-            while len(in_flight) >= jobs:
-                reports.append(_complete(in_flight.popleft(), probe, pool))
+            try:
+                while len(in_flight) >= jobs:
+                    reports.append(_complete(in_flight.popleft(), probe, pool))
+            except BaseException:
+                if isinstance(pending, _Pending):
+                    pending.stack.close()
+                raise
             in_flight.append(pending)
             if isinstance(pending, _Pending) and pending.probe:
                 assert probe is not None and pool is not None
