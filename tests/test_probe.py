@@ -30,6 +30,7 @@ from chrootcheck.probe import ProbeOptions, ProbeReport, Verdict, run_probe
 from chrootcheck.report import catalogue as checks
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding
+from tests import debian
 from tests.openssl_builds import Build
 from tests.probe_helpers import verdicts
 
@@ -469,6 +470,55 @@ def test_scan_leaves_the_parent_unseeded_for_the_probe(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     # the system's 3.0 in an unseeded process: the primary DRBG cannot even be created
     assert 0x1200006C in set(json.loads(out.stdout))
+
+
+BROKEN_PROVIDER_CNF = """\
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+[provider_sect]
+bogus = bogus_sect
+[bogus_sect]
+module = /nonexistent/bogus.so
+activate = 1
+"""
+
+
+@pytest.mark.root
+def test_the_parents_warm_up_leaves_the_config_to_each_child(tmp_path: Path) -> None:
+    """The parent loads the error strings before forking (openssl.rand.warm_up), never the
+    config: a config that breaks the DRBG (a provider that cannot load, so the default one is
+    never activated) still breaks it in every child, as it would in the daemon, and the
+    parent stays unseeded (its own primary DRBG was never created)."""
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    cnf = tmp_path / "openssl.cnf"
+    cnf.write_text(BROKEN_PROVIDER_CNF)
+    code = (
+        "import json\n"
+        "from chrootcheck.probe import ProbeOptions, run_probe\n"
+        f"r = run_probe({str(jail)!r}, [], ProbeOptions(cycles=1, triggers=False))\n"
+        "print(json.dumps({s.name: [s.verdict.value, sorted({e.code for e in s.chain})]"
+        " for s in r.scenarios}))\n"
+    )
+    trace = tmp_path / "trace"
+    strace = debian.tool("strace")
+    out = subprocess.run(
+        [strace, "-f", "-qq", "-e", "trace=openat", "-o", str(trace), sys.executable, "-c", code],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120,
+        env={**os.environ, "OPENSSL_CONF": str(cnf)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    scenarios = json.loads(out.stdout)
+    assert len(scenarios) == 4
+    for name, (verdict, codes) in scenarios.items():
+        assert verdict != "pass", name
+        assert 0x12000090 in codes, name  # rand_new_drbg: unable to fetch drbg
+    # Who read the config: each of the four children, never the parent (the first pid).
+    lines = trace.read_text().splitlines()
+    parent = lines[0].split()[0]
+    readers = {line.split()[0] for line in lines if f'"{cnf}"' in line}
+    assert len(readers) == 4 and parent not in readers, (parent, readers)
 
 
 @pytest.mark.root

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import copy
+import dataclasses
 import enum
 import errno
 import json
@@ -11,12 +13,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chrootcheck.jail.walker import Counts, Met
@@ -188,9 +191,50 @@ def test_nested_and_typed_values_are_checked() -> None:
         ({"pair": [1, "a", 2]}, "3 items, not 2"),
         ({"table": {"k": "v"}}, r"Sample.table\['k'\]"),
         ({"number": 1.5}, "Sample.number: float"),
+        ({"number": True}, "Sample.number: bool"),
+        ({"ratio": True}, "Sample.ratio: bool"),
+        ({"flag": 0}, "Sample.flag: int"),
+        ({"packing": 3}, "Sample.packing"),
+        ({"names": ["a", None]}, r"Sample.names\[1\]"),
     ]:
         with pytest.raises(ProtocolError, match=why):
             SAMPLES.decode(json.dumps({**base, **change}).encode())
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+SAMPLE_FIELDS = [f.name for f in dataclasses.fields(Sample)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    samples,
+    st.dictionaries(st.sampled_from([*SAMPLE_FIELDS, "extra"]), JSON_VALUES, max_size=3),
+    st.lists(st.sampled_from(SAMPLE_FIELDS), max_size=2),
+)
+@example(Sample(1, 1.0, True, "", Colour.RED, "1.x"), {"ratio": True}, [])
+@example(Sample(1, 1.0, True, "", Colour.RED, "1.x"), {"inners": [{"name": "x", "z": 1}]}, [])
+def test_the_compiled_checks_accept_exactly_what_the_field_by_field_check_accepts(
+    message: Sample, changes: dict[str, object], dropped: list[str]
+) -> None:
+    """worker._checked (one closure per type, the fast path) against worker._from_dict (the
+    field by field check that words the errors): the same value, or both refuse."""
+    data = json.loads(SAMPLES.encode(message))
+    del data["type"]
+    data.update(changes)
+    for name in dropped:
+        data.pop(name, None)
+    try:
+        expected = worker._from_dict(Sample, copy.deepcopy(data), "Sample")
+    except ProtocolError:
+        with pytest.raises(worker._Slow):
+            worker._checked(Sample)(data)
+    else:
+        got = worker._checked(Sample)(data)
+        assert got == expected and type(got) is type(expected)
 
 
 def test_encode_refuses_what_the_protocol_does_not_carry() -> None:
@@ -317,6 +361,55 @@ def test_run_many_reads_in_parallel_and_kills_only_the_hanging_one() -> None:
     assert [o.messages for o in outs] == [[Inner("quick", 1)], [Inner("slow")], [Inner("quick", 2)]]
     assert [o.timed_out for o in outs] == [False, True, False]
     assert [o.ok for o in outs] == [True, False, True]
+
+
+def _says(name: str) -> Callable[[Channel], None]:
+    def target(out: Channel) -> None:
+        out.send(Inner(name, os.getpid()))
+
+    return target
+
+
+def _hangs(out: Channel) -> None:
+    out.send(Inner("hangs", os.getpid()))
+    time.sleep(60)
+
+
+def test_pool_a_worker_that_ended_while_nobody_read_it_is_not_taken_for_hung() -> None:
+    """scan's rolling pool: the parent walks the next jail while earlier children run; one
+    whose time ran out meanwhile, unread, has its whole output read, not a timeout."""
+    with worker.Pool() as pool:
+        first = pool.start([_says("a"), _says("b")], SAMPLES, 0.2)
+        time.sleep(0.5)  # the caller busy elsewhere, past the workers' timeout
+        outs = pool.wait(first)
+    assert [o.messages[0].name for o in outs] == ["a", "b"]  # type: ignore[attr-defined]
+    assert [(o.ok, o.timed_out) for o in outs] == [(True, False), (True, False)]
+
+
+def test_pool_waits_for_one_group_while_reading_all_and_kills_a_hang_past_its_timeout() -> None:
+    started = time.monotonic()
+    with worker.Pool() as pool:
+        hung = pool.start([_hangs], SAMPLES, 0.5)
+        later = pool.start([_says("later")], SAMPLES, 10)
+        [quick] = pool.wait(later)  # the hung one is read meanwhile, not waited for
+        [slow] = pool.wait(hung)
+    assert quick.ok and quick.messages[0].name == "later"  # type: ignore[attr-defined]
+    assert slow.timed_out and slow.messages[0].name == "hangs"  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 6
+
+
+def test_pool_leaving_early_kills_and_reaps_every_worker() -> None:
+    with pytest.raises(RuntimeError), worker.Pool() as pool:
+        workers = pool.start([_hangs, _hangs], SAMPLES, 60)
+        wait_for = time.monotonic() + 10
+        while not all(w.read() and w.outcome.messages for w in workers):
+            assert time.monotonic() < wait_for
+            time.sleep(0.01)
+        raise RuntimeError("an error in the caller, between two waits")
+    for w in workers:
+        assert w.reaped and w.outcome.signal == "SIGKILL"
+        with pytest.raises(ChildProcessError):
+            os.waitpid(w.pid, os.WNOHANG)
 
 
 def test_a_crash_is_a_signal_with_no_traceback_and_no_core(tmp_path: Path) -> None:

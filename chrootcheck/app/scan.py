@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ from chrootcheck.app.stages import (
     LateLoads,
     Live,
     Probe,
+    RunningProbe,
     SandboxStage,
     StageResult,
     skipped,
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from chrootcheck.probe.isolated import PreparedLibrary
     from chrootcheck.probe.scenarios import Running
     from chrootcheck.sandbox.model import Sandbox
+    from chrootcheck.system.worker import Pool
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[int], None] | None]]
 
@@ -122,17 +125,137 @@ def scan(
             request.libcrypto, [t.path for t in targets], request.allow_jail_libcrypto
         )
     try:
-        paths = _openssl_paths(library)
-        jobs = max(1, request.jobs or default_jobs())
-        late = LateLoads(memo={})  # the host's config, parsed once for all the jails
-        reports: list[JailReport] = []
-        for at in range(0, len(targets), jobs):  # a bounded batch in flight, in order
-            batch = targets[at : at + jobs]
-            reports.extend(_scan_batch(batch, request, library, paths, progress, late))
+        reports = _scan_all(targets, request, library, progress)
     finally:
         if own is not None:
             own.close()
     return Report(jails=reports, fail_on=request.fail_on, tool_version=__version__)
+
+
+def _scan_all(
+    targets: Sequence[Target],
+    request: ScanRequest,
+    library: PreparedLibrary | None,
+    progress: ProgressFactory | None,
+) -> list[JailReport]:
+    """Every jail in order, through a rolling pool: a jail's static stages run while the
+    probes of the jails before it run; once fewer than ``jobs`` jails are in flight, its
+    probe's children are forked into the one ``worker.Pool`` (the oldest jail's probe is
+    waited for and its report made first when ``jobs`` are; the pool reads every jail's
+    children meanwhile). So the parent's own work (the walk, the late loads, judging) overlaps
+    the children's, at most ``jobs`` probes run and ``jobs`` + 1 jails are held at once, and
+    the reports keep the jails' order. Every jail's root descriptor is closed and every child
+    killed and reaped on every way out, signals included."""
+    paths = _openssl_paths(library)
+    jobs = max(1, request.jobs or default_jobs())
+    late = LateLoads(memo={})  # the host's config, parsed once for all the jails
+    probe = Probe(request.probe) if request.probe is not None else None
+    scan_jails = [os.path.abspath(t.path) for t in targets]  # what OPENSSL_CONF is vetted against
+    reports: list[JailReport] = []
+    in_flight: deque[_Pending | JailReport] = deque()
+    with ExitStack() as stack:
+        stack.callback(_abandon, in_flight)  # after the pool's children are reaped (LIFO)
+        pool = None
+        if probe is not None:
+            from chrootcheck.system.worker import Pool  # only a probe forks
+
+            pool = stack.enter_context(Pool())
+        for target in targets:
+            # Its static stages while the jails before it still probe; then its probe once
+            # fewer than ``jobs`` are in flight.
+            pending = _begin(target, request, library, paths, progress, late)
+            try:
+                while len(in_flight) >= jobs:
+                    reports.append(_complete(in_flight.popleft(), probe, pool))
+            except BaseException:
+                if isinstance(pending, _Pending):
+                    pending.stack.close()
+                raise
+            in_flight.append(pending)
+            if isinstance(pending, _Pending) and pending.probe:
+                assert probe is not None and pool is not None
+                pending.running = probe.start(
+                    pool, pending.ctx, tuple(pending.findings), scan_jails
+                )
+        while in_flight:
+            reports.append(_complete(in_flight.popleft(), probe, pool))
+    return reports
+
+
+def _begin(
+    target: Target,
+    request: ScanRequest,
+    library: PreparedLibrary | None,
+    paths: Callable[[], OpenSSLPaths],
+    progress: ProgressFactory | None,
+    late: LateLoads,
+) -> _Pending | JailReport:
+    """A jail's context and static stages; a report at once if the jail cannot be opened."""
+    path = os.path.abspath(target.path)
+    notes = tuple(Notice(NoticeKind.NOTE, Stage.DISCOVER, n) for n in target.notes)
+    provides, env = target.provides_devices, request.env
+    daemon = target.daemon or request.daemon
+    if target.sandbox is not None:
+        # PrivateDevices=yes mounts its /dev in the jail only when the jail is the unit's
+        # RootDirectory=; a daemon that chroots itself still sees the jail's /dev.
+        own_root = target.sandbox.own_root()
+        provides = provides or (own_root and target.sandbox.provides_devices())
+        if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
+            env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
+        if target.sandbox.module_env:  # SOFTHSM2_CONF ...: the modules' state follows it
+            env = {**env, **dict(target.sandbox.module_env)}
+    own = target.library  # the running process's own library (scan --pid)
+    with ExitStack() as stack:
+        try:
+            ctx = stack.enter_context(
+                open_context(
+                    path,
+                    target.user,
+                    own or library,
+                    _openssl_paths(own) if own is not None else paths,
+                    env,
+                    provides,
+                    target.sandbox,
+                    daemon,
+                    engine_key=target.engine_key or request.engine_key,
+                    loads=target.loads,
+                    running=target.running if request.probe is not None else None,
+                    opened=target.root_fd,
+                )
+            )
+        except jailfs.JailOpenError as e:  # only open_context raises it
+            error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")
+            return JailReport(jail=path, notices=[error, *notes], process=target.process)
+        pending = _static_stages(ctx, request, notes, progress, late)
+        pending.report.process = target.process
+        pending.stack = stack.pop_all()  # the context stays open until the jail's report
+    return pending
+
+
+def _complete(item: _Pending | JailReport, probe: Probe | None, pool: Pool | None) -> JailReport:
+    """The jail's report, once its probe (if any) has ended; its context closed."""
+    if isinstance(item, JailReport):
+        return item
+    with item.stack:
+        if item.running is not None:
+            assert probe is not None and pool is not None
+            running, item.running = item.running, None
+            result = probe.finish(pool, running)
+            item.add(result)
+            item.report.probe = result.extra
+        _live_stage(item)
+        return item.finish()
+
+
+def _abandon(in_flight: deque[_Pending | JailReport]) -> None:
+    """On the way out early (an error, a signal): close what the jails still hold."""
+    with ExitStack() as stack:
+        for item in in_flight:
+            if isinstance(item, _Pending):
+                stack.push(item.stack)
+                if item.running is not None:
+                    stack.callback(item.running.close)
+    in_flight.clear()
 
 
 def _openssl_paths(library: PreparedLibrary | None) -> Callable[[], OpenSSLPaths]:
@@ -149,71 +272,6 @@ def _openssl_paths(library: PreparedLibrary | None) -> Callable[[], OpenSSLPaths
         return OpenSSLPaths(openssldir, enginesdir or None, modulesdir, loads_config)
 
     return paths
-
-
-def _scan_batch(
-    targets: Sequence[Target],
-    request: ScanRequest,
-    library: PreparedLibrary | None,
-    paths: Callable[[], OpenSSLPaths],
-    progress: ProgressFactory | None,
-    late: LateLoads,
-) -> list[JailReport]:
-    """A few jails: each one's static stages, then all their probes at once (one pool of
-    children, ``Probe.run_many``), then each one's report; in the targets' order. Every
-    jail's root descriptor is closed on every way out, signals included."""
-    with ExitStack() as stack:
-        pending: list[_Pending | JailReport] = []
-        for target in targets:
-            path = os.path.abspath(target.path)
-            notes = tuple(Notice(NoticeKind.NOTE, Stage.DISCOVER, n) for n in target.notes)
-            provides, env = target.provides_devices, request.env
-            daemon = target.daemon or request.daemon
-            if target.sandbox is not None:
-                # PrivateDevices=yes mounts its /dev in the jail only when the jail is the
-                # unit's RootDirectory=; a daemon that chroots itself still sees the jail's /dev.
-                own_root = target.sandbox.own_root()
-                provides = provides or (own_root and target.sandbox.provides_devices())
-                if target.sandbox.openssl_conf:  # the unit's Environment=: the late loads follow it
-                    env = {**request.env, "OPENSSL_CONF": target.sandbox.openssl_conf}
-                if target.sandbox.module_env:  # SOFTHSM2_CONF ...: the modules' state follows it
-                    env = {**env, **dict(target.sandbox.module_env)}
-            own = target.library  # the running process's own library (scan --pid)
-            try:
-                ctx = stack.enter_context(
-                    open_context(
-                        path,
-                        target.user,
-                        own or library,
-                        _openssl_paths(own) if own is not None else paths,
-                        env,
-                        provides,
-                        target.sandbox,
-                        daemon,
-                        engine_key=target.engine_key or request.engine_key,
-                        loads=target.loads,
-                        running=target.running if request.probe is not None else None,
-                        opened=target.root_fd,
-                    )
-                )
-            except jailfs.JailOpenError as e:  # only open_context raises it
-                error = Notice(NoticeKind.ERROR, Stage.INSPECT, str(e), part="jail")
-                report = JailReport(jail=path, notices=[error, *notes], process=target.process)
-                pending.append(report)
-                continue
-            static = _static_stages(ctx, request, notes, progress, late)
-            static.report.process = target.process
-            pending.append(static)
-        probing = [p for p in pending if isinstance(p, _Pending) and p.probe]
-        if probing and request.probe is not None:
-            results = Probe(request.probe).run_many([(p.ctx, tuple(p.findings)) for p in probing])
-            for p, result in zip(probing, results, strict=True):
-                p.add(result)
-                p.report.probe = result.extra
-        for item in pending:
-            if isinstance(item, _Pending):
-                _live_stage(item)
-        return [p if isinstance(p, JailReport) else p.finish() for p in pending]
 
 
 def _live_stage(p: _Pending) -> None:
@@ -236,6 +294,8 @@ class _Pending:
     findings: list[Finding]
     notices: list[Notice]
     probe: bool
+    stack: ExitStack = field(default_factory=ExitStack)  # holds the context open
+    running: RunningProbe | None = None  # the probe's children, in the scan's pool
 
     def add(self, result: StageResult[object]) -> None:
         self.findings.extend(result.findings)
@@ -258,7 +318,7 @@ def _static_stages(
     progress: ProgressFactory | None,
     late_loads: LateLoads,
 ) -> _Pending:
-    """The inspector and the late loads; the probe, if it runs, comes later (_scan_batch)."""
+    """The inspector and the late loads; the probe, if it runs, comes later (_scan_all)."""
     bar = progress(f"scanning {ctx.path}") if progress else nullcontext(None)
     with bar as callback:
         inspected = Inspect(request.inspect, callback).run(ctx, ())

@@ -33,7 +33,9 @@ from chrootcheck.report.model import (
 if TYPE_CHECKING:
     from chrootcheck.lateload.check import EntropyPolicy
     from chrootcheck.probe import ProbeOptions, ProbeReport
+    from chrootcheck.probe.run import Started
     from chrootcheck.sandbox.model import Sandbox
+    from chrootcheck.system.worker import Pool
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -136,6 +138,19 @@ class SandboxStage:
         return StageResult(tuple(findings(self.sandbox, prior)), notes)
 
 
+@dataclass
+class RunningProbe:
+    """A jail's probe whose children run in a pool (``Probe.start``)."""
+
+    started: Started | ToolError
+    options: ProbeOptions
+
+    def close(self) -> None:
+        """What the probe holds for itself (a library it prepared), if it never finishes."""
+        if not isinstance(self.started, ToolError):
+            self.started.close()
+
+
 @dataclass(frozen=True)
 class LateLoadProbe:
     """The daemon's engine key, loaded before the chroot and used inside the jail as the
@@ -194,28 +209,46 @@ class Probe:
         """``run`` for several jails at once: their probes' children run together."""
         from chrootcheck.probe import run_probes
 
-        jobs = []
-        for ctx, prior in jails:
-            options = replace(
-                self.options,
-                library=ctx.library,
-                root_fd=ctx.root_fd,
-                sandbox=ctx.sandbox,
-                # discover's profile; a --daemon given by hand wins
-                daemon=self.options.daemon or ctx.daemon,
-                running=ctx.running,
-            )
-            if ctx.sandbox is not None and ctx.sandbox.openssl_conf:
-                options = self._with_openssl_conf(options, ctx, [c.path for c, _ in jails])
-            if ctx.user is not None:
-                options = replace(
-                    options, uid=ctx.user.uid, gid=ctx.user.gid, groups=ctx.user.groups
-                )
-            jobs.append((ctx.path, prior, options))
+        scan_jails = [c.path for c, _ in jails]
+        jobs = [(ctx.path, prior, self.options_for(ctx, scan_jails)) for ctx, prior in jails]
         return [
             self._result(probe, options)
             for probe, (_, _, options) in zip(run_probes(jobs), jobs, strict=True)
         ]
+
+    def start(
+        self, pool: Pool, ctx: JailContext, prior: Sequence[Finding], scan_jails: Sequence[str]
+    ) -> RunningProbe:
+        """Fork the jail's probe children in ``pool`` (scan's rolling pool); ``finish`` judges
+        them, ``RunningProbe.close`` on any other way out. ``scan_jails``: every jail of the
+        scan (no code from any of them is loaded as root)."""
+        from chrootcheck.probe import start_probe
+
+        options = self.options_for(ctx, scan_jails)
+        return RunningProbe(start_probe(pool, ctx.path, prior, options), options)
+
+    def finish(self, pool: Pool, running: RunningProbe) -> StageResult[ProbeReport]:
+        from chrootcheck.probe import finish_probe
+
+        return self._result(finish_probe(pool, running.started), running.options)
+
+    def options_for(self, ctx: JailContext, scan_jails: Sequence[str]) -> ProbeOptions:
+        """The probe's options for one jail: its library, root, sandbox, daemon, the running
+        process it copies (scan --pid), its unit's vetted OPENSSL_CONF and its user."""
+        options = replace(
+            self.options,
+            library=ctx.library,
+            root_fd=ctx.root_fd,
+            sandbox=ctx.sandbox,
+            # discover's profile; a --daemon given by hand wins
+            daemon=self.options.daemon or ctx.daemon,
+            running=ctx.running,
+        )
+        if ctx.sandbox is not None and ctx.sandbox.openssl_conf:
+            options = self._with_openssl_conf(options, ctx, scan_jails)
+        if ctx.user is not None:
+            options = replace(options, uid=ctx.user.uid, gid=ctx.user.gid, groups=ctx.user.groups)
+        return options
 
     @staticmethod
     def _with_openssl_conf(

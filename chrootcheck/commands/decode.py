@@ -29,8 +29,9 @@ def command(source: str, fmt: str) -> int:
     Exit 0: no entropy/DRBG error; 1: entropy/DRBG errors found; 2: chrootcheck failed.
     """
     from chrootcheck import __version__
-    from chrootcheck.decode.chains import Chain, LineReader, chains
-    from chrootcheck.decode.messages import Message, tee
+    from chrootcheck.decode.blocks import decode_stream
+    from chrootcheck.decode.chains import Chain, LineReader
+    from chrootcheck.decode.messages import Message
     from chrootcheck.formats.common import printable
     from chrootcheck.formats.decode_render import (
         render_chain_text,
@@ -41,11 +42,11 @@ def command(source: str, fmt: str) -> int:
     stream = _open(source)
     reader = LineReader(stream)  # counts the lines: a line is one line, whatever its length
     found: list[Chain] = []
-    messages: list[Message] = []  # filled as the lines go by (tee)
+    messages: list[Message] = []  # filled as the lines go by
     shown = 0
     n_chains = n_errors = n_entropy = n_token = 0
     try:
-        for chain in chains(tee(reader, messages)):
+        for chain in decode_stream(reader, messages):
             n_chains += 1
             n_errors += len(chain.errors)
             n_entropy += chain.entropy_problem

@@ -16,8 +16,10 @@ known library *and* reason (and, under 1.x, function) - and an all-decimal token
 pid) needs an OpenSSL word on the same line - because random hex in logs is common.
 
 Consecutive error lines from the same thread (or, without a thread id, adjacent lines) form
-one chain: one failing operation. Input is read line by line, so a huge log streams; invalid
-UTF-8 and binary garbage are decoded with replacement and never raise.
+one chain: one failing operation. Input is read in chunks and split into lines here, so a huge
+log streams; invalid UTF-8 and binary garbage are decoded with replacement and never raise.
+``chains`` scans every line (the reference); decode.blocks feeds ``group`` only the lines a
+block-wise search keeps, with the same result.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import errno
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -68,9 +70,12 @@ _BARE = re.compile(
 )
 # The words that make a line about OpenSSL (issue 11: "error" alone is in every log line, and
 # a request id such as req_id=0200d031 is 8 hex digits too). "ssl" also matches SSL_read.
+CONTEXT_WORDS = (
+    "openssl", "libssl", "libcrypto", "ssl", "sslv3", "tls", "tlsv1", "crypto", "rand", "prng",
+    "entropy", "drbg", "x509", "evp", "handshake",
+)  # fmt: skip
 _CONTEXT = re.compile(
-    r"(?<![a-z])(?:openssl|libssl|libcrypto|ssl|sslv3|tls|tlsv1|crypto|rand|prng|entropy|drbg"
-    r"|x509|evp|handshake)(?![a-z])|error:",
+    rf"(?<![a-z])(?:{'|'.join(CONTEXT_WORDS)})(?![a-z])|error:",
     re.IGNORECASE,
 )
 _FALLBACK = re.compile(r"^(?:lib|func|reason)\((\d+)\)$")
@@ -420,6 +425,35 @@ def _text(data: bytes | bytearray) -> str:
     return data.decode("utf-8", "replace")
 
 
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """Whole lines read together (joined by ``\\n``, without the last one's), the first of
+    them line ``first``."""
+
+    text: str
+    first: int
+
+    def lines(self) -> list[str]:
+        lines = self.text.split("\n")
+        if "\r" in self.text:
+            lines = [line.rstrip("\r") for line in lines]
+        return lines
+
+
+def _spans(text: str, offsets: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each line of ``text`` that holds one of the offsets, in order,
+    each once."""
+    end = -1
+    for at in sorted(offsets):
+        if at <= end:
+            continue  # in the line already handed out
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        if end < 0:
+            end = len(text)
+        yield start, end
+
+
 class LineReader:
     """The lines of a log, read from bytes in chunks and split on ``\\n`` here: a line is a
     line whatever its length. A line up to MAX_LINE + OVERLAP bytes comes as one ``str``; a
@@ -436,6 +470,47 @@ class LineReader:
         self._long = False  # the current line has been handed out in windows already
 
     def __iter__(self) -> Iterator[str | Window]:
+        for part in self._parts():
+            if type(part) is _Lines:
+                yield from part.lines()
+            else:
+                assert not isinstance(part, _Lines)
+                yield part
+
+    def candidates(
+        self, select: Callable[[str], Iterable[int]]
+    ) -> Iterator[tuple[int, str | Window | None]]:
+        """The numbered lines (as ``chains.numbered`` gives them) that may hold something,
+        for ``group``. Whole lines read together are one block: ``select(block)`` gives the
+        offsets in it of what can matter (any offset in a line keeps that line) and only
+        those lines are split out; the rest are counted, never looked at one by one. The
+        partial lines at a read's edges and the windows of an overlong line always come.
+        ``(n, None)`` before a kept line n says that the lines up to n - 1 were read, and
+        after each read that the lines up to n were: ``group`` closes its chains as it would
+        line by line."""
+        last = 0  # the number of the last line handed out or announced
+        for part in self._parts():
+            if type(part) is _Lines:
+                text, line_no, at = part.text, part.first, 0
+                for line_start, line_end in _spans(text, select(text)):
+                    line_no += text.count("\n", at, line_start)
+                    at = line_start
+                    if line_no - 1 > last:
+                        yield line_no - 1, None
+                    last = line_no
+                    yield line_no, text[line_start:line_end].rstrip("\r")
+                if self.lines > last:
+                    last = self.lines
+                    yield last, None
+            else:
+                assert not isinstance(part, _Lines)
+                line_no = self.lines + 1  # the line's number once it is counted
+                if line_no - 1 > last:
+                    yield line_no - 1, None
+                last = line_no
+                yield line_no, part
+
+    def _parts(self) -> Iterator[str | Window | _Lines]:
         # read1: whatever the pipe holds now (a streamed log prints as it is read); a plain
         # read(n) would wait for n bytes or the end of the input.
         read = getattr(self.stream, "read1", self.stream.read)
@@ -456,11 +531,9 @@ class LineReader:
                 # Whole lines, shorter than a read: decoded at once. A newline never sits
                 # inside a UTF-8 sequence, so this decodes each line as it would alone.
                 text = _text(chunk[first + 1 : last])
-                lines = text.split("\n")
-                if "\r" in text:
-                    lines = [line.rstrip("\r") for line in lines]
-                self.lines += len(lines)
-                yield from lines
+                block = _Lines(text, self.lines + 1)
+                self.lines += text.count("\n") + 1
+                yield block
             buf += chunk[last + 1 :]
             yield from self._windows()
         if buf or self._long:
@@ -506,17 +579,34 @@ def chains(lines: Iterable[str | Window]) -> Iterator[Chain]:
     """Group the errors of the log into chains, yielding each chain once it is complete.
 
     Each ``str`` is one line; consecutive ``Window``s are parts of one overlong line."""
-    current: Chain | None = None
+    return group(numbered(lines))
+
+
+def numbered(lines: Iterable[str | Window]) -> Iterator[tuple[int, str | Window]]:
+    """Each line (or window) with its line number: a window's ``more`` keeps the number."""
     line_no = 0
     more = False
     for item in lines:
         if not more:
             line_no += 1
-        if type(item) is str:
-            errors, more = scan_line(item, line_no), False
+        more = isinstance(item, Window) and item.more
+        yield line_no, item
+
+
+def group(items: Iterable[tuple[int, str | Window | None]]) -> Iterator[Chain]:
+    """The chains of numbered lines, in order; lines without errors may be left out (the block
+    scan passes only the lines that can hold one). ``(n, None)`` says that the lines up to n
+    were read: a chain that no later line can continue is yielded then, as it would be after
+    line n itself (a streamed log prints each chain once it is complete)."""
+    current: Chain | None = None
+    for line_no, item in items:
+        if item is None:
+            errors: list[Decoded] = []
+        elif type(item) is str:
+            errors = scan_line(item, line_no)
         else:
             assert isinstance(item, Window)
-            errors, more = scan_window(item, line_no), item.more
+            errors = scan_window(item, line_no)
         for error in errors:
             if current is not None and _continues(current, error):
                 current.errors.append(error)

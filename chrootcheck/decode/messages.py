@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from chrootcheck.decode import knowledge
-from chrootcheck.decode.chains import Window
+from chrootcheck.decode.chains import Window, numbered
 from chrootcheck.decode.knowledge import Entry
 
 _PHRASES = [(re.compile(p, re.IGNORECASE), e) for p, e in knowledge.PHRASES]
@@ -47,16 +47,19 @@ def find(line: str, line_no: int) -> list[Message]:
 def tee(lines: Iterable[str | Window], found: list[Message]) -> Iterator[str | Window]:
     """The lines unchanged (for ``chains``), each searched for known messages into ``found``
     on its way, with the same line numbers ``chains`` gives."""
-    line_no = 0
-    more = False
-    for item in lines:
-        if not more:
-            line_no += 1
+    for _, item in tee_numbered(numbered(lines), found):
+        assert item is not None
+        yield item
+
+
+def tee_numbered(
+    items: Iterable[tuple[int, str | Window | None]], found: list[Message]
+) -> Iterator[tuple[int, str | Window | None]]:
+    """Numbered lines unchanged (for ``chains.group``), each searched for known messages into
+    ``found`` on its way."""
+    for line_no, item in items:
         if type(item) is str:
             found.extend(find(item, line_no))
-            more = False
-        else:
-            assert isinstance(item, Window)
+        elif isinstance(item, Window):
             found.extend(find(item.text[item.lo : item.hi], line_no))
-            more = item.more
-        yield item
+        yield line_no, item

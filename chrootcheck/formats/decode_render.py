@@ -153,7 +153,8 @@ def render_json(
             [*_entries(e for c in chains for e in c.errors), *(m.entry for m in messages)]
         )
     )
-    json.dump(
+    # One write: json.dump would write each of the encoder's many small pieces.
+    text = json.dumps(
         {
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "chrootcheck", "version": tool_version},
@@ -170,8 +171,7 @@ def render_json(
             "knowledge": {entry.key: _entry_data(entry) for entry in entries},
             "summary": stats,
         },
-        stream,
         indent=2,
         ensure_ascii=False,
     )
-    stream.write("\n")
+    stream.write(text + "\n")

@@ -281,6 +281,19 @@ def for_library(lc: Libcrypto) -> Rand:
     return LegacyRand(lc)
 
 
+def warm_up(lc: Libcrypto) -> None:
+    """Before forking probe children: load libcrypto's error strings here, once, so that each
+    child's ``init_crypto`` finds them loaded and only reads the config (0.55 ms instead of
+    1.3 ms per child, measured on 3.0). Nothing more: no config is read (every child reads it
+    itself, under its scenario's sandbox, and reports what it found), no DRBG is created and
+    nothing is seeded (a child must start unseeded, as a daemon does), and a success leaves no
+    error in the queue the children inherit."""
+    if lc.capabilities.has_init_crypto:
+        lc.lib.OPENSSL_init_crypto(decl.OPENSSL_INIT_LOAD_CRYPTO_STRINGS, ffi.NULL)
+    elif lc.capabilities.has_err_load_crypto_strings:
+        lc.lib.ERR_load_crypto_strings()
+
+
 def init_crypto(lc: Libcrypto) -> Step:
     """Initialise like a daemon does at start: error strings and the config file (so that
     openssl.cnf, engines and providers are read now, from the host, not after the chroot)."""

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
         ScenarioResult,
         Verdict,
     )
+    from chrootcheck.probe.run import Started
     from chrootcheck.probe.scenarios import SCENARIOS, Running, Scenario
     from chrootcheck.report.errors import ToolError
     from chrootcheck.sandbox.model import Sandbox
+    from chrootcheck.system.worker import Pool
 
 # The report's types load on first use (PEP 562): `scan --no-probe` and every CI step pay
 # start-up time, and each frozen dataclass costs about a millisecond to create.
@@ -56,8 +58,10 @@ __all__ = [
     "Scenario",
     "ScenarioResult",
     "Verdict",
+    "finish_probe",
     "run_probe",
     "run_probes",
+    "start_probe",
 ]
 
 
@@ -107,3 +111,21 @@ def run_probes(
     from chrootcheck.probe.run import run_many
 
     return run_many(jobs)
+
+
+def start_probe(
+    pool: Pool, jail: str, findings: Sequence[Finding], options: ProbeOptions
+) -> Started | ToolError:
+    """Fork one jail's probe children in ``pool`` (scan's rolling pool of jails): its handle
+    for ``finish_probe``, or the ToolError that stopped it. The caller closes a handle it does
+    not finish (``Started.close``)."""
+    from chrootcheck.probe.run import start
+
+    return start(pool, jail, findings, options)
+
+
+def finish_probe(pool: Pool, started: Started | ToolError) -> ProbeReport | ToolError:
+    """Wait for a started probe's children and judge them."""
+    from chrootcheck.probe.run import finish
+
+    return finish(pool, started)

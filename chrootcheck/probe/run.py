@@ -26,7 +26,13 @@ from chrootcheck.probe.analysis import (
 from chrootcheck.probe.child import ChildSpec
 from chrootcheck.probe.isolated import PreparedLibrary, prepare_library, unprivileged
 from chrootcheck.probe.model import ProbeReport, ScenarioResult, TriggerResult, Verdict
-from chrootcheck.probe.runner import ChildOutcome, run_batches, run_children
+from chrootcheck.probe.runner import (
+    Batch,
+    ChildOutcome,
+    finish_batch,
+    run_children,
+    start_batch,
+)
 from chrootcheck.probe.scenarios import (
     AS_CONFIGURED,
     AS_RUNNING,
@@ -41,6 +47,7 @@ from chrootcheck.probe.trigger_table import daemon_prediction, from_outcome, tim
 from chrootcheck.report.daemons import PROFILES, DaemonProfile, Mode, lookup
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding
+from chrootcheck.system import worker
 
 
 def run(jail: str, findings: Sequence[Finding], options: ProbeOptions) -> ProbeReport:
@@ -54,32 +61,65 @@ def run_many(
     jobs: Sequence[tuple[str, Sequence[Finding], ProbeOptions]],
 ) -> list[ProbeReport | ToolError]:
     """Probe several jails at once: every jail's children are forked together and read in
-    parallel (one ``worker.run_many``), so the jails wait for each other's children only
-    once. Each result is the jail's report, or the ToolError that stopped its probe (bad
-    input, a library that cannot be used), in the order of ``jobs``."""
-    plans: list[_Plan | ToolError] = []
+    parallel (one ``worker.Pool``), so the jails wait for each other's children only once.
+    Each result is the jail's report, or the ToolError that stopped its probe (bad input, a
+    library that cannot be used, a fork that failed), in the order of ``jobs``."""
+    started: list[Started | ToolError] = []
     try:
-        for jail, findings, options in jobs:
-            try:
-                plans.append(_plan(jail, findings, options))
-            except ToolError as e:
-                plans.append(e)
-        ready = [p for p in plans if isinstance(p, _Plan)]
-        try:
-            batches = run_batches([(p.lc, p.specs) for p in ready], _timeout(ready))
-        except OSError as e:  # fork or pipe failed: the probe could not run at all
-            error = ToolError(f"cannot start the probe: {e}")
-            return [p if isinstance(p, ToolError) else error for p in plans]
-        outcomes = iter(batches)
-        return [p if isinstance(p, ToolError) else _finish(p, next(outcomes)) for p in plans]
+        with worker.Pool() as pool:
+            for jail, findings, options in jobs:
+                started.append(start(pool, jail, findings, options))
+            return [finish(pool, s) for s in started]
     finally:
-        for p in plans:
-            if isinstance(p, _Plan) and p.own is not None:
-                p.own.close()
+        for s in started:
+            if isinstance(s, Started):
+                s.close()
 
 
-def _timeout(plans: Sequence[_Plan]) -> float:
-    return max((p.options.timeout for p in plans), default=1.0)
+@dataclass
+class Started:
+    """One jail's probe whose children run in a pool: ``finish`` judges them."""
+
+    plan: _Plan
+    batch: Batch
+
+    def close(self) -> None:
+        """Close the library prepared for this probe alone (idempotent)."""
+        own, self.plan.own = self.plan.own, None
+        if own is not None:
+            own.close()
+
+
+def start(
+    pool: worker.Pool, jail: str, findings: Sequence[Finding], options: ProbeOptions
+) -> Started | ToolError:
+    """Check the input and fork the jail's children in ``pool``; or the ToolError that stops
+    this jail's probe. The caller ``finish``es it, and ``close``s it on every way out."""
+    try:
+        plan = _plan(jail, findings, options)
+    except ToolError as e:
+        return e
+    try:
+        return Started(plan, start_batch(pool, plan.lc, plan.specs, options.timeout))
+    except OSError as e:  # fork or pipe failed: the probe could not run at all
+        error = ToolError(f"cannot start the probe: {e}")
+    except BaseException:
+        if plan.own is not None:
+            plan.own.close()
+        raise
+    if plan.own is not None:
+        plan.own.close()
+    return error
+
+
+def finish(pool: worker.Pool, started: Started | ToolError) -> ProbeReport | ToolError:
+    """Wait for a started probe's children and judge them (triggers included)."""
+    if isinstance(started, ToolError):
+        return started
+    try:
+        return _finish(started.plan, finish_batch(pool, started.batch))
+    finally:
+        started.close()
 
 
 @dataclass

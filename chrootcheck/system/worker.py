@@ -31,6 +31,7 @@ Importing this module does not load cffi.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import faulthandler
@@ -115,7 +116,10 @@ class Protocol:
         cls = self.types.get(tag) if isinstance(tag, str) else None
         if cls is None:
             raise ProtocolError(f"unknown message type {_short(tag)}")
-        return _from_dict(cls, data, str(tag))
+        try:
+            return _checked(cls)(data)
+        except _Slow:  # not a valid message: the field by field check says where and why
+            return _from_dict(cls, data, str(tag))
 
 
 def _no_constant(name: str) -> Any:
@@ -225,6 +229,166 @@ def _convert(tp: Any, value: object, where: str) -> Any:
 
 def _name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp)
+
+
+# The same checks, compiled once per type into closures: a probe child's messages are decoded
+# for every jail of a fleet, and walking the annotations again for every value cost more than
+# the JSON itself. A closure accepts exactly what ``_convert`` accepts and returns the same
+# value; on anything else it raises ``_Slow`` and ``decode`` runs ``_from_dict``, which raises
+# the ProtocolError that says where and why.
+
+
+class _Slow(Exception):
+    """Not a value of this type: ``_from_dict`` says what is wrong with it."""
+
+
+_CHECKERS: dict[Any, Callable[[Any], Any]] = {}
+
+
+def _checked(tp: Any) -> Callable[[Any], Any]:
+    try:
+        return _CHECKERS[tp]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable: not cached
+        return _checker(tp)
+    check = _CHECKERS[tp] = _checker(tp)
+    return check
+
+
+def _checker(tp: Any) -> Callable[[Any], Any]:
+    origin = typing.get_origin(tp)
+
+    def exactly(kind: type) -> Callable[[Any], Any]:
+        def check(value: Any) -> Any:
+            if type(value) is not kind:
+                raise _Slow
+            return value
+
+        return check
+
+    if tp is type(None) or tp is None:
+        return exactly(type(None))
+    if tp in (bool, int, str):
+        return exactly(tp)
+    if tp is float:
+
+        def number(value: Any) -> Any:
+            if type(value) is not float and type(value) is not int:
+                raise _Slow
+            return float(value)
+
+        return number
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+
+        def literal(value: Any) -> Any:
+            if not any(value == v and type(value) is type(v) for v in allowed):
+                raise _Slow
+            return value
+
+        return literal
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        members = tp
+
+        def member(value: Any) -> Any:
+            try:
+                return members(value)
+            except ValueError:
+                raise _Slow from None
+
+        return member
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _record(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [_checked(arg) for arg in typing.get_args(tp)]
+
+        def union(value: Any) -> Any:
+            for option in options:
+                try:
+                    return option(value)
+                except _Slow:
+                    pass
+            raise _Slow
+
+        return union
+    if origin in (tuple, list):
+        args = typing.get_args(tp)
+        as_tuple = origin is tuple
+        if origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            item = _checked(args[0])
+
+            def sequence(value: Any) -> Any:
+                if not isinstance(value, list):
+                    raise _Slow
+                items = [item(v) for v in value]
+                return tuple(items) if as_tuple else items
+
+            return sequence
+        each = [_checked(a) for a in args]
+
+        def fixed(value: Any) -> Any:
+            if not isinstance(value, list) or len(value) != len(each):
+                raise _Slow
+            items = [c(v) for c, v in zip(each, value, strict=True)]
+            return tuple(items) if as_tuple else items
+
+        return fixed
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if key_type is not str:
+            raise _Slow  # _convert raises the TypeError
+        values = _checked(value_type)
+
+        def mapping(value: Any) -> Any:
+            if not isinstance(value, dict):
+                raise _Slow
+            return {k: values(v) for k, v in value.items()}
+
+        return mapping
+
+    def never(value: Any) -> Any:  # not a type the protocol carries: _convert says so
+        raise _Slow
+
+    return never
+
+
+def _record(cls: type) -> Callable[[Any], Any]:
+    """A dataclass from a JSON object; its fields' checks are made on first use (a dataclass
+    may hold itself)."""
+    fields: list[tuple[str, Callable[[Any], Any], bool]] | None = None
+    names: frozenset[str] = frozenset()
+
+    def record(data: Any) -> Any:
+        nonlocal fields, names
+        if fields is None:
+            hints = _HINTS.get(cls)
+            if hints is None:
+                hints = _HINTS[cls] = typing.get_type_hints(cls)
+            init = [f for f in dataclasses.fields(cls) if f.init]
+            names = frozenset(f.name for f in init)
+            fields = [
+                (
+                    f.name,
+                    _checked(hints[f.name]),
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                )
+                for f in init
+            ]
+        if type(data) is not dict or not data.keys() <= names:
+            raise _Slow
+        values = {}
+        for name, check, required in fields:
+            if name in data:
+                values[name] = check(data[name])
+            elif required:
+                raise _Slow
+        try:
+            return cls(**values)
+        except (TypeError, ValueError):
+            raise _Slow from None
+
+    return record
 
 
 # ------------------------------------------------------------------------------ the child
@@ -392,9 +556,10 @@ class Worker:
         except ProcessLookupError:
             pass
 
-    def expire(self, timeout: float) -> None:
-        """Past ``timeout`` seconds since the start: stop reading, kill it, note the timeout."""
-        if self.reading and time.monotonic() - self.started > timeout:
+    def expire(self, timeout: float, since: float | None = None) -> None:
+        """Past ``timeout`` seconds since the start (or ``since``): stop reading, kill it, note
+        the timeout."""
+        if self.reading and time.monotonic() - max(self.started, since or 0.0) > timeout:
             self.outcome.timed_out = True
             self.reading = False
             self.kill()
@@ -472,31 +637,87 @@ def run_many(
     (an exception, SIGINT, SIGTERM, SIGHUP: ``procs.interrupt_on_signals``), every worker is
     killed and reaped. Forked, read and reaped in this one call and thread (PDEATHSIG follows
     the thread)."""
-    workers: list[Worker] = []
-    with procs.interrupt_on_signals():
+    with Pool() as pool:
+        return pool.wait(pool.start(targets, protocol, timeout))
+
+
+class Pool:
+    """Workers started in groups as the caller goes (``start``), all read together whenever
+    the caller waits for one group (``wait``): a scan forks the next jail's probe while the
+    previous ones still run. Used as a context manager, in the thread that forks (PDEATHSIG
+    follows the thread): whatever ends the block (an exception, SIGINT, SIGTERM, SIGHUP:
+    ``procs.interrupt_on_signals``), every worker still alive is killed and reaped."""
+
+    def __init__(self) -> None:
+        # Started, not yet reaped: its timeout, and when it was last waited for.
+        self._live: dict[Worker, tuple[float, float]] = {}
+        self._selector = selectors.DefaultSelector()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Pool:
+        self._stack.enter_context(procs.interrupt_on_signals())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         try:
-            for target in targets:
-                with procs.signals_deferred():  # a worker forked is a worker recorded
-                    workers.append(Worker.start(target, protocol))
-            _read_all(workers, timeout)
+            for w in list(self._live):
+                self._drop(w)
         finally:
-            for w in workers:
-                w.reap()
-    return [w.outcome for w in workers]
+            self._selector.close()
+            self._stack.close()
 
+    def start(
+        self,
+        targets: Sequence[Callable[[Channel], int | None]],
+        protocol: Protocol,
+        timeout: float,
+    ) -> list[Worker]:
+        """Fork one worker per target, each to be killed past ``timeout`` seconds."""
+        started = []
+        for target in targets:
+            with procs.signals_deferred():  # a worker forked is a worker recorded
+                w = Worker.start(target, protocol)
+                self._live[w] = (timeout, w.started)
+            self._selector.register(w.fd, selectors.EVENT_READ, w)
+            started.append(w)
+        return started
 
-def _read_all(workers: list[Worker], timeout: float) -> None:
-    with selectors.DefaultSelector() as sel:
-        for w in workers:
-            sel.register(w.fd, selectors.EVENT_READ, w)
+    def wait(self, workers: Sequence[Worker]) -> list[Outcome]:
+        """Read every live worker until these have ended (or timed out), reap these; their
+        outcomes, in order. A worker's timeout counts from its start or from the start of this
+        wait, whichever is later: while the caller did something else, nobody read its pipe
+        (a worker with more to say than a pipe holds waits for the reader), so only a worker
+        that hangs while it is read is taken for hung."""
+        now = time.monotonic()
+        self._live = {w: (timeout, now) for w, (timeout, _) in self._live.items()}
         while True:
-            for w in workers:
-                w.expire(timeout)
-            live = [w for w in workers if w.reading]
-            if not live:
-                return
-            wait = min(w.started + timeout - time.monotonic() for w in live)
-            for key, _ in sel.select(timeout=max(0.01, wait)):
+            # What is there first: a worker that ended while the caller was busy elsewhere
+            # (the next jail's walk, a trigger) is read to its end, not taken for a hang.
+            while ready := self._selector.select(timeout=0):
+                for key, _ in ready:
+                    if not key.data.read():
+                        self._selector.unregister(key.fd)
+            for w, (timeout, since) in self._live.items():
+                w.expire(timeout, since)
+                if not w.reading and w.fd in self._selector.get_map():
+                    self._selector.unregister(w.fd)
+            if not any(w.reading for w in workers):
+                break
+            wait = min(
+                max(w.started, since) + timeout - time.monotonic()
+                for w, (timeout, since) in self._live.items()
+                if w.reading
+            )
+            for key, _ in self._selector.select(timeout=max(0.01, wait)):
                 w = key.data
                 if not w.read():
-                    sel.unregister(w.fd)
+                    self._selector.unregister(w.fd)
+        for w in workers:
+            self._drop(w)
+        return [w.outcome for w in workers]
+
+    def _drop(self, w: Worker) -> None:
+        if w.fd in self._selector.get_map():
+            self._selector.unregister(w.fd)
+        w.reap()
+        self._live.pop(w, None)
