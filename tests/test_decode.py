@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from chrootcheck.decode import chains as chains_module
 from chrootcheck.decode import knowledge
 from chrootcheck.decode.chains import (
     _ERROR,
@@ -443,10 +446,11 @@ def test_a_10mb_line_through_the_cli(tmp_path: Path, via: str) -> None:
 def straddling(form: str, boundary: int, filler: bytes) -> list[bytes]:
     """Lines with a code placed across byte ``boundary`` at several offsets, long enough
     that the boundary is inside the line (and past the window threshold when it is a
-    window's)."""
+    window's). The window sizes are read when called: ``small_windows`` may have shrunk them."""
+    max_line, overlap = chains_module.MAX_LINE, chains_module.OVERLAP
     token = CODE_FORMS[form]
     code_at = token.index(b"1C8000BD")
-    length = max(boundary + OVERLAP + len(token) + 100, MAX_LINE + OVERLAP + 1)
+    length = max(boundary + overlap + len(token) + 100, max_line + overlap + 1)
     out = []
     error_at = token.index(b"error:") if b"error:" in token else code_at
     starts = {
@@ -465,14 +469,48 @@ def straddling(form: str, boundary: int, filler: bytes) -> list[bytes]:
     return out
 
 
-BOUNDARIES = [
-    65536,
-    MAX_LINE,
-    MAX_LINE + OVERLAP,
-    MAX_LINE - CONTEXT,
-    2 * MAX_LINE,
-    2 * MAX_LINE + OVERLAP,
-]
+# Where a window or a read ends, as offsets from (window, overlap, context).
+BOUNDARIES = {
+    "overlap": lambda w, o, c: o,
+    "window": lambda w, o, c: w,
+    "window+overlap": lambda w, o, c: w + o,
+    "window-context": lambda w, o, c: w - c,
+    "2 windows": lambda w, o, c: 2 * w,
+    "2 windows+overlap": lambda w, o, c: 2 * w + o,
+}
+
+
+SMALL_WINDOW, SMALL_OVERLAP = 8192, 1024
+
+
+@contextlib.contextmanager
+def windows_shrunk() -> Iterator[None]:
+    """The window code at a small scale (8 KiB windows and reads, 1 KiB overlap): the same
+    paths as at 1 MiB, for cases that would otherwise scan hundreds of megabytes. The real
+    sizes are kept by test_a_code_straddling_a_real_boundary_is_found_once and the tests
+    that follow it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(chains_module, "MAX_LINE", SMALL_WINDOW)
+        mp.setattr(chains_module, "OVERLAP", SMALL_OVERLAP)
+        mp.setattr(chains_module, "READ_SIZE", SMALL_WINDOW)
+        yield
+
+
+@pytest.fixture
+def small_windows() -> Iterator[None]:
+    with windows_shrunk():
+        yield
+
+
+def check_straddling(form: str, boundary: str, filler: bytes) -> None:
+    at = BOUNDARIES[boundary](chains_module.MAX_LINE, chains_module.OVERLAP, CONTEXT)
+    for n, line in enumerate(straddling(form, at, filler)):
+        reader = LineReader(io.BytesIO(line + b"\n" + HAPROXY_3X.encode() + b"\n"))
+        errors = [e for c in chains(reader) for e in c.errors]
+        assert [(e.line_no, e.code) for e in errors] == [(1, 0x1C8000BD), (2, 0x1C8000BD)], n
+        assert reader.lines == 2
+        if filler == "\u20ac".encode():  # windows are cut between characters, never inside
+            assert "\ufffd" not in errors[0].text and "\u20ac" in errors[0].text
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)
@@ -481,15 +519,16 @@ BOUNDARIES = [
     "filler", [b"x", b"\xe2\x82\xac", b"\xff\x00: "], ids=["ascii", "utf8", "bad"]
 )
 def test_a_code_straddling_a_boundary_is_found_once(
-    form: str, boundary: int, filler: bytes
+    form: str, boundary: str, filler: bytes, small_windows: None
 ) -> None:
-    for n, line in enumerate(straddling(form, boundary, filler)):
-        reader = LineReader(io.BytesIO(line + b"\n" + HAPROXY_3X.encode() + b"\n"))
-        errors = [e for c in chains(reader) for e in c.errors]
-        assert [(e.line_no, e.code) for e in errors] == [(1, 0x1C8000BD), (2, 0x1C8000BD)], n
-        assert reader.lines == 2
-        if filler == "\u20ac".encode():  # windows are cut between characters, never inside
-            assert "\ufffd" not in errors[0].text and "\u20ac" in errors[0].text
+    assert chains_module.MAX_LINE == SMALL_WINDOW  # the small scale is in force
+    check_straddling(form, boundary, filler)
+
+
+@pytest.mark.parametrize("boundary", ["window", "2 windows+overlap"])
+def test_a_code_straddling_a_real_boundary_is_found_once(boundary: str) -> None:
+    assert chains_module.MAX_LINE == MAX_LINE == 1024 * 1024
+    check_straddling("error-string", boundary, b"\xe2\x82\xac")
 
 
 @pytest.mark.parametrize("filler", ["x", "\u00e9", "\u20ac", "\U0001f512", "a\u00e9\u20ac"])
@@ -539,10 +578,10 @@ print(json.dumps({"code": code, "grew_kib": after - before}), file=sys.stderr)
 
 
 @pytest.mark.parametrize("via", ["file", "stdin"])
-def test_a_50mb_line_is_decoded_in_bounded_memory(tmp_path: Path, via: str) -> None:
+def test_a_30mb_line_is_decoded_in_bounded_memory(tmp_path: Path, via: str) -> None:
     log = tmp_path / "huge.log"
     with log.open("wb") as f:
-        for _ in range(50):
+        for _ in range(30):
             f.write(b"GET /" + b"a" * (1024 * 1024 - 5))
         f.write(b" " + HAPROXY_3X.encode() + b"\n" + HAPROXY_3X.encode() + b"\n")
     args = [str(log)] if via == "file" else ["-"]
@@ -559,14 +598,22 @@ def test_a_50mb_line_is_decoded_in_bounded_memory(tmp_path: Path, via: str) -> N
     data = json.loads(proc.stdout)
     assert [e["line_no"] for c in data["chains"] for e in c["errors"]] == [1, 2]
     assert data["summary"]["lines"] == 2
-    # A 50 MB line held whole would need at least 50 MB; the windows need a few.
+    # A 30 MB line held whole would need at least 30 MB; the windows need a few.
     assert stats["grew_kib"] < 20 * 1024, stats
 
 
 FILLERS = st.sampled_from([b"x", b" ", b"\xe2\x82\xac", b"\x00", b"\xff", b"\r", b"ab cd "])
+# Around the window sizes, which the fuzz test shrinks (windows_shrunk).
 LENGTHS = st.one_of(
     st.integers(0, 300),
-    st.sampled_from([MAX_LINE - 7, MAX_LINE + OVERLAP, MAX_LINE + OVERLAP + 1, 2 * MAX_LINE + 5]),
+    st.sampled_from(
+        [
+            SMALL_WINDOW - 7,
+            SMALL_WINDOW + SMALL_OVERLAP,
+            SMALL_WINDOW + SMALL_OVERLAP + 1,
+            2 * SMALL_WINDOW + 5,
+        ]
+    ),
 )
 
 
@@ -600,7 +647,8 @@ def test_fuzz_line_numbers_are_the_true_line_numbers(
 ) -> None:
     lines, with_codes = log
     data = eol.join(lines) + (eol if final_eol else b"")
-    found, count = decoded_lines(data)
+    with windows_shrunk():
+        found, count = decoded_lines(data)
     assert sorted({n for n, _ in found}) == with_codes
     # An empty last line without a line end is no line at all.
     assert count == len(lines) - (not final_eol and lines[-1] == b"")
