@@ -40,6 +40,7 @@ from typing import Any
 
 import pytest
 
+from chrootcheck.report import catalogue
 from tests.conftest import good_jail, run_cli_subprocess
 from tests.debian import tool
 
@@ -333,14 +334,15 @@ def _session(port: int) -> tuple[bool, str]:
             smtp.close()
 
 
-def _scan(jail: Path, scenario: str) -> tuple[int, dict[str, Any]]:
+def _scan(jail: Path, scenario: str) -> tuple[int, dict[str, Any], list[str]]:
+    """scan JAIL --daemon postfix: exit code, the probe, the checks found."""
     res = run_cli_subprocess(
         "scan", str(jail), "--user", "postfix", "--daemon", "postfix", "--scenario", scenario,
         "--format", "json", timeout=120,
     )  # fmt: skip
     assert res.code in (0, 1), res
-    probe: dict[str, Any] = json.loads(res.stdout)["jails"][0]["probe"]
-    return res.code, probe
+    found: dict[str, Any] = json.loads(res.stdout)["jails"][0]
+    return res.code, found["probe"], [f["check"] for f in found["findings"]]
 
 
 @pytest.mark.root
@@ -351,6 +353,7 @@ def test_devices_closed_first_starttls_fails(kit: Kit, workdir: Path, tmp_path: 
         _wait_for("no 0A0000EA in the maillog", lambda: _log_has(pf.log, "0A0000EA"), 10)
     assert sessions[0][0], "STARTTLS was not offered"
     assert all(s[1].startswith("failed") for s in sessions), sessions  # from the first one
+    assert "ALERT_INTERNAL_ERROR" in sessions[0][1]  # alert 80: the server's handshake failed
     lines = pf.log.read_text(errors="replace").splitlines()
     [ticket, *_] = [line for line in lines if "0A0000EA" in line]
     assert "postfix/smtpd" in ticket and "callback failed" in ticket
@@ -358,7 +361,7 @@ def test_devices_closed_first_starttls_fails(kit: Kit, workdir: Path, tmp_path: 
         "smtpd logged an entropy code after all"
     )
 
-    code, probe = _scan(pf.jail, CLOSED)
+    code, probe, _ = _scan(pf.jail, CLOSED)
     assert code == 1
     [scenario] = probe["scenarios"]
     assert scenario["verdict"] == "fail"
@@ -399,7 +402,7 @@ def test_getrandom_blocked_tls_silently_disabled(kit: Kit, workdir: Path) -> Non
     assert "postfix/smtpd" in text and "cannot allocate server SSL_CTX: disabling TLS" in text
     assert "to=<postmaster@" in text  # each such session mails the postmaster a notice
 
-    code, probe = _scan(pf.jail, NO_GETRANDOM)
+    code, probe, _ = _scan(pf.jail, NO_GETRANDOM)
     assert code == 1
     [scenario] = probe["scenarios"]
     assert scenario["verdict"] == "risk"
@@ -418,9 +421,10 @@ def test_correct_jail_starttls_works(kit: Kit, workdir: Path) -> None:
     text = pf.log.read_text(errors="replace")
     assert "0A0000EA" not in text and "disabling TLS" not in text
 
-    # Postfix's sockets stay in the jail: told (info), never opened
-    code, probe = _scan(pf.jail, CLOSED)
+    # a live Postfix jail: its Unix sockets (private/, public/) are told as info, never opened
+    code, probe, checks = _scan(pf.jail, CLOSED)
     assert code == 0
+    assert catalogue.OTHER_SOCKET.id in checks
     [scenario] = probe["scenarios"]
     assert scenario["verdict"] == "pass"
     assert "No failure predicted" in str(probe["prediction"]), probe["prediction"]
