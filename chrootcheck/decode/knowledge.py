@@ -190,7 +190,8 @@ POSTFIX_NO_TLS = Entry(
     "postfix-disabling-tls", Role.ENTROPY,
     "Postfix disabled TLS: mail is accepted in clear text",
     "smtpd could not create its server SSL_CTX ('cannot allocate server SSL_CTX: disabling "
-    "TLS support'): STARTTLS is no longer offered and mail arrives unencrypted.",
+    "TLS support'): it still offers STARTTLS but answers it '454 4.7.0 TLS not available due "
+    "to local problem', senders go on in clear text, and mail arrives unencrypted.",
     "OpenSSL could not seed at all: getrandom(2) is blocked (a seccomp sandbox) and no "
     "/dev/urandom could be opened, before the chroot already.",
     "Allow getrandom(2) in the service's sandbox, or give it /dev/urandom; then restart "

@@ -179,7 +179,7 @@ def daemon_prediction(
     out = []
     for r in results:
         if r.verdict is Verdict.RISK and r.name == "no-getrandom":
-            out.append(f"Where {where(r.name)}, {label} {profile.getrandom_blocked}.")
+            out.append(f"Where {where(r.name)}, {label} {_no_seed(profile)}.")
         if r.verdict is not Verdict.FAIL or not r.triggers:
             continue
         place = "On this system" if r.name == "as-is" else f"Where {where(r.name)}"
@@ -192,6 +192,15 @@ def daemon_prediction(
             f"(The {profile.name} profile follows from its design; not measured on a real one.)"
         )
     return " ".join(out)
+
+
+def _no_seed(profile: DaemonProfile) -> str:
+    """What a daemon does when OpenSSL cannot seed at all: the general rule, then the
+    profile's own words where they add to it."""
+    general = "cannot start, or starts without TLS"
+    if profile.getrandom_blocked.startswith("cannot start"):
+        return profile.getrandom_blocked
+    return f"{general} (it {profile.getrandom_blocked})"
 
 
 def _first_hit(r: ScenarioResult, mode: Mode) -> str:

@@ -143,7 +143,8 @@ PROFILES: dict[str, DaemonProfile] = {
             "the jail at every start unless SYNC_CHROOT=n in /etc/default/postfix: "
             "'systemctl restart postfix' is a fix",
             getrandom_blocked="starts, logs 'cannot allocate server SSL_CTX: disabling TLS "
-            "support', and accepts mail in clear text",
+            "support', still offers STARTTLS but answers it '454 4.7.0 TLS not available due "
+            "to local problem', and accepts mail in clear text",
             measured=True,
         ),
         DaemonProfile(
