@@ -299,6 +299,7 @@ def test_the_probe_agrees_with_the_real_handshakes(kind: str, tmp_path: Path, hs
     # The engine and the module stunnel loads before its chroot are never errors for it.
     for check in ("CC302", "CC304"):
         assert all(f["severity"] == "info" for f in found.get(check, [])), found[check]
+        assert all(f["details"]["before_chroot"] == "measured" for f in found.get(check, []))
     assert code == (0 if works else 1)
     assert PIN not in json.dumps(found)
 

@@ -33,11 +33,10 @@ def error_line(chain: Chain, e: Decoded) -> list[str]:
         reason = e.reason or f"reason({r.reason_code})"
         number = r.reason_code & (0xFFF if r.packing == "1.x" else 0x7FFFFF)
         out.append(head + printable(f"[{r.packing}] {e.printed_library}: {reason}") + where + data)
+        pad = " " * len(head)
         out.append(
-            " "
-            * len(head)
-            + f"(a library registered at run time, libp11's: number {r.lib} in that process; "
-            f"matched by its name and reason {number:#x})"
+            f"{pad}(a library registered at run time, libp11's: number {r.lib} in that "
+            f"process; matched by its name and reason {number:#x})"
         )
     elif len(e.readings) == 1:
         out.append(head + printable(_reading_text(e.record, e.function, e.reason)) + where + data)
