@@ -233,6 +233,63 @@ def test_unknown_code_shows_both_readings(cli) -> None:
     assert "both readings" in r.stdout and "[1.x]" in r.stdout and "[3.x]" in r.stdout
 
 
+# libp11 registers its library at run time (ERR_get_next_error_library): the number varies
+# from process to process, and only one packing gives a number from ERR_LIB_USER (128) on.
+@pytest.mark.parametrize(
+    ("line", "packing", "lib", "reason", "key"),
+    [
+        # stunnel 5.68 on 3.0 (measured, tests/test_hsm_real.py) and the probe's own process
+        (
+            "SSL_accept: p11_rsa.c:120: error:42000082:PKCS#11 module::Object handle invalid",
+            "3.x",
+            132,
+            "0x82",
+            "pkcs11-token-unreachable",
+        ),
+        ("error:41800082:PKCS#11 module::Object handle invalid", "3.x", 131, "0x82", None),
+        ("error:420000A0:PKCS#11 module::PIN incorrect", "3.x", 132, "0xa0", "pkcs11-pin"),
+        ("error:40800064:pkcs11 engine::invalid id", "3.x", 129, "0x64", "pkcs11-engine-error"),
+        # 1.1.1's packing: the library in the top byte, so the 3.x reading is a system error
+        (
+            "error:80064082:PKCS#11 module:pkcs11_sign:Object handle invalid",
+            "1.x",
+            128,
+            "0x82",
+            None,
+        ),
+    ],
+)
+def test_libp11_codes_are_a_run_time_library_not_both_readings(
+    cli, line: str, packing: str, lib: int, reason: str, key: str | None
+) -> None:
+    [e] = scan_line(line, 1)
+    assert e.dynamic and e.packing == packing and e.record.lib == lib
+    assert e.entry is not None
+    if key is not None:
+        assert e.entry.key == key
+    r = cli("decode", "-", input=line + "\n")
+    assert "both readings" not in r.stdout, r.stdout
+    assert f"[{packing}] {e.printed_library}: " in r.stdout
+    assert (
+        f"(a library registered at run time, libp11's: number {lib} in that process; "
+        f"matched by its name and reason {reason})"
+    ) in r.stdout
+    r = cli("decode", "-", "--format", "json", input=line + "\n")
+    [error] = json.loads(r.stdout)["chains"][0]["errors"]
+    assert error["dynamic_library"] is True and error["packing"] == packing
+    assert [x["lib"] for x in error["readings"]] == [lib]
+
+
+def test_an_unnamed_run_time_library_keeps_both_readings(cli) -> None:
+    # Without libp11's name nothing says which library it is: no guess.
+    [e] = scan_line("x error:42000082:lib(132)::reason(130)", 1)
+    assert not e.dynamic and e.entry is None
+    [e] = scan_line("x error:42000082:foo::Object handle invalid", 1)
+    assert not e.dynamic and e.packing is None
+    r = cli("decode", "-", "--format", "json", input="x error:42000082:foo::bar\n")
+    assert json.loads(r.stdout)["chains"][0]["errors"][0]["dynamic_library"] is False
+
+
 def test_chains_split_by_thread_and_gaps() -> None:
     text = "\n".join(
         [

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from chrootcheck.openssl.hsm import HIDDEN, EngineKey
 from chrootcheck.report import catalogue
 from tests.conftest import good_jail, run_cli
 from tests.debian import tool
+from tests.test_fix import as_nobody
+
+__all__ = ["as_nobody"]
 
 PIN = "pin-Zq8xW"
 NOBODY = ServiceUser(65534, 65534, (65534,), "nobody")
@@ -605,3 +609,38 @@ def test_a_module_the_host_lacks_is_a_config_error_not_a_trust_one(tmp_path: Pat
     found = {f["check"]: f for f in json.loads(r.stdout)["jails"][0]["findings"]}
     assert "CC222" not in found
     assert "which the host does not have" in found["CC221"]["message"]
+
+
+# -- the late-load probe without root ------------------------------------------------------
+
+
+@pytest.mark.root
+def test_the_late_load_probe_is_skipped_without_root(as_nobody) -> None:
+    # It chroots and drops to the service user as the daemon does: only root can. As nobody
+    # its checks are skipped with the reason, in every format, never passed.
+    base, run = as_nobody
+    jail = good_jail(base / "jail")
+    subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
+    key = ("--key", f"pkcs11:object=k;pin-value={PIN}", "--engine-ctrl", f"PIN:{PIN}")
+    reason = "not run: needs root (it chroots as the daemon does)"
+    ids = [c.id for c in catalogue.in_stage(catalogue.Stage.LATE_LOAD_PROBE)]
+    assert ids
+    out = base / "out"
+    out.mkdir()
+    os.chown(out, 65534, 65534)
+    json_out, junit_out = out / "scan.json", out / "scan.xml"
+    r = run(
+        "scan", str(jail), *key, "--scenario", "as-is", "--no-triggers",
+        "--format", f"json={json_out}", "--format", f"junit={junit_out}",
+    )  # fmt: skip
+    assert r.code in (0, 1) and "Traceback" not in r.stderr, r
+    assert PIN not in r.stdout + r.stderr + json_out.read_text() + junit_out.read_text()
+    (j,) = json.loads(json_out.read_text())["jails"]
+    skips = [n for n in j["notices"] if n["topic"] == "late-load-probe"]
+    assert [(n["kind"], n["message"]) for n in skips] == [("skipped", reason)], j["notices"]
+    assert not any(f["check"] in ids for f in j["findings"])
+    cases = {c.get("classname"): c for c in ET.fromstring(junit_out.read_text()).iter("testcase")}
+    for check_id in ids:
+        skipped = cases[f"chrootcheck.{check_id}"].find("skipped")
+        assert skipped is not None, check_id
+        assert reason in (skipped.get("message") or ""), ET.tostring(skipped)

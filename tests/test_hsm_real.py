@@ -12,6 +12,10 @@ store, or with Debian's root:softhsm 2770 store and a user outside the group, ev
 fails ('error:42000082:PKCS#11 module::Object handle invalid', '0A080006 EVP lib') while
 stunnel logs 'Configuration successful'; with only the token store, or a complete jail, every
 handshake works.
+
+haproxy (Debian's 2.6, no engine support) under strace: its OPENSSL_CONF, providers and crt
+files are opened before its chroot and nothing after it, handshakes included; ssl-engine and a
+crt given as a pkcs11: URI stop it at start.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -294,6 +299,7 @@ def test_the_probe_agrees_with_the_real_handshakes(kind: str, tmp_path: Path, hs
     # The engine and the module stunnel loads before its chroot are never errors for it.
     for check in ("CC302", "CC304"):
         assert all(f["severity"] == "info" for f in found.get(check, [])), found[check]
+        assert all(f["details"]["before_chroot"] == "measured" for f in found.get(check, []))
     assert code == (0 if works else 1)
     assert PIN not in json.dumps(found)
 
@@ -368,3 +374,127 @@ def test_discover_finds_the_engine_key_in_stunnels_config(tmp_path: Path, hsm: H
     assert "CC220" in checks and "CC210" in checks, sorted(checks)
     assert checks["CC302"]["severity"] == "info"  # stunnel loads its engine before the chroot
     assert PIN not in r.stdout + r.stderr
+
+
+# -- haproxy: what it loads before its chroot, measured ------------------------------------
+
+
+def _haproxy_cfg(path: Path, jail: Path, port: int, global_lines: str, crt: str) -> Path:
+    path.write_text(
+        f"global\n  chroot {jail}\n  user nobody\n  group nogroup\n{global_lines}"
+        "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 1s\n"
+        f"frontend tls\n  bind 127.0.0.1:{port} ssl crt {crt}\n"
+    )
+    return path
+
+
+def _opens(trace: str) -> tuple[list[str], list[str]]:
+    """The paths opened before and after the (first) chroot, from strace -f."""
+    before: list[str] = []
+    after: list[str] = []
+    seen = before
+    for line in trace.splitlines():
+        if re.search(r"\bchroot\(", line) and line.rstrip().endswith("= 0"):
+            seen = after
+            continue
+        m = re.search(r'\bopenat\([^,]+, "([^"]+)"', line)
+        if m and "ENOENT" not in line:
+            seen.append(m.group(1))
+    return before, after
+
+
+@pytest.mark.root
+def test_haproxy_loads_its_config_provider_and_key_before_its_chroot(
+    tmp_path: Path, hsm: Hsm
+) -> None:
+    """Debian's haproxy (2.6) under strace, with ssl-provider, its own OPENSSL_CONF, a crt
+    file, chroot and user nobody, and real handshakes after the chroot: everything is opened
+    before the chroot, nothing after. Its build has no engine support (haproxy -vv: -ENGINE):
+    ssl-engine is an unknown keyword there and haproxy does not start; nor does it with a crt
+    (or key) given as a pkcs11: URI, which it reads as a file name. docs/late-loads.md."""
+    haproxy = tool("haproxy")
+    strace = tool("strace")
+    openssl = tool("openssl")
+    vv = subprocess.run([haproxy, "-vv"], capture_output=True, text=True, check=True).stdout
+    modules = subprocess.run(
+        [openssl, "version", "-m"], capture_output=True, text=True, check=True
+    ).stdout.split('"')[1]
+    legacy = os.path.join(modules, "legacy.so")
+    jail = good_jail(tmp_path / "jail")
+    _open_up(jail)
+    pem = tmp_path / "site.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pem),
+         "-out", str(tmp_path / "cert.pem"), "-subj", "/CN=localhost", "-days", "2"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    pem.write_text(pem.read_text() + (tmp_path / "cert.pem").read_text())
+    cnf = tmp_path / "haproxy-openssl.cnf"
+    cnf.write_text("openssl_conf = init\n[init]\n")
+    env = {**os.environ, "OPENSSL_CONF": str(cnf)}
+    engine = "+ENGINE" in vv.split()
+    port = _free_port()
+    lines = "  ssl-provider legacy\n  ssl-provider default\n"
+    if engine:  # a build with engine support: its engine is measured the same way
+        lines += "  ssl-engine pkcs11\n"
+    cfg = _haproxy_cfg(tmp_path / "haproxy.cfg", jail, port, lines, str(pem))
+    trace = tmp_path / "trace"
+    log = tmp_path / "haproxy.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [strace, "-f", "-qq", "-o", str(trace), "-e", "trace=openat,chroot",
+             haproxy, "-db", "-f", str(cfg)],
+            env={**env, **hsm.env}, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    done = []
+    try:
+        deadline = time.monotonic() + 20
+        while not _listening(port):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "haproxy did not start listening"
+            time.sleep(0.02)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        for _ in range(HANDSHAKES):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with ctx.wrap_socket(raw) as tls:
+                    done.append(tls.version())
+    finally:
+        # strace passes no SIGTERM on: stop haproxy itself (its tracee), then strace ends.
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        for pid in children.read_text().split() if children.exists() else ():
+            os.kill(int(pid), signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert len(done) == HANDSHAKES, done
+    before, after = _opens(trace.read_text())
+    assert str(cnf) in before and legacy in before and str(pem) in before, before
+    if engine:
+        assert hsm.engine in before, before
+    assert after == [], after  # the handshakes read nothing inside the jail
+    # The profile says so: the provider missing in the jail is info for haproxy, measured.
+    r = run_cli(
+        "scan", "--daemon-config", str(cfg), "--no-probe", "--format", "json",
+        env={"OPENSSL_CONF": str(cnf)}, timeout=120,
+    )  # fmt: skip
+    assert r.code in (0, 1), r
+    found = json.loads(r.stdout)["jails"][0]["findings"]
+    (provider,) = [f for f in found if f["check"] == "CC303" and f["path"] == legacy]
+    assert provider["severity"] == "info", provider
+    assert provider["details"]["before_chroot"] == "measured"
+    assert "haproxy loads it before its chroot (its daemon profile, measured)" in str(
+        provider["message"]
+    )
+
+    if not engine:  # Debian's build: ssl-engine stops it at start
+        bad = _haproxy_cfg(tmp_path / "engine.cfg", jail, port, "  ssl-engine pkcs11\n", str(pem))
+        r = subprocess.run([haproxy, "-c", "-f", str(bad)], capture_output=True, text=True)
+        assert r.returncode != 0 and "unknown keyword 'ssl-engine'" in r.stdout + r.stderr, r
+    # A key in the token, named by its URI: haproxy reads crt as a file name.
+    uri = _haproxy_cfg(tmp_path / "uri.cfg", jail, port, "", f"'{KEY_URI}'")
+    r = subprocess.run([haproxy, "-c", "-f", str(uri)], capture_output=True, text=True)
+    assert r.returncode != 0 and "unable to stat SSL certificate from file" in r.stdout + r.stderr

@@ -106,6 +106,7 @@ class LateLoads:
                 daemon_loads=ctx.loads,
                 before_chroot=frozenset(profile[0].loads_before_chroot if profile else ()),
                 daemon=profile[0].name if profile else "",
+                measured=frozenset(profile[0].measured_before_chroot if profile else ()),
             )
         except ToolError as e:
             # Only a library the user named makes this an error.

@@ -37,6 +37,7 @@ from chrootcheck.openssl.errcodes import (
     ERR_LIB_MASK,
     ERR_LIB_OFFSET,
     ERR_LIB_SYS,
+    ERR_LIB_USER,
     ERR_SYSTEM_FLAG,
     LIBRARY_NAMES,
     PACKINGS,
@@ -101,6 +102,13 @@ class Decoded:
     @property
     def packing(self) -> Packing | None:
         return self.readings[0].packing if len(self.readings) == 1 else None
+
+    @property
+    def dynamic(self) -> bool:
+        """A library registered at run time (libp11's "PKCS#11 module"): its number is the one
+        ERR_get_next_error_library gave in that process, so it is known by its printed name
+        and its reason, not by our tables."""
+        return len(self.readings) == 1 and _dynamic(self.record, self.printed_library)
 
     @property
     def record(self) -> ErrorRecord:
@@ -214,8 +222,22 @@ def _agrees(record: ErrorRecord, lib: str, reason: str) -> bool:
     return same(lib, record.library, record.lib) and same(reason, record.reason, record.reason_code)
 
 
+def _dynamic(record: ErrorRecord, printed_library: str) -> bool:
+    """A reading whose library is one registered at run time under a name we know (libp11's).
+    Such numbers start at ERR_LIB_USER, so only one packing can give one (1.x: the top byte;
+    3.x: bits 23-30 without the system flag)."""
+    return (
+        record.lib >= ERR_LIB_USER
+        and not record.system
+        and printed_library.strip().lower() in knowledge.PKCS11_LIBRARY_NAMES
+    )
+
+
 def _readings(code: int, lib: str = "", reason: str = "") -> tuple[ErrorRecord, ...]:
     both = tuple(decode(code, p) for p in PACKINGS)
+    dynamic = [r for r in both if _dynamic(r, lib)]
+    if len(dynamic) == 1:
+        return (dynamic[0],)
     if lib or reason:
         agree = [r for r in both if _agrees(r, lib, reason)]
         if len(agree) == 1:

@@ -28,7 +28,17 @@ def error_line(chain: Chain, e: Decoded) -> list[str]:
     data = f" [{printable(e.data)}]" if e.data else ""
     head = f"  line {e.line_no:<6} {e.code:08X}  "
     out = []
-    if len(e.readings) == 1:
+    if e.dynamic:
+        r = e.record
+        reason = e.reason or f"reason({r.reason_code})"
+        number = r.reason_code & (0xFFF if r.packing == "1.x" else 0x7FFFFF)
+        out.append(head + printable(f"[{r.packing}] {e.printed_library}: {reason}") + where + data)
+        pad = " " * len(head)
+        out.append(
+            f"{pad}(a library registered at run time, libp11's: number {r.lib} in that "
+            f"process; matched by its name and reason {number:#x})"
+        )
+    elif len(e.readings) == 1:
         out.append(head + printable(_reading_text(e.record, e.function, e.reason)) + where + data)
     else:
         out.append(head + "packing unknown, both readings:")
@@ -113,6 +123,7 @@ def chain_data(chain: Chain) -> dict[str, Any]:
                 "code": f"{e.code:08X}",
                 "thread": printable(e.thread) if e.thread else None,
                 "packing": e.packing,
+                "dynamic_library": e.dynamic,
                 "readings": [_record_data(r) for r in e.readings],
                 "printed": {
                     "library": printable(e.printed_library) or None,

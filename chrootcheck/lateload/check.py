@@ -147,6 +147,7 @@ def check_late_loads(
     daemon_loads: DaemonLoads | None = None,
     before_chroot: frozenset[str] = frozenset(),
     daemon: str = "",
+    measured: frozenset[str] = frozenset(),
 ) -> LateLoadResult:
     """Everything OpenSSL may load late, checked against the jail whose root is ``root_fd``.
 
@@ -155,7 +156,8 @@ def check_late_loads(
     providers (haproxy's ssl-engine, ssl-provider, ssl-provider-path). ``user``: the service's
     user, for the PKCS#11 modules' own state (lateload.modules). ``before_chroot``: the roles
     (engine, pkcs11-module ...) the
-    daemon's profile loads before its chroot: info, not findings, for ``daemon``.
+    daemon's profile loads before its chroot: info, not findings, for ``daemon``; ``measured``:
+    those of them measured with the real daemon (the others follow from its design).
 
     ``env`` is the application's environment (OPENSSL_CONF, OPENSSL_ENGINES, OPENSSL_MODULES,
     OPENSSL_CONF_INCLUDE); default: this process's. ``jail_path`` (the host path) only goes
@@ -186,7 +188,7 @@ def check_late_loads(
         finding = _finding(f, jail_path, mods)
         if finding is not None:
             if f.role in before_chroot and finding.check in _ROLE_CHECKS:
-                finding = _loaded_before(finding, daemon or "the daemon")
+                finding = _loaded_before(finding, daemon or "the daemon", f.role in measured)
             out.findings.append(finding)
     modules = [
         Module(f.path, f.origin)
@@ -258,13 +260,18 @@ def check_jail(
         os.close(fd)
 
 
-def _loaded_before(finding: Finding, daemon: str) -> Finding:
+def _loaded_before(finding: Finding, daemon: str, measured: bool) -> Finding:
+    how = "measured" if measured else "from its design, not measured"
     return replace(
         finding,
         severity=Severity.INFO,
         message=f"{finding.message} Not needed in the jail: {daemon} loads it before its "
-        "chroot (its daemon profile).",
-        details={**finding.details, "severity_lowered_from": finding.severity.value},
+        f"chroot (its daemon profile, {how}).",
+        details={
+            **finding.details,
+            "severity_lowered_from": finding.severity.value,
+            "before_chroot": "measured" if measured else "design",
+        },
     )
 
 

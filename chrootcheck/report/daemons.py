@@ -45,6 +45,9 @@ class DaemonProfile:
     # daemon loads before its chroot: not needed in the jail, so info, not findings, for it.
     # Empty: not known, and the late loads keep their hedged severities.
     loads_before_chroot: tuple[str, ...] = ()
+    # Those of them measured with the real daemon (strace, real handshakes); the rest follow
+    # from its design, and the lowered findings say which.
+    measured_before_chroot: tuple[str, ...] = ()
 
     def mode(self, name: str | None) -> Mode:
         if name is None:
@@ -75,10 +78,13 @@ PROFILES: dict[str, DaemonProfile] = {
             packaging="Debian's /var/lib/haproxy has an empty dev/: nothing copies the devices in",
             getrandom_blocked="does not start: 'unable to allocate SSL context'",
             measured=True,
-            # From haproxy's design, not measured with an engine: ssl-engine and ssl-provider
-            # are applied while its config is parsed, and its SSL contexts (with the keys) are
-            # built before the chroot.
+            # Measured with Debian's haproxy 2.6 under strace (tests/test_hsm_real.py): its
+            # OPENSSL_CONF, the ssl-provider modules and the crt files are opened before the
+            # chroot, nothing after it, handshakes included. Its build has no engine support
+            # (haproxy -vv: -ENGINE, ssl-engine is an unknown keyword): "engine" follows from
+            # the design of builds that have it (ssl-engine is applied while parsing).
             loads_before_chroot=("config", "include", "include-dir", "engine", "provider"),
+            measured_before_chroot=("config", "include", "include-dir", "provider"),
         ),
         DaemonProfile(
             name="stunnel",
@@ -116,6 +122,14 @@ PROFILES: dict[str, DaemonProfile] = {
                 "p11-kit-module",
                 "p11-kit-config",
                 "config-module",
+            ),
+            measured_before_chroot=(
+                "config",
+                "include",
+                "include-dir",
+                "engine",
+                "provider",
+                "pkcs11-module",
             ),
         ),
         DaemonProfile(
