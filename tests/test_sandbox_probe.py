@@ -16,6 +16,7 @@ from chrootcheck.report.errors import ToolError
 from chrootcheck.sandbox import oci, systemd
 from chrootcheck.sandbox.model import Sandbox
 from tests import debian
+from tests.conftest import mounts_below
 from tests.openssl_builds import Build
 from tests.probe_helpers import verdicts
 
@@ -159,7 +160,8 @@ def test_private_devices_is_measured(tmp_path: Path, libcrypto_102: Build, dev: 
     if dev == "empty /dev":
         (bare / "dev").mkdir()
     before = sorted(p.name for p in bare.iterdir())
-    mounts_before = Path("/proc/self/mountinfo").read_text()
+    # Only this test's mounts: other workers of the run mount and unmount meanwhile.
+    mounts_before = mounts_below(tmp_path)
     without = result(probe(bare, rooted(""), libcrypto_102.path))
     assert without.verdict is Verdict.PASS and legacy_blind(without)
     private = result(probe(bare, rooted("PrivateDevices=yes\n"), libcrypto_102.path))
@@ -168,7 +170,7 @@ def test_private_devices_is_measured(tmp_path: Path, libcrypto_102: Build, dev: 
     # the system's 3.x too (getrandom: a pass either way, now measured instead of skipped)
     assert result(probe(bare, rooted("PrivateDevices=yes\n"))).verdict is Verdict.PASS
     assert sorted(p.name for p in bare.iterdir()) == before
-    assert Path("/proc/self/mountinfo").read_text() == mounts_before
+    assert mounts_below(tmp_path) == mounts_before
 
 
 def test_private_devices_without_root_directory_is_the_hosts(
@@ -370,7 +372,8 @@ def test_a_hostile_jail_under_a_device_policy(tmp_path: Path, jail: Path) -> Non
     outside = tmp_path / "host-random"
     outside.write_text("host file")
     (jail / "dev" / "random").symlink_to(outside)
-    mounts_before = Path("/proc/self/mountinfo").read_text()
+    # Only this test's mounts: other workers of the run mount and unmount meanwhile.
+    mounts_before = mounts_below(tmp_path)
     options = ProbeOptions(
         cycles=1, timeout=2, scenarios=(AS_CONFIGURED,), sandbox=unit("DevicePolicy=strict\n")
     )
@@ -378,7 +381,7 @@ def test_a_hostile_jail_under_a_device_policy(tmp_path: Path, jail: Path) -> Non
     r = result(report)
     # past the mounts, and getrandom needs nothing from the jail
     assert (r.verdict, r.phase) == (Verdict.PASS, "done"), r
-    assert Path("/proc/self/mountinfo").read_text() == mounts_before
+    assert mounts_below(tmp_path) == mounts_before
     assert outside.read_text() == "host file"
 
 
