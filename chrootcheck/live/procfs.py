@@ -12,7 +12,6 @@ import errno
 import os
 import re
 import stat
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 from chrootcheck.jail import fs as jailfs
@@ -253,9 +252,23 @@ def _cached_version(fd: int) -> str | None:
     return _VERSION_CACHE[key]
 
 
+# What a library's path leads to now, per listing: (which root, what is there), keyed by the
+# root it is resolved in and the path. Workers of one daemon map the same files: resolved once.
+DiskMemo = dict[tuple[object, ...], tuple[str, "dict[str, Any] | None"]]
+
+
 def library(
-    pid: int | str, m: Mapping, root_text: str, ns: int | None, same_ns: bool, notes: list[str]
+    pid: int | str,
+    m: Mapping,
+    root_text: str,
+    ns: int | None,
+    same_ns: bool,
+    notes: list[str],
+    root: Identity | None = None,
+    memo: DiskMemo | None = None,
 ) -> MappedLibrary:
+    """``root``: the identity of the process's root, which keys ``memo`` (shared by the
+    processes of one listing) for a path resolved inside it."""
     version: str | None = None
     read_from = ""
     mapped: Identity | None = None
@@ -277,7 +290,13 @@ def library(
     if mapped is None:
         mapped = Identity(m.dev, m.inode)
 
-    resolved_in, now = _on_disk(pid, m.path, root_text, ns, same_ns)
+    key = _disk_key(m.path, root_text, ns, same_ns, root)
+    if memo is not None and key is not None and key in memo:
+        resolved_in, now = memo[key]
+    else:
+        resolved_in, now = _on_disk(pid, m.path, root_text, ns, same_ns)
+        if memo is not None and key is not None:
+            memo[key] = resolved_in, now
     on_disk, on_disk_path, on_disk_version = "unknown", None, None
     if now is None:
         notes.append(
@@ -295,7 +314,7 @@ def library(
             on_disk, on_disk_version = "replaced", now["version"]
     if version is None and map_files_error is not None:
         notes.append(f"{m.path}: the mapped file cannot be read: {reason(map_files_error)}")
-    lib = MappedLibrary(
+    return MappedLibrary(
         path=m.path,
         kind=m.kind,
         device=mapped.device,
@@ -308,19 +327,31 @@ def library(
         resolved_in=resolved_in,
         on_disk_version=on_disk_version,
         map_file=f"/proc/{pid}/map_files/{m.start}-{m.end}",
+        note=_note(on_disk, version, on_disk_version),
     )
-    return _with_note(lib)
 
 
-def _with_note(lib: MappedLibrary) -> MappedLibrary:
-    running = libversion.short(lib.version)
-    note = ""
-    if lib.on_disk == "replaced":
-        now = libversion.short(lib.on_disk_version)
-        note = f"running {running}; the file on disk is now {now}: restart pending"
-    elif lib.on_disk == "deleted":
-        note = f"running {running} from a deleted file; none at that path now: restart pending?"
-    return replace(lib, note=note)
+def _note(on_disk: str, version: str | None, on_disk_version: str | None) -> str:
+    if on_disk == "replaced":
+        running, now = libversion.short(version), libversion.short(on_disk_version)
+        return f"running {running}; the file on disk is now {now}: restart pending"
+    if on_disk == "deleted":
+        running = libversion.short(version)
+        return f"running {running} from a deleted file; none at that path now: restart pending?"
+    return ""
+
+
+def _disk_key(
+    path: str, root_text: str, ns: int | None, same_ns: bool, root: Identity | None
+) -> tuple[object, ...] | None:
+    """Where ``_on_disk`` resolves ``path``, as a key: the process's root by identity (and
+    its text, which decides the prefix cut), the host's root, or the namespace's root."""
+    prefix = root_text.rstrip("/") + "/"
+    if root_text == "/" or path.startswith(prefix):
+        return None if root is None else ("root", root.dev, root.ino, ns, root_text, path)
+    if same_ns:
+        return ("host", path)
+    return None if ns is None else ("namespace", ns, path)
 
 
 def _on_disk(

@@ -97,6 +97,7 @@ def gather(
     ppids: dict[int, int] = {}
     named = list(pids) if pids is not None else None
     total = 0
+    disk_memo: procfs.DiskMemo = {}  # a library's path, resolved once per root per listing
     maps_memo: dict[object, list[procfs.Mapping]] | None = (
         None if exact or named is not None else {}
     )
@@ -121,7 +122,7 @@ def gather(
 
     for s in seen:
         try:
-            s.fields = _read_process(s, host_ns, clock, read_seccomp, maps_memo)
+            s.fields = _read_process(s, host_ns, clock, read_seccomp, maps_memo, disk_memo)
         except ProcessGone:
             if named is not None:
                 raise ToolError(f"process {s.pid} exited while it was being read") from None
@@ -224,6 +225,7 @@ def _read_process(
     clock: _Clock,
     read_seccomp: bool,
     maps_memo: dict[object, list[procfs.Mapping]] | None = None,
+    disk_memo: procfs.DiskMemo | None = None,
 ) -> dict[str, Any]:
     """LiveProcess's fields but its children, zombies and verdict."""
     pid = s.pid
@@ -267,7 +269,7 @@ def _read_process(
         mappings = []
         notes.append(f"memory map: {reason(e)}")
     for m in mappings:
-        libraries.append(procfs.library(pid, m, s.root, ns, same_ns, notes))
+        libraries.append(procfs.library(pid, m, s.root, ns, same_ns, notes, s.ident, disk_memo))
     if not mappings and not notes:
         static = procfs.static_openssl(pid, exe)
         if static is not None:
