@@ -111,6 +111,8 @@ def test_getrandom_blocked_by_its_filter_fails_at_the_next_primary_reseed(
     assert p["holds_urandom"] is False
     as_running = scenario(j, "as-running")
     assert as_running["verdict"] in ("fail", "risk")  # risk: OpenSSL 3 refuses the devices
+    assert "its seccomp filter programs as dumped" in as_running["description"]
+    assert "not installed" not in json.dumps(as_running)  # the programs, not the fallback
     assert [c["ok"] for c in as_running["cycles"] if c["inside_jail"]] == [False] * 3
     ttf = p["time_to_failure"]
     assert ttf["verdict"] == "fails" and ttf["trigger"] == "time"
@@ -180,6 +182,7 @@ def test_a_filter_that_kills_on_getrandom(cli: Callable[..., Result], jail: Path
     assert j["process"]["getrandom"] == "kills the process (SIGSYS) under its filter"
     as_running = scenario(j, "as-running")
     assert (as_running["verdict"], as_running["signal"]) == ("crashed", "SIGSYS")
+    assert "its seccomp filter programs as dumped" in as_running["description"]
     ttf = j["process"]["time_to_failure"]
     assert (ttf["verdict"], ttf["seconds"], ttf["trigger"]) == ("fails", 0.0, "getrandom")
 

@@ -160,7 +160,9 @@ def _target(
     held = [d for d in proc.random_devices if d.which == "urandom"] or list(proc.random_devices)
     from chrootcheck.probe.scenarios import Running
 
-    running = Running(label, flt, bool(held))
+    dump = proc.seccomp_dump
+    programs = tuple(bytes.fromhex(h) for h in dump.programs) if dump and not dump.error else ()
+    running = Running(label, flt, bool(held), programs)
     process = RunningProcess(
         pid=proc.pid,
         command=proc.command,
