@@ -178,10 +178,9 @@ def test_a_program_too_long_for_the_prefix_is_refused_before_anything_is_install
     installed, so the probe child falls back to the filter's answers (nothing half-installed)."""
     import errno as errno_mod
     import os
+    import struct
 
     from chrootcheck.probe import sandbox
-
-    import struct
 
     allow = struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000)  # ret ALLOW
     r, w = os.pipe()
