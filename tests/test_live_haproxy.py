@@ -132,7 +132,8 @@ def test_scan_pid_of_the_master_scans_its_workers_jail(
 
     result = cli(
         "scan", "--pid", str(haproxy["master"]), "--read-seccomp", "--no-late-loads",
-        "--scenario", "as-is", "--scenario", "as-running", "-f", "json",
+        "--scenario", "as-is", "--scenario", "as-running",
+        "--scenario", "old-kernel, devices closed", "-f", "json",
     )  # fmt: skip
     assert result.code == 1, str(result)  # the empty dev/ is an error finding
     [worker] = haproxy["workers"]
@@ -158,8 +159,13 @@ def test_scan_pid_of_the_master_scans_its_workers_jail(
     assert p["getrandom"] == "allowed (no seccomp filter)" and p["holds_urandom"] is False
     assert p["old_kernel"].startswith("at risk without getrandom")
     verdicts = {s["name"]: s["verdict"] for s in j["probe"]["scenarios"]}
-    assert verdicts == {"as-is": "pass", "as-running": "pass"}
+    assert verdicts == {"as-is": "pass", "as-running": "pass", "old-kernel, devices closed": "fail"}
     ttf = p["time_to_failure"]
     assert (ttf["verdict"], ttf["seconds"]) == ("safe", None)
     assert ttf["text"].startswith(f"haproxy[{worker}] (master-worker), started ")
+    # On an old kernel, holding no device in an empty dev/: measured, it fails, and a reload's
+    # new workers (a fork) fail at once.
+    old = p["old_kernel_time_to_failure"]
+    assert (old["verdict"], old["trigger"]) == ("fails", "time")
+    assert "sooner at once in every process it forks" in old["text"]
     assert _get(haproxy["port"]).endswith(b"ok")  # nothing we did disturbed it

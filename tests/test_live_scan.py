@@ -74,6 +74,9 @@ def test_a_jailed_process_is_scanned_through_its_root_with_its_own_library_and_i
     ttf = p["time_to_failure"]
     assert (ttf["verdict"], ttf["seconds"]) == ("safe", None)
     assert f"python3[{worker}]" in ttf["text"] and "safe: getrandom allowed" in ttf["text"]
+    old = p["old_kernel_time_to_failure"]  # it holds urandom: the "old-kernel" scenario
+    assert (old["verdict"], old["seconds"]) == ("safe", None)
+    assert "the 'old-kernel' scenario" in old["text"] and "the device it holds open" in old["text"]
     text = " ".join(out.read_text().split())  # rich wraps long lines
     assert f"process: python3[{worker}] as root (uid 0, gid 0)" in text
     assert f"chroot at {jail}".replace(" ", "") in text.replace(" ", "")
@@ -108,6 +111,8 @@ def test_getrandom_blocked_by_its_filter_fails_at_the_next_primary_reseed(
     assert p["holds_urandom"] is False
     as_running = scenario(j, "as-running")
     assert as_running["verdict"] in ("fail", "risk")  # risk: OpenSSL 3 refuses the devices
+    assert "its seccomp filter programs as dumped" in as_running["description"]
+    assert "not installed" not in json.dumps(as_running)  # the programs, not the fallback
     assert [c["ok"] for c in as_running["cycles"] if c["inside_jail"]] == [False] * 3
     ttf = p["time_to_failure"]
     assert ttf["verdict"] == "fails" and ttf["trigger"] == "time"
@@ -135,6 +140,40 @@ def test_getrandom_blocked_by_its_filter_fails_at_the_next_primary_reseed(
     }
 
 
+def test_safe_now_but_on_an_old_kernel_it_fails_at_the_next_reseed(
+    cli: Callable[..., Result], jail: Path, tmp_path: Path
+) -> None:
+    (jail / "dev").mkdir()  # an empty dev/, no device held, getrandom allowed
+    out = tmp_path / "report.txt"
+    with running({"jail": str(jail)}) as h:
+        data = scan_json(
+            cli,
+            "--pid",
+            str(h["pid"]),
+            *AS_RUNNING,
+            "--scenario",
+            "old-kernel, devices closed",
+            "-f",
+            f"text={out}",
+            code=1,
+        )
+    [j] = data["jails"]
+    p = j["process"]
+    assert p["time_to_failure"]["verdict"] == "safe"  # getrandom works on this kernel
+    assert scenario(j, "old-kernel, devices closed")["verdict"] == "fail"
+    old = p["old_kernel_time_to_failure"]
+    assert (old["verdict"], old["trigger"]) == ("fails", "time")
+    assert 3600 - 60 < old["seconds"] <= 3600 - p["uptime"] + 1
+    assert "the 'old-kernel, devices closed' scenario with its library and ids" in old["text"]
+    assert "TLS fails at the next primary reseed, in about 60 min" in old["text"]
+    text = " ".join(out.read_text().split())
+    assert "on an old kernel: " in text
+    # Only what ran is said: without the old-kernel scenario, no old-kernel time to failure.
+    with running({"jail": str(jail)}) as h:
+        only = scan_json(cli, "--pid", str(h["pid"]), *AS_RUNNING)
+    assert only["jails"][0]["process"]["old_kernel_time_to_failure"] is None
+
+
 def test_a_filter_that_kills_on_getrandom(cli: Callable[..., Result], jail: Path) -> None:
     good_jail(jail)
     with running({"jail": str(jail), "seccomp": "kill"}) as h:
@@ -143,6 +182,7 @@ def test_a_filter_that_kills_on_getrandom(cli: Callable[..., Result], jail: Path
     assert j["process"]["getrandom"] == "kills the process (SIGSYS) under its filter"
     as_running = scenario(j, "as-running")
     assert (as_running["verdict"], as_running["signal"]) == ("crashed", "SIGSYS")
+    assert "its seccomp filter programs as dumped" in as_running["description"]
     ttf = j["process"]["time_to_failure"]
     assert (ttf["verdict"], ttf["seconds"], ttf["trigger"]) == ("fails", 0.0, "getrandom")
 

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from chrootcheck.app.scan import Target
     from chrootcheck.live.model import LiveJail, LiveProcess, MappedLibrary, PsReport
     from chrootcheck.probe.isolated import PreparedLibrary
-    from chrootcheck.probe.model import ProbeReport
+    from chrootcheck.probe.model import ProbeReport, ScenarioResult
+    from chrootcheck.report.daemons import DaemonProfile, Mode
     from chrootcheck.sandbox.model import SeccompFilter
 
 
@@ -159,7 +160,9 @@ def _target(
     held = [d for d in proc.random_devices if d.which == "urandom"] or list(proc.random_devices)
     from chrootcheck.probe.scenarios import Running
 
-    running = Running(label, flt, bool(held))
+    dump = proc.seccomp_dump
+    programs = tuple(bytes.fromhex(h) for h in dump.programs) if dump and not dump.error else ()
+    running = Running(label, flt, bool(held), programs)
     process = RunningProcess(
         pid=proc.pid,
         command=proc.command,
@@ -320,7 +323,7 @@ def time_to_failure(proc: RunningProcess, probe: ProbeReport | None) -> TimeToFa
     """ "haproxy[1234] (master-worker), started 47 min ago, holds no /dev/urandom, getrandom
     blocked by its filter: TLS fails at the next primary reseed, within 13 min"."""
     from chrootcheck.probe.model import Verdict
-    from chrootcheck.probe.scenarios import AS_RUNNING, FORK, THREADS
+    from chrootcheck.probe.scenarios import AS_RUNNING
 
     found = lookup(proc.daemon) if proc.daemon else None
     head = f"{proc.command}[{proc.pid}]" + (f" ({found[1].name})" if found else "")
@@ -375,6 +378,20 @@ def time_to_failure(proc: RunningProcess, probe: ProbeReport | None) -> TimeToFa
         return TimeToFailure(
             "unknown", None, f"{facts}: no prediction (the probe child: {result.verdict.value})"
         )
+    return _fails(proc, probe, result, found, facts)
+
+
+def _fails(
+    proc: RunningProcess,
+    probe: ProbeReport | None,
+    result: ScenarioResult,
+    found: tuple[DaemonProfile, Mode] | None,
+    facts: str,
+) -> TimeToFailure:
+    """A failing (or no-seed-source) scenario: the next primary reseed, or a trigger sooner."""
+    from chrootcheck.probe.model import Verdict
+    from chrootcheck.probe.scenarios import FORK, THREADS
+
     interval = (probe.reseed.primary_seconds if probe and probe.reseed else None) or 3600
     by = {t.trigger: t for t in result.triggers}
     sooner = []
@@ -398,3 +415,34 @@ def time_to_failure(proc: RunningProcess, probe: ProbeReport | None) -> TimeToFa
     if sooner:
         text += "; sooner " + " and ".join(sooner)
     return TimeToFailure("fails", round(left, 1), text, "time")
+
+
+OLD_KERNEL, OLD_KERNEL_CLOSED = "old-kernel", "old-kernel, devices closed"
+
+
+def old_kernel_time_to_failure(
+    proc: RunningProcess, probe: ProbeReport | None
+) -> TimeToFailure | None:
+    """The same process on a kernel without getrandom (older than 3.17; UNAME26: older than
+    4.8 too), measured, not reasoned: the probe's generic old-kernel scenario that matches its
+    descriptors ("old-kernel" when it holds a random device open, "old-kernel, devices closed"
+    when it holds none) ran with its own library, uid and groups, in its own IPC namespace
+    under UNAME26. None when that scenario did not run (``--scenario``)."""
+    from chrootcheck.probe.model import Verdict
+
+    if probe is None or probe.skipped_reason:
+        return None
+    name = OLD_KERNEL if proc.random_devices else OLD_KERNEL_CLOSED
+    result = next((s for s in probe.scenarios if s.name == name), None)
+    if result is None or result.verdict is Verdict.SKIPPED:
+        return None
+    found = lookup(proc.daemon) if proc.daemon else None
+    facts = f"on a kernel older than 4.8 (measured: the {name!r} scenario with its library and ids)"
+    if result.verdict is Verdict.PASS:
+        how = "the device it holds open" if proc.random_devices else "the jail's /dev/urandom"
+        return TimeToFailure("safe", None, f"{facts}: safe: reseeds read {how}")
+    if result.verdict is not Verdict.FAIL and result.verdict is not Verdict.RISK:
+        return TimeToFailure(
+            "unknown", None, f"{facts}: no prediction (the probe child: {result.verdict.value})"
+        )
+    return _fails(proc, probe, result, found, facts)

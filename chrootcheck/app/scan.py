@@ -282,7 +282,13 @@ def _live_stage(p: _Pending) -> None:
         return
     live = Live(process, p.report.probe).run(p.ctx, p.findings)
     p.add(live)
-    p.report.process = replace(process, time_to_failure=live.extra)
+    from chrootcheck.app.running import old_kernel_time_to_failure
+
+    p.report.process = replace(
+        process,
+        time_to_failure=live.extra,
+        old_kernel_time_to_failure=old_kernel_time_to_failure(process, p.report.probe),
+    )
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from chrootcheck.commands.format_option import text_or_json_option as text_or_json_option
 from chrootcheck.formats import Format, RenderOptions, renderer
 from chrootcheck.jail.users import ServiceUser, UserSpecError, parse_user
 from chrootcheck.report.errors import ToolError
@@ -198,16 +199,3 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a number{_source_note(param, value)}", param, ctx)
         return rv
-
-
-def text_or_json_option(help: str = "Output format.") -> Callable[[Callable[..., Any]], Any]:
-    """``--format/-f text|json`` (into ``fmt``), for the commands that print data, not a report."""
-    return click.option(
-        "--format",
-        "-f",
-        "fmt",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help=help,
-    )

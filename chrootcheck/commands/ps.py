@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from chrootcheck.commands.options import text_or_json_option
+from chrootcheck.commands.format_option import text_or_json_option
 from chrootcheck.report.exitcodes import for_listing
 
 

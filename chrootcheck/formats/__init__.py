@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from chrootcheck.report.model import Report
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the report model is not needed to import a data renderer (ps's JSON)
     from chrootcheck.formats.locations import Location
+    from chrootcheck.report.model import Report
 
 
 class Format(enum.StrEnum):
@@ -52,7 +51,7 @@ class RenderOptions:
     locations: Mapping[tuple[str, str], Location] | None = None
 
 
-Renderer = Callable[[Report, TextIO, RenderOptions], None]
+Renderer = Callable[["Report", TextIO, RenderOptions], None]
 
 
 def renderer(fmt: Format) -> Renderer:

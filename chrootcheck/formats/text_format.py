@@ -143,6 +143,10 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
     if ttf is not None:
         style = {"safe": "green", "fails": "bold red"}.get(ttf.verdict, "yellow")
         console.print(Text.assemble(("  time to failure: ", "bold"), (printable(ttf.text), style)))
+    old = jail.process.old_kernel_time_to_failure if jail.process is not None else None
+    if old is not None:
+        style = {"safe": "green", "fails": "bold red"}.get(old.verdict, "yellow")
+        console.print(Text.assemble(("  on an old kernel: ", "bold"), (printable(old.text), style)))
 
 
 def _duration(seconds: float) -> str:

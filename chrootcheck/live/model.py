@@ -62,6 +62,9 @@ class SeccompDump:
     outcomes: tuple[SyscallOutcome, ...] = ()
     verdict: str = ""
     error: str | None = None  # one line when it could not be read
+    # The programs themselves, oldest first: hex of each ``struct sock_filter`` array, as
+    # PTRACE_SECCOMP_GET_FILTER gave it (scan's as-running child installs them).
+    programs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

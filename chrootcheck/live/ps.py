@@ -17,7 +17,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 from chrootcheck.live import procfs
 from chrootcheck.live.model import (
@@ -26,15 +26,16 @@ from chrootcheck.live.model import (
     LiveProcess,
     MappedLibrary,
     PsReport,
+    RandomDevice,
     SeccompDump,
+    SeccompState,
 )
 from chrootcheck.live.procfs import Identity, ProcessGone, reason
 from chrootcheck.report.devices import URANDOM
 from chrootcheck.report.errors import ToolError
 
 
-@dataclass(frozen=True)
-class _Clock:
+class _Clock(NamedTuple):
     tick: int
     btime: float
     now_since_boot: float
@@ -58,12 +59,18 @@ class _Clock:
         return self.btime + since_boot, max(0.0, self.now_since_boot - since_boot)
 
 
-@dataclass
 class _Seen:
-    pid: int
-    ident: Identity
-    root: str
-    process: LiveProcess | None = None
+    """A jailed process found by the listing. ``fields``: LiveProcess's fields as read; the
+    process itself is made once its children are known (building a frozen dataclass twice
+    would cost about as much as reading its /proc files)."""
+
+    __slots__ = ("fields", "ident", "pid", "root")
+
+    def __init__(self, pid: int, ident: Identity, root: str) -> None:
+        self.pid = pid
+        self.ident = ident
+        self.root = root
+        self.fields: dict[str, Any] | None = None
 
 
 def gather(
@@ -90,6 +97,7 @@ def gather(
     ppids: dict[int, int] = {}
     named = list(pids) if pids is not None else None
     total = 0
+    disk_memo: procfs.DiskMemo = {}  # a library's path, resolved once per root per listing
     maps_memo: dict[object, list[procfs.Mapping]] | None = (
         None if exact or named is not None else {}
     )
@@ -114,7 +122,7 @@ def gather(
 
     for s in seen:
         try:
-            s.process = _read_process(s, host_ns, clock, read_seccomp, maps_memo)
+            s.fields = _read_process(s, host_ns, clock, read_seccomp, maps_memo, disk_memo)
         except ProcessGone:
             if named is not None:
                 raise ToolError(f"process {s.pid} exited while it was being read") from None
@@ -129,10 +137,10 @@ def gather(
             if named is not None:
                 raise ToolError(f"process {s.pid}: {reason(e)}", "run as root") from None
             skipped[f"unreadable: {reason(e)}"] += 1
-    live = [s for s in seen if s.process is not None]
+    live = [s for s in seen if s.fields is not None]
     for s in live:
-        assert s.process is not None
-        ppids[s.pid] = s.process.ppid
+        assert s.fields is not None
+        ppids[s.pid] = s.fields["ppid"]
 
     jails = _group(live, host, host_ns, ppids, zombies)
     if named is None and skipped.get("zombies"):
@@ -217,7 +225,9 @@ def _read_process(
     clock: _Clock,
     read_seccomp: bool,
     maps_memo: dict[object, list[procfs.Mapping]] | None = None,
-) -> LiveProcess:
+    disk_memo: procfs.DiskMemo | None = None,
+) -> dict[str, Any]:
+    """LiveProcess's fields but its children, zombies and verdict."""
     pid = s.pid
     notes: list[str] = []
     try:
@@ -259,7 +269,7 @@ def _read_process(
         mappings = []
         notes.append(f"memory map: {reason(e)}")
     for m in mappings:
-        libraries.append(procfs.library(pid, m, s.root, ns, same_ns, notes))
+        libraries.append(procfs.library(pid, m, s.root, ns, same_ns, notes, s.ident, disk_memo))
     if not mappings and not notes:
         static = procfs.static_openssl(pid, exe)
         if static is not None:
@@ -272,33 +282,46 @@ def _read_process(
         devices = []
         notes.append(f"descriptors: {reason(e)}")
 
-    seccomp = procfs.seccomp_state(status)
+    seccomp = _seccomp_state(
+        status.get("Seccomp"), status.get("Seccomp_filters"), status.get("NoNewPrivs")
+    )
     dump: SeccompDump | None = None
     if read_seccomp and seccomp.mode == "filter":
         from chrootcheck.live import seccomp as seccomp_mod
 
         dump = seccomp_mod.dump(pid, seccomp)
 
-    return LiveProcess(
-        pid=pid,
-        ppid=st.ppid,
-        command=status.get("Name", st.comm),
-        cmdline=cmdline,
-        state=status.get("State", st.state),
-        uid=uid,
-        user=_user(uid),
-        start_time=start,
-        uptime=uptime,
-        root=s.root,
-        mnt_ns=ns,
-        libraries=tuple(libraries),
-        random_devices=tuple(devices),
-        seccomp=seccomp,
-        seccomp_dump=dump,
-        notes=tuple(notes),
-        gid=int(gids[0]) if gids else None,
-        groups=groups,
-    )
+    return {
+        "pid": pid,
+        "ppid": st.ppid,
+        "command": status.get("Name", st.comm),
+        "cmdline": cmdline,
+        "state": status.get("State", st.state),
+        "uid": uid,
+        "user": _user(uid),
+        "start_time": start,
+        "uptime": uptime,
+        "root": s.root,
+        "mnt_ns": ns,
+        "libraries": tuple(libraries),
+        "random_devices": tuple(devices),
+        "seccomp": seccomp,
+        "seccomp_dump": dump,
+        "notes": tuple(notes),
+        "gid": int(gids[0]) if gids else None,
+        "groups": groups,
+    }
+
+
+@functools.cache
+def _seccomp_state(mode: str | None, filters: str | None, nnp: str | None) -> SeccompState:
+    """One SeccompState per distinct (Seccomp, Seccomp_filters, NoNewPrivs): frozen, shared."""
+    status = {
+        k: v
+        for k, v in (("Seccomp", mode), ("Seccomp_filters", filters), ("NoNewPrivs", nnp))
+        if v is not None
+    }
+    return procfs.seccomp_state(status)
 
 
 def _static(pid: int, version: str) -> MappedLibrary:
@@ -339,16 +362,16 @@ def _group(
         children[ppid].append(pid)
     by_jail: dict[tuple[int | None, int, int], list[_Seen]] = defaultdict(list)
     for s in live:
-        assert s.process is not None
-        by_jail[(s.process.mnt_ns, s.ident.dev, s.ident.ino)].append(s)
+        assert s.fields is not None
+        by_jail[(s.fields["mnt_ns"], s.ident.dev, s.ident.ino)].append(s)
 
     jails: list[LiveJail] = []
     for (ns, dev, ino), members in by_jail.items():
-        procs = {s.pid: s.process for s in members if s.process is not None}
+        procs = {s.pid: s.fields for s in members if s.fields is not None}
         first = members[0]
         confinement = _confinement(first, host, host_ns)
-        devices = procfs.jail_devices(first.pid) if first.process is not None else ()
-        leaders = sorted(p for p, proc in procs.items() if proc.ppid not in procs)
+        devices = procfs.jail_devices(first.pid)
+        leaders = sorted(p for p, proc in procs.items() if proc["ppid"] not in procs)
         ordered = _tree(procs, leaders, children, zombies, devices)
         jails.append(
             LiveJail(
@@ -367,7 +390,7 @@ def _group(
 
 
 def _tree(
-    procs: dict[int, LiveProcess],
+    procs: dict[int, dict[str, Any]],
     leaders: list[int],
     children: dict[int, list[int]],
     zombies: dict[int, list[int]],
@@ -378,13 +401,13 @@ def _tree(
     stack = list(reversed(leaders))
     while stack:
         pid = stack.pop()
-        proc = procs[pid]
+        fields = procs[pid]
         ordered.append(
-            replace(
-                proc,
-                children=tuple(sorted(children.get(pid, []))),
-                zombies=tuple(sorted(zombies.get(pid, []))),
-                verdict=old_kernel_verdict(proc, devices),
+            LiveProcess(
+                **fields,
+                children=tuple(sorted(children.get(pid, ()))),
+                zombies=tuple(sorted(zombies.get(pid, ()))),
+                verdict=_verdict(fields["libraries"], fields["random_devices"], devices),
             )
         )
         stack.extend(c for c in sorted(children.get(pid, []), reverse=True) if c in procs)
@@ -392,8 +415,8 @@ def _tree(
 
 
 def _confinement(s: _Seen, host: Identity, host_ns: int | None) -> str:
-    assert s.process is not None
-    ns = s.process.mnt_ns
+    assert s.fields is not None
+    ns = s.fields["mnt_ns"]
     if ns is not None and ns == host_ns:
         return "host" if (s.ident == host and s.root == "/") else "chroot"
     if ns is None:
@@ -411,9 +434,17 @@ def _confinement(s: _Seen, host: Identity, host_ns: int | None) -> str:
 def old_kernel_verdict(proc: LiveProcess, devices: tuple[JailDevice, ...]) -> str:
     """What happens to this process's OpenSSL where getrandom(2) is missing (an old kernel, a
     seccomp filter): it needs a random device it holds open, or one in its jail."""
-    if not any(lib.kind in ("libcrypto", "static") for lib in proc.libraries):
+    return _verdict(proc.libraries, proc.random_devices, devices)
+
+
+def _verdict(
+    libraries: tuple[MappedLibrary, ...],
+    random_devices: tuple[RandomDevice, ...],
+    devices: tuple[JailDevice, ...],
+) -> str:
+    if not any(lib.kind in ("libcrypto", "static") for lib in libraries):
         return "no libcrypto mapped"
-    held = [d for d in proc.random_devices if d.which == "urandom"] or list(proc.random_devices)
+    held = [d for d in random_devices if d.which == "urandom"] or list(random_devices)
     if held:
         d = held[0]
         return f"ok without getrandom: holds /dev/{d.which} open (fd {d.fd}), OpenSSL reuses it"

@@ -251,4 +251,5 @@ def dump(pid: int, state: SeccompState) -> SeccompDump:
         stopped_ms=round(stopped, 3),
         outcomes=outcomes,
         verdict=verdict(outcomes),
+        programs=tuple(f.hex() for f in filters),
     )

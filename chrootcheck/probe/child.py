@@ -128,6 +128,20 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
                 )
             )
     steps.append(_named(rand.draw(32), "RAND_bytes(32) at start-up, before the chroot"))
+    if scenario.seccomp_programs:
+        try:
+            sandbox.apply_programs(scenario.seccomp_programs)
+        except OSError as e:  # checked before any is installed; the kernel took them before
+            steps.append(
+                Step(
+                    "its seccomp programs as dumped",
+                    None,
+                    (),
+                    f"not installed ({e.strerror}): their answers to OpenSSL's calls instead",
+                )
+            )
+        else:
+            scenario = dataclasses.replace(scenario, seccomp=None)
     if scenario.seccomp is not None and scenario.seccomp_after_seed:
         try:
             sandbox.apply_filter(scenario.seccomp)

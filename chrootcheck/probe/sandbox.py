@@ -10,6 +10,7 @@ import errno as errno_mod
 import os
 import posixpath
 import stat
+import struct
 from collections.abc import Sequence
 
 from chrootcheck.jail import fs as jailfs
@@ -124,6 +125,50 @@ def apply_filter(flt: SeccompFilter) -> None:
     arches = list(dict.fromkeys(t for t in tokens if t is not None))
     bad = flt.bad_arch.value if flt.bad_arch is not None else None
     libc.load_seccomp_rules(flt.default.value, rules, arches, bad)
+
+
+_BPF_LD_ABS, _BPF_JEQ, _BPF_JA, _BPF_RET, _BPF_LD_IMM, _BPF_LDX_IMM = (
+    0x20,  # BPF_LD | BPF_W | BPF_ABS
+    0x15,  # BPF_JMP | BPF_JEQ | BPF_K
+    0x05,  # BPF_JMP | BPF_JA
+    0x06,  # BPF_RET | BPF_K
+    0x00,  # BPF_LD | BPF_IMM
+    0x01,  # BPF_LDX | BPF_IMM
+)
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_BPF_MAXINSNS = 4096
+
+
+def _insn(code: int, jt: int = 0, jf: int = 0, k: int = 0) -> bytes:
+    return struct.pack("=HBBI", code, jt, jf, k)
+
+
+def harness_prefix(arch: int, numbers: list[int]) -> bytes:
+    """The instructions put before a dumped program: on this architecture, the harness's own
+    calls (``numbers``) are allowed; everything else, and every other architecture, goes on
+    to the program itself, with A and X reset to 0 as the kernel starts a filter. Filters
+    stack and the strictest answer wins, so an exemption must be inside every program."""
+    k = len(numbers)
+    out = [_insn(_BPF_LD_ABS, k=4), _insn(_BPF_JEQ, 0, 3 + k, arch), _insn(_BPF_LD_ABS, k=0)]
+    out += [_insn(_BPF_JEQ, k - j, 0, nr) for j, nr in enumerate(numbers)]
+    out += [_insn(_BPF_JA, k=1), _insn(_BPF_RET, k=_SECCOMP_RET_ALLOW)]
+    out += [_insn(_BPF_LD_IMM), _insn(_BPF_LDX_IMM)]
+    return b"".join(out)
+
+
+def apply_programs(programs: tuple[bytes, ...]) -> None:
+    """The service's own seccomp programs exactly as dumped (``--read-seccomp``), oldest first,
+    each behind ``harness_prefix``: its answers to every call OpenSSL makes, with the argument
+    checks it has, and the harness's own calls allowed. OSError when it cannot be done here
+    (no libseccomp to name the calls, a program too long for the prefix, the kernel refuses)."""
+    arch = libc.arch_token("native")
+    numbers = sorted({n for n in map(libc.syscall_number, HARNESS_CALLS) if n is not None})
+    if arch is None or not numbers:
+        raise OSError(errno_mod.ENOSYS, "libseccomp is needed to name the harness's calls")
+    prefix = harness_prefix(arch, numbers)
+    if len(numbers) > 250 or any((len(prefix) + len(p)) // 8 > _BPF_MAXINSNS for p in programs):
+        raise OSError(errno_mod.E2BIG, "a dumped program is too long for the harness's prefix")
+    libc.install_seccomp_programs([prefix + p for p in programs])
 
 
 # statvfs flags -> the mount flags a bind remount must repeat (a user namespace may not

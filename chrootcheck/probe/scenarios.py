@@ -33,6 +33,10 @@ class Scenario:
     skip: str = ""  # why this scenario cannot be reproduced here (told as its verdict)
     # as-running: the process is seeded already; its filter comes after the start-up draw
     seccomp_after_seed: bool = False
+    # as-running with --read-seccomp: its filter programs exactly as dumped (raw BPF, oldest
+    # first), installed behind a prefix that exempts the harness's calls; ``seccomp`` (their
+    # answers to OpenSSL's calls) is the fallback where they cannot be installed
+    seccomp_programs: tuple[bytes, ...] = ()
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -72,6 +76,7 @@ class Running:
     label: str  # "haproxy[1234]"
     seccomp: SeccompFilter | None = None
     holds_device: bool = False
+    programs: tuple[bytes, ...] = ()  # its filter programs as dumped (raw BPF, oldest first)
 
 
 def as_running(running: Running) -> Scenario:
@@ -79,7 +84,9 @@ def as_running(running: Running) -> Scenario:
     its descriptors: a process that holds no random device open has to open one in the jail
     when getrandom fails (RAND_keep_random_devices_open(0) after the start-up draw)."""
     parts = ["its own library, uid and groups"]
-    if running.seccomp is not None:
+    if running.programs:
+        parts.append("its seccomp filter programs as dumped (the probe's own calls exempt)")
+    elif running.seccomp is not None:
         parts.append("its seccomp filter as replayed")
     parts.append(
         "a random device held open, as it holds one"
@@ -93,6 +100,7 @@ def as_running(running: Running) -> Scenario:
         seccomp=running.seccomp,
         source=running.label,
         seccomp_after_seed=True,  # it runs: it was seeded, whatever its filter does now
+        seccomp_programs=running.programs,
     )
 
 

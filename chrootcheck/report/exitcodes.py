@@ -13,9 +13,10 @@
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from chrootcheck.report.model import Report, Severity
+if TYPE_CHECKING:  # the model's dataclasses cost every command's start-up; ps needs none
+    from chrootcheck.report.model import Report
 
 
 class ExitCode(enum.IntEnum):
@@ -92,6 +93,8 @@ def for_plugin(report: Report) -> PluginState:
     if report.tool_error:
         return PluginState.UNKNOWN
     failing = [f.severity for _, f in report.failing()]
+    from chrootcheck.report.model import Severity
+
     if any(s >= Severity.ERROR for s in failing):
         return PluginState.CRITICAL
     if failing:

@@ -193,6 +193,9 @@ class RunningProcess:
     # or the jail's /dev/urandom (``ps``'s old-kernel verdict).
     old_kernel: str = ""
     time_to_failure: TimeToFailure | None = None
+    # The same on a kernel without getrandom, measured by the probe's old-kernel scenario that
+    # matches its descriptors (app.running.old_kernel_time_to_failure); None: it did not run.
+    old_kernel_time_to_failure: TimeToFailure | None = None
 
 
 @dataclass

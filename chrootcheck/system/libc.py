@@ -446,6 +446,37 @@ def known_syscall(name: str) -> bool | None:
     return int(lib.seccomp_syscall_resolve_name(name.encode())) != -1
 
 
+def syscall_number(name: str) -> int | None:
+    """The native number of the system call ``name`` (libseccomp's table); None where it has
+    none here or libseccomp cannot be loaded."""
+    lib = seccomp()
+    if lib is None:
+        return None
+    nr = int(lib.seccomp_syscall_resolve_name(name.encode()))
+    return None if nr < 0 else nr
+
+
+def install_seccomp_programs(programs: Sequence[bytes]) -> None:
+    """Install raw classic-BPF seccomp programs (``struct sock_filter`` arrays, as
+    PTRACE_SECCOMP_GET_FILTER gives them), in order, after setting no_new_privs: each with
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER). OSError if the kernel refuses one."""
+    f = ffi()
+    prctl(PR_SET_NO_NEW_PRIVS, 1, what="prctl(PR_SET_NO_NEW_PRIVS)")
+    for raw in programs:
+        count = len(raw) // 8
+        insns = f.new("struct sock_filter[]", count)
+        f.memmove(insns, raw, count * 8)
+        prog = f.new("struct sock_fprog *", {"len": count, "filter": insns})
+        rc = libc().prctl(
+            PR_SET_SECCOMP,
+            ulong(SECCOMP_MODE_FILTER),
+            f.cast("unsigned long", prog),
+            ulong(0),
+            ulong(0),
+        )
+        check(int(rc), "prctl(PR_SET_SECCOMP)")
+
+
 def load_seccomp_filter(rules: Mapping[str, int], default: int = SCMP_ACT_ALLOW) -> None:
     """Install a seccomp filter through libseccomp: ``default`` for every system call but the
     ones named in ``rules`` (name -> action, e.g. ``scmp_act_errno(ENOSYS)``). It also sets
