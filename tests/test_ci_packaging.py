@@ -16,13 +16,24 @@ PREFLIGHT = ROOT / "scripts" / "ci-preflight"
 
 
 def preflight(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("GITHUB_", "GITLAB", "CHROOTCHECK"))}
+    full = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "GITLAB", "CHROOTCHECK"))
+    }
     # The jails hold a FIFO: a short probe timeout keeps the probe from waiting on it for long.
-    full.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "CHROOTCHECK_PROBE_TIMEOUT": "0.2",
-                 "CHROOTCHECK": f"{sys.executable} -m chrootcheck", **env})
-    return subprocess.run([str(PREFLIGHT), *args], cwd=cwd, env=full, capture_output=True,
-                          text=True, timeout=120)
+    full.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "NO_COLOR": "1",
+            "CHROOTCHECK_PROBE_TIMEOUT": "0.2",
+            "CHROOTCHECK": f"{sys.executable} -m chrootcheck",
+            **env,
+        }
+    )
+    return subprocess.run(
+        [str(PREFLIGHT), *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_preflight_passes_exit_codes_through(bad_jail: Path, tmp_path: Path) -> None:
@@ -30,14 +41,17 @@ def test_preflight_passes_exit_codes_through(bad_jail: Path, tmp_path: Path) -> 
     assert preflight(str(tmp_path / "missing"), cwd=tmp_path).returncode == 2
     r = preflight(cwd=tmp_path)
     assert r.returncode == 2 and "no jail given" in r.stderr
-    assert preflight(str(bad_jail), cwd=tmp_path,
-                     CHROOTCHECK="no-such-chrootcheck").returncode == 2
+    assert preflight(str(bad_jail), cwd=tmp_path, CHROOTCHECK="no-such-chrootcheck").returncode == 2
 
 
 def test_preflight_under_github_actions(bad_jail: Path, tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
-    r = preflight(cwd=tmp_path, GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary),
-                  CHROOTCHECK_JAILS=f"  {bad_jail}  \n\n{bad_jail}\n")
+    r = preflight(
+        cwd=tmp_path,
+        GITHUB_ACTIONS="true",
+        GITHUB_STEP_SUMMARY=str(summary),
+        CHROOTCHECK_JAILS=f"  {bad_jail}  \n\n{bad_jail}\n",
+    )
     assert r.returncode == 1, r
     assert "::error " in r.stdout
     assert (tmp_path / "chrootcheck.sarif").is_file()
@@ -45,8 +59,7 @@ def test_preflight_under_github_actions(bad_jail: Path, tmp_path: Path) -> None:
 
 
 def test_preflight_under_gitlab(bad_jail: Path, tmp_path: Path) -> None:
-    r = preflight(str(bad_jail), cwd=tmp_path, GITLAB_CI="true",
-                  CHROOTCHECK_FAIL_ON="critical")
+    r = preflight(str(bad_jail), cwd=tmp_path, GITLAB_CI="true", CHROOTCHECK_FAIL_ON="critical")
     assert r.returncode == 1, r
     assert (tmp_path / "gl-code-quality-report.json").is_file()
     assert (tmp_path / "chrootcheck-junit.xml").is_file()

@@ -22,8 +22,11 @@ CLI = Callable[..., Result]
 def demo_mounts(tmp: Path) -> list[str]:
     # Only under this test's TMPDIR: other test sessions on the machine run demos too.
     with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-        return [p for line in f if "chrootcheck-demo-" in (p := line.split()[4])
-                and p.startswith(f"{tmp}/")]
+        return [
+            p
+            for line in f
+            if "chrootcheck-demo-" in (p := line.split()[4]) and p.startswith(f"{tmp}/")
+        ]
 
 
 @pytest.mark.root
@@ -49,8 +52,13 @@ def test_demo_without_privileges_still_scans(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "chrootcheck", "demo"]
     if os.geteuid() == 0:
         cmd = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", *cmd]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "160",
-           "TMPDIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NO_COLOR": "1",
+        "COLUMNS": "160",
+        "TMPDIR": str(tmp_path),
+    }
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "FAIL" in r.stdout and "CC110" in r.stdout  # the scan is still shown
@@ -59,8 +67,9 @@ def test_demo_without_privileges_still_scans(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def _stop_at(stage: str, action: Callable[[], None],
-             seen: list[DemoRun]) -> Callable[[str, DemoRun], None]:
+def _stop_at(
+    stage: str, action: Callable[[], None], seen: list[DemoRun]
+) -> Callable[[str, DemoRun], None]:
     def emit(s: str, run: DemoRun) -> None:
         seen.append(run)
         if s == stage:
@@ -82,14 +91,21 @@ def _sigterm() -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(("stage", "action", "exc"), [
-    ("fix", _raise_interrupt, KeyboardInterrupt),  # Ctrl-C with the bind mounts in place
-    ("before", _raise_error, RuntimeError),
-    ("fix", _sigterm, KeyboardInterrupt),
-])
-def test_demo_cleans_up_on_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        stage: str, action: Callable[[], None],
-                                        exc: type[BaseException]) -> None:
+@pytest.mark.parametrize(
+    ("stage", "action", "exc"),
+    [
+        ("fix", _raise_interrupt, KeyboardInterrupt),  # Ctrl-C with the bind mounts in place
+        ("before", _raise_error, RuntimeError),
+        ("fix", _sigterm, KeyboardInterrupt),
+    ],
+)
+def test_demo_cleans_up_on_interruption(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stage: str,
+    action: Callable[[], None],
+    exc: type[BaseException],
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     seen: list[DemoRun] = []
     mounted: list[list[str]] = []
@@ -108,8 +124,9 @@ def test_demo_cleans_up_on_interruption(tmp_path: Path, monkeypatch: pytest.Monk
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_demo_unusable_temp_folder_is_a_tool_error(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_unusable_temp_folder_is_a_tool_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chrootcheck.report.errors import ToolError
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))

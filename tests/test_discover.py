@@ -509,9 +509,20 @@ def test_root_default_is_slash(tmp_path: Path) -> None:
         ("cli", f"{sys.executable} -m chrootcheck discover --format json"),
     ):
         out = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-ec",
-             f"{overlay}; {command}"],
-            capture_output=True, text=True, env=env, check=True, timeout=60,
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-ec",
+                f"{overlay}; {command}",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=60,
         ).stdout
         found[name] = json.loads(out)
     assert ["haproxy", jail, "/etc/haproxy/haproxy.cfg"] in found["api"]

@@ -51,9 +51,16 @@ def snapshot(top: Path, skip: Path | None = None) -> Snapshot:
                 extra = os.readlink(p)
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
                 extra = (os.major(st.st_rdev), os.minor(st.st_rdev))
-            out[str(p.relative_to(top))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
-                                            st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
-                                            st.st_ino, extra)
+            out[str(p.relative_to(top))] = (
+                stat.S_IFMT(st.st_mode),
+                stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ino,
+                extra,
+            )
     return out
 
 
@@ -149,9 +156,15 @@ def test_host_root_refused(cli: CLI, tmp_path: Path, how: str) -> None:
 @pytest.mark.root
 @pytest.mark.parametrize("method", ["--mknod", "--bind"])
 @pytest.mark.parametrize("replace", [False, True])
-def test_dev_symlink_to_host_folder_refused(cli: CLI, tmp_path: Path, jail: Path, host: Path,
-                                            method: str, replace: bool,
-                                            unmount_all: Callable[[], list[str]]) -> None:
+def test_dev_symlink_to_host_folder_refused(
+    cli: CLI,
+    tmp_path: Path,
+    jail: Path,
+    host: Path,
+    method: str,
+    replace: bool,
+    unmount_all: Callable[[], list[str]],
+) -> None:
     (jail / "dev").symlink_to(host / "dev")
     before = snapshot(tmp_path)
     args = ["fix", str(jail), method] + (["--replace"] if replace else [])
@@ -164,8 +177,9 @@ def test_dev_symlink_to_host_folder_refused(cli: CLI, tmp_path: Path, jail: Path
 
 
 @pytest.mark.root
-def test_dev_relative_symlink_escaping_refused(cli: CLI, tmp_path: Path, jail: Path,
-                                               host: Path) -> None:
+def test_dev_relative_symlink_escaping_refused(
+    cli: CLI, tmp_path: Path, jail: Path, host: Path
+) -> None:
     # "../host/dev" would reach the host's folder if a host path lookup followed it.
     (jail / "dev").symlink_to("../host/dev")
     before = snapshot(tmp_path)
@@ -175,8 +189,9 @@ def test_dev_relative_symlink_escaping_refused(cli: CLI, tmp_path: Path, jail: P
 
 @pytest.mark.root
 @pytest.mark.parametrize("target", ["../../etc/passwd", "ABSOLUTE"])
-def test_urandom_symlink_left_alone(cli: CLI, tmp_path: Path, jail: Path, host: Path,
-                                    target: str) -> None:
+def test_urandom_symlink_left_alone(
+    cli: CLI, tmp_path: Path, jail: Path, host: Path, target: str
+) -> None:
     (jail / "dev").mkdir()
     link = str(host / "secret") if target == "ABSOLUTE" else target
     (jail / "dev" / "urandom").symlink_to(link)
@@ -193,8 +208,9 @@ def test_urandom_symlink_left_alone(cli: CLI, tmp_path: Path, jail: Path, host: 
 
 @pytest.mark.root
 @pytest.mark.parametrize("target", ["../../etc/passwd", "ABSOLUTE"])
-def test_urandom_symlink_replaced(cli: CLI, tmp_path: Path, jail: Path, host: Path,
-                                  target: str) -> None:
+def test_urandom_symlink_replaced(
+    cli: CLI, tmp_path: Path, jail: Path, host: Path, target: str
+) -> None:
     (jail / "dev").mkdir()
     link = str(host / "secret") if target == "ABSOLUTE" else target
     (jail / "dev" / "urandom").symlink_to(link)
@@ -226,8 +242,7 @@ def test_regular_file_in_the_way(cli: CLI, tmp_path: Path, jail: Path, host: Pat
 
 
 @pytest.mark.root
-def test_existing_correct_nodes_untouched(cli: CLI, tmp_path: Path, jail: Path,
-                                          host: Path) -> None:
+def test_existing_correct_nodes_untouched(cli: CLI, tmp_path: Path, jail: Path, host: Path) -> None:
     good_jail(jail)
     before = snapshot(tmp_path)
     r = check(cli("fix", str(jail), "--mknod", "--replace"), 0)
@@ -236,8 +251,14 @@ def test_existing_correct_nodes_untouched(cli: CLI, tmp_path: Path, jail: Path,
 
 
 @pytest.mark.root
-def test_nodev_tmpfs(cli: CLI, tmp_path: Path, jail: Path, host: Path,
-                     tmpfs: Callable[..., Path], unmount_all: Callable[[], list[str]]) -> None:
+def test_nodev_tmpfs(
+    cli: CLI,
+    tmp_path: Path,
+    jail: Path,
+    host: Path,
+    tmpfs: Callable[..., Path],
+    unmount_all: Callable[[], list[str]],
+) -> None:
     tmpfs(jail, "nodev")
     (jail / "dev").mkdir()
     before = snapshot(tmp_path)
@@ -250,10 +271,10 @@ def test_nodev_tmpfs(cli: CLI, tmp_path: Path, jail: Path, host: Path,
     assert "does not survive a reboot" in r.stdout
     assert f"/dev/urandom {jail}/dev/urandom none bind 0 0" in r.stdout
     assert "[Mount]" in r.stdout and f"Where={jail}/dev/random" in r.stdout
-    assert_node(jail / "dev" / "urandom", (1, 9),
-                mode=stat.S_IMODE(os.stat("/dev/urandom").st_mode))
-    assert sorted(unmount_all()) == sorted([str(jail), f"{jail}/dev/random",
-                                            f"{jail}/dev/urandom"])
+    assert_node(
+        jail / "dev" / "urandom", (1, 9), mode=stat.S_IMODE(os.stat("/dev/urandom").st_mode)
+    )
+    assert sorted(unmount_all()) == sorted([str(jail), f"{jail}/dev/random", f"{jail}/dev/urandom"])
     # The node really opens and reads (nodev would make a mknod'ed node fail with EACCES).
     with open(jail / "dev" / "urandom", "rb") as f:
         assert len(f.read(16)) == 16
@@ -266,8 +287,9 @@ def test_nodev_tmpfs(cli: CLI, tmp_path: Path, jail: Path, host: Path,
 
 
 @pytest.mark.root
-def test_bind_reuses_placeholder_after_reboot(cli: CLI, jail: Path,
-                                              unmount_all: Callable[[], list[str]]) -> None:
+def test_bind_reuses_placeholder_after_reboot(
+    cli: CLI, jail: Path, unmount_all: Callable[[], list[str]]
+) -> None:
     (jail / "dev").mkdir()
     check(cli("fix", str(jail), "--bind", "--only", "urandom"), 1)  # random still missing
     assert len(unmount_all()) == 1
@@ -284,8 +306,9 @@ def test_bind_reuses_placeholder_after_reboot(cli: CLI, jail: Path,
 
 
 @pytest.mark.root
-def test_read_only_bind_mount(cli: CLI, tmp_path: Path, jail: Path, host: Path,
-                              unmount_all: Callable[[], list[str]]) -> None:
+def test_read_only_bind_mount(
+    cli: CLI, tmp_path: Path, jail: Path, host: Path, unmount_all: Callable[[], list[str]]
+) -> None:
     (jail / "dev").mkdir()
     subprocess.run(["mount", "--bind", str(jail), str(jail)], check=True)
     subprocess.run(["mount", "-o", "remount,bind,ro", str(jail)], check=True)
@@ -298,16 +321,22 @@ def test_read_only_bind_mount(cli: CLI, tmp_path: Path, jail: Path, host: Path,
 
 
 @pytest.mark.root
-def test_no_cap_mknod_suggests_bind(tmp_path: Path, jail: Path,
-                                    unmount_all: Callable[[], list[str]]) -> None:
+def test_no_cap_mknod_suggests_bind(
+    tmp_path: Path, jail: Path, unmount_all: Callable[[], list[str]]
+) -> None:
     (jail / "dev").mkdir()
     before = snapshot(tmp_path)
     drop = ["setpriv", "--inh-caps=-mknod", "--bounding-set=-mknod", sys.executable]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "NO_COLOR": "1"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*drop, "-m", "chrootcheck", *args], env=env,
-                              capture_output=True, text=True, check=False)
+        return subprocess.run(
+            [*drop, "-m", "chrootcheck", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     r = run("fix", str(jail), "--mknod")
     assert r.returncode == 2, r.stderr
@@ -321,10 +350,23 @@ def test_no_cap_mknod_suggests_bind(tmp_path: Path, jail: Path,
 def test_without_privileges_refused(cli: CLI, jail: Path) -> None:
     if os.geteuid() == 0:
         # Root with every capability dropped: what a container or PrivateDevices= gives.
-        r = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable,
-                            "-m", "chrootcheck", "fix", str(jail), "--mknod"],
-                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-                           capture_output=True, text=True, check=False)
+        r = subprocess.run(
+            [
+                "setpriv",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                sys.executable,
+                "-m",
+                "chrootcheck",
+                "fix",
+                str(jail),
+                "--mknod",
+            ],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         result = Result(r.returncode, r.stdout, r.stderr)
     else:
         result = cli("fix", str(jail), "--mknod")
@@ -343,8 +385,16 @@ def as_nobody() -> Iterator[tuple[Path, Callable[..., Result]]]:
     base.chmod(0o755)
     site = base / "site"
     site.mkdir()
-    for name in ("click", "rich", "markdown_it", "mdurl", "pygments", "cffi", "pycparser",
-                 "chrootcheck"):
+    for name in (
+        "click",
+        "rich",
+        "markdown_it",
+        "mdurl",
+        "pygments",
+        "cffi",
+        "pycparser",
+        "chrootcheck",
+    ):
         mod = __import__(name)
         src = Path(mod.__file__ or "").parent
         shutil.copytree(src, site / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -354,10 +404,25 @@ def as_nobody() -> Iterator[tuple[Path, Callable[..., Result]]]:
     subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
 
     def run(*args: str) -> Result:
-        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                            "/usr/bin/env", f"PYTHONPATH={site}", "NO_COLOR=1",
-                            "/usr/bin/python3", "-m", "chrootcheck", *args],
-                           capture_output=True, text=True, check=False, cwd="/")
+        r = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "/usr/bin/env",
+                f"PYTHONPATH={site}",
+                "NO_COLOR=1",
+                "/usr/bin/python3",
+                "-m",
+                "chrootcheck",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+        )
         return Result(r.returncode, r.stdout, r.stderr)
 
     try:
@@ -450,8 +515,10 @@ def test_only_and_mode(cli: CLI, jail: Path) -> None:
     assert "CC102" in r.stdout  # random was not asked for and is still missing
     assert_node(jail / "dev" / "urandom", (1, 9), mode=0o640)
     assert not (jail / "dev" / "random").exists()
-    r = check(cli("fix", str(jail), "--mknod", "--only", "urandom", "--mode", "0640",
-                  "--format", "json"), 1)
+    r = check(
+        cli("fix", str(jail), "--mknod", "--only", "urandom", "--mode", "0640", "--format", "json"),
+        1,
+    )
     assert [s["action"] for s in json.loads(r.stdout)["plan"]["steps"]] == ["keep"]
     # Without --mode the 0640 node is one others cannot read: reported, left alone.
     r = check(cli("fix", str(jail), "--mknod", "--only", "urandom", "--format", "json"), 1)
@@ -461,8 +528,9 @@ def test_only_and_mode(cli: CLI, jail: Path) -> None:
 
 
 @pytest.mark.root
-def test_dry_run_changes_nothing_and_plan_matches(cli: CLI, tmp_path: Path, jail: Path,
-                                                  host: Path) -> None:
+def test_dry_run_changes_nothing_and_plan_matches(
+    cli: CLI, tmp_path: Path, jail: Path, host: Path
+) -> None:
     (jail / "dev").mkdir()
     (jail / "dev" / "random").symlink_to("../../etc/passwd")
     before = snapshot(tmp_path)
@@ -482,8 +550,9 @@ def test_dry_run_changes_nothing_and_plan_matches(cli: CLI, tmp_path: Path, jail
 
 
 @pytest.mark.root
-def test_dry_run_with_refusal_exits_2_and_shows_plan(cli: CLI, tmp_path: Path, jail: Path,
-                                                     host: Path) -> None:
+def test_dry_run_with_refusal_exits_2_and_shows_plan(
+    cli: CLI, tmp_path: Path, jail: Path, host: Path
+) -> None:
     (jail / "dev").symlink_to(host / "dev")
     r = check(cli("fix", str(jail), "--mknod", "--dry-run", "--format", "json"), 2)
     data = json.loads(r.stdout)
@@ -524,8 +593,19 @@ def _make(kind: str, p: Path, host: Path) -> None:
         raise AssertionError(kind)
 
 
-KINDS = ["fifo", "socket", "folder", "null", "block", "swapped", "unreadable", "empty", "loop",
-         "dangling", "hardlink"]
+KINDS = [
+    "fifo",
+    "socket",
+    "folder",
+    "null",
+    "block",
+    "swapped",
+    "unreadable",
+    "empty",
+    "loop",
+    "dangling",
+    "hardlink",
+]
 
 
 @pytest.mark.root
@@ -542,8 +622,9 @@ def test_odd_shapes(cli: CLI, tmp_path: Path, jail: Path, host: Path, kind: str)
     assert data["plan"]["steps"][0]["action"] == "leave"
     assert snapshot(dev)["urandom"] == before_node
 
-    r = check(cli("fix", str(jail), "--mknod", "--only", "urandom", "--replace",
-                  "--format", "json"), 1)  # 1: /dev/random is still missing (--only)
+    r = check(
+        cli("fix", str(jail), "--mknod", "--only", "urandom", "--replace", "--format", "json"), 1
+    )  # 1: /dev/random is still missing (--only)
     data = json.loads(r.stdout)
     assert [s["action"] for s in data["plan"]["steps"]] == ["rename-aside", "mknod"]
     assert_node(dev / "urandom", (1, 9))
@@ -608,27 +689,41 @@ def test_apply_refuses_a_refused_plan(jail: Path, host: Path) -> None:
         apply_fix(plan)
 
 
-@pytest.mark.parametrize(("path", "unit"), [
-    ("/srv/jail/dev/urandom", "srv-jail-dev-urandom"),
-    ("/var/lib/haproxy/dev/random", "var-lib-haproxy-dev-random"),
-    ("/srv/my jail/.hidden/dev-x", "srv-my\\x20jail-.hidden-dev\\x2dx"),
-    ("/.srv/x", "\\x2esrv-x"),
-])
+@pytest.mark.parametrize(
+    ("path", "unit"),
+    [
+        ("/srv/jail/dev/urandom", "srv-jail-dev-urandom"),
+        ("/var/lib/haproxy/dev/random", "var-lib-haproxy-dev-random"),
+        ("/srv/my jail/.hidden/dev-x", "srv-my\\x20jail-.hidden-dev\\x2dx"),
+        ("/.srv/x", "\\x2esrv-x"),
+    ],
+)
 def test_systemd_unit_names(path: str, unit: str) -> None:
     # The same names as `systemd-escape --path` gives (a unit for Where= must have it).
     from chrootcheck.fix.fixer import systemd_escape_path
 
     assert systemd_escape_path(path) == unit
     if shutil.which("systemd-escape"):
-        real = subprocess.run(["systemd-escape", "--path", path], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        real = subprocess.run(
+            ["systemd-escape", "--path", path], capture_output=True, text=True, check=True
+        ).stdout.strip()
         assert real == unit
 
 
 # ---------------------------------------------------------------------------- property test
 
-SHAPES = ["absent", "correct", "content", "empty", "fifo", "link-passwd", "link-host", "folder",
-          "null", "mode0600"]
+SHAPES = [
+    "absent",
+    "correct",
+    "content",
+    "empty",
+    "fifo",
+    "link-passwd",
+    "link-host",
+    "folder",
+    "null",
+    "mode0600",
+]
 DEV_SHAPES = ["missing", "folder", "file", "link-host", "link-relative"]
 
 
@@ -646,8 +741,7 @@ def _shape(kind: str, p: Path, numbers: tuple[int, int], host: Path) -> None:
     elif kind == "mode0600":
         make_node(p, *numbers, mode=0o600)
     else:
-        _make({"empty": "empty", "fifo": "fifo", "folder": "folder", "null": "null"}[kind], p,
-              host)
+        _make({"empty": "empty", "fifo": "fifo", "folder": "folder", "null": "null"}[kind], p, host)
 
 
 def _by_inode(top: Path) -> dict[tuple[int, int], tuple[Any, ...]]:
@@ -661,8 +755,12 @@ def test_property_odd_jails() -> None:
     from hypothesis import strategies as st
 
     @settings(max_examples=200, deadline=None)
-    @given(dev=st.sampled_from(DEV_SHAPES), urandom=st.sampled_from(SHAPES),
-           random=st.sampled_from(SHAPES), replace=st.booleans())
+    @given(
+        dev=st.sampled_from(DEV_SHAPES),
+        urandom=st.sampled_from(SHAPES),
+        random=st.sampled_from(SHAPES),
+        replace=st.booleans(),
+    )
     def prop(dev: str, urandom: str, random: str, replace: bool) -> None:
         with tempfile.TemporaryDirectory() as d:
             top = Path(d)
@@ -683,9 +781,11 @@ def test_property_odd_jails() -> None:
                 (jail / "dev").symlink_to(host / "dev")
             elif dev == "link-relative":
                 (jail / "dev").symlink_to("../host/dev")
-            ids_before = {n: (os.lstat(jail / "dev" / n).st_dev, os.lstat(jail / "dev" / n).st_ino)
-                          for n in ("urandom", "random") if dev == "folder"
-                          and os.path.lexists(jail / "dev" / n)}
+            ids_before = {
+                n: (os.lstat(jail / "dev" / n).st_dev, os.lstat(jail / "dev" / n).st_ino)
+                for n in ("urandom", "random")
+                if dev == "folder" and os.path.lexists(jail / "dev" / n)
+            }
             host_before = host_side(top, jail)
             jail_before = _by_inode(jail)
             everything_before = snapshot(top)
@@ -730,16 +830,23 @@ def test_property_odd_jails() -> None:
 def _in_userns(*args: str) -> Result:
     """The CLI as root of a new user namespace: every capability in CapEff, yet the kernel
     refuses device nodes and (without its own mount namespace) mounts."""
-    r = subprocess.run(["unshare", "-Ur", sys.executable, "-m", "chrootcheck", *args],
-                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent),
-                            "NO_COLOR": "1", "COLUMNS": "160"},
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        ["unshare", "-Ur", sys.executable, "-m", "chrootcheck", *args],
+        env={
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).parent.parent),
+            "NO_COLOR": "1",
+            "COLUMNS": "160",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return Result(r.returncode, r.stdout, r.stderr)
 
 
 @pytest.mark.root
-def test_user_namespace_mknod_and_bind_fail_cleanly(tmp_path: Path, jail: Path,
-                                                     host: Path) -> None:
+def test_user_namespace_mknod_and_bind_fail_cleanly(tmp_path: Path, jail: Path, host: Path) -> None:
     if not shutil.which("unshare"):
         pytest.skip("needs unshare(1)")
     (jail / "dev").mkdir()
@@ -756,12 +863,14 @@ def test_user_namespace_mknod_and_bind_fail_cleanly(tmp_path: Path, jail: Path,
     after = snapshot(tmp_path)
     assert after.keys() == before.keys()
     assert {k: v for k, v in after.items() if k != "jail/dev"} == {
-        k: v for k, v in before.items() if k != "jail/dev"}
+        k: v for k, v in before.items() if k != "jail/dev"
+    }
 
 
 @pytest.mark.root
-def test_bind_covers_correct_nodes_on_nodev(cli: CLI, jail: Path, tmpfs: Callable[..., Path],
-                                            unmount_all: Callable[[], list[str]]) -> None:
+def test_bind_covers_correct_nodes_on_nodev(
+    cli: CLI, jail: Path, tmpfs: Callable[..., Path], unmount_all: Callable[[], list[str]]
+) -> None:
     tmpfs(jail, "nodev")
     good_jail(jail)  # right numbers, but nodev makes them unusable
     r = check(cli("scan", str(jail)), 1)
@@ -773,8 +882,9 @@ def test_bind_covers_correct_nodes_on_nodev(cli: CLI, jail: Path, tmpfs: Callabl
     assert [s["action"] for s in steps] == ["bind", "bind"]
     assert all(s["expect"] for s in steps)  # the existing nodes, checked again before mounting
     assert len(unmount_all()) == 3
-    subprocess.run(["umount", str(jail / "dev" / "urandom"), str(jail / "dev" / "random")],
-                   check=True)
+    subprocess.run(
+        ["umount", str(jail / "dev" / "urandom"), str(jail / "dev" / "random")], check=True
+    )
     assert_node(jail / "dev" / "urandom", (1, 9))  # the node underneath is untouched
 
 
@@ -793,7 +903,8 @@ def test_odd_jail_name_prints_literally(cli: CLI, tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_placeholder_swapped_before_bind_is_not_mounted(
-        jail: Path, host: Path, unmount_all: Callable[[], list[str]]) -> None:
+    jail: Path, host: Path, unmount_all: Callable[[], list[str]]
+) -> None:
     (jail / "dev").mkdir()
     (jail / "dev" / "urandom").touch()  # an earlier --bind's placeholder
     plan = plan_fix(str(jail), FixOptions(Method.BIND, only=("urandom",)))

@@ -95,6 +95,7 @@ def test_two_formats_on_stdout_are_refused(cli, bad_jail: Path) -> None:
 
 # --- GitHub ---------------------------------------------------------------------------------
 
+
 def test_github_escaping() -> None:
     line = command("error", "50% of\r\nit", title="a:b,c", file="x,y:z%", line=1)
     assert line == "::error file=x%2Cy%3Az%25,line=1,title=a%3Ab%2Cc::50%25 of%0D%0Ait"
@@ -127,7 +128,8 @@ def test_github_caps_each_level_and_writes_the_full_table(tmp_path: Path) -> Non
     assert len(errors) == MAX_PER_LEVEL
     assert len(warnings) == 4
     assert [x for x in lines if x.startswith("::notice")] == [
-        "::notice title=chrootcheck skipped::/srv/jail: probe: not root"]
+        "::notice title=chrootcheck skipped::/srv/jail: probe: not root"
+    ]
     assert any("3 more error annotation(s)" in x for x in lines)
     table = summary.read_text()
     assert table.startswith("earlier step\n")  # appended, never truncated
@@ -138,8 +140,14 @@ def test_github_caps_each_level_and_writes_the_full_table(tmp_path: Path) -> Non
 
 def test_github_step_summary_through_the_cli(cli, bad_jail: Path, tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
-    r = cli("scan", str(bad_jail), "--no-probe", "--format", "github",
-            env={"GITHUB_STEP_SUMMARY": str(summary)})
+    r = cli(
+        "scan",
+        str(bad_jail),
+        "--no-probe",
+        "--format",
+        "github",
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
     assert r.code == 1, r
     assert "::error " in r.stdout and "title=CC111 " in r.stdout
     assert "CC111" in summary.read_text() and "CC161" in summary.read_text()
@@ -155,6 +163,7 @@ def test_github_hostile_jail_name_is_escaped(cli, tmp_path: Path) -> None:
 
 
 # --- GitLab ---------------------------------------------------------------------------------
+
 
 def test_gitlab_code_quality(cli, bad_jail: Path) -> None:
     r = cli("scan", str(bad_jail), "--no-probe", "--format", "gitlab")
@@ -175,6 +184,7 @@ def test_gitlab_code_quality(cli, bad_jail: Path) -> None:
 
 
 # --- JUnit ----------------------------------------------------------------------------------
+
 
 def test_junit_one_case_per_check(cli, bad_jail: Path) -> None:
     r = cli("scan", str(bad_jail), "--no-probe", "--format", "junit", "--fail-on", "critical")

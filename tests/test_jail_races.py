@@ -321,7 +321,13 @@ def _scan_while_swapping(
         for _ in range(8):
             # run_cli's timeout turns a blocked scan into a failure, not a hang.
             r = cli(
-                "scan", "--no-probe", "--no-late-loads", "--format", "json", str(jail), timeout=60,
+                "scan",
+                "--no-probe",
+                "--no-late-loads",
+                "--format",
+                "json",
+                str(jail),
+                timeout=60,
                 beside_threads=True,
             )
             assert r.code in (0, 1), str(r)
@@ -438,8 +444,15 @@ def test_scan_is_not_a_tool_error_while_dev_flips(jail: Path, cli: Callable[...,
     flip_dev = lambda: _exchange(jail / "dev", jail / "devdir")  # noqa: E731
     with churning(flip_dev) as flips, churning(_flipper(real, "urandom", [link, file])) as swaps:
         for _ in range(12):
-            r = cli("scan", "--no-probe", "--no-late-loads", "--format", "json", str(jail),
-                    beside_threads=True)
+            r = cli(
+                "scan",
+                "--no-probe",
+                "--no-late-loads",
+                "--format",
+                "json",
+                str(jail),
+                beside_threads=True,
+            )
             assert r.code in (0, 1), str(r)
             assert "Invalid argument" not in r.stdout + r.stderr
             notices = json.loads(r.stdout)["jails"][0]["notices"]

@@ -49,10 +49,18 @@ def engine_so(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "simple_engine.c").write_text(ENGINE_C)
     cc = shutil.which("gcc") or shutil.which("cc")
     assert cc, "a C compiler is needed to build the test engine"
-    subprocess.run([cc, "-c", "-fpic", "-Wno-deprecated-declarations", "simple_engine.c"],
-                   cwd=d, check=True, capture_output=True)
-    subprocess.run([cc, "-shared", "-o", "simple_engine.so", "simple_engine.o"],
-                   cwd=d, check=True, capture_output=True)
+    subprocess.run(
+        [cc, "-c", "-fpic", "-Wno-deprecated-declarations", "simple_engine.c"],
+        cwd=d,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [cc, "-shared", "-o", "simple_engine.so", "simple_engine.o"],
+        cwd=d,
+        check=True,
+        capture_output=True,
+    )
     return d / "simple_engine.so"
 
 
@@ -82,8 +90,11 @@ def place(jail: Path, host_file: Path) -> Path:
 
 
 def run(root_fd: int, jail: Path, cnf: Path, **paths: str) -> LateLoadResult:
-    p = OpenSSLPaths(openssldir=str(cnf.parent), enginesdir=paths.get("enginesdir"),
-                     modulesdir=paths.get("modulesdir"))
+    p = OpenSSLPaths(
+        openssldir=str(cnf.parent),
+        enginesdir=paths.get("enginesdir"),
+        modulesdir=paths.get("modulesdir"),
+    )
     return check_late_loads(root_fd, str(jail), p, {"OPENSSL_CONF": str(cnf)})
 
 
@@ -119,8 +130,13 @@ def test_engine_config_is_real(host: Path, engine_so: Path) -> None:
     # The same config makes the real openssl CLI load the compiled engine: the test config is
     # one OpenSSL accepts, not one only our parser understands.
     cnf = engine_cnf(host, engine_so)
-    out = subprocess.run(["openssl", "engine"], env={**os.environ, "OPENSSL_CONF": str(cnf)},
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["openssl", "engine"],
+        env={**os.environ, "OPENSSL_CONF": str(cnf)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "(simple) simple engine" in out
 
 
@@ -148,8 +164,9 @@ def test_engine_present_in_jail(host: Path, jail: Path, root_fd: int, engine_so:
     assert eng.in_jail is Presence.PRESENT
 
 
-def test_engine_symlink_out_of_jail_is_not_followed(host: Path, jail: Path, root_fd: int,
-                                                    engine_so: Path) -> None:
+def test_engine_symlink_out_of_jail_is_not_followed(
+    host: Path, jail: Path, root_fd: int, engine_so: Path
+) -> None:
     # An absolute link inside the jail resolves against the jail root, never the host's.
     cnf = engine_cnf(host, engine_so)
     place(jail, cnf)
@@ -202,8 +219,9 @@ module = {module}
     return cnf
 
 
-def test_provider_missing_and_present(host: Path, jail: Path, root_fd: int,
-                                      engine_so: Path) -> None:
+def test_provider_missing_and_present(
+    host: Path, jail: Path, root_fd: int, engine_so: Path
+) -> None:
     module = host / "x.so"
     shutil.copy(engine_so, module)
     cnf = provider_cnf(host, str(module))
@@ -216,8 +234,9 @@ def test_provider_missing_and_present(host: Path, jail: Path, root_fd: int,
     assert by_check(run(root_fd, jail, cnf), "CC303") == []
 
 
-def test_provider_not_activated_is_info(host: Path, jail: Path, root_fd: int,
-                                        engine_so: Path) -> None:
+def test_provider_not_activated_is_info(
+    host: Path, jail: Path, root_fd: int, engine_so: Path
+) -> None:
     module = host / "x.so"
     shutil.copy(engine_so, module)
     cnf = provider_cnf(host, str(module), activate=False)
@@ -231,8 +250,10 @@ def test_provider_relative_module_uses_modulesdir(host: Path, jail: Path, root_f
     modulesdir.mkdir()
     (modulesdir / "legacy.so").write_bytes(b"\x7fELF")
     cnf = host / "openssl.cnf"
-    cnf.write_text("openssl_conf = i\n[i]\nproviders = p\n[p]\nlegacy = l\ndefault = d\n"
-                   "[l]\nactivate = 1\n[d]\nactivate = 1\n")
+    cnf.write_text(
+        "openssl_conf = i\n[i]\nproviders = p\n[p]\nlegacy = l\ndefault = d\n"
+        "[l]\nactivate = 1\n[d]\nactivate = 1\n"
+    )
     place(jail, cnf)
     res = run(root_fd, jail, cnf, modulesdir=str(modulesdir))
     # legacy comes from MODULESDIR; default is built in and names no file.
@@ -278,8 +299,9 @@ def test_pkcs11_module_path(host: Path, jail: Path, root_fd: int, engine_so: Pat
     assert by_check(run(root_fd, jail, cnf), "CC304") == []
 
 
-def test_pkcs11_module_missing_on_host_too(host: Path, jail: Path, root_fd: int,
-                                           engine_so: Path) -> None:
+def test_pkcs11_module_missing_on_host_too(
+    host: Path, jail: Path, root_fd: int, engine_so: Path
+) -> None:
     engine = host / "pkcs11.so"
     shutil.copy(engine_so, engine)
     cnf = pkcs11_cnf(host, engine, host / "nowhere.so")
@@ -308,8 +330,7 @@ def test_includes_missing_in_jail(host: Path, jail: Path, root_fd: int) -> None:
     (folder / "10-a.cnf").write_text("x = 1\n")
     (folder / "README").write_text("not a config\n")
     cnf = host / "openssl.cnf"
-    cnf.write_text(f"openssl_conf = i\n.include {inc}\n.include = {folder}\n"
-                   "[i]\nrandom = random\n")
+    cnf.write_text(f"openssl_conf = i\n.include {inc}\n.include = {folder}\n[i]\nrandom = random\n")
     place(jail, cnf)
     res = run(root_fd, jail, cnf)
     expected = [str(inc), str(folder), str(folder / "10-a.cnf")]
@@ -323,8 +344,10 @@ def test_includes_missing_in_jail(host: Path, jail: Path, root_fd: int) -> None:
 
 def test_random_jitter_policy(host: Path, jail: Path, root_fd: int) -> None:
     cnf = host / "openssl.cnf"
-    cnf.write_text("openssl_conf = init\n[init]\nrandom = rand_sect\n[rand_sect]\n"
-                   "random = CTR-DRBG\nseed = JITTER\n")
+    cnf.write_text(
+        "openssl_conf = init\n[init]\nrandom = rand_sect\n[rand_sect]\n"
+        "random = CTR-DRBG\nseed = JITTER\n"
+    )
     place(jail, cnf)
     res = run(root_fd, jail, cnf)
     assert res.policy.urandom_needed is False
@@ -379,15 +402,23 @@ def test_default_paths_match_the_openssl_cli() -> None:
     import sys
 
     def version(flag: str) -> str:
-        out = subprocess.run(["openssl", "version", flag], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            ["openssl", "version", flag], capture_output=True, text=True, check=True
+        ).stdout
         return out.split('"')[1]
 
-    code = ("import json; from chrootcheck.lateload.check import default_paths; "
-            "p = default_paths(); "
-            "print(json.dumps([p.openssldir, p.enginesdir, p.modulesdir]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parent.parent).stdout
+    code = (
+        "import json; from chrootcheck.lateload.check import default_paths; "
+        "p = default_paths(); "
+        "print(json.dumps([p.openssldir, p.enginesdir, p.modulesdir]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout
     assert json.loads(out) == [version("-d"), version("-e"), version("-m")]
 
 
@@ -410,8 +441,9 @@ def test_p11kit_module_configs(tmp_path: Path) -> None:
     mods = tmp_path / "usr/share/p11-kit/modules"
     mods.mkdir(parents=True)
     (mods / "softhsm2.module").write_text("module: libsofthsm2.so\n")
-    (mods / "opensc.module").write_text("# a comment\nmodule: /usr/lib/opensc-pkcs11.so\n"
-                                        "critical: no\n")
+    (mods / "opensc.module").write_text(
+        "# a comment\nmodule: /usr/lib/opensc-pkcs11.so\ncritical: no\n"
+    )
     os.mkfifo(mods / "fifo.module")  # must not block the scan
     items = {(i.role, i.path) for i in _p11kit_items(str(tmp_path))}
     assert ("pkcs11-module", str(proxy)) in items

@@ -203,8 +203,11 @@ def test_drain_of_an_empty_queue(libcrypto_build: Build) -> None:
 
 def test_python_tables_agree_with_the_library(libcrypto_build: Build) -> None:
     lc = library.load(libcrypto_build.path)
-    pack = (openssl_codes.pack_3x if lc.packing == "3.x"
-            else (lambda lib, r: openssl_codes.pack_1x(lib, 0, r)))
+    pack = (
+        openssl_codes.pack_3x
+        if lc.packing == "3.x"
+        else (lambda lib, r: openssl_codes.pack_1x(lib, 0, r))
+    )
     for lib_no, name in errcodes.LIBRARY_NAMES.items():
         if lc.packing == "1.x" and lib_no in errcodes.LIBRARIES_3X_ONLY:
             continue

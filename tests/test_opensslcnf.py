@@ -80,7 +80,7 @@ def test_expansion_forms() -> None:
         "default = ${top}\n"
         "env = ${ENV::HOME}\n"
         "esc = a\\$b\\tc\n"
-        "quoted = \"$notexpanded # kept\"  # gone\n"
+        'quoted = "$notexpanded # kept"  # gone\n'
         "single = 'it''s'\n",
         env={"HOME": "/root"},
     )
@@ -127,9 +127,11 @@ def test_include_file_folder_and_pragmas(tmp_path: Path) -> None:
     (inc / "skip.txt").write_text("[s]\nskipped = 1\n")
     (tmp_path / "one.cnf").write_text("[s]\nfrom_file = 1\n")
     main = tmp_path / "openssl.cnf"
-    main.write_text(f".include {tmp_path}/one.cnf\n.include={inc}\n"
-                    f".pragma includedir:{tmp_path}\n.include one.cnf\n"
-                    ".include /does/not/exist.cnf\n")
+    main.write_text(
+        f".include {tmp_path}/one.cnf\n.include={inc}\n"
+        f".pragma includedir:{tmp_path}\n.include one.cnf\n"
+        ".include /does/not/exist.cnf\n"
+    )
     cfg = parse_file(str(main))
     assert cfg.problems == []
     assert cfg.get("s", "from_file") == cfg.get("s", "from_dir") == cfg.get("s", "upper") == "1"
@@ -202,8 +204,7 @@ path = /opt/mymod.so
     [e] = mods.engines
     assert e.engine_id == "pkcs11" and e.init and e.replaces_rand
     assert e.module_path == "/usr/lib/softhsm/libsofthsm2.so"
-    assert [(p.identity, p.activate) for p in mods.providers] == [("fips", True),
-                                                                  ("pkcs11", False)]
+    assert [(p.identity, p.activate) for p in mods.providers] == [("fips", True), ("pkcs11", False)]
     assert mods.providers[1].pkcs11_module_path == "/usr/lib/p11-kit-proxy.so"
     assert mods.random is not None and mods.random.settings["seed"] == "JITTER"
     assert [(o.name, o.path) for o in mods.others] == [("mymod", "/opt/mymod.so")]
@@ -217,21 +218,44 @@ def test_missing_sections_are_problems() -> None:
 def test_openssl_agrees_on_a_value(tmp_path: Path) -> None:
     # The real openssl CLI reads the same value the same way: quotes, '#', ${sect::var}.
     cnf = tmp_path / "t.cnf"
-    cnf.write_text("[a]\nname = \"x # y\"  # comment\n[req]\ndistinguished_name = dn\n"
-                   "prompt = no\n[dn]\nCN = ${a::name}-z\n")
+    cnf.write_text(
+        '[a]\nname = "x # y"  # comment\n[req]\ndistinguished_name = dn\n'
+        "prompt = no\n[dn]\nCN = ${a::name}-z\n"
+    )
     ours = parse_text(cnf.read_text()).get("dn", "CN")
     assert ours == "x # y-z"
-    out = subprocess.run(["openssl", "req", "-new", "-x509", "-nodes", "-config", str(cnf),
-                          "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                          "-keyout", str(tmp_path / "k"), "-noout", "-subject"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-x509",
+            "-nodes",
+            "-config",
+            str(cnf),
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            str(tmp_path / "k"),
+            "-noout",
+            "-subject",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"subject=CN = {ours}"
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("ab[]=$:{}()#\"'\\. \t\n_ENV.includepragma/")),
-               max_size=200))
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("ab[]=$:{}()#\"'\\. \t\n_ENV.includepragma/")), max_size=200
+    )
+)
 def test_never_raises(text: str) -> None:
     cfg = parse_text(text)
     load_modules(cfg)

@@ -449,7 +449,6 @@ def test_a_crashing_child_is_reported_with_its_signal(
     assert list(empty_jail.iterdir()) == [empty_jail / "dev"]  # and no core file in the jail
 
 
-
 @pytest.mark.root
 def test_scan_leaves_the_parent_unseeded_for_the_probe(tmp_path: Path) -> None:
     """scan asks the library for its folders before probing; that must not create a DRBG in
@@ -465,8 +464,13 @@ def test_scan_leaves_the_parent_unseeded_for_the_probe(tmp_path: Path) -> None:
         f"r = run_probe({str(jail)!r}, [], ProbeOptions(scenarios=('no-getrandom',)))\n"
         "print(json.dumps(sorted({e.code for e in r.scenarios[0].chain})))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     # the system's 3.0 in an unseeded process: the primary DRBG cannot even be created
     assert 0x1200006C in set(json.loads(out.stdout))

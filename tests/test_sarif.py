@@ -68,8 +68,11 @@ def validate(log: dict[str, Any], schema: dict[str, Any], cwd: Path | None = Non
                 target = Path(_path(uri.removeprefix("file://")))
             else:
                 assert "://" not in uri and not uri.startswith("/"), uri
-                base = _path(bases[art["uriBaseId"]].removeprefix("file://")) \
-                    if "uriBaseId" in art else str(cwd or os.getcwd())
+                base = (
+                    _path(bases[art["uriBaseId"]].removeprefix("file://"))
+                    if "uriBaseId" in art
+                    else str(cwd or os.getcwd())
+                )
                 target = Path(base) / _path(uri)
             # What GitHub's uploader would open: a folder (skipped) or a regular file.
             mode = os.lstat(target).st_mode
@@ -125,8 +128,9 @@ def test_every_check_is_a_rule_with_help(cli, bad_jail: Path) -> None:
     assert "security-severity" not in rules["CC160"]["properties"]
 
 
-def test_two_jails_two_runs(cli, bad_jail: Path, tmp_path: Path,
-                            sarif_schema: dict[str, Any]) -> None:
+def test_two_jails_two_runs(
+    cli, bad_jail: Path, tmp_path: Path, sarif_schema: dict[str, Any]
+) -> None:
     other = tmp_path / "other"
     other.mkdir()
     code, log, _ = scan_sarif(cli, str(bad_jail), str(other))
@@ -141,8 +145,9 @@ def test_two_jails_two_runs(cli, bad_jail: Path, tmp_path: Path,
     assert missing["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "./"
 
 
-def test_tool_error_is_a_notification_not_a_result(cli, tmp_path: Path,
-                                                   sarif_schema: dict[str, Any]) -> None:
+def test_tool_error_is_a_notification_not_a_result(
+    cli, tmp_path: Path, sarif_schema: dict[str, Any]
+) -> None:
     code, log, stderr = scan_sarif(cli, str(tmp_path / "nope"))
     assert code == 2 and "does not exist" in stderr
     validate(log, sarif_schema)
@@ -157,16 +162,23 @@ def test_tool_error_is_a_notification_not_a_result(cli, tmp_path: Path,
 def test_skip_notice_goes_to_notifications(sarif_schema: dict[str, Any]) -> None:
     from chrootcheck.report.model import Notice, NoticeKind
 
-    jail = JailReport(jail="/nonexistent/jail",
-                      notices=[Notice(NoticeKind.SKIPPED, "probe", "needs root")])
+    jail = JailReport(
+        jail="/nonexistent/jail", notices=[Notice(NoticeKind.SKIPPED, "probe", "needs root")]
+    )
     jail.findings.append(checks.get("CC101").finding("/dev/urandom", "missing"))
     log = sarif_log(Report(jails=[jail]), RenderOptions())
     # (not validate(): the jail does not exist on disk, so its locations cannot be checked)
     run = log["runs"][0]
     assert [r["ruleId"] for r in run["results"]] == ["CC101"]
     notes = run["invocations"][0]["toolExecutionNotifications"]
-    assert notes == [{"level": "note", "message": {"text": "probe: needs root"},
-                      "descriptor": {"id": "probe"}, "properties": {"kind": "skipped"}}]
+    assert notes == [
+        {
+            "level": "note",
+            "message": {"text": "probe: needs root"},
+            "descriptor": {"id": "probe"},
+            "properties": {"kind": "skipped"},
+        }
+    ]
     assert run["invocations"][0]["executionSuccessful"] is True
 
 
@@ -184,8 +196,11 @@ def test_anchor(cli, bad_jail: Path, tmp_path: Path, sarif_schema: dict[str, Any
 
 @pytest.mark.parametrize("kind", ["fifo", "dir", "missing"])
 def test_anchor_must_be_a_regular_file(cli, bad_jail: Path, kind: str) -> None:
-    target = {"fifo": bad_jail / "dev" / "urandom", "dir": bad_jail / "dev",
-              "missing": bad_jail / "nope"}[kind]
+    target = {
+        "fifo": bad_jail / "dev" / "urandom",
+        "dir": bad_jail / "dev",
+        "missing": bad_jail / "nope",
+    }[kind]
     r = cli("scan", str(bad_jail), "--no-probe", "--format", "sarif", "--sarif-anchor", str(target))
     assert r.code == 2, r
     assert len(r.stderr.splitlines()) == 1 and "--sarif-anchor" in r.stderr, r
@@ -193,7 +208,8 @@ def test_anchor_must_be_a_regular_file(cli, bad_jail: Path, kind: str) -> None:
 
 
 def test_jail_inside_the_checkout_is_linked_relative_to_it(
-        bad_jail: Path, monkeypatch: pytest.MonkeyPatch, sarif_schema: dict[str, Any]) -> None:
+    bad_jail: Path, monkeypatch: pytest.MonkeyPatch, sarif_schema: dict[str, Any]
+) -> None:
     from chrootcheck.app.scan import ScanRequest, scan
     from chrootcheck.jail.inspector import ScanOptions
 
@@ -214,8 +230,9 @@ def test_jail_inside_the_checkout_is_linked_relative_to_it(
     assert art["artifactLocation"] == {"uri": "./", "uriBaseId": "JAILROOT"}
 
 
-def test_symlinked_dev_is_not_followed(cli, jail: Path, tmp_path: Path,
-                                       sarif_schema: dict[str, Any]) -> None:
+def test_symlinked_dev_is_not_followed(
+    cli, jail: Path, tmp_path: Path, sarif_schema: dict[str, Any]
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     os.mkfifo(outside / "urandom")
@@ -250,6 +267,5 @@ def test_hostile_jail_name(cli, tmp_path: Path, sarif_schema: dict[str, Any]) ->
     assert code == 1
     validate(log, sarif_schema)  # the URIs percent-encode the raw bytes and resolve back
     run = log["runs"][0]
-    assert _path(run["originalUriBaseIds"]["JAILROOT"]["uri"].removeprefix("file://")) \
-        == f"{jail}/"
+    assert _path(run["originalUriBaseIds"]["JAILROOT"]["uri"].removeprefix("file://")) == f"{jail}/"
     assert "\\xff" in run["properties"]["jail"] and "\\n" in run["properties"]["jail"]

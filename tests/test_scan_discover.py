@@ -46,8 +46,9 @@ def jails_by_path(r: Result) -> dict[str, dict[str, object]]:
 
 def test_discovered_haproxy_jail_is_scanned(tmp_path: Path, cli: Cli) -> None:
     jail = fake_host(tmp_path, "nobody")
-    r = cli("scan", "--discover", "--discover-root", str(tmp_path), "--no-probe",
-            "--format", "json")
+    r = cli(
+        "scan", "--discover", "--discover-root", str(tmp_path), "--no-probe", "--format", "json"
+    )
     assert r.code == 1, r
     found = jails_by_path(r)
     assert list(found) == [str(jail)]
@@ -61,8 +62,9 @@ def test_discovered_haproxy_jail_is_scanned(tmp_path: Path, cli: Cli) -> None:
 def test_discovered_jail_is_checked_for_the_daemons_user(tmp_path: Path, cli: Cli) -> None:
     jail = good_jail(fake_host(tmp_path, "nobody"))
     os.chmod(jail / "dev" / "urandom", 0o600)  # root only: the daemon's user cannot read it
-    r = cli("scan", "--discover", "--discover-root", str(tmp_path), "--no-probe",
-            "--format", "json")
+    r = cli(
+        "scan", "--discover", "--discover-root", str(tmp_path), "--no-probe", "--format", "json"
+    )
     assert r.code == 1, r
     findings = jails_by_path(r)[str(jail)]["findings"]
     by_check = {f["check"]: f for f in findings}  # type: ignore[union-attr]
@@ -72,8 +74,9 @@ def test_discovered_jail_is_checked_for_the_daemons_user(tmp_path: Path, cli: Cl
 
 def test_unknown_user_from_the_config_is_a_note_not_an_error(tmp_path: Path, cli: Cli) -> None:
     jail = fake_host(tmp_path, "no-such-user-on-this-host")
-    r = cli("scan", "--discover", "--discover-root", str(tmp_path), "--no-probe",
-            "--format", "json")
+    r = cli(
+        "scan", "--discover", "--discover-root", str(tmp_path), "--no-probe", "--format", "json"
+    )
     assert r.code == 1, r  # findings, not a tool error
     notices = jails_by_path(r)[str(jail)]["notices"]
     assert any("no-such-user-on-this-host" in n["message"] for n in notices)  # type: ignore[union-attr]
@@ -84,8 +87,16 @@ def test_private_devices_unit_does_not_fail_on_device_findings(tmp_path: Path, c
     (tmp_path / "etc" / "systemd" / "system" / "mydaemon.service").write_text(SYSTEMD_UNIT)
     sealed = tmp_path / "srv" / "sealed"
     sealed.mkdir(parents=True)  # no /dev at all: PrivateDevices=yes brings its own
-    r = cli("scan", "--discover", "--discover-root", str(tmp_path), "--no-probe",
-            "--no-late-loads", "--format", "json")
+    r = cli(
+        "scan",
+        "--discover",
+        "--discover-root",
+        str(tmp_path),
+        "--no-probe",
+        "--no-late-loads",
+        "--format",
+        "json",
+    )
     assert r.code == 0, r
     findings = jails_by_path(r)[str(sealed)]["findings"]
     device = [f for f in findings if f["check"] in ("CC100", "CC101", "CC102")]  # type: ignore[index]

@@ -66,8 +66,12 @@ def test_a_correct_jail_passes_with_the_probe(jail: Path, cli: Cli) -> None:
     assert r.code == 0, r  # the no-getrandom risk is the environment's, not a finding
     data = json.loads(r.stdout)["jails"][0]
     verdicts = {s["name"]: s["verdict"] for s in data["probe"]["scenarios"]}
-    assert verdicts == {"as-is": "pass", "no-getrandom": "risk", "old-kernel": "pass",
-                        "old-kernel, devices closed": "pass"}
+    assert verdicts == {
+        "as-is": "pass",
+        "no-getrandom": "risk",
+        "old-kernel": "pass",
+        "old-kernel, devices closed": "pass",
+    }
 
 
 def test_no_probe_means_no_probe(jail: Path, cli: Cli) -> None:

@@ -47,13 +47,17 @@ class Entry:
         return self.role in (Role.ENTROPY, Role.DRBG)
 
 
-_FIX_NODES = (f"Create the devices in the jail: {mknod_command(*ENTROPY_DEVICES, mkdir=True)} "
-              "(or chrootcheck fix JAIL; --bind on nodev mounts); or keep the devices open "
-              "from before the chroot.")
+_FIX_NODES = (
+    f"Create the devices in the jail: {mknod_command(*ENTROPY_DEVICES, mkdir=True)} "
+    "(or chrootcheck fix JAIL; --bind on nodev mounts); or keep the devices open "
+    "from before the chroot."
+)
 _CONFIRM = "chrootcheck scan JAIL (with the probe: as root, --user SERVICE_USER)"
 
 ENTROPY = Entry(
-    "error-retrieving-entropy", Role.ENTROPY, "the seed source returned no entropy",
+    "error-retrieving-entropy",
+    Role.ENTROPY,
+    "the seed source returned no entropy",
     "A DRBG asked its seed source for entropy to instantiate or reseed and got none. On "
     "Linux the sources are getrandom(2), then /dev/urandom, /dev/random, /dev/hwrng, "
     "/dev/srandom.",
@@ -61,86 +65,128 @@ ENTROPY = Entry(
     "and the jail has no usable /dev/urandom, or the descriptor opened before the chroot was "
     "closed. Seeding before the chroot worked; the reseed (hourly, after fork, after a "
     "backward clock step) runs inside the jail and fails.",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 IN_ERROR_STATE = Entry(
-    "in-error-state", Role.DRBG, "the DRBG is in its error state",
+    "in-error-state",
+    Role.DRBG,
+    "the DRBG is in its error state",
     "An earlier instantiate or reseed of this DRBG failed; it refuses to generate until it "
     "is successfully re-instantiated. Every request fails the same way meanwhile.",
     "The consequence of the entropy failure before it: each new connection retries, fails "
     "again and logs the same chain.",
-    _FIX_NODES + " OpenSSL recovers on its own once entropy is available again.", _CONFIRM)
+    _FIX_NODES + " OpenSSL recovers on its own once entropy is available again.",
+    _CONFIRM,
+)
 RESEED_ERROR = Entry(
-    "reseed-error", Role.DRBG, "the DRBG could not reseed",
+    "reseed-error",
+    Role.DRBG,
+    "the DRBG could not reseed",
     "A reseed was due (time or request count, fork, or prediction resistance) and failed "
     "for lack of entropy.",
     "The hourly reseed of the primary DRBG, or the first use after fork in a jailed worker, "
     "found no seed source inside the jail.",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 GENERATE_ERROR = Entry(
-    "generate-error", Role.DRBG, "the DRBG could not generate random bytes",
+    "generate-error",
+    Role.DRBG,
+    "the DRBG could not generate random bytes",
     "RAND_bytes failed in a DRBG, nearly always because a reseed it needed failed first.",
     "A reseed inside the jail found no entropy (see the errors before it).",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 INSTANTIATING = Entry(
-    "error-instantiating-drbg", Role.DRBG, "a DRBG could not be created and seeded",
+    "error-instantiating-drbg",
+    Role.DRBG,
+    "a DRBG could not be created and seeded",
     "OpenSSL could not create (instantiate) a DRBG: its seed source gave no entropy. In 3.x "
     "the primary DRBG is then not cached and every later call retries.",
     "The first use of the RNG happened after the chroot, or in a child forked inside the "
     "jail, with no getrandom and no usable /dev/urandom.",
     _FIX_NODES + " Seeding the RNG before the chroot (one RAND_bytes call) also avoids it.",
-    _CONFIRM)
+    _CONFIRM,
+)
 NOT_SEEDED = Entry(
-    "prng-not-seeded", Role.ENTROPY, "the PRNG was never seeded (OpenSSL 1.0.2/1.1.0)",
+    "prng-not-seeded",
+    Role.ENTROPY,
+    "the PRNG was never seeded (OpenSSL 1.0.2/1.1.0)",
     "RAND_poll read fewer than 32 bytes from /dev/urandom, /dev/random, /dev/srandom and EGD, "
     "so RAND_bytes refuses to produce output.",
     "The process first used the RNG inside the jail, which has none of the devices.",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 SOURCE_TOO_WEAK = Entry(
-    "entropy-source-strength-too-weak", Role.ENTROPY,
+    "entropy-source-strength-too-weak",
+    Role.ENTROPY,
     "the seed source delivered too little entropy",
-    "OpenSSL 3.x's SEED-SRC (or JITTER) returned less entropy than the DRBG's strength "
-    "requires.",
+    "OpenSSL 3.x's SEED-SRC (or JITTER) returned less entropy than the DRBG's strength requires.",
     "The OS seed source found nothing to read inside the jail (no getrandom, no devices).",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 NONCE = Entry(
-    "error-retrieving-nonce", Role.ENTROPY, "the DRBG could not get a nonce",
+    "error-retrieving-nonce",
+    Role.ENTROPY,
+    "the DRBG could not get a nonce",
     "Instantiation needs a nonce from the parent or the seed source; it failed.",
     "Same cause as 'error retrieving entropy': no seed source in the jail.",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 PARENT = Entry(
-    "parent-cannot-supply-entropy", Role.DRBG, "the parent DRBG cannot supply entropy",
+    "parent-cannot-supply-entropy",
+    Role.DRBG,
+    "the parent DRBG cannot supply entropy",
     "A public or private DRBG reseeds from the primary, and the primary failed.",
     "The primary DRBG's own reseed failed inside the jail.",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 FETCH_DRBG = Entry(
-    "unable-to-fetch-drbg", Role.DRBG, "OpenSSL could not fetch or create its DRBG",
+    "unable-to-fetch-drbg",
+    Role.DRBG,
+    "OpenSSL could not fetch or create its DRBG",
     "EVP_RAND_fetch found no DRBG implementation, usually because providers or the "
     "configuration file were not loaded.",
     "OpenSSL 3.x loads openssl.cnf and provider modules lazily: when the first use is after "
     "the chroot, they are looked for inside the jail (OPENSSLDIR, MODULESDIR).",
     "Copy openssl.cnf and the provider modules into the jail at the same paths, or "
     "initialise OpenSSL (OPENSSL_init_crypto with LOAD_CONFIG) before the chroot.",
-    "chrootcheck scan JAIL (late-loaded files) and chrootcheck info")
+    "chrootcheck scan JAIL (late-loaded files) and chrootcheck info",
+)
 SSL_WRAPPER = Entry(
-    "ssl-catch-all", Role.WRAPPER, "an SSL routine reports a catch-all 'malloc failure'",
+    "ssl-catch-all",
+    Role.WRAPPER,
+    "an SSL routine reports a catch-all 'malloc failure'",
     "Not necessarily a memory shortage: in OpenSSL 1.1.1 SSL_new's catch-all error label "
     "reports any failed sub-step as 'malloc failure' (3.0/3.1 likewise without the function "
     "code; 3.2+ says 'crypto lib'). Read the errors before it for the real cause.",
     "When 'error retrieving entropy' or 'in error state' comes before it, SSL_new failed "
     "because the RNG could not reseed inside the jail: the origin story of chrootcheck "
     "(haproxy stopped accepting TLS connections an hour after start).",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 
 CALLBACK_FAILED = Entry(
-    "ssl-callback-failed", Role.WRAPPER, "an SSL callback failed",
+    "ssl-callback-failed",
+    Role.WRAPPER,
+    "an SSL callback failed",
     "A callback the application installed (session tickets, SNI, ALPN ...) returned an error; "
     "OpenSSL reports only that it failed.",
     "In Postfix's smtpd it is the session-ticket callback, which draws random bytes: see "
     "'postfix-smtpd-callback-failed'. Elsewhere read the application's own log line.",
     "Depends on the callback; for Postfix see 'postfix-smtpd-callback-failed'.",
-    "chrootcheck decode (with the daemon's whole log)")
+    "chrootcheck decode (with the daemon's whole log)",
+)
 POSTFIX_CALLBACK = Entry(
-    "postfix-smtpd-callback-failed", Role.ENTROPY,
+    "postfix-smtpd-callback-failed",
+    Role.ENTROPY,
     "Postfix smtpd: STARTTLS fails in its session-ticket callback (entropy in the jail)",
     "smtpd logs only 'error:0A0000EA:SSL routines::callback failed' (statem_srvr.c): its "
     "session-ticket callback could not get random bytes. No entropy code is ever logged.",
@@ -151,61 +197,82 @@ POSTFIX_CALLBACK = Entry(
     "Create /var/spool/postfix/dev/urandom and dev/random (Debian: 'systemctl restart "
     "postfix' does it while SYNC_CHROOT=y in /etc/default/postfix), or run smtpd unchrooted "
     "(master.cf column 5 = n).",
-    "chrootcheck scan /var/spool/postfix --daemon postfix --user postfix")
+    "chrootcheck scan /var/spool/postfix --daemon postfix --user postfix",
+)
 STUNNEL_PRNG = Entry(
-    "stunnel-prng-not-seeded", Role.ENTROPY, "stunnel could not seed OpenSSL at start",
+    "stunnel-prng-not-seeded",
+    Role.ENTROPY,
+    "stunnel could not seed OpenSSL at start",
     "stunnel checks RAND_status() before its chroot and gave up: OpenSSL had no seed source "
     "(its RNDfile, $RANDFILE and EGD fallbacks go through RAND_add, which on 3.x needs the OS "
     "source too). It exits with 'Failed to initialize TLS'.",
     "getrandom(2) is blocked (a seccomp filter, an old kernel) and /dev/urandom cannot be "
     "opened, before the chroot already: the jail is not the cause.",
-    "Allow getrandom(2) in the service's sandbox (SystemCallFilter=), or give it "
-    "/dev/urandom.",
-    "chrootcheck scan JAIL --daemon stunnel (the no-getrandom scenario)")
+    "Allow getrandom(2) in the service's sandbox (SystemCallFilter=), or give it /dev/urandom.",
+    "chrootcheck scan JAIL --daemon stunnel (the no-getrandom scenario)",
+)
 CURL_RANDOM = Entry(
-    "curl-insufficient-randomness", Role.ENTROPY, "curl: (35) Insufficient randomness",
+    "curl-insufficient-randomness",
+    Role.ENTROPY,
+    "curl: (35) Insufficient randomness",
     "curl's TLS backend could not get random bytes for the handshake.",
-    "curl (or libcurl in a daemon) runs inside a chroot with no getrandom and no "
-    "/dev/urandom.",
-    _FIX_NODES, _CONFIRM)
+    "curl (or libcurl in a daemon) runs inside a chroot with no getrandom and no /dev/urandom.",
+    _FIX_NODES,
+    _CONFIRM,
+)
 LIBSODIUM = Entry(
-    "libsodium-randombytes", Role.ENTROPY, "libsodium's randombytes failed or aborted",
+    "libsodium-randombytes",
+    Role.ENTROPY,
+    "libsodium's randombytes failed or aborted",
     "libsodium's randombytes could not read its source and aborts the process (often with "
     "no message at all: libsodium#625, pdns#6125).",
     "sodium_init ran after the chroot, or getrandom is unavailable and the jail has no "
     "/dev/urandom.",
-    _FIX_NODES + " Calling sodium_init() before the chroot also avoids it.", _CONFIRM)
+    _FIX_NODES + " Calling sodium_init() before the chroot also avoids it.",
+    _CONFIRM,
+)
 URANDOM_OPEN = Entry(
-    "cannot-open-urandom", Role.ENTROPY, "a process could not open /dev/urandom",
+    "cannot-open-urandom",
+    Role.ENTROPY,
+    "a process could not open /dev/urandom",
     "The process seeds its own generator from /dev/urandom and could not open it.",
     "Inside a chroot the path is looked up in the jail, which has no /dev/urandom (or a "
     "nodev mount, or a node it may not read).",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 SYSTEM_ENTROPY = Entry(
-    "cannot-get-system-entropy", Role.ENTROPY, "the program cannot get system entropy",
+    "cannot-get-system-entropy",
+    Role.ENTROPY,
+    "the program cannot get system entropy",
     "Neither getrandom(2) nor /dev/urandom gave the program any random bytes.",
     "getrandom is blocked or unavailable and the jail has no usable /dev/urandom.",
-    _FIX_NODES, _CONFIRM)
+    _FIX_NODES,
+    _CONFIRM,
+)
 POSTFIX_NO_TLS = Entry(
-    "postfix-disabling-tls", Role.ENTROPY,
+    "postfix-disabling-tls",
+    Role.ENTROPY,
     "Postfix disabled TLS: mail is accepted in clear text",
     "smtpd could not create its server SSL_CTX ('cannot allocate server SSL_CTX: disabling "
     "TLS support'): it still offers STARTTLS but answers it '454 4.7.0 TLS not available due "
     "to local problem', senders go on in clear text, and mail arrives unencrypted.",
     "OpenSSL could not seed at all: getrandom(2) is blocked (a seccomp sandbox) and no "
     "/dev/urandom could be opened, before the chroot already.",
-    "Allow getrandom(2) in the service's sandbox, or give it /dev/urandom; then restart "
-    "Postfix.",
-    "chrootcheck scan /var/spool/postfix --daemon postfix (the no-getrandom scenario)")
+    "Allow getrandom(2) in the service's sandbox, or give it /dev/urandom; then restart Postfix.",
+    "chrootcheck scan /var/spool/postfix --daemon postfix (the no-getrandom scenario)",
+)
 RAND_WRITE_FILE = Entry(
-    "rand-write-file-not-regular", Role.WRAPPER,
+    "rand-write-file-not-regular",
+    Role.WRAPPER,
     "RAND_write_file: the seed file is not a regular file",
     "The application saves its RNG state to $RANDFILE or ~/.rnd and that path is a device or "
     "other special file (often /dev/urandom itself); OpenSSL refuses to write to it.",
     "Harmless for seeding: OpenSSL 1.1.1+ seeds from the OS, not from that file. Inside a "
     "jail the path is the jail's.",
     "Point RANDFILE at a regular file the service may write, or unset it.",
-    "chrootcheck scan JAIL")
+    "chrootcheck scan JAIL",
+)
 
 # --- PKCS#11 modules through libp11 (the pkcs11 engine): the HSM case ---------------------
 # libp11 registers its library at run time (ERR_get_next_error_library: its number varies,
@@ -335,7 +402,8 @@ PHRASES: tuple[tuple[str, Entry], ...] = (
 CONSEQUENCE = (
     "This is not an out-of-memory error: SSL_new (or SSL_CTX_new) failed because the random "
     "number generator could not (re)seed, as the entropy error above shows, and reported it "
-    "through its catch-all 'malloc failure'.")
+    "through its catch-all 'malloc failure'."
+)
 
 # 1.x: (lib, reason) -> entry; the function code does not change the meaning.
 _TABLE_1X: dict[tuple[int, int], Entry] = {
