@@ -140,7 +140,7 @@ def _known_daemon(ctx: click.Context, param: click.Parameter, value: str | None)
     metavar="NAME",
     callback=_known_scenarios,
     help="Run only these probe scenarios (as-is, no-getrandom, old-kernel, "
-    "'old-kernel, devices closed', as-configured).",
+    "'old-kernel, devices closed', as-configured, as-running).",
 )
 @click.option(
     "--daemon",
