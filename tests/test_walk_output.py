@@ -281,3 +281,58 @@ def test_progress_label_is_escaped_and_not_markup(monkeypatch: pytest.MonkeyPatc
     text = shown.decode(errors="replace")
     assert "scanning /j\\u202e[bold]x\\x1b]0;title\\x07: 8192 entries" in text
     assert "\u202e" not in text and "\x1b]0;" not in text
+
+
+def _slow_printable(s: str) -> str:
+    """printable without its fast path for clean ASCII: the reference."""
+    import re
+
+    from chrootcheck.formats import common
+
+    s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    control: re.Pattern[str] = common._CONTROL
+    return control.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=40).map(os.fsdecode), st.text(max_size=40)))
+def test_printable_fast_path_gives_the_same_text(name: str) -> None:
+    assert printable(name) == _slow_printable(name)
+    assert type(printable(name)) is str
+
+
+def test_to_data_with_its_per_class_field_cache_is_the_same_data() -> None:
+    import dataclasses
+    import enum
+
+    from chrootcheck.formats.common import to_data
+
+    class Kind(enum.StrEnum):
+        A = "a\x1b"
+
+    class Name(str):
+        pass
+
+    @dataclasses.dataclass
+    class Inner:
+        name: str
+        kind: Kind
+
+    @dataclasses.dataclass
+    class Outer:
+        inner: Inner
+        items: tuple[object, ...]
+        table: dict[str, object]
+        klass: type = Inner
+
+    value = Outer(
+        Inner("x\u202e", Kind.A), (1, 2.5, True, None, Name("n\n"), b"\xff"), {"k\t": Kind.A}
+    )
+    expected = {
+        "inner": {"name": "x\\u202e", "kind": "a\\x1b"},
+        "items": [1, 2.5, True, None, "n\\n", "\\xff"],
+        "table": {"k\\t": "a\\x1b"},
+        "klass": Inner,  # a class is not converted
+    }
+    assert to_data(value) == expected
+    assert to_data(value) == expected  # the cached field names give the same again

@@ -135,6 +135,19 @@ def test_roundtrip_of_the_walk_messages(message: object) -> None:
     assert roundtrip(walker._SPLIT, message) == message
 
 
+def asdict_line(message: object) -> bytes:
+    """The encoding before it skipped ``dataclasses.asdict``'s deep copies: the reference."""
+    body = {"type": type(message).__name__, **dataclasses.asdict(message)}  # type: ignore[call-overload]
+    return (json.dumps(body, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+
+
+@settings(max_examples=60, deadline=None)
+@given(samples | probe_messages)
+def test_the_encoding_is_byte_for_byte_what_asdict_gave(message: object) -> None:
+    proto = SAMPLES if isinstance(message, Sample) else probe_protocol.protocol(10)
+    assert proto.encode(message) == asdict_line(message)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_decoding_any_bytes_is_a_message_or_a_protocol_error(data: bytes) -> None:

@@ -38,6 +38,8 @@ def printable(s: str) -> str:
     controls become escapes too (``\\n``, ``\\x1b``, ``\\u202e``), so a hostile name can
     neither crash an encoder nor drive the terminal nor reorder what is shown around it.
     Every format prints names through this one function."""
+    if type(s) is str and s.isascii() and _CONTROL.search(s) is None:
+        return s  # nothing to escape (most names): the same text
     s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), s)
 
@@ -114,10 +116,28 @@ def capped(
     return out
 
 
+# Each dataclass's field names (None: not a dataclass), looked up once per class: a scan of
+# many jails converts hundreds of thousands of values.
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
 def to_data(obj: Any) -> Any:
     """Dataclasses, enums, mappings and sequences as JSON-ready data; every string made safe."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_data(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    cls = type(obj)
+    if cls is str:
+        return printable(obj)
+    if obj is None or cls is int or cls is bool or cls is float:
+        return obj
+    try:
+        names = _FIELD_NAMES[cls]
+    except KeyError:
+        names = _FIELD_NAMES[cls] = (
+            tuple(f.name for f in dataclasses.fields(obj))
+            if dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+            else None
+        )
+    if names is not None:
+        return {name: to_data(getattr(obj, name)) for name in names}
     if isinstance(obj, enum.Enum):
         return to_data(obj.value)
     if isinstance(obj, str):

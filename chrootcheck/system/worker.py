@@ -92,7 +92,7 @@ class Protocol:
         name = type(message).__name__
         if self.types.get(name) is not type(message):
             raise TypeError(f"{name} is not a message of this protocol")
-        body = {"type": name, **dataclasses.asdict(message)}  # type: ignore[call-overload]
+        body = {"type": name, **_plain(message)}
         line = json.dumps(body, separators=(",", ":"), allow_nan=False) + "\n"
         if len(line) > self.max_line:  # ensure_ascii: characters are bytes
             raise ValueError(f"a {name} message of {len(line)} bytes (at most {self.max_line})")
@@ -120,6 +120,28 @@ class Protocol:
             return _checked(cls)(data)
         except _Slow:  # not a valid message: the field by field check says where and why
             return _from_dict(cls, data, str(tag))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """What ``dataclasses.asdict`` makes of a message for ``json.dumps`` (the same JSON), without
+    its deep copies: dataclasses as dicts in field order, lists and tuples as lists, dicts as
+    dicts, anything else as it is (``json.dumps`` refuses what it cannot carry)."""
+    if value is None or type(value) in (str, int, bool, float):
+        return value
+    cls = type(value)
+    names = _FIELD_NAMES.get(cls)
+    if names is None and dataclasses.is_dataclass(cls) and not isinstance(value, type):
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    if names is not None:
+        return {n: _plain(getattr(value, n)) for n in names}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def _no_constant(name: str) -> Any:
