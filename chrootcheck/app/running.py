@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from chrootcheck.jail.users import ServiceUser
 from chrootcheck.report.daemons import lookup
 from chrootcheck.report.errors import ToolError
-from chrootcheck.report.model import RunningProcess, TimeToFailure
+from chrootcheck.report.model import RunningProcess, TimeToFailure, duration_words
 
 if TYPE_CHECKING:
     from chrootcheck.app.scan import Target
@@ -309,16 +309,6 @@ def _filter(proc: LiveProcess) -> tuple[str, SeccompFilter | None, list[str]]:
 # -- time to failure ------------------------------------------------------------------------
 
 
-def _ago(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def time_to_failure(proc: RunningProcess, probe: ProbeReport | None) -> TimeToFailure:
     """ "haproxy[1234] (master-worker), started 47 min ago, holds no /dev/urandom, getrandom
     blocked by its filter: TLS fails at the next primary reseed, within 13 min"."""
@@ -328,7 +318,7 @@ def time_to_failure(proc: RunningProcess, probe: ProbeReport | None) -> TimeToFa
     found = lookup(proc.daemon) if proc.daemon else None
     head = f"{proc.command}[{proc.pid}]" + (f" ({found[1].name})" if found else "")
     if proc.uptime is not None:
-        head += f", started {_ago(proc.uptime)} ago"
+        head += f", started {duration_words(proc.uptime)} ago"
     held = "holds /dev/urandom open" if proc.holds_urandom else "holds no /dev/urandom"
     if proc.random_devices and not proc.holds_urandom:
         held = "holds /dev/random open"
@@ -406,10 +396,11 @@ def _fails(
     if left == 0:
         text = (
             f"{facts}: TLS fails now: its primary DRBG's reseed was due "
-            f"{_ago(uptime - interval)} ago (every {interval} s), and every draw after it fails"
+            f"{duration_words(uptime - interval)} ago (every {interval} s), and every draw after "
+            "it fails"
         )
     else:
-        text = f"{facts}: TLS fails at the next primary reseed, in about {_ago(left)}"
+        text = f"{facts}: TLS fails at the next primary reseed, in about {duration_words(left)}"
     if result.verdict is Verdict.RISK:
         text += " (whatever the jail holds: OpenSSL has no seed source left under its conditions)"
     if sooner:

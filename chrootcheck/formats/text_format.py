@@ -23,6 +23,7 @@ from chrootcheck.report.model import (
     Report,
     RunningProcess,
     Severity,
+    duration_words,
     sort_findings,
 )
 
@@ -149,19 +150,9 @@ def render_jail(console: Console, jail: JailReport, report: Report) -> None:
         console.print(Text.assemble(("  on an old kernel: ", "bold"), (printable(old.text), style)))
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def process_lines(p: RunningProcess) -> list[str]:
     """The running service of a scan --pid/--running, a few lines (safe text)."""
-    up = f", up {_duration(p.uptime)}" if p.uptime is not None else ""
+    up = f", up {duration_words(p.uptime)}" if p.uptime is not None else ""
     who = f"{p.user or '?'} (uid {p.uid}, gid {p.gid})" if p.uid is not None else "unknown user"
     lib = p.library or "no libcrypto mapped"
     if p.library_version:

@@ -159,6 +159,17 @@ class TimeToFailure:
     trigger: str = ""  # what breaks it first: "time", "fork", "threads", "start" ...
 
 
+def duration_words(seconds: float) -> str:
+    """A running service's uptime or time left, in the unit a reader wants: "47 min"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 @dataclass(frozen=True)
 class RunningProcess:
     """The running service whose jail a ``scan --pid``/``--running`` scanned (read from /proc
