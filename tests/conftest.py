@@ -271,3 +271,14 @@ def _fetch_promtool(tool: Path) -> None:
         part = tool.with_suffix(".part")
         shutil.copy2(where / "root" / "usr" / "bin" / "promtool", part)
         os.replace(part, tool)  # whole or absent: a killed run never leaves half a tool
+
+
+def stop_daemon(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 10) -> None:
+    """Stop a real daemon a test started: SIGTERM, then SIGKILL after ``grace`` seconds;
+    reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace)

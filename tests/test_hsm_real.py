@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from chrootcheck.formats import Format
-from tests.conftest import good_jail, run_cli
+from tests.conftest import good_jail, run_cli, stop_daemon
 from tests.debian import install, tool
 
 PIN = "pin-Zq8xW"  # distinctive: asserted absent from every output
@@ -240,12 +240,7 @@ def handshakes(tmp_path: Path, jail: Path, hsm: Hsm) -> tuple[list[bool], str, P
             except (OSError, ssl.SSLError):
                 results.append(False)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_daemon(proc)
     return results, log.read_text(errors="replace"), conf
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from chrootcheck.report import catalogue
-from tests.conftest import Result
+from tests.conftest import Result, stop_daemon
 from tests.debian import tool
 from tests.live_support import jail_of
 
@@ -83,12 +83,7 @@ def haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         assert _get(port).endswith(b"ok"), log.read_text()  # TLS works now
         yield {"master": proc.pid, "workers": _children(proc.pid), "jail": jail, "port": port}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_daemon(proc)
 
 
 def test_ps_groups_the_workers_in_the_jail_with_their_library(

@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 
 from chrootcheck.report import catalogue
-from tests.conftest import good_jail, run_cli_subprocess
+from tests.conftest import good_jail, run_cli_subprocess, stop_daemon
 from tests.debian import tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,12 +243,7 @@ def _start_master(kit: Kit, conf: Path, mode: str, out: Path) -> subprocess.Pope
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM: master kills its process group (smtpd, tlsmgr, ...) and exits; then SIGKILL
     to whatever of the group is left, until nothing is."""
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    stop_daemon(proc)
     pgid = proc.pid  # a session leader: its pid is the group's id
     deadline = time.monotonic() + 10
     while (left := _live_in_group(pgid)) and time.monotonic() < deadline:

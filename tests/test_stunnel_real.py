@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli_subprocess
+from tests.conftest import run_cli_subprocess, stop_daemon
 from tests.debian import tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,12 +157,7 @@ def test_real_stunnel_fails_where_predicted(tmp_path: Path, echo_backend: int) -
                 failed_at = n
                 break
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_daemon(proc)
     text = log.read_text(errors="replace")
     assert set(_shm_keys()) <= shm_before, "stunnel's shm segment leaked to the host"
     assert failed_at is not None, f"stunnel never failed in {CAP} connections:\n{text[-2000:]}"
