@@ -38,6 +38,7 @@ import pytest
 from chrootcheck.formats import Format
 from tests.conftest import good_jail, run_cli, stop_daemon
 from tests.debian import install, tool
+from tests.realdaemons import free_port, listening
 
 PIN = "pin-Zq8xW"  # distinctive: asserted absent from every output
 SO_PIN = "so-Zq8xW-1"
@@ -185,21 +186,6 @@ def make_jail(kind: str, tmp_path: Path, hsm: Hsm) -> Path:
 # -- the real daemon ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        port: int = s.getsockname()[1]
-    return port
-
-
-def _listening(port: int) -> bool:
-    want = f":{port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1].endswith(want) and fields[3] == "0A":
-            return True
-    return False
-
-
 def stunnel_conf(tmp_path: Path, jail: Path, hsm: Hsm, port: int) -> Path:
     conf = tmp_path / f"{jail.name}.conf"
     conf.write_text(
@@ -214,7 +200,7 @@ def stunnel_conf(tmp_path: Path, jail: Path, hsm: Hsm, port: int) -> Path:
 def handshakes(tmp_path: Path, jail: Path, hsm: Hsm) -> tuple[list[bool], str, Path]:
     """Start the real stunnel for ``jail``, make HANDSHAKES TLS handshakes (bounded), stop it:
     which worked, its log, and its config."""
-    port = _free_port()
+    port = free_port()
     conf = stunnel_conf(tmp_path, jail, hsm, port)
     log = tmp_path / f"{jail.name}.log"
     with open(log, "wb") as out:
@@ -225,7 +211,7 @@ def handshakes(tmp_path: Path, jail: Path, hsm: Hsm) -> tuple[list[bool], str, P
     results = []
     try:
         deadline = time.monotonic() + 20
-        while not _listening(port):
+        while not listening(port):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "stunnel did not start listening"
             time.sleep(0.02)
@@ -324,7 +310,7 @@ def test_the_remediation_fixes_the_outage(tmp_path: Path, hsm: Hsm) -> None:
 @pytest.mark.root
 def test_no_pin_in_any_output(tmp_path: Path, hsm: Hsm) -> None:
     jail = make_jail("missing", tmp_path, hsm)
-    conf = stunnel_conf(tmp_path, jail, hsm, _free_port())
+    conf = stunnel_conf(tmp_path, jail, hsm, free_port())
     outs = {f: tmp_path / f"out.{f.value}" for f in Format}
     args = [a for f, p in outs.items() for a in ("--format", f"{f.value}={p}")]
     r = run_cli(
@@ -428,7 +414,7 @@ def test_haproxy_loads_its_config_provider_and_key_before_its_chroot(
     cnf.write_text("openssl_conf = init\n[init]\n")
     env = {**os.environ, "OPENSSL_CONF": str(cnf)}
     engine = "+ENGINE" in vv.split()
-    port = _free_port()
+    port = free_port()
     lines = "  ssl-provider legacy\n  ssl-provider default\n"
     if engine:  # a build with engine support: its engine is measured the same way
         lines += "  ssl-engine pkcs11\n"
@@ -444,7 +430,7 @@ def test_haproxy_loads_its_config_provider_and_key_before_its_chroot(
     done = []
     try:
         deadline = time.monotonic() + 20
-        while not _listening(port):
+        while not listening(port):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "haproxy did not start listening"
             time.sleep(0.02)

@@ -21,6 +21,7 @@ from chrootcheck.report import catalogue
 from tests.conftest import Result, stop_daemon
 from tests.debian import tool
 from tests.live_support import jail_of
+from tests.realdaemons import self_signed
 
 pytestmark = pytest.mark.root
 
@@ -47,12 +48,8 @@ def haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     base = tmp_path_factory.mktemp("haproxy")
     jail = base / "jail"
     (jail / "dev").mkdir(parents=True)  # what Debian's package leaves: an empty dev/
-    key, cert, pem = base / "key.pem", base / "cert.pem", base / "site.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-         "-days", "2", "-subj", "/CN=localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    key, cert = self_signed(openssl, base)
+    pem = base / "site.pem"
     pem.write_bytes(key.read_bytes() + cert.read_bytes())
     cfg = base / "haproxy.cfg"
     cfg.write_text(

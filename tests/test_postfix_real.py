@@ -26,7 +26,6 @@ import os
 import shutil
 import signal
 import smtplib
-import socket
 import ssl
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import pytest
 from chrootcheck.report import catalogue
 from tests.conftest import good_jail, run_cli_subprocess, stop_daemon
 from tests.debian import tool
+from tests.realdaemons import compile_shim, free_port, listening, self_signed
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOSED = "old-kernel, devices closed"
@@ -145,15 +145,8 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     cc = tool("cc", "gcc")
     openssl = tool("openssl")
     base = tmp_path_factory.mktemp("postfix-kit")
-    shim = base / "shim.so"
-    (base / "shim.c").write_text(SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-o", shim, base / "shim.c", "-ldl"], check=True)
-    key, cert = base / "key.pem", base / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-         "-days", "2", "-subj", "/CN=localhost"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    shim = compile_shim(cc, SHIM, base / "shim.so")
+    key, cert = self_signed(openssl, base)
     daemons = subprocess.run(
         [postconf, "-d", "-h", "daemon_directory"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -169,21 +162,6 @@ def workdir() -> Iterator[Path]:
     os.chmod(base, 0o711)
     yield base
     shutil.rmtree(base)
-
-
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        port: int = s.getsockname()[1]
-    return port
-
-
-def _listening(port: int) -> bool:
-    want = f":{port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1].endswith(want) and fields[3] == "0A":  # LISTEN
-            return True
-    return False
 
 
 def _port_used(port: int) -> bool:
@@ -276,12 +254,12 @@ def postfix_instance(kit: Kit, base: Path, mode: str, nodes: bool = False) -> It
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     shm_before = _shm_keys()
-    port = _free_port()  # as late as can be: nothing else may take it before master binds it
+    port = free_port()  # as late as can be: nothing else may take it before master binds it
     (conf / "master.cf").write_text(MASTER_CF.format(port=port))
     proc = _start_master(kit, conf, mode, base / "master.out")
     try:
         deadline = time.monotonic() + 20
-        while not _listening(port):
+        while not listening(port):
             if proc.poll() is not None:
                 # master's own fatal errors go to syslog only, before postlogd runs
                 said = (base / "master.out").read_text(errors="replace")

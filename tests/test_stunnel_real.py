@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import run_cli_subprocess, stop_daemon
 from tests.debian import tool
+from tests.realdaemons import compile_shim, free_port, listening, self_signed
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOSED = "old-kernel, devices closed"
@@ -51,15 +52,6 @@ sandbox.set_uname26()
 sandbox.block_getrandom()
 os.execve(sys.argv[1], sys.argv[1:], {**os.environ, "LD_PRELOAD": sys.argv[-1]})
 """
-
-
-def _listening(port: int) -> bool:
-    want = f":{port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1].endswith(want) and fields[3] == "0A":  # LISTEN
-            return True
-    return False
 
 
 def _shm_keys() -> list[int]:
@@ -94,27 +86,14 @@ def echo_backend() -> Iterator[int]:
     srv.close()
 
 
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        port: int = s.getsockname()[1]
-    return port
-
-
 @pytest.mark.root
 def test_real_stunnel_fails_where_predicted(tmp_path: Path, echo_backend: int) -> None:
     shm_before = set(_shm_keys())
     stunnel = tool("stunnel4")
     cc = tool("cc", "gcc")
     openssl = tool("openssl")
-    shim = tmp_path / "shim.so"
-    (tmp_path / "shim.c").write_text(SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-o", shim, tmp_path / "shim.c", "-ldl"], check=True)
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-         "-days", "2", "-subj", "/CN=localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    shim = compile_shim(cc, SHIM, tmp_path / "shim.so")
+    key, cert = self_signed(openssl, tmp_path)
     pem = tmp_path / "stunnel.pem"
     pem.write_bytes(key.read_bytes() + cert.read_bytes())
     jail = tmp_path / "jail"
@@ -123,7 +102,7 @@ def test_real_stunnel_fails_where_predicted(tmp_path: Path, echo_backend: int) -
         if p == Path("/"):
             break
         os.chmod(p, os.stat(p).st_mode | 0o055)
-    port = _free_port()
+    port = free_port()
     conf = tmp_path / "stunnel.conf"
     conf.write_text(
         f"foreground = yes\nchroot = {jail}\nsetuid = nobody\nsetgid = nogroup\npid =\n"
@@ -139,7 +118,7 @@ def test_real_stunnel_fails_where_predicted(tmp_path: Path, echo_backend: int) -
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
-        while not _listening(port):  # no probing connection: it would be a connection too
+        while not listening(port):  # no probing connection: it would be a connection too
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "stunnel did not start listening"
             time.sleep(0.05)
