@@ -192,6 +192,11 @@ def _child(
         out.send(Signed(engine.sign(lc, loaded, f"sign inside the jail (handshake {n})")))
 
 
+def _why(failed: Step | None, otherwise: str) -> str:
+    """What went wrong: the failed step and its decoded chain, else ``otherwise``."""
+    return f"{failed.action} failed: {_chain(failed)}" if failed is not None else otherwise
+
+
 def _chain(step: Step) -> str:
     return "; ".join(e.error_string() + (f" [{e.data}]" if e.data else "") for e in step.errors)
 
@@ -211,12 +216,7 @@ def _verdict(
     }
     failed_before = next((s for s in before if s.ok is False), None)
     if prepared is None or failed_before is not None:
-        why = (
-            f"{failed_before.action} failed: {_chain(failed_before)}"
-            if failed_before is not None
-            else outcome.failure() or "the child told nothing"
-        )
-        why = key.scrub(why)
+        why = key.scrub(_why(failed_before, outcome.failure() or "the child told nothing"))
         f = catalogue.ENGINE_KEY_FAILS_ON_HOST.finding(
             jail,
             f"{key.describe()}: before the chroot, {why}. The daemon cannot use this key "
@@ -226,12 +226,7 @@ def _verdict(
         return LateLoadVerdict((f,), (), steps)
     bad = next((s for s in signed if not s.ok), None)
     if bad is not None or outcome.first(Entered) is None or len(signed) < SIGNATURES_INSIDE:
-        why = (
-            f"{bad.action} failed: {_chain(bad)}"
-            if bad is not None
-            else outcome.failure() or "the child stopped"
-        )
-        why = key.scrub(why)
+        why = key.scrub(_why(bad, outcome.failure() or "the child stopped"))
         f = catalogue.ENGINE_KEY_FAILS_IN_JAIL.finding(
             jail,
             f"{key.describe()}: loaded and used before the chroot, but inside the jail as "
