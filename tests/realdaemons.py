@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -25,6 +26,17 @@ def listening(port: int) -> bool:
         if fields[1].endswith(want) and fields[3] == "0A":  # LISTEN
             return True
     return False
+
+
+def wait_listening(
+    port: int, proc: subprocess.Popen[bytes] | subprocess.Popen[str], log: Path, name: str
+) -> None:
+    """Poll until ``proc`` listens on ``port`` (at most 20 s); fail with its log if it exits."""
+    deadline = time.monotonic() + 20
+    while not listening(port):
+        assert proc.poll() is None, log.read_text(errors="replace")
+        assert time.monotonic() < deadline, f"{name} did not start listening"
+        time.sleep(0.02)
 
 
 def self_signed(openssl: str, folder: Path) -> tuple[Path, Path]:

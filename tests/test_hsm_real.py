@@ -29,7 +29,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import pytest
 from chrootcheck.formats import Format
 from tests.conftest import good_jail, run_cli, stop_daemon
 from tests.debian import install, tool
-from tests.realdaemons import free_port, listening
+from tests.realdaemons import free_port, wait_listening
 
 PIN = "pin-Zq8xW"  # distinctive: asserted absent from every output
 SO_PIN = "so-Zq8xW-1"
@@ -210,11 +209,7 @@ def handshakes(tmp_path: Path, jail: Path, hsm: Hsm) -> tuple[list[bool], str, P
         )  # fmt: skip
     results = []
     try:
-        deadline = time.monotonic() + 20
-        while not listening(port):
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "stunnel did not start listening"
-            time.sleep(0.02)
+        wait_listening(port, proc, log, "stunnel")
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -429,11 +424,7 @@ def test_haproxy_loads_its_config_provider_and_key_before_its_chroot(
         )  # fmt: skip
     done = []
     try:
-        deadline = time.monotonic() + 20
-        while not listening(port):
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "haproxy did not start listening"
-            time.sleep(0.02)
+        wait_listening(port, proc, log, "haproxy")
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -18,7 +18,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pytest
 
 from tests.conftest import run_cli_subprocess, stop_daemon
 from tests.debian import tool
-from tests.realdaemons import compile_shim, free_port, listening, self_signed
+from tests.realdaemons import compile_shim, free_port, self_signed, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOSED = "old-kernel, devices closed"
@@ -117,11 +116,7 @@ def test_real_stunnel_fails_where_predicted(tmp_path: Path, echo_backend: int) -
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while not listening(port):  # no probing connection: it would be a connection too
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "stunnel did not start listening"
-            time.sleep(0.05)
+        wait_listening(port, proc, log, "stunnel")
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
