@@ -98,7 +98,7 @@ def test_trigger_table_per_version(version: str, empty_jail: Path) -> None:
     assert got["time"] == (True, 3600)
     for name, want in (("threads", threads), ("rand-seed", seed), ("fork", fork)):
         assert got[name] == ((True, want) if want else (False, None)), (name, got)
-    assert got["draws"] == (False, None)  # 131,088 draws: the public DRBG reseeds from the primary
+    assert got["draws"] == (False, None)  # 65,552 draws: the public DRBG reseeds from the primary
     by_name = {t.trigger: t for t in closed.triggers}
     assert by_name["threads"].chain, "the failing draw's chain"
     assert any(r.reason == "error retrieving entropy" for r in by_name["threads"].chain)
@@ -111,7 +111,7 @@ def test_trigger_table_per_version(version: str, empty_jail: Path) -> None:
     # The text shows the table on one line.
     compact = triggers_compact(closed)
     assert compact.startswith(f"time 3600 s, threads at {threads}, RAND_seed ")
-    assert "fork 1st" in compact and "draws held (131088)" in compact
+    assert "fork 1st" in compact and "draws held (65552)" in compact
     # JSON: a list of plain rows per scenario.
     data = json.loads(json.dumps(to_data(report)))
     rows = next(s for s in data["scenarios"] if s["name"] == CLOSED)["triggers"]
@@ -254,3 +254,81 @@ def test_daemon_profiles_join_the_measured_triggers(tmp_path: Path) -> None:
     bad = run_cli("scan", jail, "--daemon", "stunnel:threads")
     assert bad.code == 2 and bad.stderr.startswith("chrootcheck: error: ")
     assert "stunnel (foreground, daemon)" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _jails(tmp_path: Path, names: list[str]) -> list[Path]:
+    jails = []
+    for name in names:
+        jail = tmp_path / name
+        (jail / "dev").mkdir(parents=True)
+        jails.append(jail)
+    for p in [tmp_path, *tmp_path.parents]:  # the children run as nobody
+        if p == Path("/"):
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o055)
+    return jails
+
+
+def _scan_closed(*jails: Path) -> list[dict[str, object]]:
+    from tests.conftest import run_cli
+
+    res = run_cli("scan", *map(str, jails), "--format", "json", "--scenario", CLOSED)
+    assert res.code == 1, res
+    probes: list[dict[str, object]] = [j["probe"] for j in json.loads(res.stdout)["jails"]]
+    return probes
+
+
+def _table(probe: dict[str, object]) -> list[tuple[object, ...]]:
+    (sc,) = probe["scenarios"]  # type: ignore[misc]
+    return [(t["trigger"], t["breaks"], t["at"], t["tried"], t["summary"]) for t in sc["triggers"]]
+
+
+def _shared_from(probe: dict[str, object]) -> list[str]:
+    notes: list[str] = probe["notes"]  # type: ignore[assignment]
+    return [n for n in notes if "were measured in" in n]
+
+
+@pytest.mark.root
+def test_jails_alike_share_one_measurement_of_the_triggers(tmp_path: Path) -> None:
+    """A host of many jails alike (issue 14) measures the triggers once per scan: the others
+    that fail the scenario alike and look alike from inside take that measurement, say so, and
+    it is what measuring them would have given."""
+    first, second, third = _jails(tmp_path, ["a", "b", "c"])
+    probes = _scan_closed(first, second, third)
+    assert _shared_from(probes[0]) == []
+    for probe in probes[1:]:
+        (note,) = _shared_from(probe)
+        assert f"measured in {first}," in note and CLOSED in note
+        assert _table(probe) == _table(probes[0])
+    assert _table(probes[0])[1][:3] == ("threads", True, 64)
+    (alone,) = _scan_closed(third)  # measured by itself: the same table
+    assert _shared_from(alone) == [] and _table(alone) == _table(probes[2])
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    "differs",
+    ["unreadable urandom", "dangling link", "a file at hwrng", "another node in dev"],
+)
+def test_a_jail_that_looks_different_inside_is_measured_itself(
+    tmp_path: Path, differs: str
+) -> None:
+    """The same failure with other seed sources behind it (a device the user cannot read, a
+    link to nowhere, a file OpenSSL would read, another node a build's DEVRANDOM may name):
+    never given the first jail's measurement."""
+    from tests.conftest import make_node
+
+    first, other = _jails(tmp_path, ["a", "b"])
+    dev = other / "dev"
+    if differs == "unreadable urandom":
+        make_node(dev / "urandom", 1, 9, mode=0o600)
+    elif differs == "dangling link":
+        (dev / "urandom").symlink_to("/dev/nowhere")
+    elif differs == "a file at hwrng":
+        (dev / "hwrng").write_bytes(b"")
+    else:
+        make_node(dev / "null", 1, 3)
+    probes = _scan_closed(first, other)
+    assert _shared_from(probes[1]) == [], probes[1]["notes"]
+    (sc,) = probes[1]["scenarios"]  # type: ignore[misc]
+    assert sc["verdict"] == "fail" and len(sc["triggers"]) == 5

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from chrootcheck.app.context import JailContext
 from chrootcheck.jail.inspector import ScanOptions, inspect_root
@@ -200,6 +200,9 @@ class Probe:
 
     options: ProbeOptions
     stage: Stage = Stage.PROBE
+    # The triggers measured so far in this scan (probe.run.TriggerMemo): jails that fail
+    # alike and look alike from inside share one measurement.
+    triggers_measured: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def run(self, ctx: JailContext, prior: Sequence[Finding]) -> StageResult[ProbeReport]:
         return self.run_many([(ctx, prior)])[0]
@@ -231,7 +234,9 @@ class Probe:
     def finish(self, pool: Pool, running: RunningProbe) -> StageResult[ProbeReport]:
         from chrootcheck.probe import finish_probe
 
-        return self._result(finish_probe(pool, running.started), running.options)
+        return self._result(
+            finish_probe(pool, running.started, self.triggers_measured), running.options
+        )
 
     def options_for(self, ctx: JailContext, scan_jails: Sequence[str]) -> ProbeOptions:
         """The probe's options for one jail: its library, root, sandbox, daemon, the running

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         ScenarioResult,
         Verdict,
     )
-    from chrootcheck.probe.run import Started
+    from chrootcheck.probe.run import Started, TriggerMemo
     from chrootcheck.probe.scenarios import SCENARIOS, Running, Scenario
     from chrootcheck.report.errors import ToolError
     from chrootcheck.sandbox.model import Sandbox
@@ -124,8 +124,11 @@ def start_probe(
     return start(pool, jail, findings, options)
 
 
-def finish_probe(pool: Pool, started: Started | ToolError) -> ProbeReport | ToolError:
-    """Wait for a started probe's children and judge them."""
+def finish_probe(
+    pool: Pool, started: Started | ToolError, memo: TriggerMemo | None = None
+) -> ProbeReport | ToolError:
+    """Wait for a started probe's children and judge them. ``memo``: the triggers measured so
+    far in this scan, shared by its jails (an empty dict to start one)."""
     from chrootcheck.probe.run import finish
 
-    return finish(pool, started)
+    return finish(pool, started, memo)

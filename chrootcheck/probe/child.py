@@ -19,19 +19,31 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import stat
 
+from chrootcheck.jail.egd import EGD_PATHS
 from chrootcheck.openssl.library import Libcrypto, load_checked
 from chrootcheck.openssl.rand import Rand, for_library, init_crypto, load_config
 from chrootcheck.openssl.results import Step
 from chrootcheck.openssl.trust import CheckedLibrary
 from chrootcheck.probe import isolated, sandbox, triggers
-from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, Settings, Skip
+from chrootcheck.probe.protocol import CycleRun, Done, Failed, Jailed, SeedView, Settings, Skip
 from chrootcheck.probe.scenarios import PROBE_LOOK, Scenario
 from chrootcheck.system import procs
 from chrootcheck.system.worker import Channel
 
 # What RAND_poll of 1.0.2/1.1.0 opens, in order (e_os.h DEVRANDOM).
 _LEGACY_DEVICES = ("/dev/urandom", "/dev/random", "/dev/srandom")
+# Every seed path of every version (DEVRANDOM, DEVRANDOM_EGD); a build with its own
+# -DDEVRANDOM list reads under /dev, which ``_seed_view`` lists whole.
+_SEED_PATHS = (
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/hwrng",
+    "/dev/srandom",
+    *EGD_PATHS,
+)
+_DEV_ENTRIES_CAP = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,12 +184,62 @@ def run_child(lc: Libcrypto | None, spec: ChildSpec, out: Channel) -> None:
     out.send(Jailed(os.getuid(), os.getgid()))
     if spec.trigger is not None:
         out.send(triggers.run(spec.trigger, rand))
+        out.send(SeedView(_seed_view()))
         out.send(Done())
         return
     for i in range(1, spec.cycles + 1):
         steps = _cycle_steps(rand, inside=True)
         out.send(CycleRun(i, True, rand.state(), tuple(steps)))
+    out.send(SeedView(_seed_view()))
     out.send(Done())
+
+
+def _seed_view() -> tuple[str, ...]:
+    """What the jailed user sees at every path OpenSSL may read entropy from, and in /dev:
+    lstat, stat through the links (resolved by the kernel, inside the chroot), access(R_OK)
+    and a nodev mount. A regular file, socket or FIFO is named by its inode: its contents or
+    its listener decide, so it is never taken as like another's."""
+    try:
+        names = sorted(os.listdir("/dev"))
+    except OSError as e:
+        names, listed = [], f"/dev: {errno.errorcode.get(e.errno or 0, e.errno)}"
+    else:
+        listed = f"/dev: {len(names)} entries"
+        if len(names) > _DEV_ENTRIES_CAP:  # not compared entry by entry: this jail's own
+            root = os.stat("/")
+            return (listed, f"/ {root.st_dev}:{root.st_ino}")
+    paths = dict.fromkeys([*_SEED_PATHS, *(f"/dev/{n}" for n in names)])
+    return (listed, *(_path_view(p) for p in paths))
+
+
+def _path_view(path: str) -> str:
+    try:
+        link = os.lstat(path)
+    except OSError as e:
+        return f"{path} {errno.errorcode.get(e.errno or 0, e.errno)}"
+    parts = [path, f"lstat {_node(link)}"]
+    try:
+        st = os.stat(path) if stat.S_ISLNK(link.st_mode) else link
+    except OSError as e:
+        parts.append(f"stat {errno.errorcode.get(e.errno or 0, e.errno)}")
+        return " ".join(parts)
+    parts.append(f"stat {_node(st)} read={os.access(path, os.R_OK)}")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        try:
+            parts.append(f"nodev={bool(os.statvfs(path).f_flag & os.ST_NODEV)}")
+        except OSError as e:
+            parts.append(f"statvfs {errno.errorcode.get(e.errno or 0, e.errno)}")
+    return " ".join(parts)
+
+
+def _node(st: os.stat_result) -> str:
+    kind = stat.S_IFMT(st.st_mode)
+    what = f"{kind:o} {stat.S_IMODE(st.st_mode):o} {st.st_uid}:{st.st_gid}"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return f"{what} rdev={os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        return what
+    return f"{what} inode={st.st_dev}:{st.st_ino} size={st.st_size}"
 
 
 def _in_this_namespace(fd: int) -> int:

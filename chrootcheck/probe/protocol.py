@@ -1,10 +1,10 @@
 """What a probe child tells its parent, one message per stage (``system.worker`` carries them).
 
 The order: ``Settings`` and the control ``CycleRun`` (index 0) before the chroot, ``Jailed``
-once inside, one ``CycleRun`` per reseed cycle there, then ``Done``. ``Skip`` instead when the
-scenario cannot run here; ``worker.Failed`` when the child stops on an error. The parent learns
-how far a child got from the messages it has, even when the child crashed or hung. No cffi
-here: the analysis reads these.
+once inside, one ``CycleRun`` per reseed cycle there (or one ``TriggerRun``), ``SeedView``,
+then ``Done``. ``Skip`` instead when the scenario cannot run here; ``worker.Failed`` when the
+child stops on an error. The parent learns how far a child got from the messages it has, even
+when the child crashed or hung. No cffi here: the analysis reads these.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = [
     "Done",
     "Failed",
     "Jailed",
+    "SeedView",
     "Settings",
     "Skip",
     "TriggerRun",
@@ -73,6 +74,16 @@ class TriggerRun:
 
 
 @dataclass(frozen=True)
+class SeedView:
+    """The seed sources as the jailed user sees them, after the cycles (``probe.child``):
+    one line per path, what stat and access say (never an open: a FIFO would block). Two
+    jails that fail a scenario alike and look alike here make the triggers fail alike
+    (``probe.run`` measures them once per scan)."""
+
+    entries: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Done:
     """Every cycle ran."""
 
@@ -82,5 +93,13 @@ def protocol(cycles: int) -> Protocol:
     cycle's error chain is a few KiB): a child that loaded jail code cannot flood the parent."""
     most = cycles + 8
     return Protocol(
-        Skip, Settings, CycleRun, Jailed, TriggerRun, Done, max_messages=most, max_bytes=most << 16
+        Skip,
+        Settings,
+        CycleRun,
+        Jailed,
+        TriggerRun,
+        SeedView,
+        Done,
+        max_messages=most,
+        max_bytes=most << 16,
     )

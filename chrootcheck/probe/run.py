@@ -26,6 +26,7 @@ from chrootcheck.probe.analysis import (
 from chrootcheck.probe.child import ChildSpec
 from chrootcheck.probe.isolated import PreparedLibrary, prepare_library, unprivileged
 from chrootcheck.probe.model import ProbeReport, ScenarioResult, TriggerResult, Verdict
+from chrootcheck.probe.protocol import SeedView
 from chrootcheck.probe.runner import (
     Batch,
     ChildOutcome,
@@ -65,11 +66,12 @@ def run_many(
     Each result is the jail's report, or the ToolError that stopped its probe (bad input, a
     library that cannot be used, a fork that failed), in the order of ``jobs``."""
     started: list[Started | ToolError] = []
+    memo: TriggerMemo = {}
     try:
         with worker.Pool() as pool:
             for jail, findings, options in jobs:
                 started.append(start(pool, jail, findings, options))
-            return [finish(pool, s) for s in started]
+            return [finish(pool, s, memo) for s in started]
     finally:
         for s in started:
             if isinstance(s, Started):
@@ -112,12 +114,20 @@ def start(
     return error
 
 
-def finish(pool: worker.Pool, started: Started | ToolError) -> ProbeReport | ToolError:
-    """Wait for a started probe's children and judge them (triggers included)."""
+# The triggers measured in one scan: by what decides them (``_trigger_key``), the jail they
+# were measured in and their results. A scan of many jails alike measures them once.
+TriggerMemo = dict[str, tuple[str, tuple[TriggerResult, ...]]]
+
+
+def finish(
+    pool: worker.Pool, started: Started | ToolError, memo: TriggerMemo | None = None
+) -> ProbeReport | ToolError:
+    """Wait for a started probe's children and judge them (triggers included). ``memo``: the
+    scan's triggers measured so far (shared by its jails; None: this jail's alone)."""
     if isinstance(started, ToolError):
         return started
     try:
-        return _finish(started.plan, finish_batch(pool, started.batch))
+        return _finish(started.plan, finish_batch(pool, started.batch), memo)
     finally:
         started.close()
 
@@ -214,7 +224,7 @@ def _specs(
     return _Plan(jail, findings, options, started, own, lc, summary, mode, uid, gid, notes, specs)
 
 
-def _finish(plan: _Plan, outcomes: list[ChildOutcome]) -> ProbeReport:
+def _finish(plan: _Plan, outcomes: list[ChildOutcome], memo: TriggerMemo | None) -> ProbeReport:
     options, summary, as_root = plan.options, plan.summary, os.geteuid() == 0
     legacy = not (summary.has_evp_rand or summary.has_drbg_1_1_1)
     results = tuple(scenario_result(o, plan.findings, options.timeout, legacy) for o in outcomes)
@@ -228,7 +238,7 @@ def _finish(plan: _Plan, outcomes: list[ChildOutcome]) -> ProbeReport:
         None,
     )
     if options.triggers:
-        results = _with_triggers(plan.lc, plan.specs, results, settings, legacy, options.timeout)
+        results = _with_triggers(plan, outcomes, results, settings, legacy, memo)
     daemon = plan.daemon
     return ProbeReport(
         jail=plan.jail,
@@ -287,54 +297,115 @@ def _predict(
     return said or general
 
 
-# A trigger child makes up to 1,024 threads or 131,088 draws: about a second on a busy machine.
+# A trigger child makes up to 1,024 threads or 65,552 draws: about a second on a busy machine.
 TRIGGER_TIMEOUT = 20.0
 
 
 def _with_triggers(
-    lc: Libcrypto | None,
-    specs: list[ChildSpec],
+    plan: _Plan,
+    outcomes: list[ChildOutcome],
     results: tuple[ScenarioResult, ...],
     settings: ReseedSettings | None,
     legacy: bool,
-    timeout: float,
+    memo: TriggerMemo | None,
 ) -> tuple[ScenarioResult, ...]:
     """Each trigger in its own child, for every scenario whose reseeding inside the jail fails
-    (with 1.0.2/1.1.0: where RAND_poll would read no device)."""
+    (with 1.0.2/1.1.0: where RAND_poll would read no device). A scenario that failed exactly
+    as in a jail measured before in this scan, with the same library, user and seed sources
+    seen from inside (``SeedView``), takes that jail's measurement instead: a host of many
+    jails alike pays the triggers once."""
     # 1.0.2/1.1.0 never fail by themselves: measured where an application's RAND_poll would
     # read nothing, so that the table says which triggers hold.
     failing = {r.name for r in results if r.verdict is Verdict.FAIL or (legacy and legacy_blind(r))}
+    memo = {} if memo is None else memo
+    keys: dict[str, str | None] = {
+        r.name: _trigger_key(plan, o, r) for o, r in zip(outcomes, results, strict=True)
+    }
+    measured: dict[str, list[TriggerResult]] = {}
+    for name in failing:
+        key = keys[name]
+        if key is not None and key in memo:
+            where_from, shared = memo[key]
+            measured[name] = list(shared)
+            plan.notes.append(
+                f"the triggers of {name!r} were measured in {where_from}, which failed that "
+                "scenario alike and whose seed sources look the same from inside: not again here"
+            )
     trigger_specs = [
         dataclasses.replace(spec, trigger=name)
-        for spec in specs
-        if spec.scenario.name in failing
+        for spec in plan.specs
+        if spec.scenario.name in failing and spec.scenario.name not in measured
         for name in TRIGGERS
     ]
-    if not trigger_specs:
-        return results
-    try:
-        outcomes = run_children(lc, trigger_specs, max(timeout, TRIGGER_TIMEOUT))
-    except OSError as e:
-        raise ToolError(f"cannot start the probe's trigger children: {e}") from None
-    measured: dict[str, list[TriggerResult]] = {}
-    for o in outcomes:
-        assert o.spec.trigger is not None
-        measured.setdefault(o.spec.scenario.name, []).append(
-            from_outcome(
-                o.spec.trigger,
-                o.events,
-                timed_out=o.timed_out,
-                signal=o.signal,
-                error=o.error,
-                legacy=legacy,
+    if trigger_specs:
+        try:
+            ran = run_children(plan.lc, trigger_specs, max(plan.options.timeout, TRIGGER_TIMEOUT))
+        except OSError as e:
+            raise ToolError(f"cannot start the probe's trigger children: {e}") from None
+        own: dict[str, list[TriggerResult]] = {}
+        for o in ran:
+            assert o.spec.trigger is not None
+            own.setdefault(o.spec.scenario.name, []).append(
+                from_outcome(
+                    o.spec.trigger,
+                    o.events,
+                    timed_out=o.timed_out,
+                    signal=o.signal,
+                    error=o.error,
+                    legacy=legacy,
+                )
             )
-        )
+        for name, got in own.items():
+            key = keys[name]
+            # Shared only when every trigger child saw the same seed sources as the scenario's
+            # (nothing swapped in the jail meanwhile) and none crashed or hung (this jail's own).
+            views = {_view(o) for o in ran if o.spec.scenario.name == name}
+            if key is not None and views == {_view(_by_name(outcomes, name))}:
+                if all(t.breaks is not None for t in got):
+                    memo[key] = (plan.jail, tuple(got))
+        measured.update(own)
     return tuple(
         dataclasses.replace(r, triggers=(time_trigger(r, settings, legacy), *measured[r.name]))
         if r.name in measured
         else r
         for r in results
     )
+
+
+def _view(outcome: ChildOutcome) -> tuple[str, ...] | None:
+    view = next((e for e in outcome.events if isinstance(e, SeedView)), None)
+    return None if view is None else view.entries
+
+
+def _by_name(outcomes: list[ChildOutcome], name: str) -> ChildOutcome:
+    return next(o for o in outcomes if o.spec.scenario.name == name)
+
+
+def _trigger_key(plan: _Plan, outcome: ChildOutcome, result: ScenarioResult) -> str | None:
+    """What decides a scenario's triggers, as text: the library, the child's spec but its jail,
+    how the scenario went (every step and error code, never a time) and the seed sources as
+    the jailed user saw them. None when the child did not say what it saw."""
+    view = _view(outcome)
+    if view is None:
+        return None
+    spec = dataclasses.replace(outcome.spec, jail="", root_fd=None)
+    went = (
+        result.verdict,
+        result.phase,
+        result.signal,
+        result.exit_status,
+        tuple(
+            (
+                c.index,
+                c.inside_jail,
+                c.ok,
+                c.state,
+                *((s.action, s.ok, s.detail, tuple(e.code for e in s.errors)) for s in c.steps),
+            )
+            for c in result.cycles
+        ),
+    )
+    return repr((plan.summary, plan.mode, spec, went, view))
 
 
 def _isolated_user(

@@ -33,9 +33,10 @@ from chrootcheck.system import procs
 THREAD_CAP = 1024
 SEED_CAP = 16
 FORK_CAP = 4
-# Twice the public DRBG's default request limit (65536) and a little more: it reseeds from
-# the primary at least twice.
-DRAW_CAP = (1 << 17) + 16
+# Past the public DRBG's default request limit (65536): it reseeds from the primary once,
+# the path a busy thread takes. The primary serves 256 such requests before it goes to the
+# OS itself, which no cap a probe can afford reaches (docs/probe.md, "Triggers").
+DRAW_CAP = (1 << 16) + 16
 
 _EXIT_DRAW_FAILED = 3
 
