@@ -332,3 +332,19 @@ def test_a_jail_that_looks_different_inside_is_measured_itself(
     assert _shared_from(probes[1]) == [], probes[1]["notes"]
     (sc,) = probes[1]["scenarios"]  # type: ignore[misc]
     assert sc["verdict"] == "fail" and len(sc["triggers"]) == 5
+
+
+@pytest.mark.root
+def test_seed_views_of_odd_dev_folders(tmp_path: Path) -> None:
+    """A /dev over the view's cap is never compared (each such jail is measured itself, and
+    listing it stops at the cap); a name that is not UTF-8 is compared like any other."""
+    crowded = _jails(tmp_path / "crowded", ["a", "b"])
+    for jail in crowded:
+        for i in range(600):
+            (jail / "dev" / f"n{i}").mkdir()
+    odd = _jails(tmp_path / "odd", ["a", "b"])
+    for jail in odd:
+        os.mkdir(bytes(jail / "dev") + b"/\xff\xfe")
+    probes = _scan_closed(*crowded, *odd)
+    assert [bool(_shared_from(p)) for p in probes] == [False, False, False, True]
+    assert all(len(p["scenarios"][0]["triggers"]) == 5 for p in probes)  # type: ignore[index]
