@@ -13,6 +13,13 @@ from pathlib import Path
 
 import pytest
 
+# These machines set PYTHONDONTWRITEBYTECODE: then every xdist worker compiles (and pytest
+# rewrites) every module again, about 5 s per worker, and every `python -m chrootcheck` a
+# test starts compiles what it imports. The suite keeps its bytecode caches (the gitignored
+# __pycache__ folders), for itself and for the processes it starts.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 pytest_plugins = ["tests.openssl_builds"]
 
 ROOT = Path(__file__).resolve().parent.parent
