@@ -635,10 +635,10 @@ print(json.dumps({"code": code, "grew_kib": after - before}), file=sys.stderr)
 
 
 @pytest.mark.parametrize("via", ["file", "stdin"])
-def test_a_30mb_line_is_decoded_in_bounded_memory(tmp_path: Path, via: str) -> None:
+def test_a_16mb_line_is_decoded_in_bounded_memory(tmp_path: Path, via: str) -> None:
     log = tmp_path / "huge.log"
     with log.open("wb") as f:
-        for _ in range(30):
+        for _ in range(16):
             f.write(b"GET /" + b"a" * (1024 * 1024 - 5))
         f.write(b" " + HAPROXY_3X.encode() + b"\n" + HAPROXY_3X.encode() + b"\n")
     args = [str(log)] if via == "file" else ["-"]
@@ -655,8 +655,9 @@ def test_a_30mb_line_is_decoded_in_bounded_memory(tmp_path: Path, via: str) -> N
     data = json.loads(proc.stdout)
     assert [e["line_no"] for c in data["chains"] for e in c["errors"]] == [1, 2]
     assert data["summary"]["lines"] == 2
-    # A 30 MB line held whole would need at least 30 MB; the windows need a few.
-    assert stats["grew_kib"] < 20 * 1024, stats
+    # A 16 MB line held whole grows the peak by 27-57 MB (measured with MAX_LINE and
+    # READ_SIZE at 64 MiB); the windows need a few.
+    assert stats["grew_kib"] < 12 * 1024, stats
 
 
 FILLERS = st.sampled_from([b"x", b" ", b"\xe2\x82\xac", b"\x00", b"\xff", b"\r", b"ab cd "])
