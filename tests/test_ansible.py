@@ -3,7 +3,7 @@ localhost: ansible-doc, every module case as a task of one playbook, and the exa
 (check mode, idempotence).
 
 ansible-core costs about 1.5 s of CPU per start and half a second per module task, so the module
-starts it six times in all, at once in the background (see ``Ansible``), and each test reads its
+starts it five times in all, at once in the background (see ``Ansible``), and each test reads its
 part of the results."""
 
 from __future__ import annotations
@@ -175,10 +175,11 @@ REPORT_CASES = [
 
 class Ansible:
     """Everything this module asks of ansible-core, started at once by the module fixture:
-    ansible-doc (text, JSON), one playbook with every module case as a task (chrootcheck_info's
-    error and report cases and a check-mode run; as root, chrootcheck_fix's sequence and its
-    refusal), and as root the example playbooks: scan.yml, fix.yml twice in one run, then (a
-    thread waits for the fix) fix.yml and scan.yml in check mode in one more run."""
+    ansible-doc of both modules (the text, whose sections show what its JSON would), one
+    playbook with every module case as a task (chrootcheck_info's error and report cases and a
+    check-mode run; as root, chrootcheck_fix's sequence and its refusal), and as root the
+    example playbooks: scan.yml, fix.yml twice in one run, then (a thread waits for the fix)
+    fix.yml and scan.yml in check mode in one more run."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -197,9 +198,8 @@ class Ansible:
             hosts["fix"] = self.fix_tasks()
         self.tasks = {host: len(tasks) for host, tasks in hosts.items()}
         self.play = play(tmp, hosts)
-        self.doc_text = Started(tmp, "doc-text", [tool("ansible-doc"), INFO, FIX])
-        self.doc_json = Started(tmp, "doc-json", [tool("ansible-doc"), "--json", INFO, FIX])
-        self.started = [self.play, self.doc_text, self.doc_json]
+        self.doc = Started(tmp, "doc", [tool("ansible-doc"), INFO, FIX])
+        self.started = [self.play, self.doc]
         self.examples: Future[list[dict[str, int]]] | None = None
         if IS_ROOT:
             self.pool = ThreadPoolExecutor(1)
@@ -295,12 +295,12 @@ class Ansible:
             run.kill()
 
     @functools.cached_property
-    def docs(self) -> tuple[str, dict[str, Any]]:
-        """ansible-doc of both modules, as text and as JSON: one run each."""
-        text, data = self.doc_text.result(120), self.doc_json.result(120)
+    def docs(self) -> str:
+        """ansible-doc of both modules, as text (one run)."""
+        text = self.doc.result(120)
         assert text.returncode == 0 and "WARNING" not in text.stderr, text
         assert "ERROR" not in text.stderr, text
-        return text.stdout, json.loads(data.stdout)
+        return text.stdout
 
     @functools.cached_property
     def results(self) -> dict[str, list[dict[str, Any]]]:
@@ -322,15 +322,19 @@ def ansible(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ansible]:
     ],
 )
 def test_ansible_doc_renders(ansible: Ansible, module: str, options: set[str]) -> None:
-    text, data = ansible.docs
     # The text of this module: from its "> MODULE name" heading to the next module's.
-    parts = re.split(r"^> MODULE ", text, flags=re.M)
+    parts = re.split(r"^> MODULE ", ansible.docs, flags=re.M)
     (own,) = [part for part in parts if part.startswith(f"{module} ")]
     for heading in ("OPTIONS", "EXAMPLES", "RETURN VALUES"):
         assert heading in own, own
-    doc = data[module]
-    assert set(doc["doc"]["options"]) == options
-    assert doc["return"] and doc["examples"].strip()
+    # Its sections, each from its heading at the start of a line ("OPTIONS (= indicates it is
+    # required):", "EXAMPLES:") to the next: every option ("- name", "= name" if required),
+    # the return values and the examples.
+    split = re.split(r"^([A-Z][A-Z ]*[A-Z])(?: \(.*\))?:", own, flags=re.M)
+    sections = dict(zip(split[1::2], split[2::2], strict=True))
+    assert set(re.findall(r"^[-=] (\w+)", sections["OPTIONS"], flags=re.M)) == options, own
+    assert re.search(r"^- \w+", sections["RETURN VALUES"], flags=re.M), own
+    assert sections["EXAMPLES"].strip(), own
 
 
 def test_info_reports_and_never_changes(ansible: Ansible) -> None:
