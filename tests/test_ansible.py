@@ -155,7 +155,7 @@ def play_results(run: Started, hosts: dict[str, int]) -> dict[str, list[dict[str
     for state, host, result in re.findall(
         r"^(ok|changed|fatal): \[(\w+)\](?:: FAILED!)? => (\{.*\})$", r.stdout, re.M
     ):
-        results[host].append({**json.loads(result), "_state": state})
+        results.setdefault(host, []).append({**json.loads(result), "_state": state})
     assert {host: len(found) for host, found in results.items()} == hosts, (r.stdout, r.stderr)
     return results
 
