@@ -237,7 +237,7 @@ class Ansible:
             ansible_playbook(self.tmp, "scan", *self.extra(scan), str(EXAMPLES / "scan.yml")),
             ansible_playbook(
                 self.tmp,
-                "fix",
+                "fix-twice",
                 *self.extra(fix),
                 str(EXAMPLES / "fix.yml"),
                 str(EXAMPLES / "fix.yml"),
