@@ -8,6 +8,7 @@ closed fails inside the jail; correct nodes: every old-kernel scenario passes.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -106,7 +107,8 @@ def test_empty_jail(libcrypto_build: Build, empty_jail: Path) -> None:
 _FRESH = """
 import json, sys
 from chrootcheck.probe import ProbeOptions, run_probe
-r = run_probe(sys.argv[1], [], ProbeOptions(libcrypto=sys.argv[2] or None, cycles=1))
+options = ProbeOptions(triggers=False, libcrypto=sys.argv[2] or None, cycles=1)
+r = run_probe(sys.argv[1], [], options)
 sc = {s.name: s for s in r.scenarios}["no-getrandom"]
 print(json.dumps({"verdict": sc.verdict.value, "state": sc.cycles[0].state,
                   "codes": [e.code for e in sc.chain]}))
@@ -135,7 +137,9 @@ def test_fresh_daemon_3x_primary_cannot_be_created(libcrypto_30: Build, empty_ja
 
 @pytest.mark.root
 def test_correct_jail(libcrypto_build: Build, correct_jail: Path) -> None:
-    report = run_probe(str(correct_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
+    report = run_probe(
+        str(correct_jail), [], ProbeOptions(triggers=False, libcrypto=libcrypto_build.path)
+    )
     assert verdicts(report) == {
         "as-is": Verdict.PASS,
         "no-getrandom": Verdict.RISK,
@@ -153,7 +157,9 @@ def test_static_findings_explain_the_failure(libcrypto_30: Build, empty_jail: Pa
         _finding("CC102", "/dev/random"),
         _finding("CC160", "/dev/tty"),
     ]
-    options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1)
+    options = ProbeOptions(
+        triggers=False, libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1
+    )
     report = run_probe(str(empty_jail), static, options)
     (closed,) = report.scenarios
     assert closed.verdict is Verdict.FAIL
@@ -177,7 +183,9 @@ def test_a_fake_node_that_reseeds_is_not_a_pass(
         (empty_jail / "dev" / "random").write_bytes(content)  # no urandom: OpenSSL falls back
         os.chmod(empty_jail / "dev" / "random", 0o644)
     static = inspect_jail(str(empty_jail)).findings
-    options = ProbeOptions(libcrypto=libcrypto_build.path, scenarios=("as-is", CLOSED), cycles=2)
+    options = ProbeOptions(
+        triggers=False, libcrypto=libcrypto_build.path, scenarios=("as-is", CLOSED), cycles=2
+    )
     report = run_probe(str(empty_jail), static, options)
     assert verdicts(report)["as-is"] is Verdict.PASS  # getrandom: nothing read from the jail
     closed = next(s for s in report.scenarios if s.name == CLOSED)
@@ -193,9 +201,13 @@ def test_jail_root_not_searchable_by_the_user_fails(
 ) -> None:
     # Correct nodes, but the jail's root folder is 0700: nobody cannot reach /dev/urandom.
     os.chmod(correct_jail, 0o700)
-    options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1)
+    options = ProbeOptions(
+        triggers=False, libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1
+    )
     assert verdicts(run_probe(str(correct_jail), [], options)) == {CLOSED: Verdict.FAIL}
-    as_root = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1, uid=0, gid=0)
+    as_root = ProbeOptions(
+        triggers=False, libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1, uid=0, gid=0
+    )
     assert verdicts(run_probe(str(correct_jail), [], as_root)) == {CLOSED: Verdict.PASS}
 
 
@@ -203,7 +215,7 @@ def test_jail_root_not_searchable_by_the_user_fails(
 def test_fifo_in_place_of_urandom_times_out(libcrypto_build: Build, empty_jail: Path) -> None:
     os.mkfifo(empty_jail / "dev" / "urandom", 0o666)
     options = ProbeOptions(
-        libcrypto=libcrypto_build.path, scenarios=(CLOSED,), cycles=1, timeout=0.5
+        triggers=False, libcrypto=libcrypto_build.path, scenarios=(CLOSED,), cycles=1, timeout=0.5
     )
     report = run_probe(str(empty_jail), [], options)
     (sc,) = report.scenarios
@@ -240,7 +252,9 @@ def test_leaves_no_shm_mount_or_process(libcrypto_build: Build, correct_jail: Pa
     shm_before = _shm_keys()
     mounts_before = Path("/proc/self/mountinfo").read_text()
     fds_before = set(os.listdir("/proc/self/fd"))
-    report = run_probe(str(correct_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
+    report = run_probe(
+        str(correct_jail), [], ProbeOptions(triggers=False, libcrypto=libcrypto_build.path)
+    )
     # The old-kernel children really created shm key 0x72 (in their own IPC namespace) ...
     assert verdicts(report)["old-kernel"] is Verdict.PASS
     # ... and none of it is left on the host.
@@ -260,7 +274,9 @@ def test_parent_already_seeded(libcrypto_build: Build, empty_jail: Path) -> None
     # A caller that used the same libcrypto before (its DRBGs exist): same verdicts.
     lc = library.load(libcrypto_build.path)
     assert rand.for_library(lc).draw(8).ok
-    report = run_probe(str(empty_jail), [], ProbeOptions(libcrypto=libcrypto_build.path))
+    report = run_probe(
+        str(empty_jail), [], ProbeOptions(triggers=False, libcrypto=libcrypto_build.path)
+    )
     assert verdicts(report)[CLOSED] is Verdict.FAIL
     assert verdicts(report)["no-getrandom"] is Verdict.RISK
     assert verdicts(report)["old-kernel"] is Verdict.PASS
@@ -272,8 +288,10 @@ def test_refuses_a_libcrypto_inside_the_jail(libcrypto_111: Build, correct_jail:
     inside.parent.mkdir()
     shutil.copy(libcrypto_111.path, inside)
     with pytest.raises(ToolError, match="inside the jail"):
-        run_probe(str(correct_jail), [], ProbeOptions(libcrypto=str(inside)))
-    allowed = ProbeOptions(libcrypto=str(inside), allow_jail_libcrypto=True, scenarios=("as-is",))
+        run_probe(str(correct_jail), [], ProbeOptions(triggers=False, libcrypto=str(inside)))
+    allowed = ProbeOptions(
+        triggers=False, libcrypto=str(inside), allow_jail_libcrypto=True, scenarios=("as-is",)
+    )
     report = run_probe(str(correct_jail), [], allowed)
     assert report.libcrypto is not None and report.libcrypto.path == str(inside)
     assert verdicts(report) == {"as-is": Verdict.PASS}
@@ -282,10 +300,10 @@ def test_refuses_a_libcrypto_inside_the_jail(libcrypto_111: Build, correct_jail:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (ProbeOptions(cycles=0), "--cycles"),
-        (ProbeOptions(timeout=0), "timeout"),
-        (ProbeOptions(scenarios=("no-such",)), "unknown probe scenario"),
-        (ProbeOptions(libcrypto="/no/such/libcrypto.so"), "cannot load libcrypto"),
+        (ProbeOptions(triggers=False, cycles=0), "--cycles"),
+        (ProbeOptions(triggers=False, timeout=0), "timeout"),
+        (ProbeOptions(triggers=False, scenarios=("no-such",)), "unknown probe scenario"),
+        (ProbeOptions(triggers=False, libcrypto="/no/such/libcrypto.so"), "cannot load libcrypto"),
     ],
 )
 def test_bad_input_is_a_tool_error(tmp_path: Path, options: ProbeOptions, message: str) -> None:
@@ -296,7 +314,7 @@ def test_bad_input_is_a_tool_error(tmp_path: Path, options: ProbeOptions, messag
 
 def test_missing_jail_is_a_tool_error(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="not a folder"):
-        run_probe(str(tmp_path / "nope"), [], ProbeOptions())
+        run_probe(str(tmp_path / "nope"), [], ProbeOptions(triggers=False))
 
 
 _AS_NOBODY = """
@@ -310,7 +328,7 @@ libc.load()  # (cffi itself: the libcrypto binding is built ahead and does not i
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 out = {}
 for jail in sys.argv[1:]:
-    r = run_probe(jail, [], ProbeOptions(cycles=1))
+    r = run_probe(jail, [], ProbeOptions(triggers=False, cycles=1))
     out[jail] = {"skipped": r.skipped_reason, "mode": r.mode, "uid": r.uid,
                  "verdicts": {s.name: s.verdict.value for s in r.scenarios}}
 print(json.dumps(out))
@@ -367,7 +385,9 @@ def test_report_is_plain_data_and_renders(libcrypto_111: Build, tmp_path: Path) 
     jail = tmp_path / "odd [x] name"
     (jail / "dev").mkdir(parents=True)
     _open_up(jail)
-    report = run_probe(str(jail), [], ProbeOptions(libcrypto=libcrypto_111.path, cycles=1))
+    report = run_probe(
+        str(jail), [], ProbeOptions(triggers=False, libcrypto=libcrypto_111.path, cycles=1)
+    )
     data = json.loads(json.dumps(to_data(report)))
     assert data["jail"] == str(jail)
     assert [s["verdict"] for s in data["scenarios"]] == ["pass", "risk", "pass", "fail"]
@@ -404,7 +424,7 @@ def test_openssl_102_without_drbg(libcrypto_102: Build, empty_jail: Path) -> Non
     # No DRBG: md_rand is seeded once before the chroot and never reseeded from the OS unless
     # the application calls RAND_poll, so nothing fails in any scenario (issue 11: the probe's
     # own look at the devices is not counted as the library's).
-    options = ProbeOptions(libcrypto=libcrypto_102.path, cycles=1)
+    options = ProbeOptions(triggers=False, libcrypto=libcrypto_102.path, cycles=1)
     report = run_probe(str(empty_jail), [], options)
     assert set(verdicts(report).values()) == {Verdict.PASS}
     assert report.findings == ()  # no CC200: the library never failed
@@ -415,7 +435,7 @@ def test_openssl_102_without_drbg(libcrypto_102: Build, empty_jail: Path) -> Non
         assert "reads none of /dev/urandom" in sc.explanation
         assert all(c.ok for c in sc.cycles)
     _node(empty_jail / "dev" / "urandom", 1, 9)
-    fixed = run_probe(str(empty_jail), [], options)
+    fixed = run_probe(str(empty_jail), [], dataclasses.replace(options, triggers=True))
     assert set(verdicts(fixed).values()) == {Verdict.PASS}
     assert fixed.findings == ()
     assert all("RAND_poll there would read /dev/urandom" in s.explanation for s in fixed.scenarios)
@@ -439,7 +459,9 @@ def test_a_crashing_child_is_reported_with_its_signal(
         return original(r, inside)
 
     monkeypatch.setattr(child, "_cycle_steps", crash_inside)
-    options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=("as-is",), cycles=1)
+    options = ProbeOptions(
+        triggers=False, libcrypto=libcrypto_30.path, scenarios=("as-is",), cycles=1
+    )
     report = run_probe(str(empty_jail), [], options)
     (sc,) = report.scenarios
     assert sc.verdict is Verdict.CRASHED
@@ -461,7 +483,8 @@ def test_scan_leaves_the_parent_unseeded_for_the_probe(tmp_path: Path) -> None:
         "from chrootcheck.lateload.check import default_paths\n"
         "from chrootcheck.probe import ProbeOptions, run_probe\n"
         "default_paths(None)\n"
-        f"r = run_probe({str(jail)!r}, [], ProbeOptions(scenarios=('no-getrandom',)))\n"
+        "options = ProbeOptions(triggers=False, scenarios=('no-getrandom',))\n"
+        f"r = run_probe({str(jail)!r}, [], options)\n"
         "print(json.dumps(sorted({e.code for e in r.scenarios[0].chain})))\n"
     )
     out = subprocess.run(
@@ -547,12 +570,14 @@ def test_children_enter_the_folder_the_scan_opened(
             elsewhere.rename(judged)
         else:
             judged.symlink_to(elsewhere)
-        options = ProbeOptions(libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1)
+        options = ProbeOptions(
+            triggers=False, libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1
+        )
         # By path, the probe sees the correct folder now in its place ...
         assert verdicts(run_probe(str(judged), [], options)) == {CLOSED: Verdict.PASS}
         # ... through the scan's descriptor, the empty folder it judged.
         through_fd = ProbeOptions(
-            libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1, root_fd=fd
+            triggers=False, libcrypto=libcrypto_30.path, scenarios=(CLOSED,), cycles=1, root_fd=fd
         )
         assert verdicts(run_probe(str(judged), [], through_fd)) == {CLOSED: Verdict.FAIL}
     finally:
