@@ -5,6 +5,7 @@ package makes comes from a catalogue check."""
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import json
 import os
@@ -164,6 +165,12 @@ def test_the_mknod_text_makes_the_right_nodes(tmp_path: Path) -> None:
 # --- only the catalogue makes checks and findings -------------------------------------------
 
 
+# The three tests that read every module's syntax tree share one parse (about 1.3 s of CPU),
+# on one worker.
+SOURCES = pytest.mark.xdist_group("catalogue-sources")
+
+
+@functools.cache
 def _package_sources() -> list[tuple[str, ast.Module]]:
     out = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -185,6 +192,7 @@ def _calls(tree: ast.AST, name: str) -> list[int]:
     return lines
 
 
+@SOURCES
 def test_only_the_catalogue_makes_checks_and_findings() -> None:
     """Check.finding is the one way to a Finding, so every finding names a catalogue check."""
     outside, inside = [], {"Finding": 0, "Check": 0}
@@ -199,6 +207,7 @@ def test_only_the_catalogue_makes_checks_and_findings() -> None:
     assert inside == {"Finding": 1, "Check": len(ALL)}
 
 
+@SOURCES
 def test_no_check_id_string_outside_the_catalogue() -> None:
     """Code names checks by constant (catalogue.URANDOM_MISSING) or by named set, never "CC101"."""
     found = []
@@ -212,6 +221,7 @@ def test_no_check_id_string_outside_the_catalogue() -> None:
     assert found == []
 
 
+@SOURCES
 def test_device_numbers_and_mknod_text_written_once() -> None:
     found = []
     for rel, tree in _package_sources():
