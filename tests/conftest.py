@@ -142,6 +142,15 @@ def make_node(path: Path, major: int, minor: int, mode: int = 0o666, char: bool 
     os.chmod(path, mode)  # mknod's mode is filtered by the umask
 
 
+def open_up(path: Path) -> None:
+    """Let any user search every folder from / down to ``path`` (pytest's folders are 0700):
+    the probe's children and the daemons run as nobody or the service's user."""
+    for p in [path, *path.parents]:
+        if p == Path("/"):
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o055)
+
+
 def good_jail(root: Path) -> Path:
     """A jail with correct /dev/urandom and /dev/random (needs root for mknod)."""
     (root / "dev").mkdir(parents=True, exist_ok=True)

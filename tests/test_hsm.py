@@ -13,9 +13,7 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,11 +26,11 @@ from chrootcheck.lateload.check import OpenSSLPaths, check_late_loads
 from chrootcheck.lateload.modules import Module, check_modules
 from chrootcheck.openssl.hsm import HIDDEN, EngineKey
 from chrootcheck.report import catalogue
-from tests.conftest import good_jail, run_cli
-from tests.debian import tool
+from tests.conftest import good_jail, open_up, run_cli
 from tests.test_fix import as_nobody
+from tests.test_trust import compile_so, marker
 
-__all__ = ["as_nobody"]
+__all__ = ["as_nobody", "marker"]  # fixtures
 
 PIN = "pin-Zq8xW"
 NOBODY = ServiceUser(65534, 65534, (65534,), "nobody")
@@ -186,7 +184,7 @@ def test_a_token_file_the_user_cannot_read(tmp_path: Path, softhsm: dict[str, st
     jail, store = _jail_with_store(tmp_path, softhsm)
     for p in [store, *store.rglob("*")]:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    _open_up(jail)
+    open_up(jail)
     assert _state(jail, softhsm, NOBODY) == []
     os.chmod(store / softhsm["token"] / "generation", 0o600)
     fd = open_jail(str(jail))
@@ -341,48 +339,14 @@ def test_decode_libp11_codes_by_name(tmp_path: Path, line: str, key: str) -> Non
 
 # -- never load the jail's code as root ----------------------------------------------------
 
-PLANTED_C = r"""
-#include <stdio.h>
-#include <unistd.h>
-__attribute__((constructor)) static void planted(void) {
-    FILE *f = fopen(MARKER, "a");
-    if (f) { fprintf(f, "%d\n", (int)getuid()); fclose(f); }
-}
-"""
-
-
-@pytest.fixture
-def marker() -> Iterator[Path]:
-    base = Path(tempfile.mkdtemp(prefix="chrootcheck-hsm-marker-"))
-    os.chmod(base, 0o777)
-    (base / "ran").touch()
-    os.chmod(base / "ran", 0o666)
-    try:
-        yield base / "ran"
-    finally:
-        shutil.rmtree(base)
-
-
-def _open_up(path: Path) -> None:
-    for p in [path, *path.parents]:
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
-
 
 @pytest.fixture
 def planted(tmp_path: Path, marker: Path) -> tuple[Path, Path]:
     """A jail with a planted shared object (its constructor writes the marker)."""
-    cc = tool("cc", "gcc")
     jail = good_jail(tmp_path / "jail")
     lib = jail / "usr" / "lib" / "evil.so"
     lib.parent.mkdir(parents=True)
-    src = tmp_path / "evil.c"
-    src.write_text(PLANTED_C)
-    subprocess.run(
-        [cc, "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(lib), str(src)], check=True
-    )
-    return jail, lib
+    return jail, compile_so(lib, marker)
 
 
 def _refused(r_stdout: str) -> list[dict[str, object]]:
@@ -454,17 +418,11 @@ def test_a_daemon_config_naming_jail_code_is_refused(
 
 @pytest.mark.root
 def test_a_module_another_user_can_replace_is_refused(tmp_path: Path, marker: Path) -> None:
-    cc = tool("cc", "gcc")
     jail = good_jail(tmp_path / "jail")
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o777)  # world-writable, no sticky bit: anyone can swap the module
-    lib = shared / "module.so"
-    src = tmp_path / "m.c"
-    src.write_text(PLANTED_C)
-    subprocess.run(
-        [cc, "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(lib), str(src)], check=True
-    )
+    lib = compile_so(shared / "module.so", marker)
     r = run_cli(
         "scan", str(jail), "--key", "pkcs11:object=k", "--engine-ctrl", f"MODULE_PATH:{lib}",
         "--scenario", "as-is", "--no-triggers", "--no-late-loads", "--format", "json",
@@ -544,7 +502,7 @@ def test_user_rights_apply_to_late_loaded_files(tmp_path: Path) -> None:
     inside.parent.mkdir(parents=True)
     inside.write_text("openssl_conf = init\n[init]\n")
     os.chmod(inside, 0o600)
-    _open_up(inside.parent)
+    open_up(inside.parent)
     paths = OpenSSLPaths(str(host), None, None)
     fd = open_jail(str(jail))
     try:

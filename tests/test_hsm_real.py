@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from chrootcheck.formats import Format
-from tests.conftest import good_jail, run_cli, stop_daemon
+from tests.conftest import good_jail, open_up, run_cli, stop_daemon
 from tests.debian import install, tool
 from tests.realdaemons import free_port, wait_listening
 
@@ -66,14 +66,6 @@ def _engine_file(openssl: str) -> str:
     return os.path.join(folder, "pkcs11.so")
 
 
-def _open_up(path: Path) -> None:
-    """Let the service user search every folder down to ``path`` (pytest's are 0700)."""
-    for p in [path, *path.parents]:
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
-
-
 @pytest.fixture(scope="module")
 def hsm(tmp_path_factory: pytest.TempPathFactory) -> Hsm:
     if os.geteuid() != 0:
@@ -95,7 +87,7 @@ def hsm(tmp_path_factory: pytest.TempPathFactory) -> Hsm:
     ]
     module = modules[0]
     base = tmp_path_factory.mktemp("hsm")
-    _open_up(base)
+    open_up(base)
     tokens = base / "tokens"
     tokens.mkdir()
     conf = base / "softhsm2.conf"
@@ -159,7 +151,7 @@ def _copy_with_libraries(jail: Path, path: str) -> None:
 
 def make_jail(kind: str, tmp_path: Path, hsm: Hsm) -> Path:
     jail = good_jail(tmp_path / kind)  # the random devices: only the HSM is at stake here
-    _open_up(jail)
+    open_up(jail)
     if kind in ("only-store", "complete"):
         _copy_store(jail, hsm)
     elif kind == "unreadable":
@@ -397,7 +389,7 @@ def test_haproxy_loads_its_config_provider_and_key_before_its_chroot(
     ).stdout.split('"')[1]
     legacy = os.path.join(modules, "legacy.so")
     jail = good_jail(tmp_path / "jail")
-    _open_up(jail)
+    open_up(jail)
     pem = tmp_path / "site.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pem),

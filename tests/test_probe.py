@@ -32,6 +32,7 @@ from chrootcheck.report import catalogue as checks
 from chrootcheck.report.errors import ToolError
 from chrootcheck.report.model import Finding
 from tests import debian
+from tests.conftest import open_up
 from tests.openssl_builds import Build
 from tests.probe_helpers import verdicts
 
@@ -48,7 +49,7 @@ def _node(path: Path, major: int, minor: int) -> None:
 def empty_jail(tmp_path: Path) -> Path:
     jail = tmp_path / "jail"
     (jail / "dev").mkdir(parents=True)
-    _open_up(jail)
+    open_up(jail)
     return jail
 
 
@@ -57,14 +58,6 @@ def correct_jail(empty_jail: Path) -> Path:
     _node(empty_jail / "dev" / "urandom", 1, 9)
     _node(empty_jail / "dev" / "random", 1, 8)
     return empty_jail
-
-
-def _open_up(jail: Path) -> None:
-    # The children run as nobody: every folder from / to the jail's /dev must be searchable.
-    for p in [jail, *jail.parents]:
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
 
 
 def _finding(check: str, path: str) -> Finding:
@@ -384,7 +377,7 @@ def test_without_root_in_a_user_namespace(world_jails: tuple[Path, Path]) -> Non
 def test_report_is_plain_data_and_renders(libcrypto_111: Build, tmp_path: Path) -> None:
     jail = tmp_path / "odd [x] name"
     (jail / "dev").mkdir(parents=True)
-    _open_up(jail)
+    open_up(jail)
     report = run_probe(
         str(jail), [], ProbeOptions(triggers=False, libcrypto=libcrypto_111.path, cycles=1)
     )
@@ -557,14 +550,14 @@ def test_children_enter_the_folder_the_scan_opened(
     # symlink that leads elsewhere), the probe must still judge the folder that was opened.
     judged = tmp_path / "jail"
     (judged / "dev").mkdir(parents=True)  # empty: the devices-closed scenario fails here
-    _open_up(judged)
+    open_up(judged)
     fd = os.open(judged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         elsewhere = tmp_path / "elsewhere"
         (elsewhere / "dev").mkdir(parents=True)
         _node(elsewhere / "dev" / "urandom", 1, 9)
         _node(elsewhere / "dev" / "random", 1, 8)
-        _open_up(elsewhere)
+        open_up(elsewhere)
         judged.rename(tmp_path / "jail.moved")
         if swap == "another-folder":
             elsewhere.rename(judged)

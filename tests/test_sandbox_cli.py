@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests import debian
-from tests.conftest import good_jail
+from tests.conftest import good_jail, open_up
 from tests.openssl_builds import Build
 from tests.test_fix import as_nobody
 from tests.test_signals import cli_args, jailed, spawn, wait_for
@@ -24,13 +24,6 @@ from tests.test_trust import compile_so, marker, ran
 __all__ = ["as_nobody", "marker", "spawn"]
 
 pytestmark = pytest.mark.root
-
-
-def _open_up(path: Path) -> None:
-    for p in [path, *path.parents]:  # the probe's children run as nobody
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
 
 
 def _write(root: Path, path: str, text: str) -> None:
@@ -46,7 +39,7 @@ def _tree(tmp_path: Path, unit: str, devices: bool = True) -> Path:
     (jail / "dev").mkdir(parents=True)
     if devices:
         good_jail(jail)
-    _open_up(jail / "dev")
+    open_up(jail / "dev")
     _write(root, "/etc/systemd/system/web.service", "[Service]\nRootDirectory=/srv/jail\n" + unit)
     return root
 
@@ -96,7 +89,7 @@ def test_a_profile_that_blocks_getrandom(cli, tmp_path: Path, jail: Path) -> Non
             }
         )
     )
-    _open_up(jail)
+    open_up(jail)
     # no devices in the jail: an error
     r = cli("scan", str(jail), "--seccomp-profile", str(profile), "--no-late-loads", "-f", "json")
     (j,) = _json(r.stdout)["jails"]
@@ -237,7 +230,7 @@ def test_the_units_openssl_conf_is_loaded_once_trusted(
     # child loads it (the marker shows uid 0: before the chroot, as the daemon does); the
     # other scenarios keep the host's config.
     good_jail(jail)
-    _open_up(jail)
+    open_up(jail)
     (tmp_path / "trusted").mkdir()
     module = compile_so(tmp_path / "trusted" / "planted.so", marker)
     unit, _ = _conf_unit(tmp_path, module)
@@ -258,7 +251,7 @@ def test_an_untrusted_openssl_conf_is_refused(
     cli, tmp_path: Path, jail: Path, marker: Path
 ) -> None:
     good_jail(jail)
-    _open_up(jail)
+    open_up(jail)
     # a provider inside the jail: never loaded as root, the scenario says why
     (jail / "lib").mkdir()
     module = compile_so(jail / "lib" / "planted.so", marker)
@@ -298,7 +291,7 @@ def test_sigkill_leaves_none_of_the_units_mounts(
     # namespaces with them; nothing was ever mounted or made on the host or in the jail.
     jail = tmp_path / "bare"
     (jail / "dev").mkdir(parents=True)
-    _open_up(jail / "dev")
+    open_up(jail / "dev")
     unit = tmp_path / "web.service"
     unit.write_text("[Service]\nRootDirectory=/srv/jail\nPrivateDevices=yes\nDevicePolicy=strict\n")
     args = ("scan", "--unit", str(unit), str(jail), "--libcrypto", libcrypto_102.path)

@@ -16,7 +16,7 @@ from chrootcheck.report.errors import ToolError
 from chrootcheck.sandbox import oci, systemd
 from chrootcheck.sandbox.model import Sandbox
 from tests import debian
-from tests.conftest import mounts_below
+from tests.conftest import mounts_below, open_up
 from tests.openssl_builds import Build
 from tests.probe_helpers import verdicts
 
@@ -31,10 +31,7 @@ def jail(tmp_path: Path) -> Path:
     for name, minor in (("urandom", 9), ("random", 8)):
         os.mknod(j / "dev" / name, stat.S_IFCHR | 0o666, os.makedev(1, minor))
         os.chmod(j / "dev" / name, 0o666)
-    for p in [j, *j.parents]:  # the children run as nobody
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
+    open_up(j)  # the children run as nobody
     return j
 
 
@@ -201,10 +198,7 @@ def test_a_missing_bind_source_keeps_the_unit_from_starting(tmp_path: Path, jail
 def test_bind_paths_bring_urandom_in(tmp_path: Path, libcrypto_102: Build) -> None:
     bare = tmp_path / "bare"
     (bare / "dev").mkdir(parents=True)
-    for p in [bare, *bare.parents]:
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
+    open_up(bare)
     brought = rooted("BindReadOnlyPaths=/dev/urandom\n")
     r = result(probe(bare, brought, libcrypto_102.path))
     assert not legacy_blind(r), r

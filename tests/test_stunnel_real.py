@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli_subprocess, stop_daemon
+from tests.conftest import open_up, run_cli_subprocess, stop_daemon
 from tests.debian import tool
 from tests.realdaemons import compile_shim, free_port, self_signed, wait_listening
 
@@ -97,10 +97,7 @@ def test_real_stunnel_fails_where_predicted(tmp_path: Path, echo_backend: int) -
     pem.write_bytes(key.read_bytes() + cert.read_bytes())
     jail = tmp_path / "jail"
     (jail / "dev").mkdir(parents=True)  # empty: what Debian's package leaves
-    for p in [jail, *jail.parents]:
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
+    open_up(jail)
     port = free_port()
     conf = tmp_path / "stunnel.conf"
     conf.write_text(

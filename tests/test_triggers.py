@@ -27,6 +27,7 @@ from chrootcheck.probe.model import ScenarioResult
 from chrootcheck.probe.protocol import Failed, TriggerRun
 from chrootcheck.probe.trigger_table import from_outcome
 from tests import openssl_builds as builds
+from tests.conftest import open_up
 from tests.probe_helpers import verdicts
 
 CLOSED = "old-kernel, devices closed"
@@ -67,10 +68,7 @@ def _library(name: str) -> str:
 def empty_jail(tmp_path: Path) -> Path:
     jail = tmp_path / "jail"
     (jail / "dev").mkdir(parents=True)
-    for p in [jail, *jail.parents]:  # the children run as nobody
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
+    open_up(jail)  # the children run as nobody
     return jail
 
 
@@ -218,10 +216,7 @@ def test_daemon_profiles_join_the_measured_triggers(tmp_path: Path) -> None:
     (root / "etc/stunnel").mkdir(parents=True)
     (root / "etc/stunnel/web.conf").write_text(DEBIAN_STUNNEL.replace("setuid = stunnel4\n", ""))
     (root / "var/lib/stunnel4/dev").mkdir(parents=True)
-    for p in [root / "var/lib/stunnel4", *(root / "var/lib/stunnel4").parents]:
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
+    open_up(root / "var/lib/stunnel4")
 
     def prediction(*args: str) -> str:
         res = run_cli("scan", *args, "--format", "json", "--scenario", CLOSED, "--scenario",
@@ -262,10 +257,7 @@ def _jails(tmp_path: Path, names: list[str]) -> list[Path]:
         jail = tmp_path / name
         (jail / "dev").mkdir(parents=True)
         jails.append(jail)
-    for p in [tmp_path, *tmp_path.parents]:  # the children run as nobody
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o055)
+    open_up(tmp_path)  # the children run as nobody
     return jails
 
 

@@ -25,6 +25,7 @@ from chrootcheck.openssl.trust import check_library, jail_roots
 from chrootcheck.probe import ProbeOptions, Verdict, run_probe
 from chrootcheck.report.errors import ToolError
 from tests.conftest import Result, good_jail, run_cli
+from tests.debian import tool
 from tests.openssl_builds import Build
 from tests.probe_helpers import verdicts
 
@@ -57,7 +58,8 @@ def marker() -> Iterator[Path]:
 def compile_so(out: Path, marker: Path, source: str = PLANTED_C, *flags: str) -> Path:
     src = out.with_suffix(".c")
     src.write_text(source)
-    cmd = ["cc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(out), str(src), *flags]
+    cc = tool("cc", "gcc")
+    cmd = [cc, "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(out), str(src), *flags]
     subprocess.run(cmd, check=True, capture_output=True)
     src.unlink()
     os.chmod(out, 0o755)
