@@ -317,9 +317,14 @@ def _with_triggers(
     # 1.0.2/1.1.0 never fail by themselves: measured where an application's RAND_poll would
     # read nothing, so that the table says which triggers hold.
     failing = {r.name for r in results if r.verdict is Verdict.FAIL or (legacy and legacy_blind(r))}
+    if not failing:
+        return results
     memo = {} if memo is None else memo
-    keys: dict[str, str | None] = {
-        r.name: _trigger_key(plan, o, r) for o, r in zip(outcomes, results, strict=True)
+    views = {o.spec.scenario.name: _view(o) for o in outcomes}
+    keys = {
+        r.name: _trigger_key(plan, o, r, views[r.name])
+        for o, r in zip(outcomes, results, strict=True)
+        if r.name in failing
     }
     measured: dict[str, list[TriggerResult]] = {}
     for name in failing:
@@ -359,10 +364,9 @@ def _with_triggers(
             key = keys[name]
             # Shared only when every trigger child saw the same seed sources as the scenario's
             # (nothing swapped in the jail meanwhile) and none crashed or hung (this jail's own).
-            views = {_view(o) for o in ran if o.spec.scenario.name == name}
-            if key is not None and views == {_view(_by_name(outcomes, name))}:
-                if all(t.breaks is not None for t in got):
-                    memo[key] = (plan.jail, tuple(got))
+            saw = {_view(o) for o in ran if o.spec.scenario.name == name}
+            if key is not None and saw == {views[name]} and all(t.breaks is not None for t in got):
+                memo[key] = (plan.jail, tuple(got))
         measured.update(own)
     return tuple(
         dataclasses.replace(r, triggers=(time_trigger(r, settings, legacy), *measured[r.name]))
@@ -377,15 +381,12 @@ def _view(outcome: ChildOutcome) -> tuple[str, ...] | None:
     return None if view is None else view.entries
 
 
-def _by_name(outcomes: list[ChildOutcome], name: str) -> ChildOutcome:
-    return next(o for o in outcomes if o.spec.scenario.name == name)
-
-
-def _trigger_key(plan: _Plan, outcome: ChildOutcome, result: ScenarioResult) -> str | None:
+def _trigger_key(
+    plan: _Plan, outcome: ChildOutcome, result: ScenarioResult, view: tuple[str, ...] | None
+) -> str | None:
     """What decides a scenario's triggers, as text: the library, the child's spec but its jail,
     how the scenario went (every step and error code, never a time) and the seed sources as
-    the jailed user saw them. None when the child did not say what it saw."""
-    view = _view(outcome)
+    the jailed user saw them (``view``). None when the child did not say what it saw."""
     if view is None:
         return None
     spec = dataclasses.replace(outcome.spec, jail="", root_fd=None)
