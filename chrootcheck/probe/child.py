@@ -214,7 +214,7 @@ def _seed_view() -> tuple[str, ...]:
                         f"/ {root.st_dev}:{root.st_ino}",
                     )
     except OSError as e:
-        listed = f"/dev: {errno.errorcode.get(e.errno or 0, e.errno)}"
+        listed = f"/dev: {_errno(e)}"
     else:
         listed = f"/dev: {len(names)} entries"
     names.sort()
@@ -226,20 +226,24 @@ def _path_view(path: str) -> str:
     try:
         link = os.lstat(path)
     except OSError as e:
-        return f"{path} {errno.errorcode.get(e.errno or 0, e.errno)}"
+        return f"{path} {_errno(e)}"
     parts = [path, f"lstat {_node(link)}"]
     try:
         st = os.stat(path) if stat.S_ISLNK(link.st_mode) else link
     except OSError as e:
-        parts.append(f"stat {errno.errorcode.get(e.errno or 0, e.errno)}")
+        parts.append(f"stat {_errno(e)}")
         return " ".join(parts)
     parts.append(f"stat {_node(st)} read={os.access(path, os.R_OK)}")
     if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
         try:
             parts.append(f"nodev={bool(os.statvfs(path).f_flag & os.ST_NODEV)}")
         except OSError as e:
-            parts.append(f"statvfs {errno.errorcode.get(e.errno or 0, e.errno)}")
+            parts.append(f"statvfs {_errno(e)}")
     return " ".join(parts)
+
+
+def _errno(e: OSError) -> str:
+    return errno.errorcode.get(e.errno or 0, str(e.errno))
 
 
 def _node(st: os.stat_result) -> str:
